@@ -1,0 +1,5 @@
+import sys
+
+from motionguide.cli import main
+
+sys.exit(main())

@@ -1,0 +1,76 @@
+"""The ``motionguide`` command line.
+
+Each sub-command lives in its own module under :mod:`motionguide.commands` and exposes
+``register(subparsers)``, which adds its parser and sets ``func``. ``main`` turns the expected errors
+(bad input, missing weights) into a one-line message and exit status 2, without a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Sub-command modules, in the order --help lists them. A module that fails to import (an optional
+# dependency missing) is reported when its command is used, not at start-up.
+COMMAND_MODULES = [
+    "motionguide.commands.flow_cmd",
+    "motionguide.commands.interpolate_cmd",
+    "motionguide.commands.retime_cmd",
+    "motionguide.commands.jobs_cmd",
+    "motionguide.commands.train_cmd",
+]
+
+
+class UserError(Exception):
+    """An error caused by the user's input; printed without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="motionguide",
+        description=(
+            "Motion-aware video tools: optical flow (RAFT, DIS, Farneback), flow-based frame interpolation "
+            "and retiming, and MoG-style motion guidance of video diffusion transformers "
+            "(reference-motion transfer, speed change, extension)."
+        ),
+        epilog="Run 'motionguide COMMAND --help' for the options of one command.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:  # command not built yet
+                continue
+            raise
+        mod.register(sub)
+    return parser
+
+
+def _version() -> str:
+    from motionguide import __version__
+
+    return __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        rc = args.func(args)
+    except (UserError, ValueError, FileNotFoundError, PermissionError, TypeError) as e:
+        # Expected failures: bad input, missing files or weights. One clear line, no traceback.
+        print(f"motionguide {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
