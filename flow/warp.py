@@ -95,8 +95,9 @@ def backward_warp(
     flow = flow.to(img.dtype) if img.is_floating_point() else flow
     coords = base_grid(h, w, img.device, flow.dtype) + flow
     # Normalise with (W - 1): pixel centres 0 and W-1 map to -1 and +1 (align_corners=True).
-    gx = coords[:, 0] * (2.0 / max(w - 1, 1)) - 1.0
-    gy = coords[:, 1] * (2.0 / max(h - 1, 1)) - 1.0
+    # (2x - (W-1)) / (W-1) rounds less than 2x/(W-1) - 1: integer shifts then sample exactly.
+    gx = (2.0 * coords[:, 0] - (w - 1)) / max(w - 1, 1)
+    gy = (2.0 * coords[:, 1] - (h - 1)) / max(h - 1, 1)
     grid = torch.stack((gx, gy), dim=-1)
     out = F.grid_sample(img, grid, mode=mode, padding_mode=padding_mode, align_corners=True)
     if not return_mask:

@@ -15,9 +15,9 @@ def test_one_pixel_shift_is_exact():
     img = torch.rand(2, 3, 16, 20)
     out = backward_warp(img, _const_flow(1.0, 0.0, b=2))
     # sampled one pixel to the right: exact up to float32 rounding of the normalised coordinates
-    torch.testing.assert_close(out[..., :-1], img[..., 1:], atol=1e-6, rtol=0)
+    torch.testing.assert_close(out[..., :-1], img[..., 1:], atol=1e-5, rtol=0)
     out = backward_warp(img, _const_flow(0.0, -1.0, b=2))
-    torch.testing.assert_close(out[..., 1:, :], img[..., :-1, :], atol=1e-6, rtol=0)
+    torch.testing.assert_close(out[..., 1:, :], img[..., :-1, :], atol=1e-5, rtol=0)
 
 
 def test_zero_flow_is_identity_and_mask():
