@@ -42,6 +42,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     p = check_output_path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=f".part{p.suffix}", dir=p.parent or ".")
     os.close(fd)
+    # mkstemp creates 0600 files; give the output the permissions a plain open() would (umask applied).
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
