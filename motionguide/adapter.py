@@ -1,0 +1,596 @@
+"""Apply, drive, save and remove MoG-style motion guidance on a diffusers video transformer.
+
+Plugin shape after ``diffusers.hooks`` (``apply_first_block_cache``): a validated config dataclass, an
+``apply_motion_guidance(transformer, config)`` that checks everything first and only then registers named
+hooks (peft ``inject_adapter`` order), and a ``remove_motion_guidance(transformer)`` that restores the model
+exactly (hooks gone, no ``_diffusers_hook`` or ``forward`` attribute left behind that we added, adapter
+submodule deleted). The pretrained class is never subclassed and its modules are never replaced.
+
+What is registered (hook names):
+
+* ``motionguide_root`` on the transformer: records each call's batch, latent grid and timestep in the
+  shared :class:`~motionguide.latent.GuidanceState` and checks them against the guidance;
+* ``motionguide_latent`` on the patch embedding (trained mode): adds the zero-initialised
+  :class:`~motionguide.latent.LatentAdapter` projection of ``[warped latents, mask]``;
+* ``motionguide_feature`` on each guided block: :class:`~motionguide.feature.FeatureGuidanceHook`.
+
+Applying twice raises (remove first): silently re-applying would either stack a second set of adapters or
+drop trained weights, both worse than an error.
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Iterator, Literal, Sequence
+
+import torch
+from diffusers.hooks import HookRegistry, ModelHook
+
+from flow._atomic import atomic_path
+
+from .feature import FEATURE_HOOK, FeatureGuidanceHook
+from .guidance import Guidance, check_strength
+from .latent import GuidanceState, LatentAdapter, LatentGuidance, latent_guidance
+from .registry import ArchSpec, VAECompression, embed_kind_for, get_spec
+
+__all__ = [
+    "MotionGuidanceConfig",
+    "MotionGuidanceAdapter",
+    "MotionGuidanceError",
+    "apply_motion_guidance",
+    "remove_motion_guidance",
+    "get_motion_guidance",
+    "set_guidance",
+    "guidance_context",
+    "save_motion_guidance",
+    "load_motion_guidance",
+    "trainable_parameters",
+    "add_lora",
+]
+
+ROOT_HOOK = "motionguide_root"
+LATENT_HOOK = "motionguide_latent"
+ADAPTER_ATTR = "motion_guidance"
+WEIGHTS_NAME = "motion_guidance.safetensors"
+CONFIG_NAME = "motion_guidance.json"
+FORMAT = "motionguide-adapter"
+FORMAT_VERSION = 1
+
+
+class MotionGuidanceError(ValueError):
+    """Motion guidance used in the wrong order or on the wrong model (applied twice, not applied, mismatch)."""
+
+
+@dataclass
+class MotionGuidanceConfig:
+    """How motion guidance is injected.
+
+    Args:
+        mode: ``trained`` (MoG: zero-initialised latent adapter and per-channel feature gates, to be
+            fine-tuned) or ``training_free`` (no new weights: feature gate = strength, and the latent level is
+            a re-noised pull during sampling, :class:`~motionguide.latent.LatentPull`, wired by the pipeline
+            helper).
+        latent: use latent-level guidance.
+        feature: use feature-level guidance.
+        blocks: indices of the blocks that get feature hooks (negative indices count from the end);
+            None = the first half (at least one), as MoG injects in the encoder half only.
+        strength: default strength in [0, 1] when the guidance of a call carries none.
+        timestep_range: ``(lo, hi)``: guidance acts when ``timestep / timestep_scale`` is in [lo, hi]
+            (1 = pure noise). Default always.
+        timestep_scale: the models' timestep range (1000 for all five supported classes).
+        pull_steps: ``(start, end)`` fractions of the sampling steps for the training-free latent pull.
+        vae: compression override (e.g. ``VAECompression(1, 1, False)`` for a model trained on pixels);
+            None = the registry default of the class (the pipeline helper reads the pipeline's own).
+    """
+
+    mode: Literal["trained", "training_free"] = "trained"
+    latent: bool = True
+    feature: bool = True
+    blocks: tuple[int, ...] | None = None
+    strength: float = 1.0
+    timestep_range: tuple[float, float] = (0.0, 1.0)
+    timestep_scale: float = 1000.0
+    pull_steps: tuple[float, float] = (0.0, 0.4)
+    vae: VAECompression | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("trained", "training_free"):
+            raise ValueError(f"mode: expected 'trained' or 'training_free', got {self.mode!r}")
+        for name in ("latent", "feature"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name}: expected True or False, got {getattr(self, name)!r}")
+        if not (self.latent or self.feature):
+            raise ValueError("latent and feature are both False: enable at least one guidance level")
+        if self.blocks is not None:
+            if isinstance(self.blocks, int) or not all(isinstance(i, int) and not isinstance(i, bool) for i in self.blocks):
+                raise TypeError(f"blocks: expected a sequence of block indices or None, got {self.blocks!r}")
+            self.blocks = tuple(self.blocks)
+            if not self.blocks:
+                raise ValueError("blocks: expected at least one index (or None for the first half)")
+        self.strength = check_strength(self.strength)
+        for name in ("timestep_range", "pull_steps"):
+            v = tuple(float(x) for x in getattr(self, name))
+            if len(v) != 2 or not 0.0 <= v[0] <= v[1] <= 1.0:
+                raise ValueError(f"{name}: expected (start, end) with 0 <= start <= end <= 1, got {getattr(self, name)!r}")
+            setattr(self, name, v)
+        if not (isinstance(self.timestep_scale, (int, float)) and math.isfinite(self.timestep_scale) and self.timestep_scale > 0):
+            raise ValueError(f"timestep_scale: expected a positive number, got {self.timestep_scale!r}")
+        if isinstance(self.vae, dict):
+            self.vae = VAECompression(**self.vae)
+        if self.vae is not None and not isinstance(self.vae, VAECompression):
+            raise TypeError(f"vae: expected a motionguide.registry.VAECompression or None, got {type(self.vae).__name__}")
+
+    def resolve_blocks(self, num_blocks: int) -> tuple[int, ...]:
+        """Sorted non-negative block indices for a model with ``num_blocks`` blocks (checked)."""
+        if self.blocks is None:
+            return tuple(range(max(1, num_blocks // 2)))
+        out = set()
+        for i in self.blocks:
+            j = i + num_blocks if i < 0 else i
+            if not 0 <= j < num_blocks:
+                raise ValueError(f"blocks: index {i} is out of range for a model with {num_blocks} blocks")
+            out.add(j)
+        return tuple(sorted(out))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["blocks"] = None if self.blocks is None else list(self.blocks)
+        d["timestep_range"], d["pull_steps"] = list(self.timestep_range), list(self.pull_steps)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MotionGuidanceConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"MotionGuidanceConfig: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+        d = dict(d)
+        if d.get("blocks") is not None:
+            d["blocks"] = tuple(d["blocks"])
+        return cls(**d)
+
+
+class MotionGuidanceAdapter(torch.nn.Module):
+    """The new weights of motion guidance and its bookkeeping, attached as ``transformer.motion_guidance``.
+
+    Attributes:
+        latent: :class:`~motionguide.latent.LatentAdapter` (trained mode with ``latent=True``) or None.
+        gates: ``ParameterDict`` block index -> ``(D,)`` gate, zero-initialised (trained mode with ``feature``).
+        state: the shared :class:`~motionguide.latent.GuidanceState` the hooks read.
+    """
+
+    def __init__(self, config: MotionGuidanceConfig, spec: ArchSpec, *, latent: LatentAdapter | None,
+                 blocks: tuple[int, ...], hidden_dim: int, latent_channels: int, patch: tuple[int, int, int],
+                 embed_kind: str, num_blocks: int, device, dtype) -> None:
+        super().__init__()
+        self.config, self.spec = config, spec
+        self.latent = latent
+        self.guided_blocks = blocks
+        self.hidden_dim, self.latent_channels, self.patch = hidden_dim, latent_channels, patch
+        self.embed_kind, self.num_blocks = embed_kind, num_blocks
+        self.gates = torch.nn.ParameterDict()
+        if config.mode == "trained" and config.feature:
+            for i in blocks:
+                self.gates[str(i)] = torch.nn.Parameter(torch.zeros(hidden_dim, device=device, dtype=dtype))
+        self.state = GuidanceState(config.strength)
+        self._records: list[_Record] = []
+
+    @property
+    def vae(self) -> VAECompression:
+        return self.config.vae or self.spec.vae
+
+    def describe(self) -> dict:
+        """What a saved adapter must match to load onto a model."""
+        return {
+            "architecture": self.spec.name,
+            "hidden_dim": self.hidden_dim,
+            "latent_channels": self.latent_channels,
+            "patch_size": list(self.patch),
+            "embed_kind": self.embed_kind,
+            "num_blocks": self.num_blocks,
+            "guided_blocks": list(self.guided_blocks),
+        }
+
+
+@dataclass
+class _Record:
+    """How to undo one hook registration exactly."""
+
+    module: torch.nn.Module
+    name: str
+    had_registry: bool
+    had_forward_attr: bool
+
+
+class _RootHook(ModelHook):
+    """Records batch, latent grid and timestep of each call; checks them against the guidance."""
+
+    def __init__(self, adapter: MotionGuidanceAdapter, signature: inspect.Signature) -> None:
+        super().__init__()
+        self.adapter, self.signature = adapter, signature
+
+    def pre_forward(self, module, *args, **kwargs):
+        st, spec, cfg = self.adapter.state, self.adapter.spec, self.adapter.config
+        try:
+            bound = self.signature.bind_partial(*args, **kwargs).arguments
+        except TypeError:
+            bound = dict(kwargs)
+        batch, grid, ntok = spec.input_grid(bound)
+        g = st.guidance
+        if g is not None:
+            if grid is None:  # packed tokens without explicit sizes: trust the guidance grid if the count fits
+                grid = g.grid
+                pt, ph, pw = self.adapter.patch
+                want = math.ceil(grid[0] / pt) * (grid[1] // ph) * (grid[2] // pw)
+                if ntok != want:
+                    raise ValueError(f"motion guidance: the model got {ntok} tokens but the guidance grid {grid} makes {want}")
+            if tuple(grid) != tuple(g.grid):
+                raise ValueError(
+                    f"motion guidance: the model input has latent grid (F, h, w) = {tuple(grid)} but the guidance has "
+                    f"{tuple(g.grid)}; build the guidance for the same num_frames, height and width as the call"
+                )
+            if batch % g.latents.shape[0]:
+                raise ValueError(f"motion guidance: model batch {batch} is not a multiple of the guidance batch {g.latents.shape[0]}")
+        st.batch, st.grid = batch, grid
+        st.token_grid = spec.token_grid(module, grid) if grid is not None else None
+        t = bound.get("timestep")
+        if isinstance(t, torch.Tensor) and t.numel():
+            st.timestep = float(t.detach().float().max())
+        elif isinstance(t, (int, float)):
+            st.timestep = float(t)
+        else:
+            st.timestep = None
+        lo, hi = cfg.timestep_range
+        st.active = st.timestep is None or lo <= st.timestep / cfg.timestep_scale <= hi
+        return args, kwargs
+
+
+class _LatentHook(ModelHook):
+    """Adds ``strength * LatentAdapter([warped latents, mask])`` to the patch embedding's output."""
+
+    def __init__(self, adapter: MotionGuidanceAdapter) -> None:
+        super().__init__()
+        self.adapter = adapter
+
+    def post_forward(self, module, output):
+        st = self.adapter.state
+        g = st.guidance
+        if g is None or not st.active or st.strength == 0:
+            return output
+        key = ("latent_input", st.batch, output.device)
+        x = st.cache.get(key)
+        if x is None:
+            x = torch.cat([g.latents, g.mask], dim=1).to(output.device)
+            x = st.batched("latent_input_raw", x, st.batch)
+            st.cache[key] = x
+        add = self.adapter.latent(x)
+        if add.shape != output.shape:
+            raise ValueError(
+                f"motion guidance: the latent adapter made {tuple(add.shape)} but the patch embedding made "
+                f"{tuple(output.shape)}; the guidance grid does not match the model input"
+            )
+        return output + st.strength * add.to(output.dtype)
+
+
+def _register(module: torch.nn.Module, hook: ModelHook, name: str) -> _Record:
+    rec = _Record(module, name, hasattr(module, "_diffusers_hook"), "forward" in module.__dict__)
+    HookRegistry.check_if_exists_or_initialize(module).register_hook(hook, name)
+    return rec
+
+
+def _unregister(rec: _Record) -> None:
+    reg = getattr(rec.module, "_diffusers_hook", None)
+    if reg is None:
+        return
+    reg.remove_hook(rec.name, recurse=False)
+    if not rec.had_registry and not reg.hooks:
+        del rec.module._diffusers_hook
+        # HookRegistry leaves the original bound method as an instance attribute; drop it so the class
+        # forward is looked up again, exactly as before apply
+        if not rec.had_forward_attr and "forward" in rec.module.__dict__:
+            del rec.module.__dict__["forward"]
+
+
+def _invalidate(module: torch.nn.Module) -> None:
+    reg = getattr(module, "_diffusers_hook", None)
+    if reg is not None and hasattr(reg, "invalidate_child_registries_cache"):
+        reg.invalidate_child_registries_cache()
+
+
+def get_motion_guidance(transformer: torch.nn.Module) -> MotionGuidanceAdapter:
+    """The applied :class:`MotionGuidanceAdapter` (raises when none is applied)."""
+    ad = getattr(transformer, ADAPTER_ATTR, None)
+    if not isinstance(ad, MotionGuidanceAdapter):
+        raise MotionGuidanceError(
+            f"no motion guidance is applied to this {type(transformer).__name__}; call "
+            "motionguide.apply_motion_guidance(transformer, config) first"
+        )
+    return ad
+
+
+def apply_motion_guidance(transformer: torch.nn.Module, config: MotionGuidanceConfig | None = None) -> MotionGuidanceAdapter:
+    """Attach motion guidance to ``transformer`` (validates everything before changing anything).
+
+    Returns the :class:`MotionGuidanceAdapter` (also ``transformer.motion_guidance``). Its parameters are on
+    the device and dtype of the patch embedding. Raises :class:`MotionGuidanceError` when guidance is already
+    applied, ``ValueError`` for an unsupported class (the message lists the supported ones) or a model that
+    does not match its registry entry.
+    """
+    config = MotionGuidanceConfig() if config is None else config
+    if not isinstance(config, MotionGuidanceConfig):
+        raise TypeError(f"config: expected a MotionGuidanceConfig, got {type(config).__name__}")
+    if not isinstance(transformer, torch.nn.Module):
+        raise TypeError(f"transformer: expected a diffusers transformer (torch.nn.Module), got {type(transformer).__name__}")
+    if getattr(transformer, ADAPTER_ATTR, None) is not None:
+        raise MotionGuidanceError(
+            "motion guidance is already applied to this transformer; call motionguide.remove_motion_guidance(transformer) "
+            "first (applying twice is an error, not a silent re-apply)"
+        )
+    # ---- 1. resolve and validate everything (nothing is changed until all checks pass) ----
+    spec = get_spec(transformer)
+    embed = spec.embed_module(transformer)
+    kind = embed_kind_for(spec, transformer)
+    want = {"conv3d": torch.nn.Conv3d, "conv2d_frames": torch.nn.Conv2d}.get(kind, torch.nn.Linear)
+    if not isinstance(embed, want):
+        raise ValueError(
+            f"{spec.name}: patch embedding '{spec.embed_path}' is a {type(embed).__name__}, the registry expects "
+            f"{want.__name__}; this diffusers version is not supported by the registry entry"
+        )
+    blocks = spec.block_list(transformer)
+    guided = config.resolve_blocks(len(blocks)) if config.feature else ()
+    hidden = spec.hidden_dim(transformer)
+    channels = spec.latent_channels(transformer)
+    patch = spec.patch_size(transformer)
+    targets = [(transformer, ROOT_HOOK)]
+    if config.latent and config.mode == "trained":
+        targets.append((embed, LATENT_HOOK))
+    targets += [(blocks[i], FEATURE_HOOK) for i in guided]
+    for mod, name in targets:
+        reg = getattr(mod, "_diffusers_hook", None)
+        if reg is not None and name in reg.hooks:
+            raise MotionGuidanceError(f"a hook named {name!r} is already registered on {type(mod).__name__}; remove it first")
+    signature = inspect.signature(transformer.forward)
+    if "hidden_states" not in signature.parameters:
+        raise ValueError(f"{spec.name}: forward has no hidden_states argument; the registry entry does not match")
+    # ---- 2. build the new weights (still nothing attached) ----
+    w = embed.weight
+    latent = LatentAdapter(embed, kind, channels, patch) if (config.latent and config.mode == "trained") else None
+    adapter = MotionGuidanceAdapter(config, spec, latent=latent, blocks=guided, hidden_dim=hidden,
+                                    latent_channels=channels, patch=patch, embed_kind=kind, num_blocks=len(blocks),
+                                    device=w.device, dtype=torch.float32 if not w.is_floating_point() else w.dtype)
+    # ---- 3. attach; roll back on any failure so the model is never left half-modified ----
+    try:
+        adapter._records.append(_register(transformer, _RootHook(adapter, signature), ROOT_HOOK))
+        if latent is not None:
+            adapter._records.append(_register(embed, _LatentHook(adapter), LATENT_HOOK))
+        for i in guided:
+            gate = adapter.gates[str(i)] if str(i) in adapter.gates else None
+            hook = FeatureGuidanceHook(adapter.state, gate, spec.block_layout, spec.block_output == "tuple0", patch[0])
+            adapter._records.append(_register(blocks[i], hook, FEATURE_HOOK))
+        transformer.add_module(ADAPTER_ATTR, adapter)
+    except BaseException:
+        for rec in reversed(adapter._records):
+            _unregister(rec)
+        if ADAPTER_ATTR in transformer._modules:
+            del transformer._modules[ADAPTER_ATTR]
+        raise
+    _invalidate(transformer)
+    return adapter
+
+
+def remove_motion_guidance(transformer: torch.nn.Module) -> None:
+    """Remove every hook and weight :func:`apply_motion_guidance` added; the model is then as before.
+
+    Raises :class:`MotionGuidanceError` when nothing is applied.
+    """
+    adapter = get_motion_guidance(transformer)
+    for rec in reversed(adapter._records):
+        _unregister(rec)
+    adapter._records.clear()
+    adapter.state.reset()
+    del transformer._modules[ADAPTER_ATTR]
+    _invalidate(transformer)
+
+
+def set_guidance(transformer: torch.nn.Module, guidance: LatentGuidance | Guidance | None, *,
+                 latents: torch.Tensor | None = None, strength: float | None = None) -> LatentGuidance | None:
+    """Set the guidance every following forward of ``transformer`` uses (until changed or cleared with None).
+
+    Args:
+        guidance: a :class:`~motionguide.latent.LatentGuidance` on the model's latent grid; or a pixel
+            :class:`~motionguide.guidance.Guidance` whose known frames are encoded (``latents`` here or
+            ``guidance.latents``), mapped with the adapter's VAE compression; or None to clear (the model
+            then runs as the base model).
+        strength: overrides the guidance's strength for these calls, in [0, 1].
+
+    Returns the LatentGuidance now in use. The same guidance serves the conditional and unconditional
+    halves of a CFG batch (the model batch may be any multiple of the guidance batch).
+    """
+    adapter = get_motion_guidance(transformer)
+    if guidance is None:
+        adapter.state.set(None)
+        return None
+    if isinstance(guidance, Guidance):
+        guidance = latent_guidance(guidance, latents, vae=adapter.vae)
+    elif not isinstance(guidance, LatentGuidance):
+        raise TypeError(f"guidance: expected a LatentGuidance, a Guidance or None, got {type(guidance).__name__}")
+    if strength is not None:
+        guidance = replace(guidance, strength=check_strength(strength))
+    if guidance.channels != adapter.latent_channels:
+        raise ValueError(
+            f"guidance latents have {guidance.channels} channels, the model's latents have {adapter.latent_channels}; "
+            "encode the known frames with the pipeline's VAE (motionguide.pipeline.encode_frames)"
+        )
+    if adapter.config.feature and not guidance.has_flows and adapter.config.mode == "training_free" and not adapter.config.latent:
+        raise ValueError("this adapter is feature-level only, which needs sources/flows/weights in the guidance")
+    device = next((p.device for p in transformer.parameters()), torch.device("cpu"))
+    guidance = guidance.to(device=device, dtype=torch.float32)
+    adapter.state.set(guidance)
+    return guidance
+
+
+@contextlib.contextmanager
+def guidance_context(transformer: torch.nn.Module, guidance: LatentGuidance | Guidance | None, **kwargs) -> Iterator[LatentGuidance | None]:
+    """``with guidance_context(model, g): model(...)`` sets the guidance and restores the previous one after."""
+    adapter = get_motion_guidance(transformer)
+    previous = adapter.state.guidance
+    try:
+        yield set_guidance(transformer, guidance, **kwargs)
+    finally:
+        adapter.state.set(previous)
+
+
+# ------------------------------------------------------------------------------------------------------
+# training helpers
+# ------------------------------------------------------------------------------------------------------
+def trainable_parameters(transformer: torch.nn.Module, *, blocks: Sequence[int] | Literal["guided"] = (),
+                         lora: bool = True, freeze: bool = True) -> list[torch.nn.Parameter]:
+    """Parameters for MoG-style selective fine-tuning: the adapter's, plus chosen pretrained blocks.
+
+    Args:
+        blocks: indices of pretrained blocks to train too, or ``"guided"`` for the blocks that carry feature
+            hooks (MoG fine-tunes the injected path).
+        lora: include LoRA parameters added with :func:`add_lora`.
+        freeze: set ``requires_grad`` False on everything else of the transformer and True on the result.
+    """
+    adapter = get_motion_guidance(transformer)
+    block_list = adapter.spec.block_list(transformer)
+    idx = adapter.guided_blocks if blocks == "guided" else MotionGuidanceConfig(blocks=tuple(blocks) or None).resolve_blocks(len(block_list)) if blocks else ()
+    chosen: dict[int, torch.nn.Parameter] = {}
+    for p in adapter.parameters():
+        chosen[id(p)] = p
+    for i in idx:
+        for p in block_list[i].parameters():
+            chosen[id(p)] = p
+    if lora:
+        for n, p in transformer.named_parameters():
+            if "lora_" in n:
+                chosen[id(p)] = p
+    if freeze:
+        for p in transformer.parameters():
+            p.requires_grad_(False)
+        for p in chosen.values():
+            p.requires_grad_(True)
+    return list(chosen.values())
+
+
+def add_lora(transformer: torch.nn.Module, *, rank: int = 8, alpha: float | None = None,
+             blocks: Sequence[int] | Literal["guided", "all"] = "guided",
+             targets: Sequence[str] = ("to_q", "to_k", "to_v", "to_out.0"),
+             adapter_name: str = "motionguide_lora") -> str:
+    """Add a peft LoRA to the attention projections of chosen blocks (needs ``peft``; apply guidance first).
+
+    Returns the adapter name. LoRA weights are saved and loaded with the motion-guidance adapter.
+    """
+    adapter = get_motion_guidance(transformer)
+    try:
+        from peft import LoraConfig
+    except ImportError as e:  # pragma: no cover - peft is optional
+        raise ImportError("add_lora needs peft: pip install 'motionguide[lora]'") from e
+    if not isinstance(rank, int) or rank < 1:
+        raise ValueError(f"rank: expected a positive int, got {rank!r}")
+    n = adapter.num_blocks
+    idx = range(n) if blocks == "all" else adapter.guided_blocks if blocks == "guided" else MotionGuidanceConfig(blocks=tuple(blocks)).resolve_blocks(n)
+    prefix = adapter.spec.blocks_path.replace(".", r"\.")
+    alt = "|".join(str(i) for i in idx)
+    tgt = "|".join(t.replace(".", r"\.") for t in targets)
+    pattern = rf"^{prefix}\.({alt})\.[^.]+\.({tgt})$"
+    if not any(__import__("re").match(pattern, name) for name, _ in transformer.named_modules()):
+        raise ValueError(f"add_lora: no module matches {pattern!r}; choose targets among the blocks' Linear layers")
+    cfg = LoraConfig(r=rank, lora_alpha=alpha if alpha is not None else rank, target_modules=pattern, init_lora_weights=True)
+    transformer.add_adapter(cfg, adapter_name=adapter_name)
+    adapter._lora = {"name": adapter_name, "rank": rank, "alpha": alpha if alpha is not None else rank,
+                     "blocks": list(idx), "targets": list(targets)}
+    return adapter_name
+
+
+# ------------------------------------------------------------------------------------------------------
+# save / load
+# ------------------------------------------------------------------------------------------------------
+def save_motion_guidance(transformer: torch.nn.Module, folder: str | Path) -> Path:
+    """Write the adapter weights (``motion_guidance.safetensors``) and config (``motion_guidance.json``).
+
+    Both files are written atomically into ``folder`` (created if missing). Returns the folder.
+    """
+    from safetensors.torch import save_file
+
+    adapter = get_motion_guidance(transformer)
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"folder: {folder} exists and is not a folder; pick a folder path")
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in adapter.state_dict().items()}
+    lora = getattr(adapter, "_lora", None)
+    if lora:
+        from peft import get_peft_model_state_dict
+
+        for k, v in get_peft_model_state_dict(transformer, adapter_name=lora["name"]).items():
+            tensors["lora::" + k] = v.detach().contiguous().cpu()
+    meta = {"format": FORMAT, "version": FORMAT_VERSION, **adapter.describe(), "config": adapter.config.to_dict(),
+            "lora": lora}
+    with atomic_path(folder / WEIGHTS_NAME) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": FORMAT})
+    with atomic_path(folder / CONFIG_NAME) as tmp:
+        Path(tmp).write_text(json.dumps(meta, indent=2))
+    return folder
+
+
+def load_motion_guidance(transformer: torch.nn.Module, folder: str | Path) -> MotionGuidanceAdapter:
+    """Apply motion guidance from a folder written by :func:`save_motion_guidance` onto ``transformer``.
+
+    Checks the architecture and sizes (hidden width, latent channels, patch, number of blocks) before
+    touching the model; a mismatch raises :class:`MotionGuidanceError` naming both sides.
+    """
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    cfg_path, w_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+    for p in (cfg_path, w_path):
+        if not p.is_file():
+            raise FileNotFoundError(f"{p} not found; expected a folder written by motionguide.save_motion_guidance")
+    meta = json.loads(cfg_path.read_text())
+    if meta.get("format") != FORMAT:
+        raise MotionGuidanceError(f"{cfg_path} is not a motionguide adapter (format {meta.get('format')!r})")
+    if int(meta.get("version", 0)) > FORMAT_VERSION:
+        raise MotionGuidanceError(f"{cfg_path} has format version {meta['version']}; this motionguide reads <= {FORMAT_VERSION}")
+    spec = get_spec(transformer)
+    if meta["architecture"] != spec.name:
+        raise MotionGuidanceError(
+            f"adapter in {folder} was saved for {meta['architecture']}, this model is {spec.name}; load it onto a "
+            f"{meta['architecture']} of the same size"
+        )
+    here = {
+        "hidden_dim": spec.hidden_dim(transformer),
+        "latent_channels": spec.latent_channels(transformer),
+        "patch_size": list(spec.patch_size(transformer)),
+        "embed_kind": embed_kind_for(spec, transformer),
+        "num_blocks": len(spec.block_list(transformer)),
+    }
+    diff = {k: (meta.get(k), v) for k, v in here.items() if meta.get(k) != v}
+    if diff:
+        txt = ", ".join(f"{k}: saved {a} vs model {b}" for k, (a, b) in diff.items())
+        raise MotionGuidanceError(f"adapter in {folder} was saved for another size of {spec.name} ({txt})")
+    config = MotionGuidanceConfig.from_dict(meta["config"])
+    tensors = load_file(str(w_path))
+    adapter = apply_motion_guidance(transformer, config)
+    try:
+        own = {k: v for k, v in tensors.items() if not k.startswith("lora::")}
+        missing, unexpected = adapter.load_state_dict(own, strict=False)
+        if missing or unexpected:
+            raise MotionGuidanceError(f"adapter weights in {w_path} do not match: missing {missing}, unexpected {unexpected}")
+        lora = meta.get("lora")
+        if lora:
+            from peft import set_peft_model_state_dict
+
+            add_lora(transformer, rank=lora["rank"], alpha=lora["alpha"], blocks=lora["blocks"],
+                     targets=lora["targets"], adapter_name=lora["name"])
+            set_peft_model_state_dict(transformer, {k[6:]: v for k, v in tensors.items() if k.startswith("lora::")},
+                                      adapter_name=lora["name"])
+    except BaseException:
+        remove_motion_guidance(transformer)
+        raise
+    return adapter

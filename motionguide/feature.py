@@ -1,0 +1,142 @@
+"""Feature-level guidance (MoG): warp source-frame tokens to the target frames inside the first blocks.
+
+After each hooked block, its video tokens are viewed as ``(B, F', R, C, D)`` (frames, rows, cols of
+patches), the tokens of each target frame's source frame(s) are backward-warped with the guidance flow at
+token resolution, and blended in by a gate:
+
+    ``h_target <- h_target + g * sum_k w_k * (warp(h_source_k, F_k) - h_target)``
+
+``g = strength * gate`` with a learnable per-channel ``gate`` initialised to zero (trained mode: an
+untrained adapter is an exact no-op) or ``g = strength`` (training-free mode). MoG injects in the encoder
+half only so the later layers can correct flow errors; for transformers the default is the first half of
+the blocks. Hooks are named ``diffusers.hooks`` hooks (no subclassing, exact removal); the guidance reaches
+them through the shared :class:`~motionguide.latent.GuidanceState`, not ``attention_kwargs`` (Wan, LTX and
+HunyuanVideo do not pass those to their blocks).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from diffusers.hooks import ModelHook
+
+from flow.warp import backward_warp, resize_flow
+
+from .latent import GuidanceState, LatentGuidance
+
+__all__ = ["FEATURE_HOOK", "TokenPairs", "token_pairs", "FeatureGuidanceHook", "blend_tokens"]
+
+FEATURE_HOOK = "motionguide_feature"
+
+
+@dataclass
+class TokenPairs:
+    """Target/source token-frame pairs with their token-resolution flows (P pairs).
+
+    ``tgt, src: (P,)`` long token-frame indices; ``flow: (B*P, 2, R, C)`` float32 token cells;
+    ``weight: (B, P, R, C, 1)`` float32.
+    """
+
+    tgt: torch.Tensor
+    src: torch.Tensor
+    flow: torch.Tensor
+    weight: torch.Tensor
+
+
+def token_pairs(guidance: LatentGuidance, token_grid: tuple[int, int, int], pt: int, batch: int,
+                device: torch.device) -> TokenPairs | None:
+    """Active (target, source) token-frame pairs of ``guidance`` on a ``(F', R, C)`` token grid.
+
+    A token frame covers ``pt`` latent frames; it takes the guidance of the last of them. Pairs whose source
+    is the target itself (known frames) or is not in the clip (-1) are dropped. Flows are resized to the
+    token grid with magnitudes rescaled; weights are area-averaged. Returns None when no pair is active.
+    """
+    fp, r, c = token_grid
+    f = guidance.grid[0]
+    gb = guidance.flows.shape[0]
+    if batch % gb:
+        raise ValueError(f"guidance batch {gb} does not divide the model batch {batch}")
+    tgt, src, flows, weights = [], [], [], []
+    sources = guidance.sources.cpu()
+    for ft in range(fp):
+        lf = min(ft * pt + pt - 1, f - 1)
+        for k in range(sources.shape[1]):
+            s = int(sources[lf, k])
+            if s < 0 or s // pt == ft:
+                continue
+            tgt.append(ft)
+            src.append(s // pt)
+            flows.append(resize_flow(guidance.flows[:, lf, k].float(), (r, c)))
+            wt = guidance.weights[:, lf, k].float()
+            weights.append(F.interpolate(wt, size=(r, c), mode="area") if wt.shape[-2:] != (r, c) else wt)
+    if not tgt:
+        return None
+    reps = batch // gb
+    flow = torch.stack(flows, 1).repeat(reps, 1, 1, 1, 1).to(device)           # (B, P, 2, R, C)
+    weight = torch.stack(weights, 1).repeat(reps, 1, 1, 1, 1).to(device)       # (B, P, 1, R, C)
+    return TokenPairs(
+        tgt=torch.tensor(tgt, dtype=torch.long, device=device),
+        src=torch.tensor(src, dtype=torch.long, device=device),
+        flow=flow.flatten(0, 1),
+        weight=weight.permute(0, 1, 3, 4, 2),
+    )
+
+
+def blend_tokens(h5: torch.Tensor, pairs: TokenPairs, gate: torch.Tensor | float) -> torch.Tensor:
+    """``h5: (B, F', R, C, D)`` -> tokens with warped source tokens blended into the targets.
+
+    Warping runs in float32 (bf16 sampling coordinates would be off by up to half a token).
+    """
+    b, _, r, c, d = h5.shape
+    p = pairs.tgt.numel()
+    src = h5[:, pairs.src].float()                                               # (B, P, R, C, D)
+    src_cf = src.permute(0, 1, 4, 2, 3).reshape(b * p, d, r, c)                   # channels first for the warp
+    warped = backward_warp(src_cf, pairs.flow).view(b, p, d, r, c).permute(0, 1, 3, 4, 2)
+    delta = pairs.weight * (warped - h5[:, pairs.tgt].float()) * gate           # (B, P, R, C, D)
+    # several sources of one target add up (their weights sum to <= 1): index_add over the frame axis
+    return h5.index_add(1, pairs.tgt, delta.to(h5.dtype))
+
+
+class FeatureGuidanceHook(ModelHook):
+    """Post-forward hook on one transformer block: blends warped source tokens into the block output.
+
+    Args:
+        state: the transformer's shared :class:`GuidanceState`.
+        gate: ``(D,)`` learnable parameter (trained mode) or None (training-free: the gate is ``strength``).
+        block_layout: ``b(fhw)d`` or ``(bf)(hw)d`` (see :class:`~motionguide.registry.ArchSpec`).
+        tuple_output: the block returns a tuple whose item 0 holds the video tokens.
+        pt: temporal patch size.
+    """
+
+    _is_stateful = False
+
+    def __init__(self, state: GuidanceState, gate: torch.nn.Parameter | None, block_layout: str,
+                 tuple_output: bool, pt: int) -> None:
+        super().__init__()
+        self.state, self.gate, self.block_layout, self.tuple_output, self.pt = state, gate, block_layout, tuple_output, pt
+
+    def post_forward(self, module: torch.nn.Module, output):
+        st = self.state
+        g = st.guidance
+        if g is None or not g.has_flows or not st.active or st.strength == 0:
+            return output
+        hs = output[0] if self.tuple_output else output
+        fp, r, c = st.token_grid
+        if self.block_layout == "b(fhw)d":
+            if hs.ndim != 3 or hs.shape[1] != fp * r * c:
+                raise ValueError(f"feature guidance: block output {tuple(hs.shape)} does not hold {fp}x{r}x{c} video tokens")
+            b = hs.shape[0]
+        else:
+            if hs.ndim != 3 or hs.shape[0] % fp or hs.shape[1] != r * c:
+                raise ValueError(f"feature guidance: block output {tuple(hs.shape)} is not (B*{fp}, {r * c}, D)")
+            b = hs.shape[0] // fp
+        key = ("tokens", b, st.token_grid, hs.device)
+        if key not in st.cache:
+            st.cache[key] = token_pairs(g, st.token_grid, self.pt, b, hs.device)
+        pairs = st.cache[key]
+        if pairs is None:
+            return output
+        gate = st.strength if self.gate is None else st.strength * self.gate.float()
+        new = blend_tokens(hs.reshape(b, fp, r, c, hs.shape[-1]), pairs, gate).reshape(hs.shape)
+        return (new, *output[1:]) if self.tuple_output else new
