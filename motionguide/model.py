@@ -1,0 +1,400 @@
+"""The embedded base model: a small image-to-video diffusion transformer the project trains and ships.
+
+Why this shape (issue 5; choices measured on this 2-core CPU):
+
+* **Class**: a real ``diffusers.WanTransformer3DModel`` with a tiny config, so the guidance plugin's
+  Wan path (patch embedding, blocks, hooks) is exercised exactly as on a pretrained Wan.
+* **Latent space = pixels** in [-1, 1] at 32x32, 8 frames. A learned autoencoder would cost training time we
+  do not have on a CPU, and pixels make "warped source latents" exactly "warped source frames".
+* **Image-to-video conditioning as Wan I2V does it**: the model input is the noisy clip (3 channels)
+  concatenated on channels with a per-frame *known* mask (1) and the known frames (3, zeros where unknown).
+  Training draws which frames are known (always the first; sometimes the last, or the first 2-4 frames),
+  so one model does generation from a first frame, in-betweening and continuation.
+* **Flow matching like Wan**: ``x_t = (1 - t) x_0 + t * noise``, velocity ``noise - x_0``, timesteps drawn
+  logit-normal and shifted, an Euler sampler from t = 1 to 0 on a shifted schedule.
+* **x0 predicted as a correction on top of a reference clip** (a lever named in issue 5): the transformer's
+  output is ``x_0 - ref``, where ``ref`` is the nearest known frame (static) for the base model. Motion
+  guidance (``motionguide.jobs``) moves ``ref`` toward the guidance warp through a gate initialised to zero,
+  so copying the warp costs the model nothing and its capacity goes to corrections and disocclusions.
+  The loss is the usual velocity loss, ``v = (x_t - x0_hat) / t`` with ``t`` clamped away from 0.
+
+Shapes (kornia style): clips are ``(B, 3, T, H, W)`` float in [0, 1] at the API; ``known``: ``(B, T)`` bool.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+__all__ = [
+    "EmbeddedConfig",
+    "EmbeddedVideoModel",
+    "build_transformer",
+    "DEFAULT_ASSETS",
+    "load_embedded",
+    "save_embedded",
+    "CheckpointError",
+    "count_parameters",
+]
+
+DEFAULT_ASSETS = Path(__file__).resolve().parents[1] / "assets" / "embedded"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder is missing, incomplete or corrupt (message says where and how to fix)."""
+
+
+@dataclass
+class EmbeddedConfig:
+    """Size of the embedded model and its sampler defaults (validated; ``to_dict``/``from_dict``)."""
+
+    height: int = 32
+    width: int = 32
+    num_frames: int = 8
+    patch_size: tuple[int, int, int] = (1, 4, 4)
+    num_layers: int = 6
+    num_heads: int = 4
+    head_dim: int = 32
+    ffn_dim: int = 512
+    text_dim: int = 16
+    freq_dim: int = 64
+    shift: float = 2.0  # timestep shift of the sampler and of training (Wan uses 3-5 at 480p; less at 32 px)
+    steps: int = 20  # default sampling steps
+    t_min: float = 0.05  # clamp of t in the velocity loss (x0 parameterisation divides by t)
+
+    def __post_init__(self):
+        self.patch_size = tuple(int(p) for p in self.patch_size)
+        if len(self.patch_size) != 3:
+            raise ValueError(f"patch_size must be 3 integers (t, h, w), got {self.patch_size}")
+        pt, ph, pw = self.patch_size
+        if self.height % ph or self.width % pw or self.num_frames % pt:
+            raise ValueError(
+                f"height x width x frames {self.height}x{self.width}x{self.num_frames} must be divisible by "
+                f"patch_size {self.patch_size}"
+            )
+        if self.head_dim % 2 or self.head_dim < 12:
+            raise ValueError(f"head_dim must be even and >= 12 (Wan splits it for 3-axis RoPE), got {self.head_dim}")
+        if self.num_layers < 1 or self.num_heads < 1 or self.steps < 1 or self.shift <= 0:
+            raise ValueError(f"num_layers, num_heads, steps must be >= 1 and shift > 0, got {self}")
+
+    @property
+    def in_channels(self) -> int:
+        return 3 + 1 + 3  # noisy clip, known mask, known frames
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["patch_size"] = list(self.patch_size)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EmbeddedConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown EmbeddedConfig keys {sorted(unknown)}; known: {sorted(names)}")
+        return cls(**d)
+
+
+def build_transformer(cfg: EmbeddedConfig) -> "torch.nn.Module":
+    """A ``WanTransformer3DModel`` sized by ``cfg`` (random init)."""
+    from diffusers import WanTransformer3DModel
+
+    return WanTransformer3DModel(
+        patch_size=cfg.patch_size,
+        num_attention_heads=cfg.num_heads,
+        attention_head_dim=cfg.head_dim,
+        in_channels=cfg.in_channels,
+        out_channels=3,
+        text_dim=cfg.text_dim,
+        freq_dim=cfg.freq_dim,
+        ffn_dim=cfg.ffn_dim,
+        num_layers=cfg.num_layers,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=256,
+    )
+
+
+def _check_clip(x: torch.Tensor, name: str, cfg: EmbeddedConfig | None = None) -> None:
+    if not isinstance(x, torch.Tensor) or x.ndim != 5 or x.shape[1] != 3:
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{name} must be (B, 3, T, H, W) float in [0, 1], got {got}")
+    if cfg is not None and tuple(x.shape[2:]) != (cfg.num_frames, cfg.height, cfg.width):
+        raise ValueError(
+            f"{name} must have T, H, W = {cfg.num_frames}, {cfg.height}, {cfg.width} for this model, got "
+            f"{tuple(x.shape[2:])}; resize the frames or run the jobs, which window and resize for you"
+        )
+
+
+class EmbeddedVideoModel(nn.Module):
+    """Wan transformer + conditioning + flow-matching loss and sampler.
+
+    Attributes:
+        transformer: the ``WanTransformer3DModel`` (the guidance plugin hooks into this one).
+        config: :class:`EmbeddedConfig`.
+    """
+
+    def __init__(self, config: EmbeddedConfig | None = None, transformer: nn.Module | None = None):
+        super().__init__()
+        self.config = config or EmbeddedConfig()
+        self.transformer = transformer if transformer is not None else build_transformer(self.config)
+        # The "text" of the text-conditioned Wan blocks: a single zero token. Cross-attention to it adds a
+        # learned constant; kept so the class stays the stock Wan (no text encoder is shipped).
+        self.register_buffer("_text", torch.zeros(1, 1, self.config.text_dim), persistent=False)
+
+    # ------------------------------------------------------------------------------------------------
+    @staticmethod
+    def reference(known_frames: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+        """The static reference clip: every frame is the nearest known frame (earlier one on ties).
+
+        known_frames: ``(B, 3, T, H, W)`` in [-1, 1] or [0, 1]; known: ``(B, T)`` bool with at least one True.
+        """
+        b, _, t = known_frames.shape[:3]
+        if not bool(known.any(dim=1).all()):
+            raise ValueError("every clip needs at least one known frame (the first frame, at least)")
+        idx = torch.arange(t, device=known.device).float()
+        # distance from each frame to each known frame; unknown ones pushed far away
+        dist = (idx[None, :, None] - idx[None, None, :]).abs().expand(b, t, t).clone()
+        dist = dist + (~known[:, None, :]).float() * 1e6 + idx[None, None, :] * 1e-3
+        nearest = dist.argmin(dim=2)  # (B, T)
+        gather = nearest[:, None, :, None, None].expand(-1, 3, -1, *known_frames.shape[3:])
+        return torch.gather(known_frames, 2, gather)
+
+    def _inputs(self, x_t, known_frames, known):
+        m = known[:, None, :, None, None].to(x_t.dtype).expand(-1, 1, -1, *x_t.shape[3:])
+        return torch.cat([x_t, m, known_frames * m], dim=1)
+
+    def denoise(
+        self, x_t: torch.Tensor, t: torch.Tensor, known_frames: torch.Tensor, known: torch.Tensor,
+        ref: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Predict ``x_0`` ``(B, 3, T, H, W)`` in [-1, 1] space.
+
+        x_t: noisy clip ``(B, 3, T, H, W)``; t: ``(B,)`` in [0, 1]; known_frames: ``(B, 3, T, H, W)`` in
+        [-1, 1]; known: ``(B, T)`` bool; ref: the reference clip the output corrects (default: static).
+        """
+        if ref is None:
+            ref = self.reference(known_frames, known)
+        inp = self._inputs(x_t, known_frames, known)
+        out = self.transformer(
+            hidden_states=inp, timestep=t * 1000.0, encoder_hidden_states=self._text.expand(x_t.shape[0], -1, -1),
+            return_dict=False,
+        )[0]
+        return ref + out
+
+    # ------------------------------------------------------------------------------------------------
+    def sample_t(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Training timesteps ``(n,)``: logit-normal (SD3), then the same shift as the sampler."""
+        u = torch.sigmoid(torch.randn(n, generator=generator))
+        return self.shift_t(u)
+
+    def shift_t(self, t: torch.Tensor) -> torch.Tensor:
+        s = self.config.shift
+        return s * t / (1 + (s - 1) * t)
+
+    @staticmethod
+    def draw_known(b: int, t: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Which frames are given in training ``(B, T)`` bool: first always; 25% also the last;
+        20% the first 2-4 (continuation)."""
+        known = torch.zeros(b, t, dtype=torch.bool)
+        known[:, 0] = True
+        r = torch.rand(b, generator=generator)
+        k = torch.randint(2, max(3, min(5, t)), (b,), generator=generator)
+        for i in range(b):
+            if r[i] < 0.25 and t > 1:
+                known[i, -1] = True
+            elif r[i] < 0.45 and t > 2:
+                known[i, : int(k[i])] = True
+        return known
+
+    def loss(
+        self, clip: torch.Tensor, known: torch.Tensor, *, generator: torch.Generator | None = None,
+        ref: torch.Tensor | None = None, extra_inputs: Callable | None = None,
+    ) -> torch.Tensor:
+        """Flow-matching velocity loss on a clip ``(B, 3, T, H, W)`` in [0, 1]; known ``(B, T)`` bool.
+
+        ref: optional reference clip in [-1, 1] (guided training passes the gated warp).
+        """
+        _check_clip(clip, "clip", self.config)
+        x0 = clip * 2 - 1
+        b = x0.shape[0]
+        t = self.sample_t(b, generator).to(x0)
+        noise = torch.randn(x0.shape, generator=generator).to(x0)
+        tt = t[:, None, None, None, None]
+        x_t = (1 - tt) * x0 + tt * noise
+        known_frames = x0 * known[:, None, :, None, None]
+        x0_hat = self.denoise(x_t, t, known_frames, known, ref=ref)
+        tc = tt.clamp(min=self.config.t_min)
+        v_hat = (x_t - x0_hat) / tc
+        v = (x_t - x0) / tc
+        return ((v_hat - v) ** 2).mean()
+
+    # ------------------------------------------------------------------------------------------------
+    def timesteps(self, steps: int) -> torch.Tensor:
+        """Sampler times ``(steps + 1,)`` from 1 to 0 on the shifted schedule."""
+        return self.shift_t(torch.linspace(1.0, 0.0, steps + 1))
+
+    @torch.no_grad()
+    def generate(
+        self,
+        known_frames: torch.Tensor,
+        known: torch.Tensor,
+        *,
+        steps: int | None = None,
+        seed: int = 0,
+        ref: torch.Tensor | None = None,
+        ref_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        callback: Callable[[int, float, torch.Tensor], torch.Tensor | None] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> torch.Tensor:
+        """Sample a clip ``(B, 3, T, H, W)`` in [0, 1] with known frames kept exactly.
+
+        known_frames: ``(B, 3, T, H, W)`` in [0, 1] (values at unknown frames are ignored);
+        known: ``(B, T)`` bool; steps: Euler steps (default ``config.steps``); seed: the noise seed.
+        ref / ref_fn: the reference clip in [-1, 1] (or a function of the static reference giving it).
+        callback(i, t_next, x) may return a replacement for the latents after step ``i`` (training-free
+        guidance does this, like diffusers' ``callback_on_step_end``). progress(i) is called after each step.
+        """
+        _check_clip(known_frames, "known_frames", self.config)
+        if known.shape != known_frames.shape[:1] + known_frames.shape[2:3]:
+            raise ValueError(f"known must be (B, T) = {tuple(known_frames.shape[:1] + known_frames.shape[2:3])}, got {tuple(known.shape)}")
+        steps = int(steps or self.config.steps)
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        p = next(self.transformer.parameters())
+        kf = (known_frames.to(p) * 2 - 1) * known[:, None, :, None, None].to(p)
+        known = known.to(p.device)
+        if ref is None:
+            ref = self.reference(kf, known)
+            if ref_fn is not None:
+                ref = ref_fn(ref)
+        g = torch.Generator().manual_seed(int(seed))
+        x = torch.randn(kf.shape, generator=g).to(p)
+        ts = self.timesteps(steps).to(p)
+        for i in range(steps):
+            t, t_next = ts[i], ts[i + 1]
+            x0_hat = self.denoise(x, t.expand(x.shape[0]), kf, known, ref=ref)
+            if float(t_next) <= 0:
+                x = x0_hat
+            else:
+                v = (x - x0_hat) / t
+                x = x + (t_next - t) * v
+            if callback is not None:
+                y = callback(i, float(t_next), x)
+                if y is not None:
+                    x = y
+            if progress is not None:
+                progress(i)
+        x = torch.where(known[:, None, :, None, None], kf, x)
+        return ((x + 1) / 2).clamp(0, 1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Weights are data: where the shipped checkpoint lives, how it is checked, and the error when it is not.
+
+_WEIGHTS = "diffusion_pytorch_model.safetensors"
+_MANIFEST = "manifest.json"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_embedded(model: EmbeddedVideoModel, folder: str | os.PathLike, *, metrics: dict | None = None) -> Path:
+    """Save the transformer (diffusers ``save_pretrained``: config.json + safetensors), the model config and
+    a manifest with checksums, input range and metrics. Written to a temporary folder, then renamed."""
+    import shutil
+    import tempfile
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        model.transformer.save_pretrained(tmp, safe_serialization=True)
+        (tmp / "embedded_config.json").write_text(json.dumps(model.config.to_dict(), indent=2))
+        manifest = {
+            "class": type(model.transformer).__name__,
+            "input_range": "frames float [0, 1] at the API; [-1, 1] inside",
+            "files": {n: _sha256(tmp / n) for n in (_WEIGHTS, "config.json", "embedded_config.json")},
+            "metrics": metrics or {},
+        }
+        (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=2))
+        if folder.exists():
+            old = folder.with_name(folder.name + ".old")
+            shutil.rmtree(old, ignore_errors=True)
+            folder.rename(old)
+            tmp.rename(folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def load_embedded(folder: str | os.PathLike | None = None, *, verify: bool = True) -> EmbeddedVideoModel:
+    """Load the embedded model (default: the shipped ``assets/embedded/base``), checking its checksums.
+
+    Raises :class:`CheckpointError` (a ``ValueError``) naming the folder and the fix when files are missing
+    or do not match the manifest.
+    """
+    folder = Path(folder) if folder is not None else DEFAULT_ASSETS / "base"
+    fix = (
+        "reinstall motionguide from a full checkout (git lfs is not used; the weights are plain files), or "
+        "train one with `motionguide train base --out DIR` and pass it with --model DIR"
+    )
+    missing = [n for n in (_WEIGHTS, "config.json", "embedded_config.json") if not (folder / n).is_file()]
+    if missing:
+        raise CheckpointError(f"embedded model checkpoint in {folder} is missing {missing}; {fix}")
+    if verify and (folder / _MANIFEST).is_file():
+        manifest = json.loads((folder / _MANIFEST).read_text())
+        for n, digest in manifest.get("files", {}).items():
+            if (folder / n).is_file() and _sha256(folder / n) != digest:
+                raise CheckpointError(f"embedded model file {folder / n} is corrupt (checksum mismatch); {fix}")
+    try:
+        cfg = EmbeddedConfig.from_dict(json.loads((folder / "embedded_config.json").read_text()))
+        from diffusers import WanTransformer3DModel
+
+        transformer = WanTransformer3DModel.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError, RuntimeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"embedded model checkpoint in {folder} could not be read ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''}); {fix}") from e
+    model = EmbeddedVideoModel(cfg, transformer=transformer)
+    model.eval()
+    return model
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def clip_seconds_estimate(model: EmbeddedVideoModel, steps: int | None = None) -> float:
+    """Rough wall time of one clip: time one forward pass and multiply (used by ``--help`` texts/tests)."""
+    import time
+
+    cfg = model.config
+    x = torch.zeros(1, 3, cfg.num_frames, cfg.height, cfg.width)
+    known = torch.zeros(1, cfg.num_frames, dtype=torch.bool)
+    known[:, 0] = True
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        model.denoise(x, torch.ones(1), x, known)
+        dt = time.perf_counter() - t0
+    return dt * int(steps or cfg.steps)
+
+
+def _isfinite(x: float) -> bool:
+    return math.isfinite(x)

@@ -1,0 +1,277 @@
+"""Training recipes of the embedded model: ``base`` (image-to-video) and ``adapters`` (MoG guidance).
+
+One loop serves both, on one CPU process or, unchanged, under ``accelerate launch`` on several GPUs:
+``accelerate.Accelerator`` places the model, wraps the optimizer and averages gradients; every rank
+draws its own clips from a seed that depends on (seed, step, rank), so a resumed run sees exactly the
+clips the interrupted one would have seen (no data-loader state to save).
+
+Every ``checkpoint_every`` steps (and at the end) the run writes, atomically:
+
+* ``OUT/checkpoint/``: trainable weights, EMA weights, optimizer state, step and loss history (resume);
+* ``OUT/model/`` (base) or ``OUT/adapters/`` (adapters): the EMA weights in the shipped format;
+* ``OUT/loss.png``: the loss curve.
+
+A second run with the same ``OUT`` resumes from ``OUT/checkpoint`` (``--no-resume`` starts afresh).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .model import EmbeddedConfig, EmbeddedVideoModel, load_embedded, save_embedded
+
+__all__ = ["TrainConfig", "train", "plot_losses"]
+
+
+@dataclass
+class TrainConfig:
+    """What to train and how; validated. ``model`` sizes a fresh base model (``kind="base"``)."""
+
+    kind: str = "base"
+    steps: int = 1000
+    out: str = "runs/base"
+    batch_size: int = 8
+    lr: float = 5e-4
+    warmup: int = 100
+    ema: float = 0.995
+    seed: int = 0
+    checkpoint_every: int = 100
+    resume: bool = True
+    threads: int | None = None
+    motion_scale_range: tuple[float, float] = (0.5, 2.5)
+    base: str | None = None  # adapters: the base model folder (default: shipped assets)
+    estimated_flow_p: float = 0.5  # adapters: share of batches guided by DIS-estimated flow
+    model: dict = field(default_factory=dict)
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.kind not in ("base", "adapters"):
+            raise ValueError(f"kind must be 'base' or 'adapters', got {self.kind!r}")
+        if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
+            raise ValueError(f"steps, batch_size and checkpoint_every must be >= 1, got {self.steps}, "
+                             f"{self.batch_size}, {self.checkpoint_every}")
+        if not (self.lr > 0 and 0 <= self.ema < 1):
+            raise ValueError(f"lr must be > 0 and ema in [0, 1), got {self.lr}, {self.ema}")
+
+
+def plot_losses(losses: list[float], path: str | os.PathLike, title: str = "loss") -> None:
+    """Raw loss (light) and its running mean over 50 steps; written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from flow._atomic import atomic_path
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    x = list(range(1, len(losses) + 1))
+    ax.plot(x, losses, color="#9ecae1", lw=0.6, label="per step")
+    k = 50
+    if len(losses) >= 2:
+        run, acc = [], 0.0
+        for i, v in enumerate(losses):
+            acc += v
+            if i >= k:
+                acc -= losses[i - k]
+            run.append(acc / min(i + 1, k))
+        ax.plot(x, run, color="#08519c", lw=1.5, label=f"mean of {k}")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def _save_dir_atomic(folder: Path, write: Callable[[Path], None]) -> None:
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        write(tmp)
+        old = folder.with_name(folder.name + ".old")
+        if folder.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            folder.rename(old)
+        tmp.rename(folder)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _lr_at(cfg: TrainConfig, step: int) -> float:
+    # linear warm-up, then cosine to 10% over the run
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    p = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+class _Recipe:
+    """What differs between base and adapter training: the model, its trainable parameters, the loss,
+    and how the result is exported."""
+
+    model: EmbeddedVideoModel
+
+    def trainable(self) -> list[tuple[str, torch.nn.Parameter]]:
+        raise NotImplementedError
+
+    def loss(self, step: int, rank: int, generator: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError
+
+    def export(self, folder: Path, metrics: dict) -> None:
+        raise NotImplementedError
+
+
+class _BaseRecipe(_Recipe):
+    def __init__(self, cfg: TrainConfig):
+        from .data import ClipDataset
+
+        self.cfg = cfg
+        self.model = EmbeddedVideoModel(EmbeddedConfig.from_dict(cfg.model) if cfg.model else EmbeddedConfig())
+        mc = self.model.config
+        self.data = ClipDataset(
+            "train", length=2**31 - 1, num_frames=mc.num_frames, size=(mc.height, mc.width),
+            motion_scale_range=cfg.motion_scale_range, with_flow=False,
+        )
+
+    def trainable(self):
+        return list(self.model.named_parameters())
+
+    def batch_ids(self, step: int, rank: int) -> list[int]:
+        b = self.cfg.batch_size
+        start = (self.cfg.seed * 1_000_003 + (step * 64 + rank) * b) % (2**31 - 1 - b)
+        return list(range(start, start + b))
+
+    def loss(self, step, rank, generator):
+        items = [self.data[i] for i in self.batch_ids(step, rank)]
+        frames = torch.stack([it["frames"] for it in items])
+        known = self.model.draw_known(frames.shape[0], frames.shape[2], generator)
+        return self.model.loss(frames, known, generator=generator)
+
+    def export(self, folder, metrics):
+        save_embedded(self.model, folder, metrics=metrics)
+
+
+def _make_recipe(cfg: TrainConfig) -> _Recipe:
+    if cfg.kind == "base":
+        return _BaseRecipe(cfg)
+    from .adapters_recipe import AdapterRecipe  # needs the guidance plugin
+
+    return AdapterRecipe(cfg)
+
+
+def train(cfg: TrainConfig, *, log: Callable[[str], None] = print) -> dict:
+    """Run (or resume) a training recipe; returns ``{"step", "loss", "out"}``."""
+    from accelerate import Accelerator
+    from safetensors.torch import load_file, save_file
+    from tqdm.auto import tqdm
+
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    recipe = _make_recipe(cfg)
+    named = recipe.trainable()
+    params = [p for _, p in named]
+    for p in recipe.model.parameters():
+        p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    ema = {n: p.detach().clone() for n, p in named}
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.99))
+    model, opt = accelerator.prepare(recipe.model, opt)
+    recipe.model = accelerator.unwrap_model(model)
+    ckpt = out / "checkpoint"
+    step, losses = 0, []
+    if cfg.resume and (ckpt / "state.json").is_file():
+        state = json.loads((ckpt / "state.json").read_text())
+        if state.get("kind") != cfg.kind:
+            raise ValueError(f"{ckpt} holds a {state.get('kind')!r} run, not {cfg.kind!r}; use another --out "
+                             f"or --no-resume")
+        cur = load_file(ckpt / "trainable.safetensors")
+        emas = load_file(ckpt / "ema.safetensors")
+        names = {n for n, _ in named}
+        if set(cur) != names:
+            raise ValueError(f"{ckpt} does not match this model (parameters differ); use another --out or --no-resume")
+        with torch.no_grad():
+            for n, p in named:
+                p.copy_(cur[n])
+                ema[n].copy_(emas[n])
+        opt.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
+        step, losses = int(state["step"]), list(state["losses"])
+        log(f"resumed {cfg.kind} training from {ckpt} at step {step}")
+    if step >= cfg.steps:
+        log(f"{ckpt} is already at step {step} >= --steps {cfg.steps}; nothing to do")
+        return {"step": step, "loss": losses[-1] if losses else float("nan"), "out": str(out)}
+
+    def checkpoint():
+        if not accelerator.is_main_process:
+            return
+
+        def write(tmp: Path):
+            save_file({n: p.detach().cpu().contiguous() for n, p in named}, tmp / "trainable.safetensors")
+            save_file({n: v.cpu().contiguous() for n, v in ema.items()}, tmp / "ema.safetensors")
+            torch.save(opt.state_dict(), tmp / "optimizer.pt")
+            (tmp / "state.json").write_text(json.dumps({"kind": cfg.kind, "step": step, "losses": losses,
+                                                         "config": {k: v for k, v in cfg.__dict__.items()}}, default=str))
+
+        _save_dir_atomic(ckpt, write)
+        # export the EMA weights (swap in, export, swap back)
+        with torch.no_grad():
+            cur = {n: p.detach().clone() for n, p in named}
+            for n, p in named:
+                p.copy_(ema[n])
+            recent = losses[-50:]
+            metrics = {"step": step, "train_loss_mean_last_50": sum(recent) / max(1, len(recent))}
+            recipe.export(out / ("model" if cfg.kind == "base" else "adapters"), metrics)
+            for n, p in named:
+                p.copy_(cur[n])
+        if losses:
+            plot_losses(losses, out / "loss.png", title=f"{cfg.kind} training loss")
+
+    out.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.kind}", disable=not (cfg.progress and accelerator.is_main_process),
+               dynamic_ncols=True)
+    model.train()
+    t0 = time.time()
+    while step < cfg.steps:
+        g = torch.Generator().manual_seed(cfg.seed * 7919 + step * 97 + accelerator.process_index)
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(cfg, step)
+        loss = recipe.loss(step, accelerator.process_index, g)
+        opt.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(params, 1.0)
+        opt.step()
+        with torch.no_grad():
+            d = min(cfg.ema, (1 + step) / (10 + step))  # short runs: EMA warms up
+            for n, p in named:
+                ema[n].lerp_(p.detach(), 1 - d)
+        lv = float(accelerator.gather(loss.detach()[None]).mean())
+        if not math.isfinite(lv):
+            raise RuntimeError(f"loss became {lv} at step {step}; lower --lr or resume from the last checkpoint")
+        losses.append(lv)
+        step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.4f}", lr=f"{_lr_at(cfg, step - 1):.1e}")
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            checkpoint()
+            log(f"step {step}: loss(mean 50) {sum(losses[-50:]) / len(losses[-50:]):.4f}, "
+                f"{(time.time() - t0) / 60:.1f} min, checkpoint in {ckpt}")
+    bar.close()
+    accelerator.wait_for_everyone()
+    return {"step": step, "loss": losses[-1], "out": str(out)}
