@@ -43,6 +43,16 @@ __all__ = [
     "save_embedded",
     "CheckpointError",
     "count_parameters",
+    "MODES",
+    "attach_adapters",
+    "save_adapters",
+    "load_adapters",
+    "set_lora_scale",
+    "latent_guidance_of",
+    "guided_reference",
+    "known_of",
+    "flow_only",
+    "generate_guided",
 ]
 
 DEFAULT_ASSETS = Path(__file__).resolve().parents[1] / "assets" / "embedded"
@@ -398,3 +408,235 @@ def clip_seconds_estimate(model: EmbeddedVideoModel, steps: int | None = None) -
 
 def _isfinite(x: float) -> bool:
     return math.isfinite(x)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Motion guidance on the embedded model: the guidance plugin's adapters (latent channels + feature
+# gates), a LoRA on the blocks (selective fine-tuning, saved with the adapter), and the reference gate.
+
+#: the embedded model works on pixels: its "VAE" is the identity
+PIXEL_VAE_KW = dict(spatial=1, temporal=1, first_frame_alone=False)
+#: the reference gate is ``PRIOR_SCALE * p`` with ``p`` initialised to 0, so Adam moves it at a useful rate
+PRIOR_SCALE = 25.0
+MODES = ("unguided", "latent", "feature", "both", "training_free", "flow_only")
+_PRIOR_FILE = "reference_gate.safetensors"
+LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "net.0.proj", "net.2")
+
+
+def pixel_vae():
+    from .registry import VAECompression
+
+    return VAECompression(**PIXEL_VAE_KW)
+
+
+def attach_adapters(model: EmbeddedVideoModel, *, lora_rank: int = 16, mode: str = "trained") -> None:
+    """Apply the guidance plugin to ``model.transformer`` (latent + feature levels) and, in trained mode, a
+    LoRA on every block plus the zero-initialised reference gate ``model.prior_gate``.
+
+    Everything new starts at zero (LoRA B matrices, latent adapter, gates), so the attached model still
+    computes exactly the base model until trained.
+    """
+    import motionguide as mg
+
+    cfg = mg.MotionGuidanceConfig(mode=mode, latent=True, feature=True, vae=pixel_vae())
+    mg.apply_motion_guidance(model.transformer, cfg)
+    if mode == "trained":
+        try:
+            mg.add_lora(model.transformer, rank=lora_rank, blocks="all", targets=LORA_TARGETS)
+        except BaseException:
+            mg.remove_motion_guidance(model.transformer)
+            raise
+        model.prior_gate = nn.Parameter(torch.zeros(1))
+
+
+def set_lora_scale(model: EmbeddedVideoModel, scale: float) -> None:
+    """Scale every LoRA layer of the transformer (0 = exactly the base weights' output)."""
+    try:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+    except ImportError:  # pragma: no cover - peft optional; then there is no LoRA to scale
+        return
+    for m in model.transformer.modules():
+        if isinstance(m, BaseTunerLayer):
+            for name in list(getattr(m, "scaling", {})):
+                m.set_scale(name, float(scale))
+
+
+def save_adapters(model: EmbeddedVideoModel, folder: str | os.PathLike, *, metrics: dict | None = None) -> Path:
+    """Save the plugin adapter (+ LoRA) with ``motionguide.save_motion_guidance`` and the reference gate,
+    with a manifest of checksums."""
+    import motionguide as mg
+    from safetensors.torch import save_file
+
+    from flow._atomic import atomic_path
+
+    folder = Path(folder)
+    mg.save_motion_guidance(model.transformer, folder)
+    with atomic_path(folder / _PRIOR_FILE) as tmp:
+        save_file({"prior_gate": model.prior_gate.detach().cpu().contiguous()}, str(tmp))
+    files = {n: _sha256(folder / n) for n in ("motion_guidance.safetensors", "motion_guidance.json", _PRIOR_FILE)}
+    with atomic_path(folder / _MANIFEST) as tmp:
+        Path(tmp).write_text(json.dumps({"files": files, "metrics": metrics or {}, "prior_scale": PRIOR_SCALE}, indent=2))
+    return folder
+
+
+def load_adapters(model: EmbeddedVideoModel, folder: str | os.PathLike | None = None, *, verify: bool = True) -> None:
+    """Load adapters saved by :func:`save_adapters` onto ``model`` (default: the shipped ones)."""
+    import motionguide as mg
+    from safetensors.torch import load_file
+
+    folder = Path(folder) if folder is not None else DEFAULT_ASSETS / "adapters"
+    fix = "train them with `motionguide train adapters --out DIR` and pass --adapters DIR/adapters"
+    need = ("motion_guidance.safetensors", "motion_guidance.json", _PRIOR_FILE)
+    missing = [n for n in need if not (folder / n).is_file()]
+    if missing:
+        raise CheckpointError(f"motion-guidance adapters in {folder} are missing {missing}; {fix}")
+    if verify and (folder / _MANIFEST).is_file():
+        for n, digest in json.loads((folder / _MANIFEST).read_text()).get("files", {}).items():
+            if (folder / n).is_file() and _sha256(folder / n) != digest:
+                raise CheckpointError(f"adapter file {folder / n} is corrupt (checksum mismatch); {fix}")
+    try:
+        gate = load_file(str(folder / _PRIOR_FILE))["prior_gate"]
+        mg.load_motion_guidance(model.transformer, folder)
+    except (OSError, RuntimeError, KeyError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"adapters in {folder} could not be read ({type(e).__name__}: {e}); {fix}") from e
+    model.prior_gate = nn.Parameter(gate.clone(), requires_grad=False)
+
+
+def latent_guidance_of(guidance, *, strength: float | None = None, latent: bool = True, feature: bool = True):
+    """The plugin's :class:`~motionguide.latent.LatentGuidance` for the embedded model (latents = pixels in
+    [-1, 1]); ``latent=False`` zeroes the latent level, ``feature=False`` drops the flows."""
+    import motionguide as mg
+    from .latent import LatentGuidance
+
+    lg = mg.latent_guidance(guidance.with_latents(guidance.frames * 2 - 1), vae=pixel_vae(), strength=strength)
+    if not latent:
+        lg = LatentGuidance(torch.zeros_like(lg.latents), torch.zeros_like(lg.mask), lg.sources, lg.flows, lg.weights, lg.strength)
+    if not feature:
+        lg = LatentGuidance(lg.latents, lg.mask, strength=lg.strength)
+    return lg
+
+
+def guided_reference(model: EmbeddedVideoModel, static: torch.Tensor, lg, strength: float) -> torch.Tensor:
+    """``static + PRIOR_SCALE * gate * strength * mask * (warped - static)``: the reference clip moved toward
+    the guidance warp. ``static``: ``(B, 3, T, H, W)`` in [-1, 1]; ``lg``: LatentGuidance on the same grid."""
+    gate = getattr(model, "prior_gate", None)
+    if gate is None:
+        return static
+    g = (PRIOR_SCALE * gate.to(static)) * float(strength)
+    return static + g * lg.mask.to(static) * (lg.latents.to(static) - static)
+
+
+def known_of(guidance) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(known_frames (B, 3, T, H, W) in [0, 1], known (B, T) bool)`` from a Guidance's placed frames."""
+    b, _, _, h, w = guidance.frames.shape
+    t = guidance.num_frames
+    kf = guidance.frames.new_zeros(b, 3, t, h, w)
+    known = torch.zeros(b, t, dtype=torch.bool)
+    for i, p in enumerate(guidance.positions):
+        if p is not None:
+            kf[:, :, p] = guidance.frames[:, :, i]
+            known[:, p] = True
+    if not bool(known.any()):
+        raise ValueError("guidance places no known frame in the clip; the embedded model needs at least one")
+    return kf, known
+
+
+def flow_only(guidance) -> torch.Tensor:
+    """Plain warping without the model ``(B, 3, T, H, W)`` in [0, 1]: each target frame is the weighted blend
+    of its warped sources (border padding), the first source alone where the weights vanish."""
+    from flow.warp import backward_warp
+
+    kf, known = known_of(guidance)
+    out = kf.clone()
+    for t in range(guidance.num_frames):
+        if bool(known[0, t]):
+            continue
+        acc = torch.zeros_like(kf[:, :, 0])
+        wsum = torch.zeros_like(kf[:, :1, 0])
+        first = None
+        for k in range(guidance.sources.shape[1]):
+            s = int(guidance.sources[t, k])
+            if s < 0:
+                continue
+            warped = backward_warp(guidance.frames[:, :, s], guidance.flows[:, t, k])
+            first = warped if first is None else first
+            acc = acc + guidance.weights[:, t, k] * warped
+            wsum = wsum + guidance.weights[:, t, k]
+        if first is None:  # no source at all: hold the nearest known frame
+            first = kf[:, :, int(torch.nonzero(known[0, : t + 1])[-1])]
+        out[:, :, t] = torch.where(wsum > 1e-6, acc / wsum.clamp(min=1e-6), first)
+    return out.clamp(0, 1)
+
+
+def generate_guided(
+    model: EmbeddedVideoModel,
+    guidance,
+    *,
+    mode: str = "both",
+    strength: float | None = None,
+    steps: int | None = None,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """Generate the clip a :class:`~motionguide.guidance.Guidance` describes ``(B, 3, T, H, W)`` in [0, 1].
+
+    mode: ``unguided`` (the base model), ``latent`` / ``feature`` / ``both`` (trained adapters with one or
+    both levels; needs :func:`attach_adapters`/:func:`load_adapters`), ``training_free`` (needs a model with
+    a ``training_free`` adapter), ``flow_only`` (warping alone). ``strength`` defaults to the guidance's.
+    """
+    import motionguide as mg
+
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    from .guidance import check_strength
+
+    s = check_strength(guidance.strength if strength is None else strength)
+    cfg = model.config
+    if (guidance.num_frames, *guidance.size) != (cfg.num_frames, cfg.height, cfg.width):
+        raise ValueError(
+            f"guidance is {guidance.num_frames} frames of {guidance.size[0]}x{guidance.size[1]}, the model makes "
+            f"{cfg.num_frames} frames of {cfg.height}x{cfg.width}; the jobs window and resize for you"
+        )
+    if mode == "flow_only":
+        return flow_only(guidance)
+    kf, known = known_of(guidance)
+    adapter = getattr(model.transformer, "motion_guidance", None)
+    if mode == "unguided":
+        if adapter is not None:
+            mg.set_guidance(model.transformer, None)
+        set_lora_scale(model, 0.0)
+        return model.generate(kf, known, steps=steps, seed=seed, progress=progress)
+    if adapter is None:
+        raise ValueError(f"mode {mode!r} needs motion-guidance adapters on the model (attach_adapters/load_adapters)")
+    want = "training_free" if mode == "training_free" else "trained"
+    if adapter.config.mode != want:
+        raise ValueError(f"mode {mode!r} needs a {want} adapter, the model carries a {adapter.config.mode} one")
+    lg = latent_guidance_of(guidance, strength=s, latent=mode in ("latent", "both"),
+                            feature=mode in ("feature", "both", "training_free"))
+    p = next(model.transformer.parameters())
+    lg = lg.to(p.device, p.dtype)
+    callback = None
+    ref_fn = None
+    if mode == "training_free":
+        set_lora_scale(model, 0.0)
+        lo, hi = adapter.config.pull_steps
+        n = int(steps or cfg.steps)
+        g = torch.Generator().manual_seed(int(seed) + 1)
+        noise = torch.randn(lg.latents.shape, generator=g).to(p)
+        target, mask = lg.latents, lg.mask
+
+        def callback(i, t_next, x):  # the plugin's LatentPull rule on our own Euler sampler
+            if s == 0 or not (lo <= i / n < hi) or t_next <= 0:
+                return None
+            renoised = (1 - t_next) * target + t_next * noise
+            return x + s * mask * (renoised - x)
+    else:
+        set_lora_scale(model, s)
+        if mode in ("latent", "both"):
+            ref_fn = lambda static: guided_reference(model, static, lg, s)  # noqa: E731
+    try:
+        mg.set_guidance(model.transformer, lg)
+        return model.generate(kf, known, steps=steps, seed=seed, ref_fn=ref_fn, callback=callback, progress=progress)
+    finally:
+        mg.set_guidance(model.transformer, None)
+        set_lora_scale(model, 1.0)

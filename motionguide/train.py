@@ -165,12 +165,134 @@ class _BaseRecipe(_Recipe):
         save_embedded(self.model, folder, metrics=metrics)
 
 
-def _make_recipe(cfg: TrainConfig) -> _Recipe:
-    if cfg.kind == "base":
-        return _BaseRecipe(cfg)
-    from .adapters_recipe import AdapterRecipe  # needs the guidance plugin
+#: known-frame layouts of adapter training, as the jobs use them: generation from a first frame (transfer),
+#: continuation after 2-4 known frames (extend), and in-betweening (speed: real frames every 2nd/3rd/4th/7th)
+_LAYOUTS = (
+    ("first", (0,)),
+    ("extend", (0, 1)), ("extend", (0, 1, 2)), ("extend", (0, 1, 2, 3)),
+    ("between", (0, 2, 4, 6)), ("between", (0, 3, 6)), ("between", (0, 4)), ("between", (0, 7)),
+)
+_LAYOUT_P = (0.35, 0.06, 0.06, 0.08, 0.13, 0.1, 0.1, 0.12)
 
-    return AdapterRecipe(cfg)
+
+def true_guidance(clips: list, positions: tuple[int, ...], num_frames: int):
+    """A :class:`~motionguide.guidance.Guidance` from the exact flows of rendered clips (one batch).
+
+    Unknown frame ``k`` takes the known frames before (``a``) and after (``b``) it as sources, weighted
+    ``(1 - tau)`` and ``tau`` (``tau = (k - a) / (b - a)``) times their visibility (occluded and out-of-frame
+    points get 0, the model fills them); after the last known frame only ``a``. Layout as the plugin's builders.
+    """
+    from .guidance import Guidance
+
+    frames = torch.stack([c.frames.permute(1, 0, 2, 3) for c in clips])  # (B, 3, T, H, W)
+    b, _, _, h, w = frames.shape
+    pos = list(positions)
+    sources = torch.full((num_frames, 2), -1, dtype=torch.long)
+    flows = frames.new_zeros(b, num_frames, 2, 2, h, w)
+    weights = frames.new_zeros(b, num_frames, 2, 1, h, w)
+    for i, p in enumerate(pos):
+        sources[p, 0] = i
+        weights[:, p, 0] = 1.0
+    for k in range(num_frames):
+        if k in pos:
+            continue
+        before = [i for i, p in enumerate(pos) if p < k]
+        after = [i for i, p in enumerate(pos) if p > k]
+        ends = [(before[-1], 1.0)] if not after else [
+            (before[-1], (pos[after[0]] - k) / (pos[after[0]] - pos[before[-1]])),
+            (after[0], (k - pos[before[-1]]) / (pos[after[0]] - pos[before[-1]]))]
+        tot = 0
+        for j, (i, wt) in enumerate(ends):
+            sources[k, j] = i
+            for n, c in enumerate(clips):
+                f, occ, out = c.scene.flow(c.times[k], c.times[pos[i]])
+                flows[n, k, j] = f
+                weights[n, k, j] = wt * (1 - torch.clamp(occ + out, max=1))
+        tot = weights[:, k].sum(1, keepdim=True)
+        weights[:, k] = torch.where(tot > 0, weights[:, k] / tot.clamp(min=1e-6), weights[:, k])
+    return Guidance(frames[:, :, pos], tuple(pos), num_frames, sources, flows, weights)
+
+
+def estimated_guidance(frames: torch.Tensor, kind: str, positions: tuple[int, ...], estimator):
+    """The same layouts built by the plugin's builders from flow estimated on the known frames (what a
+    user has): reference motion for ``first`` (the clip itself is the reference), extension from the last
+    known frame at constant velocity, keyframe in-betweening. ``frames: (B, 3, T, H, W)``."""
+    import motionguide as mg
+
+    t = frames.shape[2]
+    if kind == "first":
+        return mg.reference_motion(frames[:, :, 0], frames, estimator=estimator)
+    if kind == "extend":
+        return mg.extension(frames[:, :, : len(positions)], t - len(positions), estimator=estimator)
+    return mg.keyframes(frames[:, :, list(positions)], list(positions), t, estimator=estimator)
+
+
+class _AdapterRecipe(_Recipe):
+    """MoG selective fine-tuning: the plugin's latent adapter and feature gates, a LoRA on the blocks and
+    the reference gate train; the base weights stay frozen. Half of the batches are guided by flow
+    estimated with DIS on the true frames, so the model learns to correct flow errors."""
+
+    def __init__(self, cfg: TrainConfig):
+        from flow.estimators import get_estimator
+
+        from .data import ClipDataset
+        from .model import attach_adapters
+
+        self.cfg = cfg
+        self.model = load_embedded(cfg.base) if cfg.base else load_embedded()
+        self.model.train()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        attach_adapters(self.model)
+        mc = self.model.config
+        self.data = ClipDataset("train", length=2**31 - 1, num_frames=mc.num_frames, size=(mc.height, mc.width),
+                                motion_scale_range=cfg.motion_scale_range)
+        self.estimator = get_estimator("dis")
+
+    def trainable(self):
+        import motionguide as mg
+
+        ids = {id(p) for p in mg.trainable_parameters(self.model.transformer, blocks=(), lora=True)}
+        return [(n, p) for n, p in self.model.named_parameters() if id(p) in ids or n == "prior_gate"]
+
+    def loss(self, step, rank, generator):
+        import motionguide as mg
+
+        from .data import make_clip
+        from .model import EmbeddedVideoModel, guided_reference, latent_guidance_of
+
+        mc = self.model.config
+        b = self.cfg.batch_size
+        start = (self.cfg.seed * 1_000_003 + (step * 64 + rank) * b + 500_000_000) % (2**31 - 1 - b)
+        clips = [make_clip(i, split="train", num_frames=mc.num_frames, size=(mc.height, mc.width),
+                           motion_scale=self.data.motion_scale(i), with_prev_flow=False) for i in range(start, start + b)]
+        li = int(torch.multinomial(torch.tensor(_LAYOUT_P), 1, generator=generator))
+        kind, positions = _LAYOUTS[li]
+        frames = torch.stack([c.frames.permute(1, 0, 2, 3) for c in clips])
+        if float(torch.rand(1, generator=generator)) < self.cfg.estimated_flow_p:
+            guidance = estimated_guidance(frames, kind, positions, self.estimator)
+        else:
+            guidance = true_guidance(clips, positions, mc.num_frames)
+        lg = latent_guidance_of(guidance, strength=1.0)
+        known = torch.zeros(b, mc.num_frames, dtype=torch.bool)
+        known[:, list(positions)] = True
+        x0 = frames * 2 - 1
+        static = EmbeddedVideoModel.reference(x0 * known[:, None, :, None, None], known)
+        ref = guided_reference(self.model, static, lg, 1.0)
+        mg.set_guidance(self.model.transformer, lg)
+        try:
+            return self.model.loss(frames, known, generator=generator, ref=ref)
+        finally:
+            mg.set_guidance(self.model.transformer, None)
+
+    def export(self, folder, metrics):
+        from .model import save_adapters
+
+        save_adapters(self.model, folder, metrics=metrics)
+
+
+def _make_recipe(cfg: TrainConfig) -> _Recipe:
+    return _BaseRecipe(cfg) if cfg.kind == "base" else _AdapterRecipe(cfg)
 
 
 def train(cfg: TrainConfig, *, log: Callable[[str], None] = print) -> dict:
