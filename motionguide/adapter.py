@@ -383,7 +383,9 @@ def apply_motion_guidance(transformer: torch.nn.Module, config: MotionGuidanceCo
 
 
 def remove_motion_guidance(transformer: torch.nn.Module) -> None:
-    """Remove every hook and weight :func:`apply_motion_guidance` added; the model is then as before.
+    """Remove every hook and weight :func:`apply_motion_guidance` (and :func:`add_lora`) added.
+
+    The model is then as before: same modules, parameters, buffers and ``forward``.
 
     Raises :class:`MotionGuidanceError` when nothing is applied.
     """
@@ -392,6 +394,14 @@ def remove_motion_guidance(transformer: torch.nn.Module) -> None:
         _unregister(rec)
     adapter._records.clear()
     adapter.state.reset()
+    lora = getattr(adapter, "_lora", None)
+    if lora:
+        # our LoRA only: unload_lora puts the original Linear layers back (delete_adapters keeps peft wrappers)
+        others = set(getattr(transformer, "peft_config", {}) or {}) - {lora["name"]}
+        if others:
+            transformer.delete_adapters(lora["name"])
+        else:
+            transformer.unload_lora()
     del transformer._modules[ADAPTER_ATTR]
     _invalidate(transformer)
 

@@ -1,0 +1,92 @@
+"""Random-init configs of the five supported transformer classes, built in code (tests, benchmark, example).
+
+``build(name, size)`` returns the model and ``inputs(model, batch, grid)`` the keyword arguments of one
+forward call on a latent grid ``(F, h, w)``. ``tiny``: 2 layers, 2 heads, head dim 16 (seconds on a CPU);
+``mid``: width 512 (8 heads x 64), 4 layers, for overhead measurements where attention dominates as it does
+in real models. Nothing is downloaded.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+__all__ = ["ARCHITECTURES", "build", "inputs"]
+
+ARCHITECTURES = (
+    "WanTransformer3DModel",
+    "CogVideoXTransformer3DModel",
+    "LTXVideoTransformer3DModel",
+    "HunyuanVideoTransformer3DModel",
+    "LatteTransformer3DModel",
+)
+_TEXT_DIM, _TEXT_LEN = 16, 8
+
+
+def build(name: str, size: str = "tiny", *, channels: int = 4, frames: int = 3, seed: int = 0) -> torch.nn.Module:
+    """A random-init ``name`` transformer (eval mode). ``frames`` = latent frames (Latte's temporal embedding)."""
+    import diffusers
+
+    if size not in ("tiny", "mid"):
+        raise ValueError(f"size: expected 'tiny' or 'mid', got {size!r}")
+    heads, hd, layers = (2, 16, 2) if size == "tiny" else (8, 64, 4)
+    dim = heads * hd
+    torch.manual_seed(seed)
+    if name == "WanTransformer3DModel":
+        m = diffusers.WanTransformer3DModel(
+            patch_size=(1, 2, 2), num_attention_heads=heads, attention_head_dim=hd, in_channels=channels,
+            out_channels=channels, text_dim=_TEXT_DIM, freq_dim=32, ffn_dim=2 * dim if size == "tiny" else 4 * dim,
+            num_layers=layers, rope_max_seq_len=64)
+    elif name == "CogVideoXTransformer3DModel":
+        m = diffusers.CogVideoXTransformer3DModel(
+            num_attention_heads=heads, attention_head_dim=hd, in_channels=channels, out_channels=channels,
+            time_embed_dim=32, text_embed_dim=_TEXT_DIM, num_layers=layers, sample_width=16, sample_height=16,
+            sample_frames=(frames - 1) * 4 + 1, patch_size=2, temporal_compression_ratio=4,
+            max_text_seq_length=_TEXT_LEN)
+    elif name == "LTXVideoTransformer3DModel":
+        m = diffusers.LTXVideoTransformer3DModel(
+            in_channels=channels, out_channels=channels, patch_size=1, patch_size_t=1, num_attention_heads=heads,
+            attention_head_dim=hd, cross_attention_dim=dim, num_layers=layers, caption_channels=_TEXT_DIM)
+    elif name == "HunyuanVideoTransformer3DModel":
+        rope = (hd - 2 * (hd * 3 // 8), hd * 3 // 8, hd * 3 // 8)
+        m = diffusers.HunyuanVideoTransformer3DModel(
+            in_channels=channels, out_channels=channels, num_attention_heads=heads, attention_head_dim=hd,
+            num_layers=layers, num_single_layers=1, num_refiner_layers=1, patch_size=2, patch_size_t=1,
+            text_embed_dim=_TEXT_DIM, pooled_projection_dim=8, guidance_embeds=False, rope_axes_dim=rope)
+    elif name == "LatteTransformer3DModel":
+        m = diffusers.LatteTransformer3DModel(
+            num_attention_heads=heads, attention_head_dim=hd, in_channels=channels, out_channels=2 * channels,
+            num_layers=layers, sample_size=16, patch_size=2, norm_type="ada_norm_single", caption_channels=_TEXT_DIM,
+            cross_attention_dim=dim, video_length=frames, activation_fn="gelu-approximate")
+    else:
+        raise ValueError(f"unknown architecture {name!r}; choose from {ARCHITECTURES}")
+    return m.eval()
+
+
+def inputs(model: torch.nn.Module, batch: int, grid: tuple[int, int, int], *, seed: int = 1,
+           timestep: float = 500.0) -> dict[str, Any]:
+    """Keyword arguments of one forward of ``model`` on latent grid ``(F, h, w)`` (random, seeded)."""
+    g = torch.Generator().manual_seed(seed)
+    f, h, w = grid
+    name = type(model).__name__
+    c = model.config.in_channels
+    t = torch.full((batch,), float(timestep))
+    text = torch.randn(batch, _TEXT_LEN, _TEXT_DIM, generator=g)
+    x = torch.randn(batch, c, f, h, w, generator=g)
+    if name == "WanTransformer3DModel":
+        return dict(hidden_states=x, timestep=t, encoder_hidden_states=text, return_dict=False)
+    if name == "CogVideoXTransformer3DModel":
+        return dict(hidden_states=x.transpose(1, 2).contiguous(), timestep=t.long(), encoder_hidden_states=text,
+                    return_dict=False)
+    if name == "LTXVideoTransformer3DModel":
+        tokens = x.permute(0, 2, 3, 4, 1).reshape(batch, f * h * w, c)  # _pack_latents with patch 1
+        return dict(hidden_states=tokens, timestep=t, encoder_hidden_states=text,
+                    encoder_attention_mask=torch.ones(batch, _TEXT_LEN), num_frames=f, height=h, width=w,
+                    return_dict=False)
+    if name == "HunyuanVideoTransformer3DModel":
+        return dict(hidden_states=x, timestep=t, encoder_hidden_states=text,
+                    encoder_attention_mask=torch.ones(batch, _TEXT_LEN), pooled_projections=torch.randn(batch, 8, generator=g),
+                    return_dict=False)
+    if name == "LatteTransformer3DModel":
+        return dict(hidden_states=x, timestep=t.long(), encoder_hidden_states=text, return_dict=False)
+    raise ValueError(f"unknown architecture {name!r}")
