@@ -362,9 +362,11 @@ class LatentPull:
         target = self._to_layout(g.latents.to(latents.device, latents.dtype))
         # the mask goes through the same layout as the latents (expanded to C channels so packed tokens match)
         mask = self._to_layout(g.mask.to(latents.device, latents.dtype).expand_as(g.latents))
-        if self._noise is None or self._noise.shape != target.shape:
-            self._noise = torch.randn(target.shape, generator=self.generator, dtype=torch.float32).to(latents.device, latents.dtype)
-        renoised = self._next_level(pipe.scheduler, step_index, target, self._noise)
+        if self._noise is None:
+            # drawn in the canonical (B, C, F, h, w) layout so the pull does not depend on the pipeline's layout
+            self._noise = torch.randn(g.latents.shape, generator=self.generator, dtype=torch.float32)
+        noise = self._to_layout(self._noise.to(latents.device, latents.dtype))
+        renoised = self._next_level(pipe.scheduler, step_index, target, noise)
         if latents.shape[0] != renoised.shape[0]:
             if latents.shape[0] % renoised.shape[0]:
                 raise ValueError(f"LatentPull: pipeline batch {latents.shape[0]} is not a multiple of the guidance batch {renoised.shape[0]}")
