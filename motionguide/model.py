@@ -70,10 +70,10 @@ class EmbeddedConfig:
     width: int = 32
     num_frames: int = 8
     patch_size: tuple[int, int, int] = (1, 4, 4)
-    num_layers: int = 6
+    num_layers: int = 4
     num_heads: int = 4
-    head_dim: int = 32
-    ffn_dim: int = 512
+    head_dim: int = 24
+    ffn_dim: int = 384
     text_dim: int = 16
     freq_dim: int = 64
     shift: float = 2.0  # timestep shift of the sampler and of training (Wan uses 3-5 at 480p; less at 32 px)
