@@ -1,0 +1,258 @@
+"""Does motion guidance steer the embedded model? Measured on held-out clips with known motion, in one run.
+
+For each job (transfer, speed x0.5, extend by 4) on ``--clips`` held-out clips (photographs and seeds never
+seen in training), and for each mode (unguided; latent, feature, both = trained adapters; training_free;
+flow_only = warping without the model; guided and flow-only modes twice: guidance from the true flow and
+from flow estimated by DIS on the known frames, ``_estimated``):
+
+* ``psnr`` / ``ssim`` of the generated frames (known input frames excluded) against the true frames;
+* ``psnr_free``: PSNR inside the pixels the guidance cannot see (disoccluded or out of frame in every
+  source), where the model has to invent;
+* ``epe``: endpoint error between the motion of the generated frames (DIS on consecutive output frames,
+  chained to frame 0, as in issue 5) and the true flow to frame 0, over pixels visible in frame 0;
+* ``seconds``: generation time per clip.
+
+Plus: motion scale 0.5 and 2 (mean measured motion magnitude over the one at scale 1, for the guided result
+and for the flow-only warp, transfer job, estimated guidance), strength 0 (max abs difference to
+unguided), and the median time of one clip at batch 1 with the default steps.
+
+    python benchmarks/motion.py [--clips 6] [--steps N] [--json OUT.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+JOBS = ("transfer", "speed", "extend")
+TARGETS = {
+    "epe_ratio": 0.35,  # both / unguided
+    "psnr_gain": 3.0,  # both - unguided, dB
+    "motion_scale_tol": 0.15,
+    "noop": 1e-5,
+    "clip_seconds": 20.0,
+}
+
+
+# ------------------------------------------------------------------------------------------- cases
+class Case:
+    """One job on a batch of held-out clips: true frames, known positions, both guidances, masks."""
+
+    def __init__(self, job: str, seeds: list[int], estimator):
+        import motionguide as mg
+        from motionguide.data import make_clip
+        from motionguide.train import true_guidance
+
+        self.job = job
+        if job == "transfer":
+            times = [float(t) for t in range(8)]
+            positions = (0,)
+        elif job == "speed":
+            times = [0.5 * j for j in range(15)]
+            positions = tuple(range(0, 15, 2))
+        elif job == "extend":
+            times = [float(t) for t in range(8)]
+            positions = (0, 1, 2, 3)
+        else:
+            raise ValueError(job)
+        self.clips = [make_clip(s, split="heldout", num_frames=8, times=times) for s in seeds]
+        self.truth = torch.stack([c.frames.permute(1, 0, 2, 3) for c in self.clips])  # (B, 3, T, H, W)
+        self.positions = positions
+        self.T = len(times)
+        self.generated = [t for t in range(self.T) if t not in positions]
+        self.true = true_guidance(self.clips, positions, self.T)
+        real = self.truth[:, :, list(positions)]
+        if job == "transfer":
+            self.est = mg.reference_motion(self.truth[:, :, 0], self.truth, estimator=estimator)
+        elif job == "speed":
+            self.est = mg.speed(real, 0.5, estimator=estimator)
+        else:
+            self.est = mg.extension(real, self.T - len(positions), estimator=estimator)
+        # pixels no source sees (true visibility): the model must fill them
+        self.free = (self.true.weights.sum(2) <= 1e-6).float()  # (B, T, 1, H, W)
+        # true flow of every output frame to frame 0, and where frame 0 sees it
+        self.flow0 = torch.stack([torch.stack([c.scene.flow(t, 0.0)[0] for t in c.times]) for c in self.clips])
+        vis = []
+        for c in self.clips:
+            v = []
+            for t in c.times:
+                _, occ, out = c.scene.flow(t, 0.0)
+                v.append(1 - torch.clamp(occ + out, max=1))
+            vis.append(torch.stack(v))
+        self.vis0 = torch.stack(vis)  # (B, T, 1, H, W)
+
+
+def chained_flow(clip: torch.Tensor, estimator) -> torch.Tensor:
+    """``(B, T, 2, H, W)``: flow of each frame to frame 0, DIS on consecutive pairs chained (one call from
+    frame 0 to 7 misses large motion at 32 px; chaining does not)."""
+    from flow.warp import compose_flows
+
+    b, _, t, h, w = clip.shape
+    out = [clip.new_zeros(b, 2, h, w)]
+    for k in range(1, t):
+        step = estimator(clip[:, :, k], clip[:, :, k - 1])
+        out.append(step if k == 1 else compose_flows(step, out[-1]))
+    return torch.stack(out, 1)
+
+
+def _psnr_masked(a: torch.Tensor, b: torch.Tensor, m: torch.Tensor) -> float:
+    """PSNR over the pixels where ``m`` > 0 (all frames pooled); nan when empty."""
+    m = m.expand_as(a)
+    n = float(m.sum())
+    if n < 1:
+        return float("nan")
+    mse = float(((a - b) ** 2 * m).sum()) / n
+    return 10 * math.log10(1.0 / max(mse, 1e-12))
+
+
+def measure(case: Case, out: torch.Tensor, estimator) -> dict:
+    """Metrics of an output clip ``(B, 3, T, H, W)`` against the case's truth."""
+    from flow.metrics import epe, psnr, ssim
+
+    gen = case.generated
+    a = out[:, :, gen].transpose(1, 2).reshape(-1, 3, *out.shape[-2:])
+    b = case.truth[:, :, gen].transpose(1, 2).reshape(-1, 3, *out.shape[-2:])
+    free = case.free[:, gen].reshape(-1, 1, *out.shape[-2:])
+    fl = chained_flow(out, estimator)[:, gen].reshape(-1, 2, *out.shape[-2:])
+    gt = case.flow0[:, gen].reshape(-1, 2, *out.shape[-2:])
+    vis = case.vis0[:, gen].reshape(-1, 1, *out.shape[-2:])
+    return {"psnr": psnr(a, b), "ssim": ssim(a, b), "psnr_free": _psnr_masked(a, b, free), "epe": epe(fl, gt, vis)}
+
+
+def mean_motion(clip: torch.Tensor, estimator) -> float:
+    """Mean magnitude of the chained flow to frame 0 over frames 1.. and pixels."""
+    f = chained_flow(clip, estimator)[:, 1:]
+    return float(f.pow(2).sum(2).sqrt().mean())
+
+
+# --------------------------------------------------------------------------------------------- run
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--clips", type=int, default=6, help="held-out clips per job")
+    ap.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", default=None, help="base model folder (default: shipped assets)")
+    ap.add_argument("--adapters", default=None, help="adapter folder (default: shipped assets)")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--json", default=None, help="write the results as JSON here")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)
+
+    from flow.estimators import get_estimator
+    from motionguide.jobs import generate_windows, load_models
+
+    est = get_estimator("dis")
+    try:
+        trained = load_models(args.model, args.adapters, mode="both")
+        free = load_models(args.model, None, mode="training_free")
+    except (FileNotFoundError, ValueError) as e:
+        print(f"benchmarks/motion.py: {e}", file=sys.stderr)
+        return 2
+    steps = args.steps or trained.config.steps
+    seeds = list(range(args.seed, args.seed + args.clips))
+    rows = []
+    cases = {}
+    print(f"held-out clips: {len(seeds)} per job; {steps} sampling steps; model {trained.config.height}x"
+          f"{trained.config.width}x{trained.config.num_frames}", file=sys.stderr)
+    for job in JOBS:
+        case = cases[job] = Case(job, seeds, est)
+        plan = [("unguided", None, "unguided")]
+        for m in ("latent", "feature", "both", "training_free", "flow_only"):
+            plan += [(m, case.true, m), (m, case.est, m + "_estimated")]
+        for mode, g, name in plan:
+            model = free if mode == "training_free" else trained
+            gg = g if g is not None else case.true
+            t0 = time.perf_counter()
+            out = generate_windows(None if mode == "flow_only" else model, gg, mode=mode, steps=steps,
+                                   seed=args.seed)
+            sec = (time.perf_counter() - t0) / len(seeds)
+            met = measure(case, out, est)
+            rows.append({"job": job, "mode": name, **{k: round(v, 4) for k, v in met.items()}, "seconds": round(sec, 3)})
+            print(f"  {job:8s} {name:24s} psnr {met['psnr']:6.2f}  ssim {met['ssim']:.3f}  free {met['psnr_free']:6.2f}  "
+                  f"epe {met['epe']:5.2f}  {sec:6.2f} s/clip", file=sys.stderr)
+    # motion scale: transfer with estimated guidance (what a user runs), guided (both) and flow-only
+    import motionguide as mg
+
+    case = cases["transfer"]
+    mags = {}
+    for ms in (1.0, 0.5, 2.0):
+        g = mg.reference_motion(case.truth[:, :, 0], case.truth, estimator=est, motion_scale=ms)
+        gen = generate_windows(trained, g, mode="both", steps=steps, seed=args.seed)
+        warp = generate_windows(None, g, mode="flow_only")
+        mags[ms] = (mean_motion(gen, est), mean_motion(warp, est))
+    motion_scale = {
+        ("0.5" if ms == 0.5 else "2"): {"guided": round(mags[ms][0] / mags[1.0][0], 4),
+                                         "flow_only": round(mags[ms][1] / mags[1.0][1], 4)}
+        for ms in (0.5, 2.0)
+    }
+    # strength 0 is the unguided model, through the whole guided path
+    g0 = case.true.with_strength(0.0)
+    unguided = generate_windows(trained, case.true, mode="unguided", steps=steps, seed=args.seed)
+    zero = generate_windows(trained, g0, mode="both", steps=steps, seed=args.seed)
+    noop = float((zero - unguided).abs().max())
+    # one clip at batch 1, default steps, median of 3
+    from motionguide.train import true_guidance
+
+    one = true_guidance(case.clips[:1], (0,), 8)
+    times = []
+    for r in range(3):
+        t0 = time.perf_counter()
+        generate_windows(trained, one, mode="both", seed=r)
+        times.append(time.perf_counter() - t0)
+    clip_seconds = statistics.median(times)
+
+    result = {"rows": rows, "motion_scale": motion_scale, "noop_maxdiff": noop, "clip_seconds": round(clip_seconds, 3),
+              "clips": len(seeds), "steps": steps}
+    print(format_table(result))
+    if args.json:
+        from flow._atomic import atomic_path
+
+        with atomic_path(args.json) as tmp:
+            Path(tmp).write_text(json.dumps(result, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def format_table(r: dict) -> str:
+    lines = ["| job | mode | PSNR | SSIM | PSNR free | EPE (px) | s/clip |", "|---|---|---|---|---|---|---|"]
+    for row in r["rows"]:
+        lines.append(f"| {row['job']} | {row['mode']} | {row['psnr']:.2f} | {row['ssim']:.3f} | {row['psnr_free']:.2f} | "
+                     f"{row['epe']:.2f} | {row['seconds']:.2f} |")
+    lines.append("")
+    lines.append("Targets (issue 5):")
+    by = {(x["job"], x["mode"]): x for x in r["rows"]}
+    for job in JOBS:
+        u, b = by[(job, "unguided")], by[(job, "both")]
+        be, fe = by[(job, "both_estimated")], by[(job, "flow_only_estimated")]
+        ratio = b["epe"] / max(u["epe"], 1e-9)
+        gain = b["psnr"] - u["psnr"]
+        lines.append(f"- {job}: EPE both/unguided {ratio:.2f} (<= {TARGETS['epe_ratio']}: "
+                     f"{'met' if ratio <= TARGETS['epe_ratio'] else 'NOT met'}); PSNR gain {gain:+.2f} dB "
+                     f"(>= {TARGETS['psnr_gain']}: {'met' if gain >= TARGETS['psnr_gain'] else 'NOT met'}); "
+                     f"estimated: both {be['psnr']:.2f} vs flow-only {fe['psnr']:.2f} dB "
+                     f"({'met' if be['psnr'] >= fe['psnr'] else 'NOT met'})")
+    for k, v in r["motion_scale"].items():
+        dev = abs(v["guided"] / max(v["flow_only"], 1e-9) - 1)
+        lines.append(f"- motion scale {k}: guided ratio {v['guided']:.3f}, flow-only {v['flow_only']:.3f} "
+                     f"(within {dev * 100:.1f}%: {'met' if dev <= TARGETS['motion_scale_tol'] else 'NOT met'})")
+    lines.append(f"- strength 0: max |diff to unguided| {r['noop_maxdiff']:.2e} "
+                 f"({'met' if r['noop_maxdiff'] <= TARGETS['noop'] else 'NOT met'})")
+    lines.append(f"- one clip (batch 1, {r['steps']} steps): {r['clip_seconds']:.2f} s "
+                 f"({'met' if r['clip_seconds'] <= TARGETS['clip_seconds'] else 'NOT met'} <= 20 s)")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
