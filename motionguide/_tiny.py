@@ -90,3 +90,26 @@ def inputs(model: torch.nn.Module, batch: int, grid: tuple[int, int, int], *, se
     if name == "LatteTransformer3DModel":
         return dict(hidden_states=x, timestep=t.long(), encoder_hidden_states=text, return_dict=False)
     raise ValueError(f"unknown architecture {name!r}")
+
+
+def wan_i2v_pipeline(seed: int = 0):
+    """A ``WanImageToVideoPipeline`` with tiny random-init components (no text encoder: pass prompt embeds).
+
+    Transformer: 2 layers, 2 heads x 16, 36 input channels (16 noisy + 4 mask + 16 image latents, the Wan I2V
+    layout), 16 output channels; VAE: ``AutoencoderKLWan`` with base width 3 (8x space, 4x time, as the real
+    one). Returns ``(pipe, prompt_embeds (1, 8, 16))``.
+    """
+    import diffusers
+
+    torch.manual_seed(seed)
+    vae = diffusers.AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                                     temperal_downsample=[False, True, True]).eval()
+    transformer = diffusers.WanTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=16, in_channels=36, out_channels=16,
+        text_dim=_TEXT_DIM, freq_dim=32, ffn_dim=64, num_layers=2, rope_max_seq_len=64).eval()
+    pipe = diffusers.WanImageToVideoPipeline(
+        tokenizer=None, text_encoder=None, vae=vae, scheduler=diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0),
+        transformer=transformer)
+    pipe.set_progress_bar_config(disable=True)
+    prompt_embeds = torch.randn(1, _TEXT_LEN, _TEXT_DIM, generator=torch.Generator().manual_seed(seed))
+    return pipe, prompt_embeds
