@@ -217,6 +217,9 @@ class Scene:
             outside: ``(1, H, W)`` float, 1 where the point lies outside frame ``b``.
         """
         h, w = self.size
+        if float(t_a) == float(t_b):  # identity, exactly (the affine round trip would leave ~1e-6)
+            z = torch.zeros(1, h, w)
+            return torch.zeros(2, h, w), z, z.clone()
         xy = self._grid(1)
         top = self._top_layer(xy, t_a)
         dest = torch.zeros_like(xy)

@@ -1,0 +1,178 @@
+"""The embedded model: config, conditioning, sampler, checkpoints (shipped, corrupt, missing), adapters."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+import motionguide as mg
+from motionguide.model import (
+    DEFAULT_ASSETS,
+    CheckpointError,
+    EmbeddedConfig,
+    EmbeddedVideoModel,
+    attach_adapters,
+    flow_only,
+    generate_guided,
+    load_adapters,
+    load_embedded,
+    save_adapters,
+    save_embedded,
+)
+
+TINY = dict(num_layers=2, num_heads=2, head_dim=12, ffn_dim=16, text_dim=8, freq_dim=16, steps=2)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
+
+
+def _constant_guidance(shift: float = 2.0, strength: float = 1.0, b: int = 1):
+    """First frame known; frame k shows it moved right by shift*k px (backward flow -shift*k)."""
+    torch.manual_seed(1)
+    first = torch.rand(b, 3, 1, 32, 32)
+    t = 8
+    sources = torch.zeros(t, 1, dtype=torch.long)
+    flows = torch.zeros(b, t, 1, 2, 32, 32)
+    for k in range(t):
+        flows[:, k, 0, 0] = -shift * k
+    weights = torch.ones(b, t, 1, 1, 32, 32)
+    return mg.Guidance(first, (0,), t, sources, flows, weights, 1.0, strength)
+
+
+def test_config_validation_and_round_trip():
+    cfg = EmbeddedConfig(**TINY)
+    assert EmbeddedConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="divisible"):
+        EmbeddedConfig(height=30)
+    with pytest.raises(ValueError, match="head_dim"):
+        EmbeddedConfig(head_dim=7)
+    with pytest.raises(ValueError, match="unknown"):
+        EmbeddedConfig.from_dict({"layers": 3})
+
+
+def test_reference_is_nearest_known_frame():
+    x = torch.arange(5.0).view(1, 1, 5, 1, 1).expand(1, 3, 5, 2, 2)
+    known = torch.tensor([[True, False, False, True, False]])
+    ref = EmbeddedVideoModel.reference(x, known)
+    assert ref[0, 0, :, 0, 0].tolist() == [0.0, 0.0, 3.0, 3.0, 3.0]  # ties go to the earlier frame
+    with pytest.raises(ValueError, match="known frame"):
+        EmbeddedVideoModel.reference(x, torch.zeros(1, 5, dtype=torch.bool))
+
+
+def test_generate_keeps_known_frames_and_is_seeded(tiny):
+    clip = torch.rand(2, 3, 8, 32, 32)
+    known = torch.zeros(2, 8, dtype=torch.bool)
+    known[:, 0] = True
+    known[1, 7] = True
+    a = tiny.generate(clip, known, seed=3)
+    assert a.shape == clip.shape and float(a.min()) >= 0 and float(a.max()) <= 1
+    assert torch.allclose(a[:, :, 0], clip[:, :, 0], atol=1e-6) and torch.allclose(a[1, :, 7], clip[1, :, 7], atol=1e-6)
+    assert torch.equal(a, tiny.generate(clip, known, seed=3))
+    assert not torch.equal(a, tiny.generate(clip, known, seed=4))
+    with pytest.raises(ValueError, match="T, H, W"):
+        tiny.generate(torch.rand(1, 3, 4, 32, 32), known[:1, :4])
+
+
+def test_loss_is_finite_and_differentiable(tiny):
+    clip = torch.rand(2, 3, 8, 32, 32)
+    known = EmbeddedVideoModel.draw_known(2, 8, torch.Generator().manual_seed(0))
+    loss = tiny.loss(clip, known, generator=torch.Generator().manual_seed(0))
+    loss.backward()
+    assert torch.isfinite(loss) and tiny.transformer.proj_out.weight.grad is not None
+    tiny.zero_grad()
+
+
+def test_save_load_round_trip_and_corrupt_checkpoint(tiny, tmp_path):
+    folder = save_embedded(tiny, tmp_path / "m")
+    back = load_embedded(folder)
+    clip = torch.rand(1, 3, 8, 32, 32)
+    known = torch.zeros(1, 8, dtype=torch.bool)
+    known[:, 0] = True
+    assert torch.allclose(tiny.generate(clip, known), back.generate(clip, known), atol=1e-5)
+    # corrupt weights: caught by the manifest checksum, with the folder in the message
+    bad = tmp_path / "bad"
+    shutil.copytree(folder, bad)
+    w = bad / "diffusion_pytorch_model.safetensors"
+    w.write_bytes(w.read_bytes()[:-64] + b"\0" * 64)
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_embedded(bad)
+    # truncated file without a manifest: safetensors fails to read it, reported the same way
+    (bad / "manifest.json").unlink()
+    w.write_bytes(w.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="could not be read"):
+        load_embedded(bad)
+    with pytest.raises(CheckpointError, match="missing"):
+        load_embedded(tmp_path / "nowhere")
+
+
+def test_shipped_checkpoint_loads_and_generates():
+    model = load_embedded()  # assets/embedded/base, checked against its manifest
+    manifest = json.loads((DEFAULT_ASSETS / "base" / "manifest.json").read_text())
+    assert manifest["class"] == "WanTransformer3DModel"
+    cfg = model.config
+    clip = torch.rand(1, 3, cfg.num_frames, cfg.height, cfg.width)
+    known = torch.zeros(1, cfg.num_frames, dtype=torch.bool)
+    known[:, 0] = True
+    out = model.generate(clip, known, steps=2)
+    assert out.shape == clip.shape and torch.isfinite(out).all()
+    total = sum(p.stat().st_size for p in DEFAULT_ASSETS.parent.rglob("*") if p.is_file())
+    assert total <= 20 * 2**20  # issue 5: shipped weights at most 20 MB
+
+
+def test_untrained_adapters_are_a_no_op_and_strength_zero_is_exact(tiny, tmp_path):
+    model = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
+    model.load_state_dict(tiny.state_dict())
+    g = _constant_guidance()
+    base = generate_guided(model, g, mode="unguided", seed=0)
+    attach_adapters(model)
+    assert torch.equal(generate_guided(model, g, mode="both", seed=0), base)  # zero-initialised
+    with torch.no_grad():
+        for p in model.transformer.motion_guidance.parameters():
+            p.normal_(0, 0.1)
+        for n, p in model.transformer.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.1)
+        model.prior_gate.fill_(0.02)
+    guided = generate_guided(model, g, mode="both", seed=0)
+    assert float((guided - base).abs().max()) > 1e-3  # trained adapters change the output
+    zero = generate_guided(model, g.with_strength(0.0), mode="both", seed=0)
+    assert float((zero - base).abs().max()) <= 1e-5
+    assert torch.equal(generate_guided(model, g, mode="unguided", seed=0), base)
+    # round trip: a fresh model with the saved adapters reproduces the guided output
+    save_adapters(model, tmp_path / "ad")
+    fresh = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
+    fresh.load_state_dict(tiny.state_dict())
+    load_adapters(fresh, tmp_path / "ad")
+    assert torch.allclose(generate_guided(fresh, g, mode="both", seed=0), guided, atol=1e-6)
+    for m in ("latent", "feature"):
+        assert generate_guided(fresh, g, mode=m, seed=0).shape == base.shape
+    with pytest.raises(ValueError, match="training_free"):
+        generate_guided(fresh, g, mode="training_free")
+    with pytest.raises(CheckpointError, match="missing"):
+        load_adapters(EmbeddedVideoModel(EmbeddedConfig(**TINY)), tmp_path / "none")
+
+
+def test_training_free_mode(tiny):
+    model = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
+    model.load_state_dict(tiny.state_dict())
+    attach_adapters(model, mode="training_free")
+    g = _constant_guidance()
+    base = generate_guided(model, g, mode="unguided", seed=0)
+    assert float((generate_guided(model, g, mode="training_free", seed=0) - base).abs().max()) > 1e-3
+    assert float((generate_guided(model, g.with_strength(0.0), mode="training_free", seed=0) - base).abs().max()) <= 1e-5
+    with pytest.raises(ValueError, match="adapters"):
+        generate_guided(tiny, g, mode="both")
+
+
+def test_flow_only_is_the_warp():
+    g = _constant_guidance(shift=2.0)
+    out = flow_only(g)
+    first = g.frames[:, :, 0]
+    # frame 3 shows the first frame moved right by 6 px (columns >= 6 are exact copies)
+    assert torch.allclose(out[:, :, 3, :, 6:], first[:, :, :, :-6], atol=1e-5)
+    assert torch.equal(out[:, :, 0], first)
