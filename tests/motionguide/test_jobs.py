@@ -1,0 +1,125 @@
+"""The jobs on the command line: demo runs, windows, resizing, and every bad input of issue 5."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import motionguide as mg
+from motionguide.cli import main
+from motionguide.jobs import count_windows, extend, generate_windows, resize_guidance, speed, transfer
+from motionguide.model import EmbeddedConfig, EmbeddedVideoModel, attach_adapters, save_adapters, save_embedded
+
+TINY = dict(num_layers=1, num_heads=2, head_dim=12, ffn_dim=16, text_dim=8, freq_dim=16, steps=2)
+
+
+@pytest.fixture(scope="module")
+def tiny_dirs(tmp_path_factory):
+    """A tiny base model and (randomly perturbed) adapters saved like the shipped assets."""
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("tiny")
+    model = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
+    save_embedded(model, root / "base")
+    attach_adapters(model)
+    with torch.no_grad():
+        for p in model.transformer.motion_guidance.parameters():
+            p.normal_(0, 0.05)
+        model.prior_gate.fill_(0.02)
+    save_adapters(model, root / "adapters")
+    return root
+
+
+def _args(tiny_dirs, *extra):
+    return [*extra, "--model", str(tiny_dirs / "base"), "--adapters", str(tiny_dirs / "adapters"), "--no-progress"]
+
+
+@pytest.mark.parametrize("job,extra,frames", [("transfer", [], 8), ("speed", ["--factor", "0.5"], 15),
+                                              ("extend", ["--frames", "3"], 7)])
+def test_demo_jobs_write_video_and_compare(tiny_dirs, tmp_path, job, extra, frames):
+    from flow.video import read_video
+
+    out, png = tmp_path / f"{job}.mp4", tmp_path / f"{job}.png"
+    rc = main([job, "--demo", *extra, "-o", str(out), "--compare", str(png), *_args(tiny_dirs)])
+    assert rc == 0
+    clip, fps = read_video(out)
+    assert clip.shape[0] == frames and tuple(clip.shape[-2:]) == (32, 32) and fps == pytest.approx(8.0)
+    assert png.stat().st_size > 1000
+
+
+def test_files_in_and_flow_only_needs_no_model(tmp_path):
+    from flow.io import write_image
+    from flow.video import read_video, write_video
+    from motionguide.data import make_clip
+
+    c = make_clip(0, split="heldout", num_frames=6, size=(48, 64))
+    write_video(tmp_path / "ref.mp4", c.frames, 10.0)
+    write_image(tmp_path / "img.png", make_clip(1, split="heldout", num_frames=1, size=(40, 40)).frames[0])
+    rc = main(["transfer", "--reference", str(tmp_path / "ref.mp4"), "--image", str(tmp_path / "img.png"),
+               "--mode", "flow_only", "-o", str(tmp_path / "o.mp4"), "--model", str(tmp_path / "absent")])
+    assert rc == 0  # flow_only loads no model; the image was resized to the reference with a notice
+    clip, fps = read_video(tmp_path / "o.mp4")
+    assert clip.shape[0] == 6 and fps == pytest.approx(10.0)
+
+
+def test_windows_cover_long_outputs():
+    from motionguide.data import make_clip
+
+    c = make_clip(2, split="heldout", num_frames=12)
+    g = mg.speed(c.frames.transpose(0, 1)[None], 0.5, estimator=_dis())
+    assert g.num_frames == 23
+    assert count_windows(g, 8) >= 3
+    out = generate_windows(None, g, mode="flow_only")
+    assert out.shape == (1, 3, 23, 32, 32)
+    assert torch.equal(out[:, :, 2], c.frames[1][None])  # real frames kept exactly
+
+
+def _dis():
+    from flow.estimators import get_estimator
+
+    return get_estimator("dis")
+
+
+def test_resize_guidance_rescales_flow():
+    first = torch.rand(1, 3, 1, 64, 64)
+    flows = torch.zeros(1, 4, 1, 2, 64, 64)
+    flows[:, :, :, 0] = 4.0
+    g = mg.Guidance(first, (0,), 4, torch.zeros(4, 1, dtype=torch.long), flows, torch.ones(1, 4, 1, 1, 64, 64))
+    small = resize_guidance(g, (32, 32))
+    assert small.size == (32, 32) and torch.allclose(small.flows[:, :, :, 0], torch.full((1, 4, 1, 32, 32), 2.0))
+
+
+def test_bad_inputs_raise_clear_errors(tiny_dirs):
+    from motionguide.data import make_clip
+
+    c = make_clip(0, split="heldout", num_frames=4).frames
+    with pytest.raises(ValueError, match="fewer than the 6 asked"):
+        transfer(c, c[0], model=None, frames=6, mode="flow_only")
+    for f in (0.0, -1.0):
+        with pytest.raises(ValueError, match="positive"):
+            speed(c, f, model=None, mode="flow_only")
+    with pytest.raises(ValueError, match="0.25 .. 4"):
+        speed(c, 8.0, model=None, mode="flow_only")
+    with pytest.raises(ValueError, match="more than this job adds"):
+        extend(c, 100, model=None, mode="flow_only")
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        extend(c[:1], 2, model=None, mode="flow_only")
+
+
+def test_cli_errors_leave_no_output(tiny_dirs, tmp_path):
+    out = tmp_path / "x.mp4"
+    assert main(["speed", "--demo", "--factor", "-2", "-o", str(out), *_args(tiny_dirs)]) == 2
+    assert main(["extend", "--demo", "--frames", "500", "-o", str(out), *_args(tiny_dirs)]) == 2
+    assert main(["transfer", "-o", str(out), *_args(tiny_dirs)]) == 2  # no --reference/--image
+    # a corrupt checkpoint: one-line error, exit 2
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_dirs / "base", bad)
+    w = bad / "diffusion_pytorch_model.safetensors"
+    w.write_bytes(w.read_bytes()[:-32] + b"\1" * 32)
+    assert main(["transfer", "--demo", "-o", str(out), "--model", str(bad), "--adapters", str(tiny_dirs / "adapters")]) == 2
+    assert main(["transfer", "--demo", "-o", str(out), "--model", str(tmp_path / "missing")]) == 2
+    # an unknown pipeline (offline, not on disk)
+    assert main(["transfer", "--demo", "-o", str(out), "--pipeline", "no-such-org/no-such-pipeline"]) == 2
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".x.")]  # no temp leftovers
