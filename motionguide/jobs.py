@@ -406,3 +406,53 @@ def save_compare(path: str | Path, result: JobResult, *, columns: int = 8, zoom:
         flows,
     ]
     save_strip(path, rows)
+
+
+# ------------------------------------------------------------------------------------- diffusers pipelines
+def run_pipeline(
+    pipe,
+    guidance,
+    *,
+    strength: float | None = None,
+    steps: int | None = None,
+    seed: int = 0,
+    adapter: str | None = None,
+    **call_kwargs,
+) -> torch.Tensor:
+    """Run a job's guidance through a diffusers pipeline (``motionguide.pipeline.generate_with_guidance``).
+
+    The guidance (batch 1, built at the input's size) is fitted to what the pipeline takes: frames trimmed
+    to the longest count its VAE accepts (e.g. 4k+1 for Wan) and the size rounded to a multiple of the VAE
+    factor times the patch, each with a notice. Returns ``(T, 3, H, W)`` in [0, 1].
+    """
+    from .pipeline import generate_with_guidance
+    from .registry import get_spec, vae_from_pipeline
+
+    spec = get_spec(pipe.transformer)
+    vae = vae_from_pipeline(pipe, spec)
+    n = guidance.num_frames
+    while n > 1:
+        try:
+            vae.check_num_frames(n)
+            break
+        except ValueError:
+            n -= 1
+    if n != guidance.num_frames:
+        _notice(f"{type(pipe).__name__} takes {n} of the {guidance.num_frames} frames (its VAE's frame counts)")
+        guidance = _window(guidance, 0, n, {})
+    m = vae.spatial * spec.patch_size(pipe.transformer)[1]
+    h, w = guidance.size
+    size = (max(m, round(h / m) * m), max(m, round(w / m) * m))
+    if size != (h, w):
+        _notice(f"resizing the guidance from {h}x{w} to {size[0]}x{size[1]} (a multiple of {m} for this pipeline)")
+        guidance = resize_guidance(guidance, size)
+    call_kwargs.setdefault("output_type", "pt")
+    if steps is not None:
+        call_kwargs.setdefault("num_inference_steps", int(steps))
+    call_kwargs.setdefault("generator", torch.Generator().manual_seed(int(seed)))
+    out = generate_with_guidance(pipe, guidance, adapter=adapter, strength=strength, **call_kwargs)
+    frames = out.frames[0] if hasattr(out, "frames") else out[0][0]
+    frames = torch.as_tensor(frames)
+    if frames.ndim == 4 and frames.shape[-1] == 3 and frames.shape[1] != 3:  # (T, H, W, 3) numpy layout
+        frames = frames.permute(0, 3, 1, 2)
+    return frames.float().clamp(0, 1)

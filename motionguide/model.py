@@ -55,7 +55,8 @@ __all__ = [
     "generate_guided",
 ]
 
-DEFAULT_ASSETS = Path(__file__).resolve().parents[1] / "assets" / "embedded"
+#: where the shipped weights live: ``assets/embedded`` of the checkout (``MOTIONGUIDE_ASSETS`` overrides)
+DEFAULT_ASSETS = Path(os.environ.get("MOTIONGUIDE_ASSETS", Path(__file__).resolve().parents[1] / "assets" / "embedded"))
 
 
 class CheckpointError(ValueError):

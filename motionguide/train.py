@@ -41,7 +41,7 @@ class TrainConfig:
     out: str = "runs/base"
     batch_size: int = 8
     lr: float = 5e-4
-    warmup: int = 100
+    warmup: int | None = None  # default: min(100, steps // 10)
     ema: float = 0.995
     seed: int = 0
     checkpoint_every: int = 100
@@ -61,6 +61,8 @@ class TrainConfig:
                              f"{self.batch_size}, {self.checkpoint_every}")
         if not (self.lr > 0 and 0 <= self.ema < 1):
             raise ValueError(f"lr must be > 0 and ema in [0, 1), got {self.lr}, {self.ema}")
+        if self.warmup is None:
+            self.warmup = max(1, min(100, self.steps // 10))
 
 
 def plot_losses(losses: list[float], path: str | os.PathLike, title: str = "loss") -> None:

@@ -25,6 +25,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="a diffusers pipeline (local folder or cached hub id) to run instead of the embedded model")
     p.add_argument("--model", default=None, metavar="DIR", help="embedded base model folder (default: assets/embedded/base)")
     p.add_argument("--adapters", default=None, metavar="DIR", help="adapter folder (default: assets/embedded/adapters)")
+    p.add_argument("--prompt", default="", help="text prompt for --pipeline (the embedded model takes none)")
     p.add_argument("--fps", type=float, default=None, help="output frame rate (default: the input's)")
     p.add_argument("--demo", action="store_true", help="use built-in held-out clips as input (no files needed)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -109,13 +110,7 @@ def run(args) -> int:
         check_output_path(args.compare)
     d = _inputs(args)
     if args.pipeline:
-        from ..jobs import load_pipeline
-
-        pipe = load_pipeline(args.pipeline)
-        raise UserError(
-            f"--pipeline loaded {type(pipe).__name__}, but running the jobs through an external pipeline goes "
-            "through motionguide.pipeline.generate_with_guidance, which is not available in this build"
-        )
+        return _run_pipeline(args, d)
     model = None if args.mode == "flow_only" else jobs.load_models(args.model, args.adapters, mode=args.mode)
     steps = args.steps or (model.config.steps if model is not None else 1)
     common = dict(model=model, motion_scale=args.motion_scale, strength=args.strength, steps=args.steps,
@@ -138,5 +133,34 @@ def run(args) -> int:
           f"at {fps:g} fps ({args.mode}, {steps} steps per window)")
     if args.compare:
         jobs.save_compare(args.compare, res)
+        print(f"wrote {args.compare}")
+    return 0
+
+
+def _run_pipeline(args, d) -> int:
+    """The job's guidance (built at the input's size) through a diffusers pipeline."""
+    from flow.video import write_video
+
+    from .. import jobs
+
+    pipe = jobs.load_pipeline(args.pipeline)
+    common = dict(model=None, motion_scale=args.motion_scale, strength=args.strength, mode="flow_only", flow=args.flow)
+    if args.job == "transfer":
+        res = jobs.transfer(d["reference"], d["image"], frames=args.frames, **common)
+    elif args.job == "speed":
+        res = jobs.speed(d["clip"], args.factor, **common)
+    else:
+        res = jobs.extend(d["clip"], args.frames, damping=args.damping, **common)
+    frames = jobs.run_pipeline(pipe, res.guidance, strength=args.strength, steps=args.steps, seed=args.seed,
+                               adapter=args.adapters, prompt=args.prompt)
+    fps = args.fps or d.get("fps") or 8.0
+    write_video(args.output, frames, fps)
+    print(f"wrote {args.output}: {frames.shape[0]} frames of {frames.shape[2]}x{frames.shape[3]} ({type(pipe).__name__})")
+    if args.compare:
+        n = frames.shape[0]
+        g = jobs._window(res.guidance, 0, n, {}) if n != res.guidance.num_frames else res.guidance
+        g = jobs.resize_guidance(g, tuple(frames.shape[-2:]))
+        warped = jobs.generate_windows(None, g, mode="flow_only")[0].transpose(0, 1)
+        jobs.save_compare(args.compare, jobs.JobResult(frames, g, warped, res.inputs))
         print(f"wrote {args.compare}")
     return 0

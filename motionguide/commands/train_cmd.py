@@ -25,7 +25,7 @@ def register(subparsers) -> None:
     p.add_argument("--steps", type=int, required=True, help="total optimizer steps (a resumed run continues to N)")
     p.add_argument("--out", required=True, help="output folder (checkpoint/, model/ or adapters/, loss.png)")
     p.add_argument("--batch-size", type=int, default=8, help="clips per step and process")
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 5e-4 base, 3e-4 adapters)")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 5e-4 base, 1e-3 adapters)")
     p.add_argument("--seed", type=int, default=0, help="seed of the clips, noise and initialisation")
     p.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if DIR/checkpoint exists")
@@ -52,7 +52,7 @@ def run(args) -> int:
             raise ValueError(f"--model-config must be a JSON object, got {args.model_config!r}")
     cfg = TrainConfig(
         kind=args.kind, steps=args.steps, out=args.out, batch_size=args.batch_size,
-        lr=args.lr if args.lr is not None else (5e-4 if args.kind == "base" else 3e-4),
+        lr=args.lr if args.lr is not None else (5e-4 if args.kind == "base" else 1e-3),
         seed=args.seed, checkpoint_every=args.checkpoint_every, resume=not args.no_resume, threads=args.threads,
         base=args.base, model=model, progress=not args.no_progress,
     )

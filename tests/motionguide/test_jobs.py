@@ -123,3 +123,17 @@ def test_cli_errors_leave_no_output(tiny_dirs, tmp_path):
     assert main(["transfer", "--demo", "-o", str(out), "--pipeline", "no-such-org/no-such-pipeline"]) == 2
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".x.")]  # no temp leftovers
+
+
+def test_job_guidance_through_a_tiny_diffusers_pipeline():
+    from motionguide._tiny import wan_i2v_pipeline
+    from motionguide.data import make_clip
+    from motionguide.jobs import run_pipeline
+
+    pipe, embeds = wan_i2v_pipeline()
+    c = make_clip(0, split="heldout", num_frames=6, size=(32, 32))
+    res = transfer(c.frames, c.frames[0], model=None, mode="flow_only")  # guidance at the input's size
+    frames = run_pipeline(pipe, res.guidance, steps=2, prompt_embeds=embeds, negative_prompt_embeds=embeds,
+                          guidance_scale=1.0)
+    assert frames.shape == (5, 3, 32, 32)  # Wan takes 4k+1 frames: 6 -> 5, with a notice
+    assert getattr(pipe.transformer, "motion_guidance", None) is None  # removed after the call
