@@ -177,3 +177,13 @@ def test_bidirectional_and_clip(photo, one_thread):
     assert torch.equal(fwd, flows) and bwd.shape == (4, 2, 64, 96)
     with pytest.raises(ValueError, match="at least 2 frames"):
         clip_flows(get_estimator("dis"), clip[:1])
+
+
+@pytest.mark.gpu
+def test_raft_cuda_autocast_half():
+    est = get_estimator("raft_small", weights="random", device="cuda", dtype=torch.float16, num_flow_updates=2)
+    x0, x1 = torch.rand(2, 3, 37, 53), torch.rand(2, 3, 37, 53)
+    out = est(x0, x1)  # CPU frames in: moved to the GPU and the flow brought back
+    assert out.shape == (2, 2, 37, 53) and out.dtype == torch.float32 and out.device.type == "cpu"
+    assert torch.isfinite(out).all()
+    assert est(x0.cuda(), x1.cuda()).device.type == "cuda"
