@@ -290,8 +290,19 @@ class DISEstimator(_OpenCVEstimator):
             self._refiner = cv2.VariationalRefinement_create()
 
     def _calc(self, g0, g1):
+        import cv2
+
         if self._dis is None:
             self._build()
+        h, w = g0.shape
+        # DIS asserts on tiny images (its pyramid needs a side of 8+ px at the coarsest level: 10x10 fails).
+        # Upsample those for the search and bring the flow back, as RAFT does under its 128 px minimum.
+        s = max(1.0, 16 / min(h, w), 32 / max(h, w))
+        if s > 1.0:
+            hs, ws = math.ceil(h * s), math.ceil(w * s)
+            up0, up1 = (cv2.resize(g, (ws, hs), interpolation=cv2.INTER_LINEAR) for g in (g0, g1))
+            flow = cv2.resize(self._calc(up0, up1), (w, h), interpolation=cv2.INTER_LINEAR)
+            return np.ascontiguousarray(flow * np.array([w / ws, h / hs], np.float32))
         flow = None
         for d in self._dis:
             # DIS treats a given same-size float32 (H, W, 2) array as its initial flow (resampled to its

@@ -68,6 +68,15 @@ def test_dis_presets_and_uint8_input(photo):
     assert est._stages == [("MEDIUM", {"PatchSize": 4, "FinestScale": 2})]
 
 
+@pytest.mark.parametrize("preset", ["ultrafast", "balanced", "quality"])
+def test_dis_tiny_frames(preset):
+    # OpenCV's DIS asserts below ~12 px; we upsample for it instead of failing
+    est = get_estimator("dis", preset=preset)
+    for h, w in [(2, 3), (10, 10), (7, 40)]:
+        flow = est(torch.rand(1, 3, h, w), torch.rand(1, 3, h, w))
+        assert flow.shape == (1, 2, h, w) and torch.isfinite(flow).all()
+
+
 def test_grey_and_rgba_inputs(photo):
     f0, f1 = _shifted_pair(photo, 2, 1, h=64, w=96)
     est = get_estimator("dis")
