@@ -15,7 +15,11 @@ Two peers, each with the checkpoint that ships in its wheel:
 Both engines feed RGB frames in [0, 1] (the video readers convert BGR to RGB first), so ``run_peer`` takes
 the project's frames as they are.
 
-Usage (repository root on ``sys.path``)::
+Parity benchmark (PSNR per Middlebury sequence and median seconds per frame, both in one run)::
+
+    python benchmarks/rife_peers.py --reps 3 [--multi] [--json OUT]
+
+Usage as a module (repository root on ``sys.path``)::
 
     from benchmarks.rife_peers import peer_unavailable, run_peer
     if peer_unavailable("v4.25") is None:
@@ -31,7 +35,10 @@ import functools
 import importlib
 import importlib.metadata
 import importlib.util
+import math
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -218,3 +225,143 @@ def _bisect(infer, img0, img1, ratio, scale, rthreshold=0.02, rmaxcycles=8):
         else:
             b, hi_t = middle, mid_t
     return middle
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Parity benchmark: our flow.ifnet against the peers, same checkpoints, same frames, same run.
+#   python benchmarks/rife_peers.py [--reps 3] [--versions v3.6 v4.25] [--multi] [--json OUT]
+# ----------------------------------------------------------------------------------------------------------
+
+MIDDLEBURY = ("Dimetrodon", "Grove2", "Hydrangea", "RubberWhale", "Urban2", "Venus")
+
+
+def _load_png(path) -> torch.Tensor:
+    import numpy as np
+    from PIL import Image
+
+    return torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)[None].float() / 255.0
+
+
+def _psnr(x: torch.Tensor, gt: torch.Tensor) -> float:
+    mse = float(((x.clamp(0, 1) - gt) ** 2).mean())
+    return 10.0 * math.log10(1.0 / max(mse, 1e-12))
+
+
+def _time(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def parity(versions=("v3.6", "v4.25"), seqs=MIDDLEBURY, reps=3, data=None, multi=False, log=print):
+    """Rows of {method, dataset, sequence, psnr, seconds, ...}: the peer and ours for every sequence."""
+    import statistics
+
+    repo = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(repo))
+    from flow.ifnet import load_ifnet
+
+    data = Path(data or os.environ.get("MOTIONGUIDE_DATA", repo.parent / "shared" / "data"))
+    rows = []
+    for version in versions:
+        reason = peer_unavailable(version)
+        if reason:
+            log(f"skip {version}: {reason}")
+            continue
+        ours = load_ifnet(version)
+        load_peer(version)
+        for seq in seqs:
+            folder = data / "middlebury" / seq
+            if not folder.is_dir():
+                log(f"skip {seq}: {folder} not found (evaluation data, see ../shared/data/README.md)")
+                continue
+            f0, f1, gt = (_load_png(folder / n) for n in ("frame10.png", "frame11.png", "frame10i11.png"))
+            out_peer = run_peer(version, f0, f1, 0.5).clamp(0, 1)
+            out_ours = ours.interpolate(f0, f1, [0.5])[0]
+            tp, to = [], []
+            for r in range(reps):  # interleaved, order alternating: both see the same machine load
+                pair = [(tp, lambda: run_peer(version, f0, f1, 0.5)), (to, lambda: ours.interpolate(f0, f1, [0.5]))]
+                for acc, fn in (pair if r % 2 == 0 else pair[::-1]):
+                    acc.append(_time(fn))
+            maxdiff = float((out_ours - out_peer).abs().max())
+            for method, out, ts in ((f"rife-{version} (peer)", out_peer, tp), (f"motionguide ifnet {version}", out_ours, to)):
+                rows.append({"method": method, "version": version, "dataset": "middlebury", "sequence": seq,
+                             "psnr": _psnr(out, gt), "seconds": statistics.median(ts), "times": ts,
+                             "max_abs_diff_vs_peer": maxdiff, "size": list(f0.shape[-2:])})
+            log(f"{version} {seq}: peer {rows[-2]['psnr']:.3f} dB {rows[-2]['seconds']:.2f} s | ours "
+                f"{rows[-1]['psnr']:.3f} dB {rows[-1]['seconds']:.2f} s | max|diff| {maxdiff:.1e}")
+        if multi:  # three times at once (4x slow motion): ours batches them, the peer loops as its driver does
+            folder = data / "middlebury" / "Urban2"
+            f0, f1 = (_load_png(folder / n) for n in ("frame10.png", "frame11.png"))
+            ts3 = [0.25, 0.5, 0.75]
+            tp, to = [], []
+            for r in range(reps):
+                pair = [(tp, lambda: [run_peer(version, f0, f1, t) for t in ts3]), (to, lambda: ours.interpolate(f0, f1, ts3))]
+                for acc, fn in (pair if r % 2 == 0 else pair[::-1]):
+                    acc.append(_time(fn) / 3)
+            for method, ts in ((f"rife-{version} (peer)", tp), (f"motionguide ifnet {version}", to)):
+                rows.append({"method": method, "version": version, "dataset": "middlebury-3t", "sequence": "Urban2",
+                             "psnr": float("nan"), "seconds": statistics.median(ts), "times": ts})
+    return rows
+
+
+def _table(rows) -> str:
+    import statistics
+
+    lines = ["| version | sequence | PSNR peer | PSNR ours | diff dB | max abs diff | s/frame peer | s/frame ours | ours/peer |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    by = {}
+    for r in rows:
+        by.setdefault((r["version"], r["dataset"], r["sequence"]), {})["peer" if "peer" in r["method"] else "ours"] = r
+    summary = {}
+    for (version, dataset, seq), d in by.items():
+        p, o = d["peer"], d["ours"]
+        name = seq if dataset == "middlebury" else f"{seq}, t = 0.25/0.5/0.75"
+        if dataset == "middlebury":
+            s = summary.setdefault(version, {"pp": [], "po": [], "tp": [], "to": [], "md": []})
+            s["pp"].append(p["psnr"]); s["po"].append(o["psnr"]); s["md"].append(o["max_abs_diff_vs_peer"])
+            s["tp"] += p["times"]; s["to"] += o["times"]
+            lines.append(f"| {version} | {name} | {p['psnr']:.3f} | {o['psnr']:.3f} | {o['psnr'] - p['psnr']:+.4f} | "
+                         f"{o['max_abs_diff_vs_peer']:.1e} | {p['seconds']:.2f} | {o['seconds']:.2f} | "
+                         f"{o['seconds'] / p['seconds']:.2f} |")
+        else:
+            lines.append(f"| {version} | {name} | | | | | {p['seconds']:.2f} | {o['seconds']:.2f} | "
+                         f"{o['seconds'] / p['seconds']:.2f} |")
+    for version, s in summary.items():
+        tp, to = statistics.median(s["tp"]), statistics.median(s["to"])
+        lines.append(f"| **{version}** | **mean / median** | {statistics.mean(s['pp']):.3f} | {statistics.mean(s['po']):.3f} | "
+                     f"{statistics.mean(s['po']) - statistics.mean(s['pp']):+.4f} | {max(s['md']):.1e} | {tp:.2f} | "
+                     f"{to:.2f} | {to / tp:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(description="flow.ifnet vs the RIFE wheels' own code: PSNR parity and speed")
+    ap.add_argument("--versions", nargs="+", default=["v3.6", "v4.25"], choices=sorted(PEERS))
+    ap.add_argument("--seqs", nargs="+", default=list(MIDDLEBURY))
+    ap.add_argument("--reps", type=int, default=3, help="timed repeats per sequence and method (median)")
+    ap.add_argument("--multi", action="store_true", help="also time three t at once (Urban2)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--data", default=None, help="evaluation data folder (default ../shared/data)")
+    ap.add_argument("--json", default=None, help="write the rows here")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load0 = os.getloadavg()
+    rows = parity(args.versions, args.seqs, args.reps, args.data, args.multi, log=lambda m: print(m, flush=True))
+    load1 = os.getloadavg()
+    print()
+    print(_table(rows))
+    print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; wall-clock medians of "
+          f"{args.reps} interleaved repeats; 1-min load average {load0[0]:.1f} at start, {load1[0]:.1f} at end")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"rows": rows}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

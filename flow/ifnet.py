@@ -170,6 +170,9 @@ def _cat(parts: Sequence[torch.Tensor], channels_last: bool, dtype: torch.dtype 
     return out
 
 
+_X_ALL_CL = True
+
+
 def _resize(x: torch.Tensor, factor: float) -> torch.Tensor:
     """Bilinear resize by ``factor`` (half-pixel centres), as the reference blocks resize; 1 is a no-op."""
     if factor == 1.0:
@@ -555,19 +558,25 @@ class _IFNetV4(IFNet):
         self.block4 = _BlockV4(8 + 4 + 8 + 8, c=32)
         self.encode = _Head()
 
-    def forward(self, img0, img1, t=None, *, scale=1.0, warp_frames=True, feats=None):
+    def _frames_and_features(self, img0: torch.Tensor, img1: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) x2 -> (2N, 7, H, W) = [frame0 | head(frame0); frame1 | head(frame1)] in the warp dtype.
+
+        Computed once per frame pair, however many t (the reference recomputes the head for every t)."""
+        frames = torch.cat((img0, img1), 0).to(self.warp_dtype)
+        feats = self.encode(frames.to(self.dtype))
+        return _cat([frames, feats], _X_ALL_CL and _is_cl(self.encode.cnn0.weight), self.warp_dtype)
+
+    def forward(self, img0, img1, t=None, *, scale=1.0, warp_frames=True):
         n = img0.shape[0]
-        if t is None:
-            t = torch.full((n,), 0.5)
+        return self._forward(self._frames_and_features(img0, img1), n, 0.5 if t is None else t, scale, warp_frames)
+
+    def _forward(self, x_all, n, t, scale, warp_frames):
+        """x_all: (2N, 7, H, W) from :meth:`_frames_and_features`; t: (N,) or a float."""
         cl = _is_cl(self.encode.cnn0.weight)
         dt, wd = self.dtype, self.warp_dtype  # convs in dt; frames, flows and warps in wd (float32 for half)
-        t = torch.as_tensor(t, dtype=wd, device=img0.device).reshape(-1)
+        t = torch.as_tensor(t, dtype=wd, device=x_all.device).reshape(-1)
         if t.numel() == 1:
             t = t.expand(n)
-        frames = _cat([torch.cat((img0, img1), 0)], cl, wd)  # (2N, 3, H, W); NHWC warps ~1.8x faster on CPU
-        if feats is None:
-            feats = self.encode(frames.to(dt))  # (2N, 4, H, W)
-        x_all = _cat([frames, feats], cl, wd)  # (2N, 7, H, W): frame and its features warp together
         blocks = (self.block0, self.block1, self.block2, self.block3, self.block4)
         flow = mask = feat = None
         for i, block in enumerate(blocks):
@@ -586,7 +595,7 @@ class _IFNetV4(IFNet):
             flow = df if flow is None else flow + df
             mask = tmp[:, 4:5]  # each block replaces the mask (4.21+ design)
             feat = tmp[:, 5:] if not last else None
-        warped = _warp_pair(frames, flow) if warp_frames else None
+        warped = _warp_pair(x_all[:, :3], flow) if warp_frames else None
         return flow, mask, warped
 
     def _chunks(self, b, ts):
@@ -595,15 +604,14 @@ class _IFNetV4(IFNet):
 
     def _run(self, p0, p1, ts, scale, warp_frames):
         b = p0.shape[0]
-        feats = self.encode(torch.cat((p0, p1), 0).to(self.dtype))  # once per frame pair, shared by every t
-        f0, f1 = feats[:b], feats[b:]
+        x_pair = self._frames_and_features(p0, p1)  # once per frame pair, shared by every t
         out = []
         for chunk in self._chunks(b, ts):
             k = len(chunk)
-            rep = lambda x: x.repeat(k, 1, 1, 1)  # noqa: E731  t-major: item j*b + i = (t_j, pair i)
+            # t-major batch: item j*b + i = (t_j, pair i); frame0 items first, then frame1 items
+            x_all = x_pair if k == 1 else torch.cat([x_pair[:b]] * k + [x_pair[b:]] * k, 0)
             tt = torch.tensor(chunk, dtype=p0.dtype, device=p0.device).repeat_interleave(b)
-            fl, ml, warped = self(rep(p0), rep(p1), tt, scale=scale, warp_frames=warp_frames,
-                                  feats=torch.cat((rep(f0), rep(f1)), 0))
+            fl, ml, warped = self._forward(x_all, k * b, tt, scale, warp_frames)
             for j in range(k):
                 sl = slice(j * b, (j + 1) * b)
                 nk = k * b

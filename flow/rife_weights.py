@@ -46,7 +46,8 @@ class RifeCheckpoint:
         pad_base: frames are zero-padded to a multiple of ``max(pad_base, int(pad_base / scale))``,
             as the reference drivers do (needed to reproduce them).
         block_scales: the coarse-to-fine downscale factors of the IFBlocks at ``scale = 1``.
-        metrics: figures measured by ``benchmarks/ifnet_parity.py`` on this project's data.
+        metrics: Middlebury mean PSNR (6 sequences in ../shared/data) as measured by the peers' code and by
+            ``benchmarks/rife_peers.py`` (which recomputes it).
     """
 
     version: str
