@@ -267,7 +267,17 @@ class _LatentHook(ModelHook):
             x = torch.cat([g.latents, g.mask], dim=1).to(output.device)
             x = st.batched("latent_input_raw", x, st.batch)
             st.cache[key] = x
-        add = self.adapter.latent(x)
+        # the adapter's output only changes with the guidance or its weights: at inference (no grad) reuse it
+        # across denoising steps instead of recomputing the projection every forward
+        wt = self.adapter.latent.proj.weight
+        okey = ("latent_out", st.batch, output.device, output.dtype, id(wt), wt._version)
+        add = st.cache.get(okey) if not torch.is_grad_enabled() else None
+        if add is None:
+            add = self.adapter.latent(x)
+            if not torch.is_grad_enabled():
+                for k in [k for k in st.cache if k[0] == "latent_out"]:
+                    del st.cache[k]
+                st.cache[okey] = add
         if add.shape != output.shape:
             raise ValueError(
                 f"motion guidance: the latent adapter made {tuple(add.shape)} but the patch embedding made "

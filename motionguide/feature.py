@@ -43,6 +43,15 @@ class TokenPairs:
     flow: torch.Tensor
     weight: torch.Tensor
 
+    def __post_init__(self) -> None:
+        # derived once per guidance: per-target pair groups, channels-first weights and weight sums
+        self.weight_cf = self.weight.permute(0, 1, 4, 2, 3)                   # (B, P, 1, R, C)
+        groups: dict[int, list[int]] = {}
+        for i, t in enumerate(self.tgt.tolist()):
+            groups.setdefault(t, []).append(i)
+        self.groups = [(t, idx) for t, idx in groups.items()]
+        self.wsum_cf = {t: self.weight_cf[:, idx].sum(1) for t, idx in self.groups}  # (B, 1, R, C)
+
 
 def token_pairs(guidance: LatentGuidance, token_grid: tuple[int, int, int], pt: int, batch: int,
                 device: torch.device) -> TokenPairs | None:
@@ -83,19 +92,36 @@ def token_pairs(guidance: LatentGuidance, token_grid: tuple[int, int, int], pt: 
     )
 
 
-def blend_tokens(h5: torch.Tensor, pairs: TokenPairs, gate: torch.Tensor | float) -> torch.Tensor:
+def blend_tokens(h5: torch.Tensor, pairs: TokenPairs, gate: torch.Tensor | float, *, inplace: bool = False) -> torch.Tensor:
     """``h5: (B, F', R, C, D)`` -> tokens with warped source tokens blended into the targets.
 
-    Warping runs in float32 (bf16 sampling coordinates would be off by up to half a token).
+    For each target frame: ``h + gate * (sum_k w_k warp(src_k) - (sum_k w_k) h)``. On large models the cost
+    of this hook is memory traffic, not arithmetic, so it allocates one gather and one warp for all pairs and
+    otherwise works in place on those temporaries; with ``inplace`` (inference, no other hook on the block)
+    it also updates ``h5`` itself instead of a copy. Warping runs in float32 (bf16 sampling coordinates would
+    be off by up to half a token).
     """
     b, _, r, c, d = h5.shape
     p = pairs.tgt.numel()
-    src = h5[:, pairs.src].float()                                               # (B, P, R, C, D)
-    src_cf = src.permute(0, 1, 4, 2, 3).reshape(b * p, d, r, c)                   # channels first for the warp
-    warped = backward_warp(src_cf, pairs.flow).view(b, p, d, r, c).permute(0, 1, 3, 4, 2)
-    delta = pairs.weight * (warped - h5[:, pairs.tgt].float()) * gate           # (B, P, R, C, D)
-    # several sources of one target add up (their weights sum to <= 1): index_add over the frame axis
-    return h5.index_add(1, pairs.tgt, delta.to(h5.dtype))
+    # gather the source frames straight into channels-first order for grid_sample
+    src_cf = h5.permute(0, 1, 4, 2, 3)[:, pairs.src].reshape(b * p, d, r, c)
+    warped = backward_warp(src_cf.float(), pairs.flow).view(b, p, d, r, c)
+    warped = warped.mul_(pairs.weight_cf)  # grid_sample's backward needs its inputs, not its output
+    out = h5 if inplace else h5.clone()
+    out_cf = out.permute(0, 1, 4, 2, 3)                                           # (B, F', D, R, C) view
+    gate_cf = gate.view(1, d, 1, 1) if isinstance(gate, torch.Tensor) else gate
+    grad = torch.is_grad_enabled()
+    for t, idx in pairs.groups:
+        acc = warped[:, idx[0]]                                                   # (B, D, R, C)
+        for i in idx[1:]:
+            acc = acc + warped[:, i] if grad else acc.add_(warped[:, i])
+        h_t = out_cf[:, t]
+        if grad:  # out of place: autograd needs the operands of the gate product
+            upd = torch.addcmul(acc, pairs.wsum_cf[t], h_t.float(), value=-1.0) * gate_cf
+        else:
+            upd = acc.addcmul_(pairs.wsum_cf[t], h_t.float(), value=-1.0).mul_(gate_cf)
+        h_t += upd.to(h5.dtype)  # writes through the view into out (CopySlices under autograd)
+    return out
 
 
 class FeatureGuidanceHook(ModelHook):
@@ -119,8 +145,8 @@ class FeatureGuidanceHook(ModelHook):
     def post_forward(self, module: torch.nn.Module, output):
         st = self.state
         g = st.guidance
-        if g is None or not g.has_flows or not st.active or st.strength == 0:
-            return output
+        if g is None or not g.has_flows or not st.active or st.strength == 0 or st.token_grid is None:
+            return output  # no guidance, inactive step, or a block called outside the transformer's forward
         hs = output[0] if self.tuple_output else output
         fp, r, c = st.token_grid
         if self.block_layout == "b(fhw)d":
@@ -138,5 +164,9 @@ class FeatureGuidanceHook(ModelHook):
         if pairs is None:
             return output
         gate = st.strength if self.gate is None else st.strength * self.gate.float()
-        new = blend_tokens(hs.reshape(b, fp, r, c, hs.shape[-1]), pairs, gate).reshape(hs.shape)
+        # in place only at inference and when no other hook (e.g. a cache) may hold this output
+        reg = getattr(module, "_diffusers_hook", None)
+        inplace = not torch.is_grad_enabled() and reg is not None and len(reg.hooks) == 1 and hs.is_contiguous()
+        new = blend_tokens(hs.view(b, fp, r, c, hs.shape[-1]) if inplace else hs.reshape(b, fp, r, c, hs.shape[-1]),
+                           pairs, gate, inplace=inplace).reshape(hs.shape)
         return (new, *output[1:]) if self.tuple_output else new

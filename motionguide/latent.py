@@ -399,6 +399,7 @@ class GuidanceState:
         self.guidance: LatentGuidance | None = None
         self.batch: int | None = None
         self.grid: tuple[int, int, int] | None = None
+        self.token_grid: tuple[int, int, int] | None = None
         self.timestep: float | None = None
         self.active: bool = True
         self.cache: dict = {}
@@ -415,7 +416,7 @@ class GuidanceState:
     def reset(self) -> None:
         """Forget the guidance and the per-forward record (the model then runs as the base model)."""
         self.set(None)
-        self.batch = self.grid = self.timestep = None
+        self.batch = self.grid = self.token_grid = self.timestep = None
         self.active = True
 
     def batched(self, key: str, t: torch.Tensor, batch: int, dim: int = 0) -> torch.Tensor:

@@ -48,3 +48,29 @@ def test_token_pairs_resizes_flow_and_skips_self():
     none = LatentGuidance(torch.zeros(1, 4, 1, h, w), torch.ones(1, 1, 1, h, w), torch.tensor([[0]]),
                           torch.zeros(1, 1, 1, 2, h, w), torch.ones(1, 1, 1, 1, h, w))
     assert token_pairs(none, (1, 4, 6), pt=1, batch=1, device=torch.device("cpu")) is None
+
+
+def test_blend_tokens_inplace_matches_and_gradients_flow():
+    h5 = torch.randn(2, 3, 4, 6, 5)
+    flow = torch.randn(2 * 3, 2, 4, 6)
+    pairs = TokenPairs(tgt=torch.tensor([1, 1, 2]), src=torch.tensor([0, 2, 0]), flow=flow,
+                       weight=torch.rand(2, 3, 4, 6, 1) * 0.5)
+    gate = torch.randn(5)
+    ref = blend_tokens(h5, pairs, gate)
+    with torch.no_grad():
+        copy = blend_tokens(h5, pairs, gate)
+        inpl = h5.clone()
+        res = blend_tokens(inpl, pairs, gate, inplace=True)
+    assert torch.allclose(copy, ref, atol=1e-6) and torch.allclose(inpl, ref, atol=1e-6) and res.data_ptr() == inpl.data_ptr()
+    # two sources of frame 1: w0 (warp0 - h) + w1 (warp1 - h), by hand at a zero flow
+    zero = TokenPairs(tgt=torch.tensor([1, 1]), src=torch.tensor([0, 2]), flow=torch.zeros(2, 2, 4, 6),
+                      weight=torch.full((1, 2, 4, 6, 1), 0.25))
+    one = h5[:1]
+    want = one[:, 1] + 0.25 * (one[:, 0] - one[:, 1]) + 0.25 * (one[:, 2] - one[:, 1])
+    assert torch.allclose(blend_tokens(one, zero, 1.0)[:, 1], want, atol=1e-6)
+    g = torch.zeros(5, requires_grad=True)  # zero-initialised gate: no change, but a live gradient
+    x = h5.clone().requires_grad_(True)
+    out = blend_tokens(x, pairs, g)
+    assert torch.equal(out.detach(), h5)
+    out.square().sum().backward()
+    assert g.grad.abs().sum() > 0 and x.grad is not None
