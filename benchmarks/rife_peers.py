@@ -335,6 +335,53 @@ def _table(rows) -> str:
     return "\n".join(lines)
 
 
+def ablation(version, reps=3, data=None, log=print):
+    """Single-thread CPU seconds per Urban2 frame: peer, ours, ours with NCHW weights, ours in inference_mode.
+
+    CPU time of one thread is far steadier than wall-clock on a shared machine; variants are interleaved.
+    """
+    import copy
+    import statistics
+
+    repo = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(repo))
+    from flow.ifnet import load_ifnet
+
+    data = Path(data or os.environ.get("MOTIONGUIDE_DATA", repo.parent / "shared" / "data"))
+    folder = data / "middlebury" / "Urban2"
+    f0, f1 = (_load_png(folder / n) for n in ("frame10.png", "frame11.png"))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ours = load_ifnet(version)
+        nchw = copy.deepcopy(ours).to(memory_format=torch.contiguous_format)
+
+        def in_inference_mode():
+            with torch.inference_mode():
+                ours.interpolate(f0, f1, [0.5])
+
+        variants = {
+            "peer (wheel code)": lambda: run_peer(version, f0, f1, 0.5),
+            "ours": lambda: ours.interpolate(f0, f1, [0.5]),
+            "ours, NCHW weights": lambda: nchw.interpolate(f0, f1, [0.5]),
+            "ours, inference_mode": in_inference_mode,
+        }
+        for fn in variants.values():
+            fn()
+        times = {k: [] for k in variants}
+        for _ in range(reps):
+            for k, fn in variants.items():
+                t0 = time.process_time()
+                fn()
+                times[k].append(time.process_time() - t0)
+    finally:
+        torch.set_num_threads(before)
+    out = {k: statistics.median(v) for k, v in times.items()}
+    for k, v in out.items():
+        log(f"{version} {k}: {v:.3f} CPU s/frame (1 thread, median of {reps})")
+    return out
+
+
 def main(argv=None) -> int:
     import argparse
     import json
@@ -347,7 +394,14 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--data", default=None, help="evaluation data folder (default ../shared/data)")
     ap.add_argument("--json", default=None, help="write the rows here")
+    ap.add_argument("--ablation", action="store_true",
+                    help="instead: 1-thread CPU time on Urban2 for peer / ours / ours NCHW / ours inference_mode")
     args = ap.parse_args(argv)
+    if args.ablation:
+        for version in args.versions:
+            if peer_unavailable(version) is None:
+                ablation(version, args.reps, args.data)
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     load0 = os.getloadavg()
