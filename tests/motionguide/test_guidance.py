@@ -209,3 +209,16 @@ def test_builder_bad_inputs():
     bad_est = lambda a, b: torch.zeros(1, 2, 4, 4)  # noqa: E731
     with pytest.raises(ValueError, match="estimator returned"):
         speed(clip, 0.5, estimator=bad_est)
+
+
+def test_builders_with_the_project_dis_estimator():
+    """The flow package's DIS estimator plugs into the builders as is (median flow on a textured pan)."""
+    estimators = pytest.importorskip("flow.estimators")
+    est = estimators.get_estimator("dis")
+    clip = translating_clip(4)
+    g = reference_motion(clip[:, :, 0], clip, estimator=est)
+    for k in (1, 2, 3):
+        med = float(g.flows[0, k, 0, 0][INNER[1:]].median())
+        assert abs(med + 2.0 * k) < 0.5, (k, med)
+    e = extension(clip, 2, estimator=est)
+    assert abs(float(e.flows[0, 5, 0, 0][INNER[1:]].median()) + 4.0) < 0.5
