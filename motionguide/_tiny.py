@@ -113,3 +113,26 @@ def wan_i2v_pipeline(seed: int = 0):
     pipe.set_progress_bar_config(disable=True)
     prompt_embeds = torch.randn(1, _TEXT_LEN, _TEXT_DIM, generator=torch.Generator().manual_seed(seed))
     return pipe, prompt_embeds
+
+
+def cogvideox_i2v_pipeline(seed: int = 0):
+    """A ``CogVideoXImageToVideoPipeline`` with tiny random-init components (pass prompt embeds).
+
+    Its transformer takes ``(B, F, C, H, W)`` with the image latents concatenated on channels (8 = 4 + 4) and
+    the pipeline doubles the batch for classifier-free guidance. Returns ``(pipe, prompt_embeds (1, 8, 16))``.
+    """
+    import diffusers
+
+    torch.manual_seed(seed)
+    vae = diffusers.AutoencoderKLCogVideoX(
+        in_channels=3, out_channels=3, down_block_types=("CogVideoXDownBlock3D",) * 4,
+        up_block_types=("CogVideoXUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8), latent_channels=4,
+        layers_per_block=1, norm_num_groups=2, temporal_compression_ratio=4).eval()
+    transformer = diffusers.CogVideoXTransformer3DModel(
+        num_attention_heads=2, attention_head_dim=16, in_channels=8, out_channels=4, time_embed_dim=32,
+        text_embed_dim=_TEXT_DIM, num_layers=2, sample_width=4, sample_height=4, sample_frames=9, patch_size=2,
+        temporal_compression_ratio=4, max_text_seq_length=_TEXT_LEN).eval()
+    pipe = diffusers.CogVideoXImageToVideoPipeline(tokenizer=None, text_encoder=None, vae=vae, transformer=transformer,
+                                                   scheduler=diffusers.CogVideoXDDIMScheduler())
+    pipe.set_progress_bar_config(disable=True)
+    return pipe, torch.randn(1, _TEXT_LEN, _TEXT_DIM, generator=torch.Generator().manual_seed(seed))

@@ -119,3 +119,22 @@ def test_bad_inputs(setup):
     with pytest.raises(TypeError, match="Guidance"):
         mg.generate_with_guidance(pipe, "not guidance", **call)
     assert not hasattr(pipe.transformer, "motion_guidance")
+
+
+def test_cogvideox_i2v_pipeline_cfg_batch(setup):
+    """A second pipeline class: (B, F, C, H, W) latents, DDIM re-noising, CFG batch doubled inside."""
+    _, guidance, _, _ = setup
+    pipe, emb = _tiny.cogvideox_i2v_pipeline()
+    call = dict(prompt_embeds=emb, negative_prompt_embeds=torch.zeros_like(emb), num_inference_steps=2,
+                guidance_scale=2.0, output_type="latent", max_sequence_length=8)
+    plain = pipe(image=guidance.frames[:, :, 0], height=H, width=W, num_frames=T,
+                 generator=torch.Generator().manual_seed(0), **call).frames
+    seen = []
+    out = mg.generate_with_guidance(pipe, guidance, generator=torch.Generator().manual_seed(0),
+                                    callback_on_step_end=lambda p, i, t, kw: seen.append(p.transformer.motion_guidance.state.batch) or kw,
+                                    **call).frames
+    assert seen == [2, 2]  # the transformer saw the doubled batch; the batch-1 guidance served both halves
+    assert out.shape == plain.shape == (1, 3, 4, 4, 4) and (out - plain).abs().max() > 1e-2
+    assert not hasattr(pipe.transformer, "motion_guidance")
+    z = encode_frames(pipe, guidance.frames)
+    assert z.shape == (1, 4, 1, 4, 4)
