@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Callable, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -286,27 +286,44 @@ def _reference_flows(reference: torch.Tensor, estimator: Estimator, mode: str) -
 
 
 def _between(
-    f0: torch.Tensor, f1: torch.Tensor, times: Sequence[float], estimator: Estimator, motion_scale: float,
-    intermediate: Callable | None = None,
+    f0: torch.Tensor, f1: torch.Tensor, times: Sequence[float], estimator: Estimator | None, motion_scale: float,
+    intermediate: Any = None,
 ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
     """For each t in ``times`` (0 < t < 1): ``(F_t0, F_t1, w0, w1)`` between real frames f0 and f1.
 
-    Intermediate flows come from ``intermediate(f0, f1, t) -> (F_t0, F_t1, mask)`` when given (the flow
-    package's interpolation component; ``mask`` (B, 1, H, W) is the weight of frame 0, as MoG's M), else from
-    bidirectional flow by flow reversal (:func:`flow.warp.reverse_flow`: ``F_t0(x + t F01(x)) = -t F01(x)``),
-    with the linear approximation ``F_t0 = -(1-t) t F01 + t^2 F10`` filling the holes reversal leaves.
-    ``motion_scale`` scales the motion of the whole segment: a frame at time t then shows time ``s t``
-    relative to f0 for its f0 term and ``1 - s (1 - t)`` for its f1 term.
+    Intermediate flows come from ``intermediate`` when given: a :class:`flow.interpolate.Interpolator`
+    (its ``intermediate(f0, f1, times)``, one flow estimate for all times) or a callable
+    ``(f0, f1, t) -> (F_t0, F_t1, mask)``; ``mask`` (B, 1, H, W) is frame 0's blend weight, as MoG's M, so
+    ``w0 = M`` and ``w1 = 1 - M``. Otherwise from bidirectional ``estimator`` flow by flow reversal
+    (:func:`flow.warp.reverse_flow`: ``F_t0(x + t F01(x)) = -t F01(x)``), with the linear approximation
+    ``F_t0 = -(1-t) t F01 + t^2 F10`` filling the holes reversal leaves, and time weights ``1 - t``, ``t``
+    (a hole of frame 0's reversal is a pixel disoccluded at t as seen from frame 0: frame 1 is trusted there).
+    ``motion_scale`` multiplies the intermediate flows.
     """
     out = []
-    if intermediate is None:
+    inter: list = []
+    if intermediate is not None:
+        if hasattr(intermediate, "intermediate"):
+            inter = list(intermediate.intermediate(f0, f1, list(times)))
+        elif callable(intermediate):
+            inter = [intermediate(f0, f1, t) for t in times]
+        else:
+            raise TypeError(
+                "intermediate: expected a flow.interpolate.Interpolator or a callable (f0, f1, t) -> "
+                f"(F_t0, F_t1, mask), got {type(intermediate).__name__}"
+            )
+    else:
         f01 = _estimate(estimator, f0, f1, "frames 0->1")
         f10 = _estimate(estimator, f1, f0, "frames 1->0")
-    for t in times:
+    for i, t in enumerate(times):
         if intermediate is not None:
-            ft0, ft1, m = intermediate(f0, f1, t)
+            ft0, ft1, m = (x.to(f0.dtype) for x in inter[i])
+            want = (f0.shape[0], 2, *f0.shape[-2:])
+            if tuple(ft0.shape) != want or tuple(ft1.shape) != want or tuple(m.shape) != (want[0], 1, *want[2:]):
+                raise ValueError(f"intermediate flows: expected {want} flows and a (B, 1, H, W) mask, got "
+                                 f"{_shape(ft0)}, {_shape(ft1)}, {_shape(m)}")
             check_finite(ft0, "F_t0"), check_finite(ft1, "F_t1"), check_finite(m, "blend mask")
-            w0, w1 = (1 - t) * m, t * (1 - m)  # MoG blends M*w0 + (1-M)*w1; times weights keep the nearer frame
+            w0, w1 = m.clamp(0, 1), 1 - m.clamp(0, 1)
         else:
             r0, h0 = reverse_flow(f01, t)
             r1, h1 = reverse_flow(f10, 1 - t)
@@ -315,7 +332,6 @@ def _between(
             hole0, hole1 = (h0 > 1e-3).to(f0.dtype), (h1 > 1e-3).to(f0.dtype)
             ft0 = r0 * hole0 + lin0 * (1 - hole0)
             ft1 = r1 * hole1 + lin1 * (1 - hole1)
-            # a hole in frame 0's reversal means the pixel is disoccluded at t as seen from frame 0: trust frame 1
             w0, w1 = (1 - t) * (0.05 + 0.95 * hole0), t * (0.05 + 0.95 * hole1)
         ft0, ft1 = ft0 * motion_scale, ft1 * motion_scale
         w0, w1 = w0 * _valid(ft0), w1 * _valid(ft1)
@@ -329,11 +345,11 @@ def speed(
     clip: torch.Tensor,
     factor: float,
     *,
-    estimator: Estimator,
+    estimator: Estimator | None = None,
     num_frames: int | None = None,
     motion_scale: float = 1.0,
     strength: float = 1.0,
-    intermediate: Callable | None = None,
+    intermediate: Any = None,
 ) -> Guidance:
     """Resample a clip in time: output frame ``j`` shows real time ``j * factor``.
 
@@ -345,8 +361,10 @@ def speed(
         clip: ``(B, 3, T, H, W)`` float in [0, 1], T >= 2.
         factor: real frames advanced per output frame, > 0.
         num_frames: output length; default ``floor((T - 1) / factor) + 1`` (ends at the last real frame).
-        intermediate: optional ``(f0, f1, t) -> (F_t0, F_t1, mask)``; default: flow reversal of
-            bidirectional ``estimator`` flows.
+        estimator: flow estimator for the default intermediate flows (not needed with ``intermediate``).
+        intermediate: the interpolation component, ``flow.interpolate.get_interpolator("dis")`` (or any
+            object with ``intermediate(f0, f1, times)``, or a callable ``(f0, f1, t) -> (F_t0, F_t1, mask)``);
+            default: flow reversal of bidirectional ``estimator`` flows.
 
     Returns:
         A :class:`Guidance` with K = 2; real frames that are not output frames are sources with position None.
@@ -443,10 +461,10 @@ def keyframes(
     times: Sequence[int],
     num_frames: int | None = None,
     *,
-    estimator: Estimator,
+    estimator: Estimator | None = None,
     motion_scale: float = 1.0,
     strength: float = 1.0,
-    intermediate: Callable | None = None,
+    intermediate: Any = None,
 ) -> Guidance:
     """In-between given keyframes: output frame ``j`` between keyframes at ``times[a] < j < times[a+1]`` gets
     intermediate flows to both (``t = (j - times[a]) / (times[a+1] - times[a])``), MoG's two-end guidance.
@@ -455,6 +473,7 @@ def keyframes(
         frames: ``(B, 3, N, H, W)`` keyframes in [0, 1], N >= 2.
         times: N strictly increasing output frame indices.
         num_frames: output length, default ``times[-1] + 1``; frames after the last keyframe are unguided.
+        estimator, intermediate: as for :func:`speed`.
     """
     frames = _check_clip(frames, "frames", 2)
     motion_scale, strength = check_motion_scale(motion_scale), check_strength(strength)

@@ -222,3 +222,29 @@ def test_builders_with_the_project_dis_estimator():
         assert abs(med + 2.0 * k) < 0.5, (k, med)
     e = extension(clip, 2, estimator=est)
     assert abs(float(e.flows[0, 5, 0, 0][INNER[1:]].median()) + 4.0) < 0.5
+
+
+def test_speed_with_an_intermediate_component():
+    """Intermediate flows from the interpolation component: its mask is frame 0's blend weight (MoG's M)."""
+    clip = translating_clip(3)
+
+    def hand(f0, f1, t):  # exact intermediate flows of the pan, M = 0.7 everywhere
+        a = torch.zeros(f0.shape[0], 2, *f0.shape[-2:])
+        b = torch.zeros_like(a)
+        a[:, 0], b[:, 0] = -STEP * t, STEP * (1 - t)
+        return a, b, torch.full_like(a[:, :1], 0.7)
+
+    g = speed(clip, 0.5, intermediate=hand)
+    assert torch.equal(g.flows[0, 1, 0, 0], torch.full((H, W), -1.0))
+    assert torch.allclose(g.weights[0, 1, 0, 0][INNER[1:]], torch.full((H - 8, W - 16), 0.7))
+    interp_mod = pytest.importorskip("flow.interpolate")
+    interp = interp_mod.get_interpolator("dis")
+    g = speed(clip, 0.25, intermediate=interp)
+    for j, frac in ((1, 0.25), (2, 0.5), (3, 0.75)):
+        med0 = float(g.flows[0, j, 0, 0][INNER[1:]].median())
+        med1 = float(g.flows[0, j, 1, 0][INNER[1:]].median())
+        assert abs(med0 + STEP * frac) < 0.5 and abs(med1 - STEP * (1 - frac)) < 0.5, (j, med0, med1)
+    with pytest.raises(TypeError, match="intermediate"):
+        speed(clip, 0.5, intermediate=3)
+    with pytest.raises(ValueError, match="intermediate flows"):
+        speed(clip, 0.5, intermediate=lambda a, b, t: (torch.zeros(1, 2, 4, 4),) * 2 + (torch.zeros(1, 1, 4, 4),))
