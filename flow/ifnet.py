@@ -259,7 +259,8 @@ class IFNet(nn.Module):
         """Run the network on padded frames.
 
         Args:
-            img0, img1: (N, 3, H, W) in the model dtype, H and W multiples of :meth:`pad_multiple`.
+            img0, img1: (N, 3, H, W) float RGB in [0, 1], H and W multiples of :meth:`pad_multiple` (zero-pad
+                right/bottom as the reference drivers; the public methods below do it for you).
             t: (N,) times in (0, 1) (v4.25; ignored and must be None or all 0.5 for v3.6).
             scale: processing scale (0.5 for 4K: the blocks see half-size frames).
             warp_frames: also return both frames warped to t (the last warp; skip it for flows only).
@@ -420,10 +421,10 @@ class _IFNetV3(IFNet):
         flow = mask = None
         for i, block in enumerate((self.block0, self.block1, self.block2)):
             s = self.block_scales[i] / scale
-            wd = _resize(warped, 1.0 / s)  # (2N, 3, h, w)
-            w0d, w1d = wd[:n], wd[n:]
+            low = _resize(warped, 1.0 / s)  # (2N, 3, h, w)
+            w0d, w1d = low[:n], low[n:]
             if flow is None:  # first block: zero flow and mask, made directly at the block's size
-                z = wd.new_zeros(n, 1, *wd.shape[-2:])
+                z = low.new_zeros(n, 1, *low.shape[-2:])
                 md, fd = z, z.expand(n, 4, -1, -1)
             else:
                 md = _resize(mask, 1.0 / s)

@@ -22,6 +22,7 @@ import enum
 import hashlib
 import importlib.metadata
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
@@ -227,7 +228,7 @@ def resolve_weights(weights: WeightsArg = "auto") -> tuple[Path, RifeCheckpoint 
         else:
             raise FileNotFoundError(f"weights={weights!r} is a folder without flownet.pkl; pass the file itself")
     if not p.is_file():
-        if os.sep not in weights and "." not in weights and "/" not in weights:
+        if re.fullmatch(r"[vV]?\d+(\.\d+)*", weights) or not any(c in weights for c in "./\\"):
             raise ValueError(f"unknown weights name {weights!r}; expected 'auto', one of {names}, or a file path")
         raise _not_found([f"{p} (explicit path: no such file)"], weights)
     for member in RifeWeights:  # a known file passed by path still gets its registry entry
