@@ -14,9 +14,13 @@ Why this shape (issue 5; choices measured on this 2-core CPU):
   logit-normal and shifted, an Euler sampler from t = 1 to 0 on a shifted schedule.
 * **x0 predicted as a correction on top of a reference clip** (a lever named in issue 5): the transformer's
   output is ``x_0 - ref``, where ``ref`` is the nearest known frame (static) for the base model. Motion
-  guidance (``motionguide.jobs``) moves ``ref`` toward the guidance warp through a gate initialised to zero,
-  so copying the warp costs the model nothing and its capacity goes to corrections and disocclusions.
-  The loss is the usual velocity loss, ``v = (x_t - x0_hat) / t`` with ``t`` clamped away from 0.
+  guidance moves ``ref`` toward the guidance warp through a gate initialised to zero, so copying the warp
+  costs the model nothing and its capacity goes to corrections and disocclusions. The loss is the velocity
+  loss ``v = (x_t - x0_hat) / t`` with ``t`` clamped away from 0 (x-prediction with a v-loss, as JiT).
+  ``prediction="edm"`` is the EDM-preconditioned alternative (``x0_hat = ref + c_skip y_t + c_out F`` with
+  ``y_t = x_t - (1 - t) ref``, Karras et al. 2022): it leans on ``x_t`` at low noise, but the network must
+  then output per-pixel noise through 4x4 patches; warm-started from the x0 model it was still far noisier
+  after 150 steps than the x0 model, so the shipped model uses ``x0`` (see docs/README_embedded.md).
 
 Shapes (kornia style): clips are ``(B, 3, T, H, W)`` float in [0, 1] at the API; ``known``: ``(B, T)`` bool.
 """
@@ -79,7 +83,9 @@ class EmbeddedConfig:
     freq_dim: int = 64
     shift: float = 2.0  # timestep shift of the sampler and of training (Wan uses 3-5 at 480p; less at 32 px)
     steps: int = 20  # default sampling steps
-    t_min: float = 0.05  # clamp of t in the velocity loss (x0 parameterisation divides by t)
+    prediction: str = "x0"  # "x0": x0 - ref directly (shipped); "edm": preconditioned (tried, see docstring)
+    t_min: float = 0.05  # "x0": clamp of t in the velocity loss (it divides by t)
+    residual_std: float = 0.5  # "edm": s of the preconditioning, std of x0 - ref in [-1, 1] units
 
     def __post_init__(self):
         self.patch_size = tuple(int(p) for p in self.patch_size)
@@ -93,6 +99,10 @@ class EmbeddedConfig:
             )
         if self.head_dim % 2 or self.head_dim < 12:
             raise ValueError(f"head_dim must be even and >= 12 (Wan splits it for 3-axis RoPE), got {self.head_dim}")
+        if self.prediction not in ("x0", "edm"):
+            raise ValueError(f"prediction must be 'x0' or 'edm', got {self.prediction!r}")
+        if not self.residual_std > 0:
+            raise ValueError(f"residual_std must be > 0, got {self.residual_std}")
         if self.num_layers < 1 or self.num_heads < 1 or self.steps < 1 or self.shift <= 0:
             raise ValueError(f"num_layers, num_heads, steps must be >= 1 and shift > 0, got {self}")
 
@@ -199,7 +209,19 @@ class EmbeddedVideoModel(nn.Module):
             hidden_states=inp, timestep=t * 1000.0, encoder_hidden_states=self._text.expand(x_t.shape[0], -1, -1),
             return_dict=False,
         )[0]
-        return ref + out
+        if self.config.prediction == "x0":
+            return ref + out
+        c_skip, c_out = self.precond(t.to(x_t.dtype))
+        return ref + c_skip * (x_t - (1 - t.to(x_t.dtype)).view(-1, 1, 1, 1, 1) * ref) + c_out * out
+
+    def precond(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """EDM scalings ``(c_skip, c_out)``, each ``(B, 1, 1, 1, 1)``, for times ``t: (B,)``."""
+        s = self.config.residual_std
+        a = 1 - t
+        den = a * a * s * s + t * t
+        c_skip = a * s * s / den
+        c_out = t * s / den.sqrt()
+        return c_skip.view(-1, 1, 1, 1, 1), c_out.view(-1, 1, 1, 1, 1)
 
     # ------------------------------------------------------------------------------------------------
     def sample_t(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -243,10 +265,12 @@ class EmbeddedVideoModel(nn.Module):
         x_t = (1 - tt) * x0 + tt * noise
         known_frames = x0 * known[:, None, :, None, None]
         x0_hat = self.denoise(x_t, t, known_frames, known, ref=ref)
-        tc = tt.clamp(min=self.config.t_min)
-        v_hat = (x_t - x0_hat) / tc
-        v = (x_t - x0) / tc
-        return ((v_hat - v) ** 2).mean()
+        if self.config.prediction == "x0":
+            # velocity loss with x0 prediction (as JiT, Li & He 2025): v = (x_t - x0) / t, t clamped
+            tc = tt.clamp(min=self.config.t_min)
+            return ((((x_t - x0_hat) - (x_t - x0)) / tc) ** 2).mean()
+        _, c_out = self.precond(t)
+        return (((x0_hat - x0) / c_out.clamp(min=1e-3)) ** 2).mean()
 
     # ------------------------------------------------------------------------------------------------
     def timesteps(self, steps: int) -> torch.Tensor:

@@ -49,6 +49,7 @@ class TrainConfig:
     threads: int | None = None
     motion_scale_range: tuple[float, float] = (0.5, 2.5)
     base: str | None = None  # adapters: the base model folder (default: shipped assets)
+    init: str | None = None  # base: start from the transformer weights of this model folder (warm start)
     estimated_flow_p: float = 0.5  # adapters: share of batches guided by DIS-estimated flow
     model: dict = field(default_factory=dict)
     progress: bool = True
@@ -143,6 +144,13 @@ class _BaseRecipe(_Recipe):
 
         self.cfg = cfg
         self.model = EmbeddedVideoModel(EmbeddedConfig.from_dict(cfg.model) if cfg.model else EmbeddedConfig())
+        if cfg.init:
+            # warm start: same architecture, weights of an earlier run (the config's sampler fields may differ)
+            src = load_embedded(cfg.init)
+            try:
+                self.model.transformer.load_state_dict(src.transformer.state_dict())
+            except RuntimeError as e:
+                raise ValueError(f"--init {cfg.init} does not match the model being trained ({str(e).splitlines()[0]})") from None
         mc = self.model.config
         self.data = ClipDataset(
             "train", length=2**31 - 1, num_frames=mc.num_frames, size=(mc.height, mc.width),
