@@ -145,8 +145,7 @@ def linear_intermediate(flow01: torch.Tensor, flow10: torch.Tensor, t: float) ->
     """
     check_flow(flow01, "flow01")
     check_flow(flow10, "flow10")
-    s = 1.0 - t
-    return -s * t * flow01 + t * t * flow10, s * s * flow01 - t * s * flow10
+    return _linear(flow01, flow10, float(t))
 
 
 def synthesize(frame0: torch.Tensor, frame1: torch.Tensor, inter: Intermediate | Sequence[torch.Tensor]) -> torch.Tensor:
@@ -400,23 +399,21 @@ class FlowInterpolator(Interpolator):
 
     def _at_time(self, flow01, flow10, g0, g1, t):
         """Intermediate flows and mask at the work size for one t (shapes as :class:`Intermediate`)."""
-        lin0, lin1 = linear_intermediate(flow01, flow10, t)
+        lin0, lin1 = _linear(flow01, flow10, t)
         need_splat = self.reversal in ("select", "splat") or self.blend == "visibility"
         if need_splat:
             # Splat weights: how much of frame 0 (resp. 1) lands on each pixel at time t; 0 = hole.
             sp0, v0 = reverse_flow(flow01, t)
             sp1, v1 = reverse_flow(flow10, 1.0 - t)
-            hole0, hole1 = v0 < 1e-3, v1 < 1e-3
-            sp0 = torch.where(hole0, lin0, sp0)
-            sp1 = torch.where(hole1, lin1, sp1)
+            sp0 = torch.where(v0 < 1e-3, lin0, sp0)
+            sp1 = torch.where(v1 < 1e-3, lin1, sp1)
         if self.reversal == "linear":
             ft0, ft1 = lin0, lin1
         elif self.reversal == "splat":
             ft0, ft1 = sp0, sp1
         else:
-            cands0 = torch.stack((lin0, -t * flow01, t * flow10, sp0))  # (K, B, 2, h, w)
-            cands1 = torch.stack((lin1, (1 - t) * flow01, -(1 - t) * flow10, sp1))
-            ft0, ft1 = self._select(cands0, cands1, g0, g1)
+            cands = [(lin0, lin1), (-t * flow01, (1 - t) * flow01), (t * flow10, -(1 - t) * flow10), (sp0, sp1)]
+            ft0, ft1 = self._select(cands, g0, g1)
         if self.blend == "visibility":
             v0, v1 = v0.clamp(0.0, 1.0), v1.clamp(0.0, 1.0)
             num = (1.0 - t) * v0
@@ -426,19 +423,26 @@ class FlowInterpolator(Interpolator):
             mask = torch.full_like(flow01[:, :1], 1.0 - t)
         return ft0, ft1, mask
 
-    def _select(self, cands0, cands1, g0, g1):
-        """Per-pixel soft-min over K candidate flow pairs by local photometric consistency.
+    def _select(self, cands, g0, g1):
+        """Per-pixel soft-min over candidate flow pairs by local photometric consistency.
 
-        cands0, cands1: (K, B, 2, h, w); g0, g1: (B, 1, h, w) grey frames -> (flow_t0, flow_t1) (B, 2, h, w).
+        cands: K pairs of (B, 2, h, w) flows (to frame 0, to frame 1); g0, g1: (B, 1, h, w) grey frames.
+        Returns the (flow_t0, flow_t1) pair mixed per pixel with weights softmax(-beta * err), where err is
+        the 5x5 mean of |g0(x + F_t0) - g1(x + F_t1)|.
         """
-        k, b = cands0.shape[:2]
-        hw = cands0.shape[-2:]
-        # One batched warp per frame: (K*B, 1, h, w) grey images against (K*B, 2, h, w) flows.
-        w0 = backward_warp(g0.repeat(k, 1, 1, 1), cands0.reshape(k * b, 2, *hw))
-        w1 = backward_warp(g1.repeat(k, 1, 1, 1), cands1.reshape(k * b, 2, *hw))
-        err = F.avg_pool2d((w0 - w1).abs(), 5, stride=1, padding=2, count_include_pad=False)
-        wgt = torch.softmax(-self.select_beta * err.reshape(k, b, 1, *hw), dim=0)  # (K, B, 1, h, w)
-        return (wgt * cands0).sum(0), (wgt * cands1).sum(0)
+        errs = []
+        for c0, c1 in cands:
+            d = (backward_warp(g0, c0) - backward_warp(g1, c1)).abs_()
+            errs.append(F.avg_pool2d(d, 5, stride=1, padding=2, count_include_pad=False))
+        wgt = torch.softmax(torch.stack(errs).mul_(-self.select_beta), dim=0)  # (K, B, 1, h, w)
+        ft0 = sum(w * c0 for w, (c0, _) in zip(wgt, cands))
+        ft1 = sum(w * c1 for w, (_, c1) in zip(wgt, cands))
+        return ft0, ft1
+
+
+def _linear(flow01: torch.Tensor, flow10: torch.Tensor, t: float) -> tuple[torch.Tensor, torch.Tensor]:
+    s = 1.0 - t
+    return -s * t * flow01 + t * t * flow10, s * s * flow01 - t * s * flow10
 
 
 # ------------------------------------------------------------------------------------------ IFNet
