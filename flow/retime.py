@@ -146,8 +146,8 @@ class SceneCutDetector:
     * the hue/saturation histograms (16 x 8 bins, 64 x 36 thumbnails) differ by a Bhattacharyya distance
       of at least ``hist_threshold`` (motion barely changes a histogram; a new shot usually does), or
     * the mean absolute difference of the thumbnails is at least ``mad_min`` and at least ``mad_ratio``
-      times the median of the last 10 non-cut pairs (a new shot with the same colours, while fast but
-      steady motion, such as a pan, keeps the ratio low).
+      times the median of the last 10 non-cut pairs (at least 2 needed) (a new shot with the same colours,
+      while fast but steady motion, such as a pan, keeps the ratio low).
 
     Measured on ../shared/data/videos: consecutive frames reach at most 0.08 (histogram) and 0.018 (MAD)
     in both videos; a cut from bigbuckbunny to vtest scores 0.60 / 0.26.
@@ -198,9 +198,11 @@ class SceneCutDetector:
         if s is None:
             return False
         hd, mad = s
-        typical = float(np.median(self._mads)) if self._mads else None
+        # The difference rule needs a little history (two pairs) to know what "usual" motion looks like;
+        # until then (clip start, right after a cut) only the histogram rule can call a cut.
+        typical = float(np.median(self._mads)) if len(self._mads) >= 2 else None
         cut = hd >= self.hist_threshold or (
-            mad >= self.mad_min and (typical is None or mad >= self.mad_ratio * max(typical, 1e-3))
+            typical is not None and mad >= self.mad_min and mad >= self.mad_ratio * max(typical, 1e-3)
         )
         if cut:
             self._mads.clear()  # the new shot starts its own statistics
