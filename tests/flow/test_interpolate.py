@@ -352,3 +352,40 @@ def test_real_v36_on_a_small_translation():
     base = float((_interior((f0 + f1) / 2, 12) - _interior(_shift(f0, 2.0), 12)).abs().mean())
     assert err < 0.3 * base
     assert math.isfinite(err)
+
+
+def test_fusion_averages_flows_and_masks():
+    from flow.interpolate import FusionInterpolator
+
+    class Const(FlowInterpolator):
+        def __init__(self, v, m):
+            self.v, self.m, self.name = v, m, f"c{v}"
+
+        @property
+        def description(self):
+            return self.name
+
+        def _intermediate(self, f0, f1, ts):
+            z = torch.full((f0.shape[0], 2, *f0.shape[-2:]), float(self.v))
+            return [Intermediate(z, -z, torch.full_like(z[:, :1], self.m)) for _ in ts]
+
+    fused = FusionInterpolator([Const(1.0, 0.2), Const(3.0, 0.6)], weights=[1, 3])
+    ft0, ft1, m = fused.intermediate(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8), [0.5])[0]
+    assert torch.allclose(ft0, torch.full_like(ft0, 2.5)) and torch.allclose(m, torch.full_like(m, 0.5))
+    assert fused.name == "c1.0+c3.0"
+    with pytest.raises(ValueError, match="two or more"):
+        FusionInterpolator([Const(1.0, 0.5)])
+    with pytest.raises(ValueError, match="non-negative"):
+        FusionInterpolator([Const(1.0, 0.5), Const(2.0, 0.5)], weights=[1, -1])
+
+
+def test_ifnet_plus_dis_backend(random_v4, tmp_path, monkeypatch):
+    from flow import rife_weights
+    from flow.interpolate import FusionInterpolator
+
+    path = tmp_path / "flownet.pkl"
+    torch.save(random_v4.state_dict(), path)
+    interp = get_interpolator("ifnet+dis", weights=str(path))
+    assert isinstance(interp, FusionInterpolator) and interp.name == "ifnet+dis"
+    out = interp.interpolate(_texture(24, 40), _texture(24, 40, seed=1), [0.5])[0]
+    assert out.shape == (1, 3, 24, 40)
