@@ -28,3 +28,21 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture
+def one_thread():
+    """Run the test with one torch thread: on 2 shared cores, OpenMP threads spin against each other and
+    make tiny RAFT runs up to 30x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def photo():
+    """A real photograph (3, H, W) float in [0, 1]: skimage's bundled astronaut (no download)."""
+    from skimage.data import astronaut
+
+    return torch.from_numpy(astronaut()).permute(2, 0, 1).float() / 255.0

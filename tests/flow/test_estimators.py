@@ -16,21 +16,8 @@ from flow.estimators import (
 )
 
 
-@pytest.fixture
-def one_thread():
-    # 2 shared cores: torch's OpenMP threads spin against each other and make tiny RAFT runs 30x slower.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
-@pytest.fixture(scope="module")
-def photo():
-    """A real photograph (3, H, W) in [0, 1]: skimage's bundled astronaut (no download)."""
-    from skimage.data import astronaut
-
-    return torch.from_numpy(astronaut()).permute(2, 0, 1).float() / 255.0
 
 
 def _shifted_pair(img, dx, dy, h=160, w=224, y0=200, x0=150):

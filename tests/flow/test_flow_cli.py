@@ -14,19 +14,8 @@ from flow.video import write_video
 from motionguide.cli import main
 
 
-@pytest.fixture
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
-@pytest.fixture(scope="module")
-def photo():
-    from skimage.data import astronaut
-
-    return torch.from_numpy(astronaut()).permute(2, 0, 1).float() / 255.0
 
 
 @pytest.fixture
