@@ -205,6 +205,7 @@ def build_methods(names: list[str] | None) -> dict[str, Callable]:
         "rife-v4.25": lambda: _peer("v4.25"),
         "plain-dis": _plain_dis,
         "mg-dis": lambda: _mg("dis"),
+        "mg-dis-half": lambda: _mg("dis", scale=0.5),  # flow at 1/2 instead of the automatic 1/3 on 720p
         "mg-dis-linear": lambda: _mg("dis", reversal="linear"),
         "mg-dis-splat": lambda: _mg("dis", reversal="splat"),
         "mg-farneback": lambda: _mg("farneback"),

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from ._checks import check_finite, check_flow, check_frames, check_same_size, to_float_frames
-from .warp import backward_warp, resize_flow, reverse_flow
+from .warp import _splat, _warp, backward_warp, resize_flow, reverse_flow
 
 __all__ = [
     "Intermediate",
@@ -55,13 +55,17 @@ __all__ = [
     "available_backends",
     "BACKENDS",
     "WORK_PIXELS",
+    "FULL_PIXELS",
 ]
 
-# Flow and intermediate-flow work happens at most near this many pixels (a power-of-two downscale chosen
-# per frame size, like RIFE's ``scale``): Middlebury (0.3 MP) and Sintel (0.45 MP) run at full size, 720p
-# at 1/2, 1080p at 1/2, 4K at 1/4. DIS's own PRESET_MEDIUM already stops its patch search at 1/2 on 720p,
-# so the flow loses little; the final warps always run at full size.
-WORK_PIXELS = 300_000
+# Where the flow and intermediate-flow work happens (the final warps always run at full size). Frames up to
+# FULL_PIXELS (SD video, Middlebury 0.23 MP, Sintel 0.45 MP) are flowed at full size: detail pays there.
+# Larger frames are area-downscaled by an integer factor k putting the work size near WORK_PIXELS (like
+# RIFE's ``scale``): 720p at 1/3, 1080p at 1/4, 4K at 1/9. Measured on bigbuckbunny 720p (5 triplets):
+# 1/2 gave 39.01 dB at 0.28 s per frame, 1/3 38.89 dB at 0.15 s, 1/4 38.70 dB at 0.11 s: 1/3 keeps all but
+# 0.1 dB at half the time (``benchmarks/interpolate.py`` runs mg-dis and mg-dis-half side by side).
+FULL_PIXELS = 500_000
+WORK_PIXELS = 110_000
 
 
 class Intermediate(NamedTuple):
@@ -168,8 +172,19 @@ def synthesize(frame0: torch.Tensor, frame1: torch.Tensor, inter: Intermediate |
     check_frames(frame1, "frame1")
     check_same_size(frame0, frame1)
     check_frames(mask, "mask", channels=(1,))
-    w0 = backward_warp(frame0, flow_t0)
-    w1 = backward_warp(frame1, flow_t1)
+    for f, name in ((flow_t0, "flow_t0"), (flow_t1, "flow_t1")):
+        check_flow(f, name)
+        if f.shape[-2:] != frame0.shape[-2:]:
+            raise ValueError(f"{name} size {tuple(f.shape[-2:])} differs from the frames' {tuple(frame0.shape[-2:])}; "
+                             "resize it with flow.warp.resize_flow(flow, size)")
+    return _synthesize(frame0, frame1, (flow_t0, flow_t1, mask))
+
+
+def _synthesize(frame0, frame1, inter):
+    """:func:`synthesize` without the checks, for the interpolators' own (checked or self-made) tensors."""
+    flow_t0, flow_t1, mask = inter
+    w0 = _warp(frame0, flow_t0)
+    w1 = _warp(frame1, flow_t1)
     mask = mask.to(w0.dtype)
     return w1 + (w0 - w1) * mask
 
@@ -255,7 +270,7 @@ class Interpolator:
         if tta:
             flipped = self._intermediate(_flip(f0), _flip(f1), ts)
             out = [_average(a, _unflip(b)) for a, b in zip(out, flipped)]
-        return [synthesize(f0, f1, r) for r in out]
+        return [_synthesize(f0, f1, r) for r in out]
 
     def _intermediate(self, f0: torch.Tensor, f1: torch.Tensor, ts: list[float]) -> list[Intermediate]:  # pragma: no cover
         raise NotImplementedError
@@ -268,14 +283,16 @@ _REVERSALS = ("select", "splat", "linear")
 _BLENDS = ("visibility", "time")
 
 
-def _work_scale(h: int, w: int, work_pixels: int) -> float:
-    """Power-of-two downscale putting ``h * w`` nearest ``work_pixels`` in log scale, never upscaling.
+def _work_scale(h: int, w: int, work_pixels: int, full_pixels: int = FULL_PIXELS) -> float:
+    """Downscale factor ``1/k`` of the flow work for ``h x w`` frames: 1 up to ``full_pixels``, above it the
+    integer ``k`` that puts ``h * w / k**2`` nearest ``work_pixels``.
 
-    >>> _work_scale(480, 640, WORK_PIXELS), _work_scale(720, 1280, WORK_PIXELS), _work_scale(2160, 3840, WORK_PIXELS)
-    (1.0, 0.5, 0.25)
+    >>> [round(_work_scale(h, w, WORK_PIXELS), 4) for h, w in ((480, 640), (720, 1280), (1080, 1920), (2160, 3840))]
+    [1.0, 0.3333, 0.25, 0.1111]
     """
-    k = max(0, round(math.log(max(h * w, 1) / work_pixels, 4)))
-    return 0.5**k
+    if h * w <= full_pixels:
+        return 1.0
+    return 1.0 / max(1, round(math.sqrt(h * w / work_pixels)))
 
 
 def _grey(x: torch.Tensor) -> torch.Tensor:
@@ -288,7 +305,8 @@ class FlowInterpolator(Interpolator):
 
     Pipeline per frame pair (all times share the flow):
 
-    1. Work size: frames above :data:`WORK_PIXELS` are area-downscaled by a power of two (``scale``).
+    1. Work size: frames above :data:`FULL_PIXELS` are area-downscaled by an integer factor to about
+       :data:`WORK_PIXELS` (``scale``; 720p: 1/3).
     2. Bidirectional flow ``F_01``, ``F_10`` (:func:`flow.estimators.bidirectional_flow`).
     3. Intermediate-flow candidates for each t:
 
@@ -319,8 +337,10 @@ class FlowInterpolator(Interpolator):
         device: where RAFT runs (OpenCV estimators run on the CPU).
         reversal: ``"select"``, ``"splat"`` or ``"linear"`` (see above).
         blend: ``"visibility"`` or ``"time"``.
-        scale: work-size factor in (0, 1]; None picks a power of two from the frame size and ``work_pixels``.
-        work_pixels: target pixel count of the work size when ``scale`` is None.
+        scale: work-size factor in (0, 1]; None picks it from the frame size (see :func:`_work_scale`).
+        work_pixels: target pixel count of the work size when ``scale`` is None and the frame is larger
+            than ``full_pixels``.
+        full_pixels: frames up to this many pixels are flowed at full size when ``scale`` is None.
         select_beta: inverse temperature of the soft-min over candidate errors (errors are mean absolute
             grey differences in [0, 1]; 300 means a 0.01 larger error weighs e^-3 as much).
         **estimator_options: passed to :func:`~flow.estimators.get_estimator` (e.g. ``preset="medium"``).
@@ -336,6 +356,7 @@ class FlowInterpolator(Interpolator):
         blend: Literal["visibility", "time"] = "visibility",
         scale: float | None = None,
         work_pixels: int = WORK_PIXELS,
+        full_pixels: int = FULL_PIXELS,
         select_beta: float = 300.0,
         **estimator_options: Any,
     ):
@@ -362,6 +383,7 @@ class FlowInterpolator(Interpolator):
         self.blend = blend
         self.scale = None if scale is None else float(scale)
         self.work_pixels = int(work_pixels)
+        self.full_pixels = int(full_pixels)
         self.select_beta = float(select_beta)
 
     @property
@@ -371,7 +393,7 @@ class FlowInterpolator(Interpolator):
 
     def work_scale(self, h: int, w: int) -> float:
         """The downscale factor used for frames of ``h x w`` pixels."""
-        return self.scale if self.scale is not None else _work_scale(h, w, self.work_pixels)
+        return self.scale if self.scale is not None else _work_scale(h, w, self.work_pixels, self.full_pixels)
 
     def _intermediate(self, f0, f1, ts):
         from .estimators import bidirectional_flow
@@ -404,8 +426,11 @@ class FlowInterpolator(Interpolator):
         need_splat = self.reversal in ("select", "splat") or self.blend == "visibility"
         if need_splat:
             # Splat weights: how much of frame 0 (resp. 1) lands on each pixel at time t; 0 = hole.
-            sp0, v0 = reverse_flow(flow01, t)
-            sp1, v1 = reverse_flow(flow10, 1.0 - t)
+            # Both reversals (reverse_flow of F_01 to t and of F_10 to 1 - t) in one batched splat.
+            b = flow01.shape[0]
+            fwd = torch.cat((t * flow01, (1.0 - t) * flow10))
+            sp, v = _splat(-fwd, fwd)
+            sp0, sp1, v0, v1 = sp[:b], sp[b:], v[:b], v[b:]
             sp0 = torch.where(v0 < 1e-3, lin0, sp0)
             sp1 = torch.where(v1 < 1e-3, lin1, sp1)
         if self.reversal == "linear":
@@ -431,11 +456,13 @@ class FlowInterpolator(Interpolator):
         Returns the (flow_t0, flow_t1) pair mixed per pixel with weights softmax(-beta * err), where err is
         the 5x5 mean of |g0(x + F_t0) - g1(x + F_t1)|.
         """
-        errs = []
-        for c0, c1 in cands:
-            d = (backward_warp(g0, c0) - backward_warp(g1, c1)).abs_()
-            errs.append(F.avg_pool2d(d, 5, stride=1, padding=2, count_include_pad=False))
-        wgt = torch.softmax(torch.stack(errs).mul_(-self.select_beta), dim=0)  # (K, B, 1, h, w)
+        k, b = len(cands), g0.shape[0]
+        # All candidates in one batched warp per frame and one pool (batch K*B): fewer passes at 720p.
+        c0s = torch.cat([c0 for c0, _ in cands])
+        c1s = torch.cat([c1 for _, c1 in cands])
+        d = (_warp(g0.repeat(k, 1, 1, 1), c0s) - _warp(g1.repeat(k, 1, 1, 1), c1s)).abs_()
+        errs = F.avg_pool2d(d, 5, stride=1, padding=2, count_include_pad=False).view(k, b, *d.shape[1:])
+        wgt = torch.softmax(errs.mul_(-self.select_beta), dim=0)  # (K, B, 1, h, w)
         ft0 = sum(w * c0 for w, (c0, _) in zip(wgt, cands))
         ft1 = sum(w * c1 for w, (_, c1) in zip(wgt, cands))
         return ft0, ft1
@@ -694,7 +721,7 @@ def get_interpolator(
     return FlowInterpolator(key, weights=weights, device=device, **interp_opts, **est_opts)
 
 
-_FLOW_INTERP_OPTIONS = ("reversal", "blend", "scale", "work_pixels", "select_beta")
+_FLOW_INTERP_OPTIONS = ("reversal", "blend", "scale", "work_pixels", "full_pixels", "select_beta")
 _IFNET_OPTIONS = ("scale", "times")
 
 

@@ -84,13 +84,19 @@ def backward_warp(
             f"flow size {tuple(flow.shape[-2:])} differs from img size {tuple(img.shape[-2:])}; "
             "resize the flow with flow.warp.resize_flow(flow, size) (it rescales magnitudes too)"
         )
+    if flow.shape[0] != img.shape[0] and 1 not in (flow.shape[0], img.shape[0]):
+        raise ValueError(f"batch sizes differ: img {img.shape[0]}, flow {flow.shape[0]} (one of them may be 1)")
+    return _warp(img, flow, mode, padding_mode, return_mask)
+
+
+def _warp(img, flow, mode="bilinear", padding_mode="border", return_mask=False):
+    """:func:`backward_warp` without the checks, for the package's own inner loops on tensors it made
+    itself (the NaN scan of a 720p flow costs as much as a quarter of the warp)."""
     if flow.shape[0] != img.shape[0]:
         if flow.shape[0] == 1:
             flow = flow.expand(img.shape[0], -1, -1, -1)
-        elif img.shape[0] == 1:
-            img = img.expand(flow.shape[0], -1, -1, -1)
         else:
-            raise ValueError(f"batch sizes differ: img {img.shape[0]}, flow {flow.shape[0]} (one of them may be 1)")
+            img = img.expand(flow.shape[0], -1, -1, -1)
     b, _, h, w = img.shape
     flow = flow.to(img.dtype) if img.is_floating_point() else flow
     coords = base_grid(h, w, img.device, flow.dtype) + flow
@@ -197,11 +203,17 @@ def forward_splat(
     check_flow(flow, "flow")
     if src.shape[0] != flow.shape[0] or src.shape[-2:] != flow.shape[-2:]:
         raise ValueError(f"src {tuple(src.shape)} and flow {tuple(flow.shape)} must share batch, H and W")
+    if mode == "softmax" and metric is not None:
+        check_finite(metric, "metric")
+    return _splat(src, flow, mode, metric, eps)
+
+
+def _splat(src, flow, mode="average", metric=None, eps=1e-7):
+    """:func:`forward_splat` without the checks (the package's inner loops, on tensors it made itself)."""
     b, c, h, w = src.shape
     if mode == "softmax":
         if metric is None:
             metric = torch.zeros_like(src[:, :1])
-        check_finite(metric, "metric")
         # Subtract the max for numerical safety: softmax weights are invariant to a shared offset.
         wsrc = torch.exp(metric - metric.amax(dim=(2, 3), keepdim=True))
     elif mode in ("average", "sum"):

@@ -95,12 +95,13 @@ def test_non_frames_are_refused():
         interp.interpolate(nan, nan, [0.5])
 
 
-def test_work_scale_is_a_power_of_two_by_frame_size():
-    assert _work_scale(388, 584, 300_000) == 1.0  # Middlebury
-    assert _work_scale(436, 1024, 300_000) == 1.0  # Sintel
-    assert _work_scale(720, 1280, 300_000) == 0.5
-    assert _work_scale(1080, 1920, 300_000) == 0.5
-    assert _work_scale(2160, 3840, 300_000) == 0.25
+def test_work_scale_keeps_small_frames_and_divides_large_ones_by_an_integer():
+    assert _work_scale(388, 584, 110_000) == 1.0  # Middlebury
+    assert _work_scale(436, 1024, 110_000) == 1.0  # Sintel
+    assert _work_scale(720, 1280, 110_000) == pytest.approx(1 / 3)
+    assert _work_scale(1080, 1920, 110_000) == 0.25
+    assert _work_scale(2160, 3840, 110_000) == pytest.approx(1 / 9)
+    assert _work_scale(720, 1280, 110_000, full_pixels=10**7) == 1.0
 
 
 # ------------------------------------------------------------------------------------- FlowInterpolator
