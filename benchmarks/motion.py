@@ -8,8 +8,9 @@ from flow estimated by DIS on the known frames, ``_estimated``):
 * ``psnr`` / ``ssim`` of the generated frames (known input frames excluded) against the true frames;
 * ``psnr_free``: PSNR inside the pixels the guidance cannot see (disoccluded or out of frame in every
   source), where the model has to invent;
-* ``epe``: endpoint error between the motion of the generated frames (DIS on consecutive output frames,
-  chained to frame 0, as in issue 5) and the true flow to frame 0, over pixels visible in frame 0;
+* ``epe``: endpoint error between the motion of the generated frames (DIS on consecutive output frames
+  upsampled 4x, chained to frame 0, as in issue 5) and the true flow to frame 0, over pixels visible in
+  frame 0; the ``truth`` row measures the true frames themselves: the floor of this motion meter;
 * ``seconds``: generation time per clip.
 
 Plus: motion scale 0.5 and 2 (mean measured motion magnitude over the one at scale 1, for the guided result
@@ -92,6 +93,23 @@ class Case:
         self.vis0 = torch.stack(vis)  # (B, T, 1, H, W)
 
 
+class UpsampledFlow:
+    """The motion meter: DIS on both frames upsampled ``factor`` x (bicubic), the flow area-averaged back and
+    divided by ``factor``. DIS's 8 px patches span a quarter of a 32 px frame; at 128 px it resolves the
+    motion: on the true held-out clips the chained error floor drops from 1.7 to 1.1 px (transfer),
+    1.7 to 1.1 (speed) and 2.4 to 1.5 (extend), the ``truth`` rows of the table."""
+
+    def __init__(self, estimator, factor: int = 4):
+        self.estimator, self.factor = estimator, int(factor)
+
+    def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        h, w = a.shape[-2:]
+        up = lambda x: F.interpolate(x, scale_factor=self.factor, mode="bicubic", align_corners=False).clamp(0, 1)  # noqa: E731
+        return F.interpolate(self.estimator(up(a), up(b)), (h, w), mode="area") / self.factor
+
+
 def chained_flow(clip: torch.Tensor, estimator) -> torch.Tensor:
     """``(B, T, 2, H, W)``: flow of each frame to frame 0, DIS on consecutive pairs chained (one call from
     frame 0 to 7 misses large motion at 32 px; chaining does not)."""
@@ -154,6 +172,7 @@ def main(argv=None) -> int:
     from motionguide.jobs import generate_windows, load_models
 
     est = get_estimator("dis")
+    meter = UpsampledFlow(est)
     try:
         trained = load_models(args.model, args.adapters, mode="both")
         free = load_models(args.model, None, mode="training_free")
@@ -168,6 +187,9 @@ def main(argv=None) -> int:
           f"{trained.config.width}x{trained.config.num_frames}", file=sys.stderr)
     for job in JOBS:
         case = cases[job] = Case(job, seeds, est)
+        met = measure(case, case.truth, meter)
+        rows.append({"job": job, "mode": "truth", **{k: round(v, 4) for k, v in met.items() if k != "psnr" and k != "psnr_free"},
+                     "psnr": None, "psnr_free": None, "seconds": 0.0})
         plan = [("unguided", None, "unguided")]
         for m in ("latent", "feature", "both", "training_free", "flow_only"):
             plan += [(m, case.true, m), (m, case.est, m + "_estimated")]
@@ -178,7 +200,7 @@ def main(argv=None) -> int:
             out = generate_windows(None if mode == "flow_only" else model, gg, mode=mode, steps=steps,
                                    seed=args.seed)
             sec = (time.perf_counter() - t0) / len(seeds)
-            met = measure(case, out, est)
+            met = measure(case, out, meter)
             rows.append({"job": job, "mode": name, **{k: round(v, 4) for k, v in met.items()}, "seconds": round(sec, 3)})
             print(f"  {job:8s} {name:24s} psnr {met['psnr']:6.2f}  ssim {met['ssim']:.3f}  free {met['psnr_free']:6.2f}  "
                   f"epe {met['epe']:5.2f}  {sec:6.2f} s/clip", file=sys.stderr)
@@ -191,7 +213,7 @@ def main(argv=None) -> int:
         g = mg.reference_motion(case.truth[:, :, 0], case.truth, estimator=est, motion_scale=ms)
         gen = generate_windows(trained, g, mode="both", steps=steps, seed=args.seed)
         warp = generate_windows(None, g, mode="flow_only")
-        mags[ms] = (mean_motion(gen, est), mean_motion(warp, est))
+        mags[ms] = (mean_motion(gen, meter), mean_motion(warp, meter))
     motion_scale = {
         ("0.5" if ms == 0.5 else "2"): {"guided": round(mags[ms][0] / mags[1.0][0], 4),
                                          "flow_only": round(mags[ms][1] / mags[1.0][1], 4)}
@@ -227,8 +249,9 @@ def main(argv=None) -> int:
 
 def format_table(r: dict) -> str:
     lines = ["| job | mode | PSNR | SSIM | PSNR free | EPE (px) | s/clip |", "|---|---|---|---|---|---|---|"]
+    f2 = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
     for row in r["rows"]:
-        lines.append(f"| {row['job']} | {row['mode']} | {row['psnr']:.2f} | {row['ssim']:.3f} | {row['psnr_free']:.2f} | "
+        lines.append(f"| {row['job']} | {row['mode']} | {f2(row['psnr'])} | {row['ssim']:.3f} | {f2(row['psnr_free'])} | "
                      f"{row['epe']:.2f} | {row['seconds']:.2f} |")
     lines.append("")
     lines.append("Targets (issue 5):")
@@ -237,9 +260,10 @@ def format_table(r: dict) -> str:
         u, b = by[(job, "unguided")], by[(job, "both")]
         be, fe = by[(job, "both_estimated")], by[(job, "flow_only_estimated")]
         ratio = b["epe"] / max(u["epe"], 1e-9)
+        floor = by[(job, "truth")]["epe"] / max(u["epe"], 1e-9)
         gain = b["psnr"] - u["psnr"]
         lines.append(f"- {job}: EPE both/unguided {ratio:.2f} (<= {TARGETS['epe_ratio']}: "
-                     f"{'met' if ratio <= TARGETS['epe_ratio'] else 'NOT met'}); PSNR gain {gain:+.2f} dB "
+                     f"{'met' if ratio <= TARGETS['epe_ratio'] else 'NOT met'}; the true frames score {floor:.2f}); PSNR gain {gain:+.2f} dB "
                      f"(>= {TARGETS['psnr_gain']}: {'met' if gain >= TARGETS['psnr_gain'] else 'NOT met'}); "
                      f"estimated: both {be['psnr']:.2f} vs flow-only {fe['psnr']:.2f} dB "
                      f"({'met' if be['psnr'] >= fe['psnr'] else 'NOT met'})")

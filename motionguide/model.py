@@ -250,16 +250,18 @@ class EmbeddedVideoModel(nn.Module):
 
     def loss(
         self, clip: torch.Tensor, known: torch.Tensor, *, generator: torch.Generator | None = None,
-        ref: torch.Tensor | None = None, extra_inputs: Callable | None = None,
+        ref: torch.Tensor | None = None, extra_inputs: Callable | None = None, t_max: float = 1.0,
     ) -> torch.Tensor:
         """Flow-matching velocity loss on a clip ``(B, 3, T, H, W)`` in [0, 1]; known ``(B, T)`` bool.
 
         ref: optional reference clip in [-1, 1] (guided training passes the gated warp).
+        t_max: timesteps are drawn as usual, then scaled into ``[0, t_max]`` (guided sampling starts at
+        ``GUIDED_START``: the adapters need not learn the times above it).
         """
         _check_clip(clip, "clip", self.config)
         x0 = clip * 2 - 1
         b = x0.shape[0]
-        t = self.sample_t(b, generator).to(x0)
+        t = (self.sample_t(b, generator) * float(t_max)).to(x0)
         noise = torch.randn(x0.shape, generator=generator).to(x0)
         tt = t[:, None, None, None, None]
         x_t = (1 - tt) * x0 + tt * noise

@@ -51,6 +51,7 @@ class TrainConfig:
     base: str | None = None  # adapters: the base model folder (default: shipped assets)
     init: str | None = None  # base: start from the transformer weights of this model folder (warm start)
     estimated_flow_p: float = 0.5  # adapters: share of batches guided by DIS-estimated flow
+    guided_t_p: float = 0.75  # adapters: share of batches with timesteps scaled into guided sampling's range
     model: dict = field(default_factory=dict)
     progress: bool = True
 
@@ -60,6 +61,9 @@ class TrainConfig:
         if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
             raise ValueError(f"steps, batch_size and checkpoint_every must be >= 1, got {self.steps}, "
                              f"{self.batch_size}, {self.checkpoint_every}")
+        if not (0 <= self.estimated_flow_p <= 1 and 0 <= self.guided_t_p <= 1):
+            raise ValueError(f"estimated_flow_p and guided_t_p must be in [0, 1], got {self.estimated_flow_p}, "
+                             f"{self.guided_t_p}")
         if not (self.lr > 0 and 0 <= self.ema < 1):
             raise ValueError(f"lr must be > 0 and ema in [0, 1), got {self.lr}, {self.ema}")
         if self.warmup is None:
@@ -269,7 +273,7 @@ class _AdapterRecipe(_Recipe):
         import motionguide as mg
 
         from .data import make_clip
-        from .model import EmbeddedVideoModel, guided_reference, latent_guidance_of
+        from .model import GUIDED_START, EmbeddedVideoModel, guided_reference, latent_guidance_of
 
         mc = self.model.config
         b = self.cfg.batch_size
@@ -289,9 +293,12 @@ class _AdapterRecipe(_Recipe):
         x0 = frames * 2 - 1
         static = EmbeddedVideoModel.reference(x0 * known[:, None, :, None, None], known)
         ref = guided_reference(self.model, static, lg, 1.0)
+        # Guided sampling starts at t = GUIDED_START (strength 1): most batches train only the times below it,
+        # the rest the whole range (strength < 1 starts higher).
+        t_max = GUIDED_START if float(torch.rand(1, generator=generator)) < self.cfg.guided_t_p else 1.0
         mg.set_guidance(self.model.transformer, lg)
         try:
-            return self.model.loss(frames, known, generator=generator, ref=ref)
+            return self.model.loss(frames, known, generator=generator, ref=ref, t_max=t_max)
         finally:
             mg.set_guidance(self.model.transformer, None)
 

@@ -54,6 +54,10 @@ def add_backend_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tta", action="store_true",
                    help="test-time augmentation: also interpolate the frames flipped in both axes and average "
                         "(better quality, 2x time)")
+    p.add_argument("--flow-scale", type=float, default=None, metavar="S",
+                   help="dis / farneback / raft_*: compute the flow at this fraction of the frame size, in (0, 1] "
+                        "(default: full size up to 0.5 MP, about 0.11 MP above: 1/3 for 720p; 0.5 there gives "
+                        "~0.15 dB more at 2x the time)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="CPU threads for torch and OpenCV (default: their own choice; 1 is often faster on a busy "
                         "machine)")
@@ -75,7 +79,15 @@ def build_interpolator(args, *, announce: bool = True):
         raise ValueError(f"--weights does not apply to --backend {args.backend} (it needs no weights); drop --weights")
     if args.device != "cpu" and args.backend in ("dis", "farneback"):
         raise ValueError(f"--backend {args.backend} runs in OpenCV on the CPU; --device {args.device} needs ifnet or raft_*")
-    interp = get_interpolator(args.backend, weights=args.weights, device=args.device)
+    options = {}
+    if getattr(args, "flow_scale", None) is not None:
+        if args.backend in ("auto", "ifnet", "ifnet+dis"):
+            raise ValueError(f"--flow-scale applies to the flow backends (dis, farneback, raft_*), not --backend "
+                             f"{args.backend}; pick one of those or drop --flow-scale")
+        if not 0 < args.flow_scale <= 1:
+            raise ValueError(f"--flow-scale must be in (0, 1], got {args.flow_scale}")
+        options["scale"] = args.flow_scale
+    interp = get_interpolator(args.backend, weights=args.weights, device=args.device, **options)
     if announce:
         reason = getattr(interp, "auto_reason", None)
         print(f"backend: {interp.name} ({interp.description})" + (f"; auto: {reason}" if reason else ""), file=sys.stderr)

@@ -72,6 +72,19 @@ def test_interpolate_auto_without_checkpoint_says_it_uses_dis(pair, tmp_path, ca
     assert rc == 0 and "backend: dis" in err and "auto: no RIFE v3.6 checkpoint installed" in err
 
 
+def test_interpolate_flow_scale_reaches_the_interpolator(pair, tmp_path, capsys):
+    rc, out, err = _run(["interpolate", *pair, "-o", tmp_path / "mid.png", "--backend", "dis", "--flow-scale", "0.5"],
+                        capsys)
+    assert rc == 0 and "scale=0.5" in err
+
+
+@pytest.mark.parametrize("extra", [["--backend", "ifnet", "--flow-scale", "0.5"], ["--backend", "dis", "--flow-scale", "0"]])
+def test_interpolate_flow_scale_refused_where_it_does_not_apply(pair, tmp_path, capsys, extra):
+    rc, out, err = _run(["interpolate", *pair, "-o", tmp_path / "mid.png", *extra], capsys)
+    assert rc == 2 and "--flow-scale" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "mid.png").exists()
+
+
 @pytest.mark.parametrize("t", ["0", "1", "1.5", "-0.2", "nan"])
 def test_interpolate_t_outside_open_interval(pair, tmp_path, capsys, t):
     rc, out, err = _run(["interpolate", *pair, "-o", tmp_path / "mid.png", "--backend", "dis", "--t", t], capsys)
