@@ -273,7 +273,7 @@ class _AdapterRecipe(_Recipe):
         import motionguide as mg
 
         from .data import make_clip
-        from .model import GUIDED_START, EmbeddedVideoModel, guided_reference, latent_guidance_of
+        from .model import GUIDED_START, EmbeddedVideoModel, flow_only, guided_reference, latent_guidance_of
 
         mc = self.model.config
         b = self.cfg.batch_size
@@ -292,7 +292,8 @@ class _AdapterRecipe(_Recipe):
         known[:, list(positions)] = True
         x0 = frames * 2 - 1
         static = EmbeddedVideoModel.reference(x0 * known[:, None, :, None, None], known)
-        ref = guided_reference(self.model, static, lg, 1.0)
+        warp = flow_only(guidance) * 2 - 1 if getattr(self.model, "prior_kind", "masked") == "warp" else None
+        ref = guided_reference(self.model, static, lg, 1.0, warp)
         # Guided sampling starts at t = GUIDED_START (strength 1): most batches train only the times below it,
         # the rest the whole range (strength < 1 starts higher).
         t_max = GUIDED_START if float(torch.rand(1, generator=generator)) < self.cfg.guided_t_p else 1.0

@@ -87,6 +87,27 @@ def test_loss_is_finite_and_differentiable(tiny):
     tiny.zero_grad()
 
 
+def test_edm_denoiser_keeps_the_input_at_low_noise_and_the_reference_at_full_noise():
+    """EDM preconditioning of the residual over ``ref``: ``t -> 0`` gives ``x_t`` itself whatever the network
+    says (detail passes through), ``t = 1`` gives ``ref + s * F`` (the network alone)."""
+    torch.manual_seed(0)
+    m = EmbeddedVideoModel(EmbeddedConfig(**TINY, prediction="edm", residual_std=0.5)).eval()
+    torch.nn.init.normal_(m.transformer.proj_out.weight, std=0.5)  # a network output far from zero
+    x = torch.rand(1, 3, 8, 32, 32) * 2 - 1
+    known = torch.zeros(1, 8, dtype=torch.bool)
+    known[:, 0] = True
+    with torch.no_grad():
+        low = m.denoise(x, torch.tensor([1e-6]), x, known)
+        ref = EmbeddedVideoModel.reference(x, known)
+        high = m.denoise(x, torch.tensor([1.0]), x, known)
+    assert torch.allclose(low, x, atol=1e-4)
+    c_skip, c_out = m.precond(torch.tensor([1.0]))
+    assert float(c_skip) == pytest.approx(0.0) and float(c_out) == pytest.approx(0.5)
+    assert not torch.allclose(high, ref, atol=1e-3)
+    loss = m.loss((x[:, :, :] + 1) / 2, known, generator=torch.Generator().manual_seed(0), t_max=0.6)
+    assert torch.isfinite(loss)
+
+
 def test_save_load_round_trip_and_corrupt_checkpoint(tiny, tmp_path):
     folder = save_embedded(tiny, tmp_path / "m")
     back = load_embedded(folder)
@@ -158,6 +179,38 @@ def test_untrained_adapters_are_a_no_op_and_strength_zero_is_exact(tiny, tmp_pat
         generate_guided(fresh, g, mode="training_free")
     with pytest.raises(CheckpointError, match="missing"):
         load_adapters(EmbeddedVideoModel(EmbeddedConfig(**TINY)), tmp_path / "none")
+
+
+def test_guided_reference_follows_the_whole_warp_and_prior_kind_round_trips(tiny, tmp_path):
+    from motionguide.model import PRIOR_SCALE, guided_reference, known_of, latent_guidance_of
+
+    model = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
+    model.load_state_dict(tiny.state_dict())
+    attach_adapters(model)
+    assert model.prior_kind == "warp"
+    g = _constant_guidance()
+    kf, known = known_of(g)
+    static = EmbeddedVideoModel.reference(kf * 2 - 1, known)
+    warp = flow_only(g) * 2 - 1
+    lg = latent_guidance_of(g, strength=1.0)
+    with torch.no_grad():
+        model.prior_gate.fill_(1.0 / PRIOR_SCALE)  # gate 1: the reference is the flow-only warp itself
+    assert torch.allclose(guided_reference(model, static, lg, 1.0, warp), warp, atol=1e-6)
+    assert torch.equal(guided_reference(model, static, lg, 0.0, warp), static)
+    with pytest.raises(ValueError, match="flow_only"):
+        guided_reference(model, static, lg, 1.0)
+    save_adapters(model, tmp_path / "ad")
+    assert json.loads((tmp_path / "ad" / "manifest.json").read_text())["prior_kind"] == "warp"
+    fresh = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
+    load_adapters(fresh, tmp_path / "ad")
+    assert fresh.prior_kind == "warp"
+    # adapters written before the field existed follow the masked latent guidance, as they were trained
+    manifest = json.loads((tmp_path / "ad" / "manifest.json").read_text())
+    del manifest["prior_kind"]
+    (tmp_path / "ad" / "manifest.json").write_text(json.dumps(manifest))
+    old = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
+    load_adapters(old, tmp_path / "ad")
+    assert old.prior_kind == "masked"
 
 
 def test_training_free_mode(tiny):
