@@ -57,6 +57,7 @@ __all__ = [
     "set_lora_scale",
     "latent_guidance_of",
     "guided_reference",
+    "correction_scale",
     "PRIOR_KINDS",
     "known_of",
     "flow_only",
@@ -199,7 +200,7 @@ class EmbeddedVideoModel(nn.Module):
 
     def denoise(
         self, x_t: torch.Tensor, t: torch.Tensor, known_frames: torch.Tensor, known: torch.Tensor,
-        ref: torch.Tensor | None = None,
+        ref: torch.Tensor | None = None, out_scale: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predict ``x_0`` ``(B, 3, T, H, W)`` in [-1, 1] space.
 
@@ -213,6 +214,8 @@ class EmbeddedVideoModel(nn.Module):
             hidden_states=inp, timestep=t * 1000.0, encoder_hidden_states=self._text.expand(x_t.shape[0], -1, -1),
             return_dict=False,
         )[0]
+        if out_scale is not None:  # guided: the correction damped where the guidance is trusted
+            out = out * out_scale
         if self.config.prediction == "x0":
             return ref + out
         c_skip, c_out = self.precond(t.to(x_t.dtype))
@@ -255,6 +258,7 @@ class EmbeddedVideoModel(nn.Module):
     def loss(
         self, clip: torch.Tensor, known: torch.Tensor, *, generator: torch.Generator | None = None,
         ref: torch.Tensor | None = None, extra_inputs: Callable | None = None, t_max: float = 1.0,
+        out_scale: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Flow-matching velocity loss on a clip ``(B, 3, T, H, W)`` in [0, 1]; known ``(B, T)`` bool.
 
@@ -270,7 +274,7 @@ class EmbeddedVideoModel(nn.Module):
         tt = t[:, None, None, None, None]
         x_t = (1 - tt) * x0 + tt * noise
         known_frames = x0 * known[:, None, :, None, None]
-        x0_hat = self.denoise(x_t, t, known_frames, known, ref=ref)
+        x0_hat = self.denoise(x_t, t, known_frames, known, ref=ref, out_scale=out_scale)
         if self.config.prediction == "x0":
             # velocity loss with x0 prediction (as JiT, Li & He 2025): v = (x_t - x0) / t, t clamped
             tc = tt.clamp(min=self.config.t_min)
@@ -293,6 +297,7 @@ class EmbeddedVideoModel(nn.Module):
         seed: int = 0,
         ref: torch.Tensor | None = None,
         ref_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        out_scale: torch.Tensor | None = None,
         callback: Callable[[int, float, torch.Tensor], torch.Tensor | None] | None = None,
         progress: Callable[[int], None] | None = None,
         t_start: float = 1.0,
@@ -305,6 +310,7 @@ class EmbeddedVideoModel(nn.Module):
         known_frames: ``(B, 3, T, H, W)`` in [0, 1] (values at unknown frames are ignored);
         known: ``(B, T)`` bool; steps: Euler steps (default ``config.steps``); seed: the noise seed.
         ref / ref_fn: the reference clip in [-1, 1] (or a function of the static reference giving it).
+        out_scale: optional ``(B, 1, T, H, W)`` factor on the network's correction (guided sampling).
         callback(i, t_next, x) may return a replacement for the latents after step ``i`` (training-free
         guidance does this, like diffusers' ``callback_on_step_end``). progress(i) is called after each step.
         """
@@ -331,7 +337,7 @@ class EmbeddedVideoModel(nn.Module):
             x = (1 - ts[0]) * ref + ts[0] * x
         for i in range(len(ts) - 1):
             t, t_next = ts[i], ts[i + 1]
-            x0_hat = self.denoise(x, t.expand(x.shape[0]), kf, known, ref=ref)
+            x0_hat = self.denoise(x, t.expand(x.shape[0]), kf, known, ref=ref, out_scale=out_scale)
             if float(t_next) <= 0:
                 x = x0_hat
             else:
@@ -492,6 +498,7 @@ def attach_adapters(model: EmbeddedVideoModel, *, lora_rank: int = 16, mode: str
             raise
         model.prior_gate = nn.Parameter(torch.zeros(1))
         model.prior_kind = "warp"
+        model.correction_gate = nn.Parameter(torch.zeros(1))
 
 
 def set_lora_scale(model: EmbeddedVideoModel, scale: float) -> None:
@@ -517,7 +524,10 @@ def save_adapters(model: EmbeddedVideoModel, folder: str | os.PathLike, *, metri
     folder = Path(folder)
     mg.save_motion_guidance(model.transformer, folder)
     with atomic_path(folder / _PRIOR_FILE) as tmp:
-        save_file({"prior_gate": model.prior_gate.detach().cpu().contiguous()}, str(tmp))
+        gates = {"prior_gate": model.prior_gate}
+        if getattr(model, "correction_gate", None) is not None:
+            gates["correction_gate"] = model.correction_gate
+        save_file({k: v.detach().cpu().contiguous() for k, v in gates.items()}, str(tmp))
     files = {n: _sha256(folder / n) for n in ("motion_guidance.safetensors", "motion_guidance.json", _PRIOR_FILE)}
     with atomic_path(folder / _MANIFEST) as tmp:
         Path(tmp).write_text(json.dumps({"files": files, "metrics": metrics or {}, "prior_scale": PRIOR_SCALE,
@@ -541,11 +551,14 @@ def load_adapters(model: EmbeddedVideoModel, folder: str | os.PathLike | None = 
             if (folder / n).is_file() and _sha256(folder / n) != digest:
                 raise CheckpointError(f"adapter file {folder / n} is corrupt (checksum mismatch); {fix}")
     try:
-        gate = load_file(str(folder / _PRIOR_FILE))["prior_gate"]
+        gates = load_file(str(folder / _PRIOR_FILE))
+        gate = gates["prior_gate"]
         mg.load_motion_guidance(model.transformer, folder)
     except (OSError, RuntimeError, KeyError, json.JSONDecodeError) as e:
         raise CheckpointError(f"adapters in {folder} could not be read ({type(e).__name__}: {e}); {fix}") from e
     model.prior_gate = nn.Parameter(gate.clone(), requires_grad=False)
+    model.correction_gate = (nn.Parameter(gates["correction_gate"].clone(), requires_grad=False)
+                             if "correction_gate" in gates else None)
     kind = "masked"  # adapters saved before the field existed
     if (folder / _MANIFEST).is_file():
         kind = json.loads((folder / _MANIFEST).read_text()).get("prior_kind", "masked")
@@ -593,6 +606,19 @@ def guided_reference(model: EmbeddedVideoModel, static: torch.Tensor, lg, streng
             raise ValueError("this adapter's reference follows the flow-only warp: pass warp=flow_only(guidance) * 2 - 1")
         return static + g * (warp.to(static) - static)
     return static + g * lg.mask.to(static) * (lg.latents.to(static) - static)
+
+
+def correction_scale(model: EmbeddedVideoModel, lg, strength: float) -> torch.Tensor | None:
+    """``1 - strength * PRIOR_SCALE * c * mask`` ``(B, 1, T, H, W)``: the factor on the network's correction of
+    the reference, with ``c`` the learned ``model.correction_gate`` (0 at initialisation: no change) and
+    ``mask`` the guidance's confidence (the blend weights: 1 where the flow is trusted, 0 where no source
+    sees the pixel). Why: the tiny network's corrections carry 4x4-patch noise; where the flow is right the
+    warp alone is better, so training learns how much to damp them there, and leaves disocclusions free.
+    None when the adapters have no correction gate (session 1's)."""
+    c = getattr(model, "correction_gate", None)
+    if c is None:
+        return None
+    return 1.0 - float(strength) * PRIOR_SCALE * c.to(lg.mask) * lg.mask
 
 
 def known_of(guidance) -> tuple[torch.Tensor, torch.Tensor]:
@@ -692,6 +718,7 @@ def generate_guided(
     lg = lg.to(p.device, p.dtype)
     callback = None
     ref_fn = None
+    out_scale = None
     if mode == "training_free":
         set_lora_scale(model, 0.0)
         lo, hi = adapter.config.pull_steps
@@ -710,10 +737,12 @@ def generate_guided(
         if mode in ("latent", "both"):
             warp = (flow_only(guidance) * 2 - 1).to(p) if getattr(model, "prior_kind", "masked") == "warp" else None
             ref_fn = lambda static: guided_reference(model, static, lg, s, warp)  # noqa: E731
+            out_scale = correction_scale(model, lg, s)
     t_start = 1.0 - s * (1.0 - float(start)) if mode in ("latent", "both") else 1.0
     try:
         mg.set_guidance(model.transformer, lg)
-        return model.generate(kf, known, steps=steps, seed=seed, ref_fn=ref_fn, callback=callback, progress=progress,
+        return model.generate(kf, known, steps=steps, seed=seed, ref_fn=ref_fn, out_scale=out_scale, callback=callback,
+                              progress=progress,
                               t_start=t_start)
     finally:
         mg.set_guidance(model.transformer, None)

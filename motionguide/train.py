@@ -267,13 +267,13 @@ class _AdapterRecipe(_Recipe):
         import motionguide as mg
 
         ids = {id(p) for p in mg.trainable_parameters(self.model.transformer, blocks=(), lora=True)}
-        return [(n, p) for n, p in self.model.named_parameters() if id(p) in ids or n == "prior_gate"]
+        return [(n, p) for n, p in self.model.named_parameters() if id(p) in ids or n in ("prior_gate", "correction_gate")]
 
     def loss(self, step, rank, generator):
         import motionguide as mg
 
         from .data import make_clip
-        from .model import GUIDED_START, EmbeddedVideoModel, flow_only, guided_reference, latent_guidance_of
+        from .model import GUIDED_START, EmbeddedVideoModel, correction_scale, flow_only, guided_reference, latent_guidance_of
 
         mc = self.model.config
         b = self.cfg.batch_size
@@ -299,7 +299,8 @@ class _AdapterRecipe(_Recipe):
         t_max = GUIDED_START if float(torch.rand(1, generator=generator)) < self.cfg.guided_t_p else 1.0
         mg.set_guidance(self.model.transformer, lg)
         try:
-            return self.model.loss(frames, known, generator=generator, ref=ref, t_max=t_max)
+            return self.model.loss(frames, known, generator=generator, ref=ref, t_max=t_max,
+                                   out_scale=correction_scale(self.model, lg, 1.0))
         finally:
             mg.set_guidance(self.model.transformer, None)
 
