@@ -273,7 +273,7 @@ class _AdapterRecipe(_Recipe):
         import motionguide as mg
 
         from .data import make_clip
-        from .model import GUIDED_START, EmbeddedVideoModel, correction_scale, flow_only, guided_reference, latent_guidance_of
+        from .model import ADAPTER_T_MAX, EmbeddedVideoModel, correction_scale, flow_only, guided_reference, latent_guidance_of
 
         mc = self.model.config
         b = self.cfg.batch_size
@@ -294,9 +294,9 @@ class _AdapterRecipe(_Recipe):
         static = EmbeddedVideoModel.reference(x0 * known[:, None, :, None, None], known)
         warp = flow_only(guidance) * 2 - 1 if getattr(self.model, "prior_kind", "masked") == "warp" else None
         ref = guided_reference(self.model, static, lg, 1.0, warp)
-        # Guided sampling starts at t = GUIDED_START (strength 1): most batches train only the times below it,
-        # the rest the whole range (strength < 1 starts higher).
-        t_max = GUIDED_START if float(torch.rand(1, generator=generator)) < self.cfg.guided_t_p else 1.0
+        # Guided sampling starts low (GUIDED_START at strength 1): most batches train only the times below
+        # ADAPTER_T_MAX, the rest the whole range (strength < 1 starts higher).
+        t_max = ADAPTER_T_MAX if float(torch.rand(1, generator=generator)) < self.cfg.guided_t_p else 1.0
         mg.set_guidance(self.model.transformer, lg)
         try:
             return self.model.loss(frames, known, generator=generator, ref=ref, t_max=t_max,
