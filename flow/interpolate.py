@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from ._checks import check_finite, check_flow, check_frames, check_same_size, to_float_frames
-from .warp import _splat, _warp, backward_warp, resize_flow, reverse_flow
+from .warp import _splat, _warp, resize_flow
 
 __all__ = [
     "Intermediate",
@@ -370,6 +370,8 @@ class FlowInterpolator(Interpolator):
             raise ValueError(f"scale: expected a factor in (0, 1] (or None for automatic), got {scale}")
         if int(work_pixels) < 1024:
             raise ValueError(f"work_pixels: expected at least 1024, got {work_pixels}")
+        if int(full_pixels) < 0:
+            raise ValueError(f"full_pixels: expected a pixel count >= 0, got {full_pixels}")
         if not float(select_beta) > 0:
             raise ValueError(f"select_beta: expected a positive number, got {select_beta}")
         if isinstance(estimator, FlowEstimator):
