@@ -263,8 +263,9 @@ class EmbeddedVideoModel(nn.Module):
         """Flow-matching velocity loss on a clip ``(B, 3, T, H, W)`` in [0, 1]; known ``(B, T)`` bool.
 
         ref: optional reference clip in [-1, 1] (guided training passes the gated warp).
-        t_max: timesteps are drawn as usual, then scaled into ``[0, t_max]`` (guided sampling starts at
-        ``ADAPTER_T_MAX``: the adapters need not learn the times above it).
+        t_max: timesteps are drawn as usual, then scaled into ``[0, t_max]`` (adapter training passes
+        ``ADAPTER_T_MAX`` for most batches: guided sampling starts below it, at ``GUIDED_START``).
+        out_scale: optional factor on the network's correction (see :func:`correction_scale`).
         """
         _check_clip(clip, "clip", self.config)
         x0 = clip * 2 - 1
