@@ -49,3 +49,16 @@ def test_to_float_frames_converts_and_refuses():
         to_float_frames(torch.zeros(1, 2, 4, 4))
     with pytest.raises(ValueError, match="same batch size and height x width"):
         check_same_size(torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 5))
+
+
+def test_check_finite_counts_bad_entries_and_allows_huge_finite_values():
+    from flow._checks import check_finite
+
+    x = torch.zeros(2, 2, 4, 4)
+    x[0, 0, 1, 1] = float("nan")
+    x[1, 1, 2, 2] = float("inf")
+    with pytest.raises(ValueError, match="2 NaN/inf entries of 64"):
+        check_finite(x, "flow")
+    # the one-pass sum overflows to inf here, yet every value is finite: no error
+    check_finite(torch.full((4,), 3e38), "big")
+    check_finite(torch.zeros(0), "empty")
