@@ -26,4 +26,6 @@ def main(out_dir: str = "out", factor: str = "0.5") -> None:
 
 
 if __name__ == "__main__":
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        sys.exit(print(__doc__))
     main(*sys.argv[1:])

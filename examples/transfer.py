@@ -27,4 +27,6 @@ def main(out_dir: str = "out") -> None:
 
 
 if __name__ == "__main__":
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        sys.exit(print(__doc__))
     main(*sys.argv[1:])
