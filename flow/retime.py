@@ -33,7 +33,6 @@ import math
 import os
 import sys
 import time
-import warnings
 from collections import deque
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -46,7 +45,10 @@ import torch.nn.functional as F
 
 from ._atomic import check_output_path
 
-__all__ = ["RetimePlan", "RetimeResult", "SceneCutDetector", "plan_retime", "retime_video", "retime_frames", "SPEED_RANGE"]
+__all__ = [
+    "RetimePlan", "RetimeResult", "SceneCutDetector", "plan_retime", "retime_video", "retime_frames", "check_retime_paths",
+    "SPEED_RANGE",
+]
 
 SPEED_RANGE = (0.25, 4.0)
 
@@ -253,6 +255,18 @@ class RetimeResult:
         )
 
 
+def check_retime_paths(src: str | os.PathLike, dst: str | os.PathLike) -> tuple[Path, Path]:
+    """The input must exist; the output folder must exist and be writable, and the output must not be the
+    input (raises FileNotFoundError / PermissionError / ValueError saying which and how to fix it)."""
+    src, dst = Path(src), Path(dst)
+    if not src.exists():
+        raise FileNotFoundError(f"input video {src} does not exist; check the path")
+    check_output_path(dst, inputs=(src,))
+    if dst.resolve() == src.resolve():
+        raise ValueError(f"output path {dst} is the input video; choose another output name")
+    return src, dst
+
+
 def _count_frames(path: Path) -> int:
     """Exact number of decodable video frames (decoded without colour conversion)."""
     import av
@@ -415,12 +429,7 @@ def retime_video(
     from .video import VideoReader, VideoWriter
 
     say = notify or (lambda msg: print(msg, file=sys.stderr))
-    src, dst = Path(src), Path(dst)
-    if not src.exists():
-        raise FileNotFoundError(f"input video {src} does not exist; check the path")
-    check_output_path(dst, inputs=(src,))
-    if dst.resolve() == src.resolve():
-        raise ValueError(f"output path {dst} is the input; choose another output name")
+    src, dst = check_retime_paths(src, dst)
     t_start = time.perf_counter()
     with VideoReader(src) as vr:
         if vr.variable_frame_rate:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 _EPILOG = """\
 examples:
@@ -61,16 +60,10 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from flow._atomic import check_output_path
-    from flow.retime import plan_retime, retime_video
+    from flow.retime import check_retime_paths, plan_retime, retime_video
     from motionguide.commands.interpolate_cmd import build_interpolator
 
-    src, dst = Path(args.input), Path(args.output)
-    if not src.exists():
-        raise FileNotFoundError(f"input video {src} does not exist; check the path")
-    check_output_path(dst, inputs=(src,))
-    if dst.resolve() == src.resolve():
-        raise ValueError(f"-o {dst} is the input video; choose another output name")
+    src, dst = check_retime_paths(args.input, args.output)  # before the network loads (cheap errors first)
     if dst.suffix.lower() not in (".mp4", ".mkv", ".mov", ".m4v"):
         raise ValueError(f"-o {dst}: expected a video file name ending in .mp4, .mkv, .mov or .m4v")
     if not 0 <= args.crf <= 51:
