@@ -257,13 +257,11 @@ class RetimeResult:
 
 def check_retime_paths(src: str | os.PathLike, dst: str | os.PathLike) -> tuple[Path, Path]:
     """The input must exist; the output folder must exist and be writable, and the output must not be the
-    input (raises FileNotFoundError / PermissionError / ValueError saying which and how to fix it)."""
+    input (:func:`flow._atomic.check_output_path`; each error says which and how to fix it)."""
     src, dst = Path(src), Path(dst)
     if not src.exists():
         raise FileNotFoundError(f"input video {src} does not exist; check the path")
     check_output_path(dst, inputs=(src,))
-    if dst.resolve() == src.resolve():
-        raise ValueError(f"output path {dst} is the input video; choose another output name")
     return src, dst
 
 
