@@ -160,6 +160,9 @@ def main(argv=None) -> int:
     ap.add_argument("--clips", type=int, default=6, help="held-out clips per job")
     ap.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--start", type=float, default=None,
+                    help="where guided sampling starts in the table's rows, t in (0, 1] (default: the model's "
+                         "GUIDED_START; the motion-scale, strength-0 and timing checks always use the default)")
     ap.add_argument("--model", default=None, help="base model folder (default: shipped assets)")
     ap.add_argument("--adapters", default=None, help="adapter folder (default: shipped assets)")
     ap.add_argument("--threads", type=int, default=None)
@@ -198,7 +201,7 @@ def main(argv=None) -> int:
             gg = g if g is not None else case.true
             t0 = time.perf_counter()
             out = generate_windows(None if mode == "flow_only" else model, gg, mode=mode, steps=steps,
-                                   seed=args.seed)
+                                   seed=args.seed, start=args.start)
             sec = (time.perf_counter() - t0) / len(seeds)
             met = measure(case, out, meter)
             rows.append({"job": job, "mode": name, **{k: round(v, 4) for k, v in met.items()}, "seconds": round(sec, 3)})

@@ -161,8 +161,11 @@ def generate_windows(
     seed: int = 0,
     context: int = 2,
     progress: Callable[[int], None] | None = None,
+    start: float | None = None,
 ) -> torch.Tensor:
     """Generate every frame of Guidance ``g`` (batch B, any length) window by window: ``(B, 3, T, H, W)``.
+
+    ``start``: where guided sampling starts (:func:`~motionguide.model.generate_guided`; None = its default).
 
     ``mode='flow_only'`` needs no model (warping alone). ``context``: known frames kept before the first
     missing frame of each window.
@@ -181,12 +184,13 @@ def generate_windows(
         if not missing:
             break
         first = missing[0]
-        start = max(0, min(first - min(first, context), t_out - win))
-        wg = _window(g, start, win, generated)
+        w0 = max(0, min(first - min(first, context), t_out - win))  # the window's first frame
+        wg = _window(g, w0, win, generated)
+        kw = {} if start is None else {"start": start}
         out = generate_guided(model, wg, mode=mode, strength=strength, steps=steps, seed=seed + 1000 * n,
-                              progress=progress) if mode != "flow_only" else _flow_only(wg)
+                              progress=progress, **kw) if mode != "flow_only" else _flow_only(wg)
         for j in range(win):
-            t = start + j
+            t = w0 + j
             if t < t_out and t not in have:
                 generated[t] = out[:, :, j]
                 have.add(t)

@@ -18,8 +18,8 @@ Why this shape (issue 5; choices measured on this 2-core CPU):
   costs the model nothing and its capacity goes to corrections and disocclusions. The loss is the velocity
   loss ``v = (x_t - x0_hat) / t`` with ``t`` clamped away from 0 (x-prediction with a v-loss, as JiT).
   ``prediction="edm"`` is the EDM-preconditioned alternative (``x0_hat = ref + c_skip y_t + c_out F`` with
-  ``y_t = x_t - (1 - t) ref``, Karras et al. 2022). Measured in session 2 (2000 steps warm-started from the
-  x0 model): as a one-shot denoiser it is far better at low noise (39.3 dB from an input at t = 0.02, where
+  ``y_t = x_t - (1 - t) ref``, Karras et al. 2022). Measured in session 2 by scratch runs (2000 steps
+  warm-started from the x0 model): as a one-shot denoiser it is far better at low noise (39.3 dB from an input at t = 0.02, where
   the x0 model returns 18.2 dB: it ignores the detail in ``x_t``), but sampled clips stay noisy (SSIM 0.34
   against 0.59 on the speed job, unguided): the tiny network cannot remove noise off the training
   distribution, while the x0 model's blurrier, mean-like estimates score better in PSNR and SSIM. The
