@@ -680,11 +680,11 @@ def generate_guided(
     """Generate the clip a :class:`~motionguide.guidance.Guidance` describes ``(B, 3, T, H, W)`` in [0, 1].
 
     start: with the latent level on (``latent``/``both``), sampling starts from the guided reference noised
-    to ``t = 1 - strength * (1 - start)`` (SDEdit-style; 1 = from pure noise). Measured on 6 held-out clips
-    per job with the shipped adapters and estimated flow (session 2): PSNR rises steadily as the start goes
-    down, 0.6 -> 0.3 -> 0.15 -> 0.08: transfer 19.30 / 20.00 / 20.32 / 20.42 dB, speed 28.86 / 29.47 / 29.97 /
-    30.11, extend 21.46 / 21.81 / 22.06 / 22.14: the network's corrections cost more than they gain where the
-    warp is right, so the default starts low (0.1). Strength 0 gives t = 1: exactly the unguided sampler.
+    to ``t = 1 - strength * (1 - start)`` (SDEdit-style; 1 = from pure noise). ``python benchmarks/motion.py
+    --start S`` (6 held-out clips per job, shipped adapters, estimated flow, session 2): PSNR rises as the
+    start goes down, 0.6 -> 0.3 -> 0.1: transfer 19.30 / 20.00 / 20.46 dB, speed 28.86 / 29.47 / 30.24,
+    extend 21.46 / 21.81 / 22.21: the network's corrections cost more than they gain where the warp is
+    right, so the default starts low (0.1). Strength 0 gives t = 1: exactly the unguided sampler.
 
     mode: ``unguided`` (the base model), ``latent`` / ``feature`` / ``both`` (trained adapters with one or
     both levels; needs :func:`attach_adapters`/:func:`load_adapters`), ``training_free`` (needs a model with
