@@ -258,7 +258,8 @@ class EmbeddedVideoModel(nn.Module):
     def loss(
         self, clip: torch.Tensor, known: torch.Tensor, *, generator: torch.Generator | None = None,
         ref: torch.Tensor | None = None, extra_inputs: Callable | None = None, t_max: float = 1.0,
-        out_scale: torch.Tensor | None = None,
+        out_scale: torch.Tensor | None = None, noised: torch.Tensor | None = None,
+        t_range: tuple[float, float] | None = None,
     ) -> torch.Tensor:
         """Flow-matching velocity loss on a clip ``(B, 3, T, H, W)`` in [0, 1]; known ``(B, T)`` bool.
 
@@ -266,14 +267,23 @@ class EmbeddedVideoModel(nn.Module):
         t_max: timesteps are drawn as usual, then scaled into ``[0, t_max]`` (adapter training passes
         ``ADAPTER_T_MAX`` for most batches: guided sampling starts below it, at ``GUIDED_START``).
         out_scale: optional factor on the network's correction (see :func:`correction_scale`).
+        noised: optional clip in [-1, 1] that ``x_t`` is made from instead of the true one, with ``t`` drawn
+        uniformly in ``t_range``: "train as you sample". Guided sampling starts from the guided reference
+        noised to ``GUIDED_START`` (SDEdit-style), not from a noised true clip, so adapter training passes the
+        reference here for part of its batches and the network learns to turn that start into the true clip
+        (as diffusion restorers trained from the degraded input do, e.g. ResShift, Yue et al. 2023).
         """
         _check_clip(clip, "clip", self.config)
         x0 = clip * 2 - 1
         b = x0.shape[0]
-        t = (self.sample_t(b, generator) * float(t_max)).to(x0)
+        if noised is not None:
+            lo, hi = t_range if t_range is not None else (0.0, float(t_max))
+            t = (lo + (hi - lo) * torch.rand(b, generator=generator)).to(x0)
+        else:
+            t = (self.sample_t(b, generator) * float(t_max)).to(x0)
         noise = torch.randn(x0.shape, generator=generator).to(x0)
         tt = t[:, None, None, None, None]
-        x_t = (1 - tt) * x0 + tt * noise
+        x_t = (1 - tt) * (x0 if noised is None else noised.to(x0)) + tt * noise
         known_frames = x0 * known[:, None, :, None, None]
         x0_hat = self.denoise(x_t, t, known_frames, known, ref=ref, out_scale=out_scale)
         if self.config.prediction == "x0":

@@ -52,6 +52,8 @@ class TrainConfig:
     init: str | None = None  # base: start from the transformer weights of this model folder (warm start)
     estimated_flow_p: float = 0.5  # adapters: share of batches guided by DIS-estimated flow
     guided_t_p: float = 0.75  # adapters: share of batches with timesteps scaled into guided sampling's range
+    matched_p: float = 0.5  # adapters: share of batches noised from the guided reference, as sampling starts
+    matched_t: tuple[float, float] = (0.05, 0.3)  # adapters: their timesteps (GUIDED_START = 0.1 inside)
     model: dict = field(default_factory=dict)
     progress: bool = True
 
@@ -61,9 +63,12 @@ class TrainConfig:
         if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
             raise ValueError(f"steps, batch_size and checkpoint_every must be >= 1, got {self.steps}, "
                              f"{self.batch_size}, {self.checkpoint_every}")
-        if not (0 <= self.estimated_flow_p <= 1 and 0 <= self.guided_t_p <= 1):
-            raise ValueError(f"estimated_flow_p and guided_t_p must be in [0, 1], got {self.estimated_flow_p}, "
-                             f"{self.guided_t_p}")
+        if not (0 <= self.estimated_flow_p <= 1 and 0 <= self.guided_t_p <= 1 and 0 <= self.matched_p <= 1):
+            raise ValueError(f"estimated_flow_p, guided_t_p and matched_p must be in [0, 1], got "
+                             f"{self.estimated_flow_p}, {self.guided_t_p}, {self.matched_p}")
+        lo, hi = self.matched_t
+        if not 0 < lo <= hi <= 1:
+            raise ValueError(f"matched_t must be (lo, hi) with 0 < lo <= hi <= 1, got {self.matched_t}")
         if not (self.lr > 0 and 0 <= self.ema < 1):
             raise ValueError(f"lr must be > 0 and ema in [0, 1), got {self.lr}, {self.ema}")
         if self.warmup is None:
@@ -257,7 +262,16 @@ class _AdapterRecipe(_Recipe):
         self.model.train()
         for p in self.model.parameters():
             p.requires_grad_(False)
-        attach_adapters(self.model)
+        if cfg.init:
+            # warm start from adapters trained earlier (loading applies the plugin, LoRA and gates)
+            from .model import load_adapters
+
+            try:
+                load_adapters(self.model, cfg.init)
+            except (ValueError, RuntimeError) as e:
+                raise ValueError(f"--init {cfg.init} does not hold adapters for this model ({e})") from None
+        else:
+            attach_adapters(self.model)
         mc = self.model.config
         self.data = ClipDataset("train", length=2**31 - 1, num_frames=mc.num_frames, size=(mc.height, mc.width),
                                 motion_scale_range=cfg.motion_scale_range)
@@ -294,13 +308,17 @@ class _AdapterRecipe(_Recipe):
         static = EmbeddedVideoModel.reference(x0 * known[:, None, :, None, None], known)
         warp = flow_only(guidance) * 2 - 1 if getattr(self.model, "prior_kind", "masked") == "warp" else None
         ref = guided_reference(self.model, static, lg, 1.0, warp)
-        # Guided sampling starts low (GUIDED_START at strength 1): most batches train only the times below
-        # ADAPTER_T_MAX, the rest the whole range (strength < 1 starts higher).
+        # Guided sampling starts low (GUIDED_START at strength 1) from the guided reference noised there:
+        # matched_p of the batches train exactly that start (x_t made from the reference), of the rest most
+        # train the times below ADAPTER_T_MAX on noised true clips, the others the whole range (strength < 1
+        # starts higher).
+        matched = float(torch.rand(1, generator=generator)) < self.cfg.matched_p
         t_max = ADAPTER_T_MAX if float(torch.rand(1, generator=generator)) < self.cfg.guided_t_p else 1.0
         mg.set_guidance(self.model.transformer, lg)
         try:
             return self.model.loss(frames, known, generator=generator, ref=ref, t_max=t_max,
-                                   out_scale=correction_scale(self.model, lg, 1.0))
+                                   out_scale=correction_scale(self.model, lg, 1.0),
+                                   noised=ref if matched else None, t_range=tuple(self.cfg.matched_t))
         finally:
             mg.set_guidance(self.model.transformer, None)
 

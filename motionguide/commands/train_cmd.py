@@ -31,7 +31,11 @@ def register(subparsers) -> None:
     p.add_argument("--no-resume", action="store_true", help="start afresh even if DIR/checkpoint exists")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--base", default=None, help="adapters: base model folder (default: the shipped assets)")
-    p.add_argument("--init", default=None, metavar="DIR", help="base: warm-start from the weights of this model folder")
+    p.add_argument("--init", default=None, metavar="DIR",
+                   help="warm start: base from the weights of this model folder, adapters from this adapter folder")
+    p.add_argument("--matched-p", type=float, default=0.5,
+                   help="adapters: share of batches noised from the guided reference (where guided sampling starts) "
+                        "instead of from the true clip")
     p.add_argument("--model-config", default=None,
                    help="base: JSON of EmbeddedConfig fields to size the model, e.g. '{\"num_layers\": 2}'")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -55,7 +59,7 @@ def run(args) -> int:
         kind=args.kind, steps=args.steps, out=args.out, batch_size=args.batch_size,
         lr=args.lr if args.lr is not None else (5e-4 if args.kind == "base" else 1e-3),
         seed=args.seed, checkpoint_every=args.checkpoint_every, resume=not args.no_resume, threads=args.threads,
-        base=args.base, init=args.init, model=model, progress=not args.no_progress,
+        base=args.base, init=args.init, matched_p=args.matched_p, model=model, progress=not args.no_progress,
     )
     res = train(cfg, log=tqdm.write)
     print(f"trained {args.kind} to step {res['step']}; outputs in {res['out']}")

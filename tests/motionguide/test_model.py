@@ -87,6 +87,30 @@ def test_loss_is_finite_and_differentiable(tiny):
     tiny.zero_grad()
 
 
+def test_matched_batches_noise_the_given_clip_at_times_in_range(tiny, monkeypatch):
+    """Train as you sample: with ``noised`` the network sees that clip noised (the guided reference where
+    guided sampling starts), at t drawn in ``t_range``; the target stays the true clip."""
+    clip = torch.rand(2, 3, 8, 32, 32)
+    ref = torch.rand(2, 3, 8, 32, 32) * 2 - 1
+    known = torch.zeros(2, 8, dtype=torch.bool)
+    known[:, 0] = True
+    seen = {}
+
+    def spy(x_t, t, known_frames, known, ref=None, out_scale=None):
+        seen["x_t"], seen["t"] = x_t, t
+        return torch.zeros_like(x_t)
+
+    monkeypatch.setattr(tiny, "denoise", spy)
+    loss = tiny.loss(clip, known, generator=torch.Generator().manual_seed(0), ref=ref, noised=ref, t_range=(0.1, 0.1))
+    assert torch.allclose(seen["t"], torch.full((2,), 0.1))
+    noise = (seen["x_t"] - 0.9 * ref) / 0.1  # what is left is unit gaussian noise, not the true clip
+    assert abs(float(noise.std()) - 1) < 0.05 and abs(float(noise.mean())) < 0.05
+    # target: the true clip, in the velocity form ((x0_hat - x0) / t)^2 with x0_hat = 0 here
+    assert torch.allclose(loss, (((clip * 2 - 1) / 0.1) ** 2).mean(), rtol=1e-5)
+    loss = tiny.loss(clip, known, generator=torch.Generator().manual_seed(0), noised=ref, t_range=(0.05, 0.3))
+    assert float(seen["t"].min()) >= 0.05 and float(seen["t"].max()) <= 0.3
+
+
 def test_edm_denoiser_keeps_the_input_at_low_noise_and_the_reference_at_full_noise():
     """EDM preconditioning of the residual over ``ref``: ``t -> 0`` gives ``x_t`` itself whatever the network
     says (detail passes through), ``t = 1`` gives ``ref + s * F`` (the network alone)."""

@@ -63,6 +63,34 @@ def test_adapter_training_on_a_tiny_base(tmp_path):
                           progress=False), log=lambda s: None)
 
 
+def test_adapter_warm_start_and_matched_batches(tmp_path):
+    """--init loads earlier adapters as the starting point (the fine-tune that trains guided sampling's start);
+    a folder without adapters is refused with the fix."""
+    from motionguide.train import _AdapterRecipe
+
+    train(_cfg(tmp_path / "base", steps=2), log=lambda s: None)
+    kw = dict(kind="adapters", batch_size=2, lr=1e-3, warmup=1, checkpoint_every=2, base=str(tmp_path / "base" / "model"),
+              progress=False, threads=1)
+    train(TrainConfig(steps=2, out=str(tmp_path / "a"), **kw), log=lambda s: None)
+    saved = load_file(tmp_path / "a" / "adapters" / "reference_gate.safetensors")
+    warm = _AdapterRecipe(TrainConfig(steps=2, out=str(tmp_path / "w"), init=str(tmp_path / "a" / "adapters"),
+                                      matched_p=1.0, **kw))
+    params = dict(warm.trainable())
+    assert torch.equal(params["prior_gate"].detach(), saved["prior_gate"])
+    assert float(saved["prior_gate"]) != 0.0  # it trained, so equality above means it was loaded
+    loss = warm.loss(0, 0, torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss)
+    train(TrainConfig(steps=2, out=str(tmp_path / "w"), init=str(tmp_path / "a" / "adapters"), matched_p=1.0, **kw),
+          log=lambda s: None)
+    load_adapters(load_embedded(tmp_path / "base" / "model"), tmp_path / "w" / "adapters")
+    with pytest.raises(ValueError, match="--init .* does not hold adapters"):
+        _AdapterRecipe(TrainConfig(steps=2, out=str(tmp_path / "x"), init=str(tmp_path / "base" / "model"), **kw))
+    with pytest.raises(ValueError, match="matched_p"):
+        TrainConfig(kind="adapters", matched_p=1.5)
+    with pytest.raises(ValueError, match="matched_t"):
+        TrainConfig(kind="adapters", matched_t=(0.0, 0.3))
+
+
 def test_cli_and_bad_config(tmp_path):
     from motionguide.cli import main
 
