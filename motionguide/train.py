@@ -270,12 +270,29 @@ class _AdapterRecipe(_Recipe):
                 load_adapters(self.model, cfg.init)
             except (ValueError, RuntimeError) as e:
                 raise ValueError(f"--init {cfg.init} does not hold adapters for this model ({e})") from None
+            self._per_level_gates()
         else:
             attach_adapters(self.model)
         mc = self.model.config
         self.data = ClipDataset("train", length=2**31 - 1, num_frames=mc.num_frames, size=(mc.height, mc.width),
                                 motion_scale_range=cfg.motion_scale_range)
         self.estimator = get_estimator("dis")
+
+    def _per_level_gates(self) -> None:
+        """Older adapters' gates (one scalar each; a 2-vector = untrusted, trusted) seed the per-trust-level
+        ones: the trusted value goes to both one-source and two-source levels; the old correction gate
+        never applied where nothing is trusted, so that level starts at 0."""
+        from .model import TRUST_LEVELS
+
+        m = self.model
+        g = m.prior_gate.detach().flatten()
+        if g.numel() != TRUST_LEVELS:
+            g = torch.stack([g[0], g[-1], g[-1]])
+            m.prior_gate = torch.nn.Parameter(g.clone())
+        c = getattr(m, "correction_gate", None)
+        c = torch.zeros(1) if c is None else c.detach().flatten()
+        if c.numel() != TRUST_LEVELS:
+            m.correction_gate = torch.nn.Parameter(torch.stack([torch.zeros(()), c[-1], c[-1]]).clone())
 
     def trainable(self):
         import motionguide as mg

@@ -206,7 +206,7 @@ def test_untrained_adapters_are_a_no_op_and_strength_zero_is_exact(tiny, tmp_pat
 
 
 def test_guided_reference_follows_the_whole_warp_and_prior_kind_round_trips(tiny, tmp_path):
-    from motionguide.model import PRIOR_SCALE, guided_reference, known_of, latent_guidance_of
+    from motionguide.model import PRIOR_SCALE, guided_reference, known_of, latent_guidance_of, trust_levels
 
     model = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
     model.load_state_dict(tiny.state_dict())
@@ -223,11 +223,23 @@ def test_guided_reference_follows_the_whole_warp_and_prior_kind_round_trips(tiny
     assert torch.equal(guided_reference(model, static, lg, 0.0, warp), static)
     with pytest.raises(ValueError, match="flow_only"):
         guided_reference(model, static, lg, 1.0)
+    # per-pixel gates by trust level (none, one source, two+): all warp where one source sees the pixel,
+    # all static where none does
+    wts = g.weights.clone()
+    wts[..., :16] = 0.0
+    lg_half = latent_guidance_of(mg.Guidance(g.frames, g.positions, g.num_frames, g.sources, g.flows, wts, 1.0, 1.0))
+    assert set(trust_levels(lg_half)[:, :, 1:].unique().tolist()) == {0, 1}
+    with torch.no_grad():
+        model.prior_gate.copy_(torch.tensor([0.0, 1.0 / PRIOR_SCALE, 0.0]))
+    ref = guided_reference(model, static, lg_half, 1.0, warp)
+    unknown = ~known[0]
+    assert torch.allclose(ref[:, :, unknown, :, 16:], warp[:, :, unknown, :, 16:], atol=1e-6)
+    assert torch.allclose(ref[:, :, unknown, :, :16], static[:, :, unknown, :, :16], atol=1e-6)
     save_adapters(model, tmp_path / "ad")
     assert json.loads((tmp_path / "ad" / "manifest.json").read_text())["prior_kind"] == "warp"
     fresh = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
     load_adapters(fresh, tmp_path / "ad")
-    assert fresh.prior_kind == "warp"
+    assert fresh.prior_kind == "warp" and torch.equal(fresh.prior_gate, model.prior_gate)
     # adapters written before the field existed follow the masked latent guidance, as they were trained
     manifest = json.loads((tmp_path / "ad" / "manifest.json").read_text())
     del manifest["prior_kind"]
@@ -235,6 +247,18 @@ def test_guided_reference_follows_the_whole_warp_and_prior_kind_round_trips(tiny
     old = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
     load_adapters(old, tmp_path / "ad")
     assert old.prior_kind == "masked"
+
+
+def test_trust_levels_count_the_sources_that_see_a_pixel():
+    from motionguide.model import latent_guidance_of, trust_levels
+
+    g = _constant_guidance()
+    two = mg.Guidance(g.frames, g.positions, g.num_frames, torch.zeros(8, 2, dtype=torch.long),
+                      g.flows.expand(-1, -1, 2, -1, -1, -1).clone(), torch.full((1, 8, 2, 1, 32, 32), 0.5), 1.0, 1.0)
+    assert bool((trust_levels(latent_guidance_of(two)) == 2).all())
+    assert bool((trust_levels(latent_guidance_of(g)) == 1).all())
+    # the latent level alone has no per-source weights: the mask decides (1 where trusted)
+    assert bool((trust_levels(latent_guidance_of(g, feature=False)) == 1).all())
 
 
 def test_training_free_mode(tiny):
