@@ -7,7 +7,9 @@ from flow estimated by DIS on the known frames, ``_estimated``):
 
 * ``psnr`` / ``ssim`` of the generated frames (known input frames excluded) against the true frames;
 * ``psnr_free``: PSNR inside the pixels the guidance cannot see (disoccluded or out of frame in every
-  source), where the model has to invent;
+  source), where the model has to invent; split into ``psnr_out_of_frame`` (out of frame in some source:
+  content entering the view) and ``psnr_disoccluded`` (the rest: uncovered inside the frame); nan when a
+  job has no such pixels;
 * ``epe``: endpoint error between the motion of the generated frames (DIS on consecutive output frames
   upsampled 4x, chained to frame 0, as in issue 5) and the true flow to frame 0, over pixels visible in
   frame 0; the ``truth`` row (JSON ``meter_floor_epe``) measures the true frames themselves: the floor of
@@ -80,8 +82,17 @@ class Case:
             self.est = mg.speed(real, 0.5, estimator=estimator)
         else:
             self.est = mg.extension(real, self.T - len(positions), estimator=estimator)
-        # pixels no source sees (true visibility): the model must fill them
+        # pixels no source sees (true visibility): the model must fill them; split into those out of frame
+        # in some source (new content entering the view) and the rest (disoccluded inside the frame)
         self.free = (self.true.weights.sum(2) <= 1e-6).float()  # (B, T, 1, H, W)
+        out_any = torch.zeros_like(self.free)
+        for n, c in enumerate(self.clips):
+            for k in range(self.T):
+                for s in self.true.sources[k].tolist():
+                    if s >= 0 and k not in positions:
+                        out_any[n, k] = torch.maximum(out_any[n, k], c.scene.flow(c.times[k], c.times[positions[s]])[2])
+        self.free_out = self.free * (out_any > 0.5).float()
+        self.free_occ = self.free - self.free_out
         # true flow of every output frame to frame 0, and where frame 0 sees it
         self.flow0 = torch.stack([torch.stack([c.scene.flow(t, 0.0)[0] for t in c.times]) for c in self.clips])
         vis = []
@@ -141,11 +152,13 @@ def measure(case: Case, out: torch.Tensor, estimator) -> dict:
     gen = case.generated
     a = out[:, :, gen].transpose(1, 2).reshape(-1, 3, *out.shape[-2:])
     b = case.truth[:, :, gen].transpose(1, 2).reshape(-1, 3, *out.shape[-2:])
-    free = case.free[:, gen].reshape(-1, 1, *out.shape[-2:])
+    free, free_occ, free_out = (m[:, gen].reshape(-1, 1, *out.shape[-2:]) for m in (case.free, case.free_occ, case.free_out))
     fl = chained_flow(out, estimator)[:, gen].reshape(-1, 2, *out.shape[-2:])
     gt = case.flow0[:, gen].reshape(-1, 2, *out.shape[-2:])
     vis = case.vis0[:, gen].reshape(-1, 1, *out.shape[-2:])
-    return {"psnr": psnr(a, b), "ssim": ssim(a, b), "psnr_free": _psnr_masked(a, b, free), "epe": epe(fl, gt, vis)}
+    return {"psnr": psnr(a, b), "ssim": ssim(a, b), "psnr_free": _psnr_masked(a, b, free),
+            "psnr_disoccluded": _psnr_masked(a, b, free_occ), "psnr_out_of_frame": _psnr_masked(a, b, free_out),
+            "epe": epe(fl, gt, vis)}
 
 
 def mean_motion(clip: torch.Tensor, estimator) -> float:
@@ -205,7 +218,8 @@ def main(argv=None) -> int:
             sec = (time.perf_counter() - t0) / len(seeds)
             met = measure(case, out, meter)
             rows.append({"job": job, "mode": name, **{k: round(v, 4) for k, v in met.items()}, "seconds": round(sec, 3)})
-            print(f"  {job:8s} {name:24s} psnr {met['psnr']:6.2f}  ssim {met['ssim']:.3f}  free {met['psnr_free']:6.2f}  "
+            print(f"  {job:8s} {name:24s} psnr {met['psnr']:6.2f}  ssim {met['ssim']:.3f}  free {met['psnr_free']:6.2f} "
+                  f"(disocc {met['psnr_disoccluded']:6.2f}, out {met['psnr_out_of_frame']:6.2f})  "
                   f"epe {met['epe']:5.2f}  {sec:6.2f} s/clip", file=sys.stderr)
     # motion scale: transfer with estimated guidance (what a user runs), guided (both) and flow-only
     import motionguide as mg
@@ -251,12 +265,13 @@ def main(argv=None) -> int:
 
 
 def format_table(r: dict) -> str:
-    lines = ["| job | mode | PSNR | SSIM | PSNR free | EPE (px) | s/clip |", "|---|---|---|---|---|---|---|"]
+    lines = ["| job | mode | PSNR | SSIM | PSNR free | disoccluded | out of frame | EPE (px) | s/clip |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for row in r["rows"]:
         if row["mode"] == "unguided":  # the motion meter's own floor first: the true frames measured
-            lines.append(f"| {row['job']} | truth | - | 1.000 | - | {r['meter_floor_epe'][row['job']]:.2f} | - |")
+            lines.append(f"| {row['job']} | truth | - | 1.000 | - | - | - | {r['meter_floor_epe'][row['job']]:.2f} | - |")
         lines.append(f"| {row['job']} | {row['mode']} | {row['psnr']:.2f} | {row['ssim']:.3f} | {row['psnr_free']:.2f} | "
-                     f"{row['epe']:.2f} | {row['seconds']:.2f} |")
+                     f"{row['psnr_disoccluded']:.2f} | {row['psnr_out_of_frame']:.2f} | {row['epe']:.2f} | {row['seconds']:.2f} |")
     lines.append("")
     lines.append("Targets (issue 5):")
     by = {(x["job"], x["mode"]): x for x in r["rows"]}

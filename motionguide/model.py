@@ -259,7 +259,7 @@ class EmbeddedVideoModel(nn.Module):
         self, clip: torch.Tensor, known: torch.Tensor, *, generator: torch.Generator | None = None,
         ref: torch.Tensor | None = None, extra_inputs: Callable | None = None, t_max: float = 1.0,
         out_scale: torch.Tensor | None = None, noised: torch.Tensor | None = None,
-        t_range: tuple[float, float] | None = None,
+        t_range: tuple[float, float] | None = None, frame_psnr: bool = False,
     ) -> torch.Tensor:
         """Flow-matching velocity loss on a clip ``(B, 3, T, H, W)`` in [0, 1]; known ``(B, T)`` bool.
 
@@ -272,6 +272,10 @@ class EmbeddedVideoModel(nn.Module):
         noised to ``GUIDED_START`` (SDEdit-style), not from a noised true clip, so adapter training passes the
         reference here for part of its batches and the network learns to turn that start into the true clip
         (as diffusion restorers trained from the degraded input do, e.g. ResShift, Yue et al. 2023).
+        frame_psnr: the loss is the mean over unknown frames of ``log(MSE)`` of ``x0_hat`` (minus PSNR up to
+        a factor, the "PSNR loss" of image restorers such as NAFNet) instead of the velocity loss: every frame
+        counts by its relative error, as per-frame PSNR counts it, so easy frames (next to a known one) are
+        not spoiled to gain on hard ones.
         """
         _check_clip(clip, "clip", self.config)
         x0 = clip * 2 - 1
@@ -286,6 +290,12 @@ class EmbeddedVideoModel(nn.Module):
         x_t = (1 - tt) * (x0 if noised is None else noised.to(x0)) + tt * noise
         known_frames = x0 * known[:, None, :, None, None]
         x0_hat = self.denoise(x_t, t, known_frames, known, ref=ref, out_scale=out_scale)
+        if frame_psnr:
+            mse = ((x0_hat - x0) ** 2).mean(dim=(1, 3, 4))  # (B, T)
+            unknown = ~known.to(mse.device)
+            if not bool(unknown.any()):
+                raise ValueError("frame_psnr needs at least one unknown frame")
+            return torch.log(mse[unknown] + 1e-6).mean()
         if self.config.prediction == "x0":
             # velocity loss with x0 prediction (as JiT, Li & He 2025): v = (x_t - x0) / t, t clamped
             tc = tt.clamp(min=self.config.t_min)

@@ -54,6 +54,7 @@ class TrainConfig:
     guided_t_p: float = 0.75  # adapters: share of batches with timesteps scaled into guided sampling's range
     matched_p: float = 0.5  # adapters: share of batches noised from the guided reference, as sampling starts
     matched_t: tuple[float, float] = (0.05, 0.3)  # adapters: their timesteps (GUIDED_START = 0.1 inside)
+    matched_loss: str = "velocity"  # adapters: loss of those batches, "velocity" or "psnr" (per-frame log MSE)
     model: dict = field(default_factory=dict)
     progress: bool = True
 
@@ -66,6 +67,8 @@ class TrainConfig:
         if not (0 <= self.estimated_flow_p <= 1 and 0 <= self.guided_t_p <= 1 and 0 <= self.matched_p <= 1):
             raise ValueError(f"estimated_flow_p, guided_t_p and matched_p must be in [0, 1], got "
                              f"{self.estimated_flow_p}, {self.guided_t_p}, {self.matched_p}")
+        if self.matched_loss not in ("velocity", "psnr"):
+            raise ValueError(f"matched_loss must be 'velocity' or 'psnr', got {self.matched_loss!r}")
         lo, hi = self.matched_t
         if not 0 < lo <= hi <= 1:
             raise ValueError(f"matched_t must be (lo, hi) with 0 < lo <= hi <= 1, got {self.matched_t}")
@@ -335,7 +338,8 @@ class _AdapterRecipe(_Recipe):
         try:
             return self.model.loss(frames, known, generator=generator, ref=ref, t_max=t_max,
                                    out_scale=correction_scale(self.model, lg, 1.0),
-                                   noised=ref if matched else None, t_range=tuple(self.cfg.matched_t))
+                                   noised=ref if matched else None, t_range=tuple(self.cfg.matched_t),
+                                   frame_psnr=matched and self.cfg.matched_loss == "psnr")
         finally:
             mg.set_guidance(self.model.transformer, None)
 

@@ -36,6 +36,9 @@ def register(subparsers) -> None:
     p.add_argument("--matched-p", type=float, default=0.5,
                    help="adapters: share of batches noised from the guided reference (where guided sampling starts) "
                         "instead of from the true clip")
+    p.add_argument("--matched-loss", choices=["velocity", "psnr"], default="velocity",
+                   help="adapters: loss of those batches: the flow-matching velocity loss, or per-frame log MSE "
+                        "(PSNR loss) of the predicted clip")
     p.add_argument("--model-config", default=None,
                    help="base: JSON of EmbeddedConfig fields to size the model, e.g. '{\"num_layers\": 2}'")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -59,7 +62,7 @@ def run(args) -> int:
         kind=args.kind, steps=args.steps, out=args.out, batch_size=args.batch_size,
         lr=args.lr if args.lr is not None else (5e-4 if args.kind == "base" else 1e-3),
         seed=args.seed, checkpoint_every=args.checkpoint_every, resume=not args.no_resume, threads=args.threads,
-        base=args.base, init=args.init, matched_p=args.matched_p, model=model, progress=not args.no_progress,
+        base=args.base, init=args.init, matched_p=args.matched_p, matched_loss=args.matched_loss, model=model, progress=not args.no_progress,
     )
     res = train(cfg, log=tqdm.write)
     print(f"trained {args.kind} to step {res['step']}; outputs in {res['out']}")

@@ -109,6 +109,10 @@ def test_matched_batches_noise_the_given_clip_at_times_in_range(tiny, monkeypatc
     assert torch.allclose(loss, (((clip * 2 - 1) / 0.1) ** 2).mean(), rtol=1e-5)
     loss = tiny.loss(clip, known, generator=torch.Generator().manual_seed(0), noised=ref, t_range=(0.05, 0.3))
     assert float(seen["t"].min()) >= 0.05 and float(seen["t"].max()) <= 0.3
+    # PSNR loss: mean log MSE over the unknown frames only (frame 0 is known and left out)
+    loss = tiny.loss(clip, known, generator=torch.Generator().manual_seed(0), noised=ref, frame_psnr=True)
+    per_frame = ((clip * 2 - 1) ** 2).mean(dim=(1, 3, 4))[:, 1:]
+    assert torch.allclose(loss, torch.log(per_frame + 1e-6).mean(), rtol=1e-5)
 
 
 def test_edm_denoiser_keeps_the_input_at_low_noise_and_the_reference_at_full_noise():
