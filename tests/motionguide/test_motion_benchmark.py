@@ -34,6 +34,7 @@ def test_free_pixels_split_and_metrics_on_the_true_frames(bench):
     for k in ("psnr_free", "psnr_disoccluded", "psnr_out_of_frame"):
         assert math.isnan(met[k]) or met[k] > 60
     assert 0 < met["epe"] < 3  # the meter's floor: small but not zero
+    assert 0 < met["epe_anchor"] < met["epe"]  # from frame 3, the chain through the known frames is left out
     warp = bench.measure(case, case.truth * 0.5, bench.UpsampledFlow(est))
     assert warp["psnr"] < 20
 
@@ -43,12 +44,14 @@ def test_table_reports_every_target(bench):
     for job in bench.JOBS:
         for mode, p in (("unguided", 15.0), ("both", 21.0), ("both_estimated", 20.0), ("flow_only_estimated", 20.5)):
             rows.append({"job": job, "mode": mode, "psnr": p, "ssim": 0.5, "psnr_free": 12.0, "psnr_disoccluded": float("nan"),
-                         "psnr_out_of_frame": 11.0, "epe": 1.0 if mode != "unguided" else 4.0, "seconds": 0.1})
+                         "psnr_out_of_frame": 11.0, "epe": 1.0 if mode != "unguided" else 4.0,
+                         "epe_anchor": 0.5 if mode != "unguided" else 1.0, "seconds": 0.1})
     r = {"rows": rows, "meter_floor_epe": {j: 1.0 for j in bench.JOBS},
          "motion_scale": {"0.5": {"guided": 0.5, "flow_only": 0.52}, "2": {"guided": 1.5, "flow_only": 1.9}},
          "noop_maxdiff": 0.0, "clip_seconds": 0.2, "steps": 20}
     table = bench.format_table(r)
     assert "| transfer | truth |" in table and "| nan |" in table
     assert table.count("EPE both/unguided 0.25 (<= 0.35: met") == 3
+    assert table.count("from the last known frame 0.50: NOT met") == 3
     assert table.count("estimated: both 20.00 vs flow-only 20.50 dB (NOT met)") == 3
     assert "within 21.1%: NOT met" in table and "strength 0: max |diff to unguided| 0.00e+00 (met)" in table
