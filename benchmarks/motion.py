@@ -174,7 +174,7 @@ def measure(case: Case, out: torch.Tensor, estimator) -> dict:
     fl = chained_flow(out, estimator)[:, gen].reshape(-1, 2, *out.shape[-2:])
     gt = case.flow0[:, gen].reshape(-1, 2, *out.shape[-2:])
     vis = case.vis0[:, gen].reshape(-1, 1, *out.shape[-2:])
-    chains = {a: chained_flow(out[:, :, a:], estimator) for a in sorted(set(case.anchor.values()))}
+    chains = {k0: chained_flow(out[:, :, k0:], estimator) for k0 in sorted(set(case.anchor.values()))}
     fa = torch.stack([chains[case.anchor[k]][:, k - case.anchor[k]] for k in gen], 1).reshape(-1, 2, *out.shape[-2:])
     ga = case.flow_anchor[:, gen].reshape(-1, 2, *out.shape[-2:])
     va = case.vis_anchor[:, gen].reshape(-1, 1, *out.shape[-2:])

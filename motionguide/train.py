@@ -52,9 +52,10 @@ class TrainConfig:
     init: str | None = None  # base: start from the transformer weights of this model folder (warm start)
     estimated_flow_p: float = 0.5  # adapters: share of batches guided by DIS-estimated flow
     guided_t_p: float = 0.75  # adapters: share of batches with timesteps scaled into guided sampling's range
-    matched_p: float = 0.5  # adapters: share of batches noised from the guided reference, as sampling starts
+    matched_p: float = 0.0  # adapters: share of batches noised from the guided reference, as sampling starts
     matched_t: tuple[float, float] = (0.05, 0.3)  # adapters: their timesteps (GUIDED_START = 0.1 inside)
     matched_loss: str = "velocity"  # adapters: loss of those batches, "velocity" or "psnr" (per-frame log MSE)
+    extend_share: float | None = None  # adapters: share of the continuation layouts (default 0.20, see _LAYOUT_P)
     model: dict = field(default_factory=dict)
     progress: bool = True
 
@@ -69,6 +70,8 @@ class TrainConfig:
                              f"{self.estimated_flow_p}, {self.guided_t_p}, {self.matched_p}")
         if self.matched_loss not in ("velocity", "psnr"):
             raise ValueError(f"matched_loss must be 'velocity' or 'psnr', got {self.matched_loss!r}")
+        if self.extend_share is not None and not 0 <= self.extend_share < 1:
+            raise ValueError(f"extend_share must be in [0, 1), got {self.extend_share}")
         lo, hi = self.matched_t
         if not 0 < lo <= hi <= 1:
             raise ValueError(f"matched_t must be (lo, hi) with 0 < lo <= hi <= 1, got {self.matched_t}")
@@ -197,6 +200,18 @@ _LAYOUTS = (
 _LAYOUT_P = (0.35, 0.06, 0.06, 0.08, 0.13, 0.1, 0.1, 0.12)
 
 
+def layout_probs(extend_share: float | None = None) -> torch.Tensor:
+    """The layouts' probabilities, with the continuation layouts (``extend``) rescaled to ``extend_share`` of
+    the batches and the others keeping their ratios (None: :data:`_LAYOUT_P` as it is)."""
+    if extend_share is None:
+        return torch.tensor(_LAYOUT_P)  # float32, as the draws of earlier runs
+    p = torch.tensor(_LAYOUT_P, dtype=torch.float64)
+    ext = torch.tensor([k == "extend" for k, _ in _LAYOUTS])
+    p[ext] *= extend_share / float(p[ext].sum())
+    p[~ext] *= (1 - extend_share) / float(p[~ext].sum())
+    return p.float()
+
+
 def true_guidance(clips: list, positions: tuple[int, ...], num_frames: int):
     """A :class:`~motionguide.guidance.Guidance` from the exact flows of rendered clips (one batch).
 
@@ -282,9 +297,9 @@ class _AdapterRecipe(_Recipe):
         self.estimator = get_estimator("dis")
 
     def _per_level_gates(self) -> None:
-        """Older adapters' gates (one scalar each; a 2-vector = untrusted, trusted) seed the per-trust-level
-        ones: the trusted value goes to both one-source and two-source levels; the old correction gate
-        never applied where nothing is trusted, so that level starts at 0."""
+        """Older adapters' gates (one scalar each, session 2) seed the per-trust-level ones: the reference
+        gate goes to all three levels; the old correction gate never applied where nothing is trusted
+        (it was scaled by the mask), so that level starts at 0 and the other two take it."""
         from .model import TRUST_LEVELS
 
         m = self.model
@@ -314,7 +329,7 @@ class _AdapterRecipe(_Recipe):
         start = (self.cfg.seed * 1_000_003 + (step * 64 + rank) * b + 500_000_000) % (2**31 - 1 - b)
         clips = [make_clip(i, split="train", num_frames=mc.num_frames, size=(mc.height, mc.width),
                            motion_scale=self.data.motion_scale(i), with_prev_flow=False) for i in range(start, start + b)]
-        li = int(torch.multinomial(torch.tensor(_LAYOUT_P), 1, generator=generator))
+        li = int(torch.multinomial(layout_probs(self.cfg.extend_share), 1, generator=generator))
         kind, positions = _LAYOUTS[li]
         frames = torch.stack([c.frames.permute(1, 0, 2, 3) for c in clips])
         if float(torch.rand(1, generator=generator)) < self.cfg.estimated_flow_p:

@@ -19,6 +19,12 @@ def register(subparsers) -> None:
             "Checkpoints every --checkpoint-every steps in DIR/checkpoint (resumed automatically), exports "
             "DIR/model or DIR/adapters and writes DIR/loss.png. Works under `accelerate launch` unchanged."
         ),
+        epilog=(
+            "The shipped weights' recipe (docs/README_embedded.md): `train base --steps 1000 --out runs/base`; "
+            "`train adapters --steps 1000 --out runs/adapters --base runs/base/model`; then the fine-tune that "
+            "trains where guided sampling starts: `train adapters --steps 1200 --out runs/adapters_ft --base "
+            "runs/base/model --init runs/adapters/adapters --matched-p 0.9 --matched-loss psnr --lr 5e-4`."
+        ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("kind", choices=["base", "adapters"], help="what to train")
@@ -33,12 +39,15 @@ def register(subparsers) -> None:
     p.add_argument("--base", default=None, help="adapters: base model folder (default: the shipped assets)")
     p.add_argument("--init", default=None, metavar="DIR",
                    help="warm start: base from the weights of this model folder, adapters from this adapter folder")
-    p.add_argument("--matched-p", type=float, default=0.5,
+    p.add_argument("--matched-p", type=float, default=0.0,
                    help="adapters: share of batches noised from the guided reference (where guided sampling starts) "
                         "instead of from the true clip")
     p.add_argument("--matched-loss", choices=["velocity", "psnr"], default="velocity",
                    help="adapters: loss of those batches: the flow-matching velocity loss, or per-frame log MSE "
                         "(PSNR loss) of the predicted clip")
+    p.add_argument("--extend-share", type=float, default=None,
+                   help="adapters: share of batches with the continuation layouts (2-4 known first frames); the "
+                        "others keep their ratios (default: 0.20; first frame only 0.35, in-betweening 0.45)")
     p.add_argument("--model-config", default=None,
                    help="base: JSON of EmbeddedConfig fields to size the model, e.g. '{\"num_layers\": 2}'")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -62,7 +71,9 @@ def run(args) -> int:
         kind=args.kind, steps=args.steps, out=args.out, batch_size=args.batch_size,
         lr=args.lr if args.lr is not None else (5e-4 if args.kind == "base" else 1e-3),
         seed=args.seed, checkpoint_every=args.checkpoint_every, resume=not args.no_resume, threads=args.threads,
-        base=args.base, init=args.init, matched_p=args.matched_p, matched_loss=args.matched_loss, model=model, progress=not args.no_progress,
+        base=args.base, init=args.init, matched_p=args.matched_p, matched_loss=args.matched_loss,
+        extend_share=args.extend_share, model=model,
+        progress=not args.no_progress,
     )
     res = train(cfg, log=tqdm.write)
     print(f"trained {args.kind} to step {res['step']}; outputs in {res['out']}")
