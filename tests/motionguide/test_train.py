@@ -100,6 +100,19 @@ def test_adapter_warm_start_and_matched_batches(tmp_path):
         TrainConfig(kind="adapters", matched_t=(0.0, 0.3))
 
 
+def test_extend_share_rescales_the_continuation_layouts():
+    from motionguide.train import _LAYOUT_P, _LAYOUTS, layout_probs
+
+    assert torch.equal(layout_probs(), torch.tensor(_LAYOUT_P))
+    p = layout_probs(0.34)
+    ext = torch.tensor([k == "extend" for k, _ in _LAYOUTS])
+    assert abs(float(p[ext].sum()) - 0.34) < 1e-6 and abs(float(p.sum()) - 1) < 1e-6
+    base = torch.tensor(_LAYOUT_P)
+    assert torch.allclose(p[~ext] / p[~ext].sum(), base[~ext] / base[~ext].sum())  # the others keep their ratios
+    with pytest.raises(ValueError, match="extend_share"):
+        TrainConfig(kind="adapters", extend_share=1.0)
+
+
 def test_cli_and_bad_config(tmp_path):
     from motionguide.cli import main
 
