@@ -253,6 +253,38 @@ def test_guided_reference_follows_the_whole_warp_and_prior_kind_round_trips(tiny
     assert old.prior_kind == "masked"
 
 
+def test_refused_adapters_leave_the_model_untouched(tiny, tmp_path):
+    """Wrong gate sizes or an unknown prior_kind are refused before the plugin touches the transformer."""
+    import hashlib
+
+    from safetensors.torch import save_file
+
+    model = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
+    model.load_state_dict(tiny.state_dict())
+    attach_adapters(model)
+    save_adapters(model, tmp_path / "ad")
+    manifest = json.loads((tmp_path / "ad" / "manifest.json").read_text())
+    gate_file = tmp_path / "ad" / "reference_gate.safetensors"
+    save_file({"prior_gate": torch.zeros(2), "correction_gate": torch.zeros(2)}, str(gate_file))
+    manifest["files"]["reference_gate.safetensors"] = hashlib.sha256(gate_file.read_bytes()).hexdigest()
+    (tmp_path / "ad" / "manifest.json").write_text(json.dumps(manifest))
+    fresh = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
+    with pytest.raises(CheckpointError, match="_gate has 2 values, expected 1 or one per trust level"):
+        load_adapters(fresh, tmp_path / "ad")
+    assert getattr(fresh.transformer, "motion_guidance", None) is None and not hasattr(fresh, "prior_gate")
+    save_file({"prior_gate": torch.zeros(3), "correction_gate": torch.zeros(3)}, str(gate_file))
+    manifest["files"]["reference_gate.safetensors"] = hashlib.sha256(gate_file.read_bytes()).hexdigest()
+    manifest["prior_kind"] = "sideways"
+    (tmp_path / "ad" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="unknown prior_kind 'sideways'"):
+        load_adapters(fresh, tmp_path / "ad")
+    assert getattr(fresh.transformer, "motion_guidance", None) is None
+    manifest["prior_kind"] = "warp"
+    (tmp_path / "ad" / "manifest.json").write_text(json.dumps(manifest))
+    load_adapters(fresh, tmp_path / "ad")  # the same folder, mended, loads into the untouched model
+    assert fresh.transformer.motion_guidance is not None and fresh.prior_gate.numel() == 3
+
+
 def test_trust_levels_count_the_sources_that_see_a_pixel():
     from motionguide.model import latent_guidance_of, trust_levels
 
