@@ -289,6 +289,10 @@ class _AdapterRecipe(_Recipe):
             except (ValueError, RuntimeError) as e:
                 raise ValueError(f"--init {cfg.init} does not hold adapters for this model ({e})") from None
             self._per_level_gates()
+            if getattr(self.model, "gate_head", None) is None:  # older adapters: a fresh (zero-output) head
+                from .model import GateHead
+
+                self.model.gate_head = GateHead()
         else:
             attach_adapters(self.model)
         mc = self.model.config
@@ -316,7 +320,8 @@ class _AdapterRecipe(_Recipe):
         import motionguide as mg
 
         ids = {id(p) for p in mg.trainable_parameters(self.model.transformer, blocks=(), lora=True)}
-        return [(n, p) for n, p in self.model.named_parameters() if id(p) in ids or n in ("prior_gate", "correction_gate")]
+        return [(n, p) for n, p in self.model.named_parameters() if id(p) in ids or n in ("prior_gate", "correction_gate")
+                or n.startswith("gate_head.")]
 
     def loss(self, step, rank, generator):
         import motionguide as mg
@@ -341,7 +346,8 @@ class _AdapterRecipe(_Recipe):
         known[:, list(positions)] = True
         x0 = frames * 2 - 1
         static = EmbeddedVideoModel.reference(x0 * known[:, None, :, None, None], known)
-        warp = flow_only(guidance) * 2 - 1 if getattr(self.model, "prior_kind", "masked") == "warp" else None
+        need_warp = getattr(self.model, "prior_kind", "masked") == "warp" or getattr(self.model, "gate_head", None) is not None
+        warp = flow_only(guidance) * 2 - 1 if need_warp else None
         ref = guided_reference(self.model, static, lg, 1.0, warp)
         # Guided sampling starts low (GUIDED_START at strength 1) from the guided reference noised there:
         # matched_p of the batches train exactly that start (x_t made from the reference), of the rest most
@@ -352,7 +358,7 @@ class _AdapterRecipe(_Recipe):
         mg.set_guidance(self.model.transformer, lg)
         try:
             return self.model.loss(frames, known, generator=generator, ref=ref, t_max=t_max,
-                                   out_scale=correction_scale(self.model, lg, 1.0),
+                                   out_scale=correction_scale(self.model, lg, 1.0, static, warp),
                                    noised=ref if matched else None, t_range=tuple(self.cfg.matched_t),
                                    frame_psnr=matched and self.cfg.matched_loss == "psnr")
         finally:

@@ -55,6 +55,22 @@ def test_dis_presets_and_uint8_input(photo):
     assert est._stages == [("MEDIUM", {"PatchSize": 4, "FinestScale": 2})]
 
 
+def test_dis_refine_searches_from_a_given_flow(photo):
+    """A start 2 px off (a chained flow's drift) is pulled back to the true translation; bad starts refused."""
+    f0, f1 = _shifted_pair(photo, 5, -3, h=96, w=128)
+    est = get_estimator("dis")
+    truth = torch.tensor([-5.0, 3.0]).view(1, 2, 1, 1)
+    start = (truth + torch.tensor([2.0, -1.5]).view(1, 2, 1, 1)).expand(1, 2, 96, 128).contiguous()
+    out = est.refine(f0, f1, start)
+    assert out.shape == (1, 2, 96, 128) and out.dtype == torch.float32
+    inner = lambda f: (f[0, :, 16:-16, 16:-16] - truth[0]).norm(dim=0).median()  # noqa: E731
+    assert float(inner(start)) > 2.4 and float(inner(out)) < 0.3
+    with pytest.raises(ValueError, match="matching the frames"):
+        est.refine(f0, f1, start[..., :64])
+    with pytest.raises(ValueError, match="finite"):
+        est.refine(f0, f1, start * float("nan"))
+
+
 @pytest.mark.parametrize("preset", ["ultrafast", "balanced", "quality"])
 def test_dis_tiny_frames(preset):
     # OpenCV's DIS asserts below ~12 px; we upsample for it instead of failing

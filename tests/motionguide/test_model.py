@@ -285,6 +285,83 @@ def test_refused_adapters_leave_the_model_untouched(tiny, tmp_path):
     assert fresh.transformer.motion_guidance is not None and fresh.prior_gate.numel() == 3
 
 
+def test_gate_features_mark_samples_outside_the_frame_and_the_distance_to_the_source():
+    from motionguide.model import GateHead, gate_features, known_of, latent_guidance_of
+
+    g = _constant_guidance(shift=2.0)  # frame k samples the first frame 2k px to the left
+    kf, known = known_of(g)
+    static = EmbeddedVideoModel.reference(kf * 2 - 1, known)
+    warp = flow_only(g) * 2 - 1
+    f = gate_features(static, warp, latent_guidance_of(g))
+    assert f.shape == (1, GateHead.IN_CHANNELS, 8, 32, 32)
+    outside, dist = f[:, 10], f[:, 13]
+    for k in range(8):
+        # x - 2k < -0.5: the first 2k columns fall outside the source frame
+        assert torch.equal(outside[0, k], (torch.arange(32) < 2 * k).float().expand(32, 32)), k
+        assert torch.allclose(dist[0, k], torch.full((32, 32), k / 8))
+    assert torch.allclose(f[:, 11], g.flows[:, :, 0, 0] / 8)  # x flow / 8
+    assert bool((f[:, 7:10].sum(1) == 1).all()) and bool((f[:, 8] == 1).all())  # one-hot: one source everywhere
+
+
+def test_gate_head_starts_neutral_changes_the_output_when_trained_and_round_trips(tiny, tmp_path):
+    """A fresh head (zero last layer) leaves the per-level gates exactly as they were; a trained one moves
+    them per pixel, strength 0 is still the unguided model, and save/load keeps it."""
+    import hashlib
+
+    from safetensors.torch import load_file, save_file
+
+    from motionguide.model import GateHead, gate_maps, known_of, latent_guidance_of
+
+    model = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
+    model.load_state_dict(tiny.state_dict())
+    attach_adapters(model)
+    assert isinstance(model.gate_head, GateHead)
+    with torch.no_grad():
+        for n, prm in model.transformer.named_parameters():
+            if "lora_B" in n:
+                prm.normal_(0, 0.05)
+        model.prior_gate.copy_(torch.tensor([0.01, 0.04, 0.04]))
+        model.correction_gate.copy_(torch.tensor([0.0, 0.03, 0.03]))
+    g = _constant_guidance()
+    kf, known = known_of(g)
+    static = EmbeddedVideoModel.reference(kf * 2 - 1, known)
+    warp = flow_only(g) * 2 - 1
+    lg = latent_guidance_of(g)
+    with_head = gate_maps(model, static, lg, warp)
+    head, model.gate_head = model.gate_head, None
+    without = gate_maps(model, static, lg, warp)
+    before = generate_guided(model, g, mode="both", seed=0)
+    model.gate_head = head
+    assert all(torch.equal(a, b) for a, b in zip(with_head, without))
+    assert torch.equal(generate_guided(model, g, mode="both", seed=0), before)
+    with pytest.raises(ValueError, match="per-pixel head"):
+        gate_maps(model, None, lg, warp)
+    with torch.no_grad():
+        for prm in model.gate_head.parameters():
+            prm.normal_(0, 0.2)
+    guided = generate_guided(model, g, mode="both", seed=0)
+    assert float((guided - before).abs().max()) > 1e-3
+    unguided = generate_guided(model, g, mode="unguided", seed=0)
+    assert float((generate_guided(model, g.with_strength(0.0), mode="both", seed=0) - unguided).abs().max()) <= 1e-5
+    save_adapters(model, tmp_path / "ad")
+    fresh = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
+    fresh.load_state_dict(tiny.state_dict())
+    load_adapters(fresh, tmp_path / "ad")
+    assert torch.allclose(generate_guided(fresh, g, mode="both", seed=0), guided, atol=1e-6)
+    # a head of another shape is refused before the transformer is touched
+    gate_file = tmp_path / "ad" / "reference_gate.safetensors"
+    gates = load_file(str(gate_file))
+    gates["gate_head.net.0.weight"] = torch.zeros(24, 5, 3, 3)
+    save_file(gates, str(gate_file))
+    manifest = json.loads((tmp_path / "ad" / "manifest.json").read_text())
+    manifest["files"]["reference_gate.safetensors"] = hashlib.sha256(gate_file.read_bytes()).hexdigest()
+    (tmp_path / "ad" / "manifest.json").write_text(json.dumps(manifest))
+    other = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
+    with pytest.raises(CheckpointError, match="gate head does not match"):
+        load_adapters(other, tmp_path / "ad")
+    assert getattr(other.transformer, "motion_guidance", None) is None and not hasattr(other, "prior_gate")
+
+
 def test_trust_levels_count_the_sources_that_see_a_pixel():
     from motionguide.model import latent_guidance_of, trust_levels
 

@@ -54,6 +54,7 @@ def test_adapter_training_on_a_tiny_base(tmp_path):
     assert state["kind"] == "adapters" and state["step"] == 2
     names = load_file(tmp_path / "ad" / "checkpoint" / "trainable.safetensors").keys()
     assert "prior_gate" in names and any("lora_" in n for n in names) and any("motion_guidance" in n for n in names)
+    assert "gate_head.net.4.weight" in names
     assert not any(n.startswith("transformer.blocks.0.attn1.to_q.base_layer") for n in names)  # base frozen
     model = load_embedded(tmp_path / "base" / "model")
     load_adapters(model, tmp_path / "ad" / "adapters")
@@ -90,10 +91,13 @@ def test_adapter_warm_start_and_matched_batches(tmp_path):
 
     warm.model.prior_gate = torch.nn.Parameter(torch.tensor([0.03]))
     warm.model.correction_gate = torch.nn.Parameter(torch.tensor([0.01]))
+    warm.model.gate_head = None
     save_adapters(warm.model, tmp_path / "legacy")
     legacy = _AdapterRecipe(TrainConfig(steps=1, out=str(tmp_path / "l"), init=str(tmp_path / "legacy"), **kw))
     assert torch.allclose(legacy.model.prior_gate.detach(), torch.tensor([0.03, 0.03, 0.03]))
     assert torch.allclose(legacy.model.correction_gate.detach(), torch.tensor([0.0, 0.01, 0.01]))
+    # adapters without a gate head (session 3) get a fresh one, which trains
+    assert legacy.model.gate_head is not None and any(n.startswith("gate_head.") for n, _ in legacy.trainable())
     with pytest.raises(ValueError, match="matched_p"):
         TrainConfig(kind="adapters", matched_p=1.5)
     with pytest.raises(ValueError, match="matched_t"):
