@@ -11,8 +11,9 @@ from flow estimated by DIS on the known frames, ``_estimated``):
   content entering the view) and ``psnr_disoccluded`` (the rest: uncovered inside the frame); nan when a
   job has no such pixels;
 * ``epe``: endpoint error between the motion of the generated frames (DIS on consecutive output frames
-  upsampled 4x, chained to frame 0, as in issue 5) and the true flow to frame 0, over pixels visible in
-  frame 0; the ``truth`` row (JSON ``meter_floor_epe``) measures the true frames themselves: the floor of
+  upsampled 4x, chained to frame 0, as in issue 5, then refined by one DIS search from each frame to frame
+  0 started from the chain; ``--chain-only`` skips that search, as sessions 2-3 measured) and the true flow
+  to frame 0, over pixels visible in frame 0; the ``truth`` row (JSON ``meter_floor_epe``) measures the true frames themselves: the floor of
   this motion meter;
 * ``epe_anchor``: the same meter from the last known frame before each generated one (chained from there,
   against the true flow to it): the motion of the generated frames alone, without the chain through the
@@ -24,7 +25,7 @@ Plus: motion scale 0.5 and 2 (mean measured motion magnitude over the one at sca
 and for the flow-only warp, transfer job, estimated guidance), strength 0 (max abs difference to
 unguided), and the median time of one clip at batch 1 with the default steps.
 
-    python benchmarks/motion.py [--clips 6] [--steps N] [--json OUT.json]
+    python benchmarks/motion.py [--clips 6] [--steps N] [--chain-only] [--json OUT.json]
 """
 from __future__ import annotations
 

@@ -23,7 +23,10 @@ def register(subparsers) -> None:
             "The shipped weights' recipe (docs/README_embedded.md): `train base --steps 1000 --out runs/base`; "
             "`train adapters --steps 1000 --out runs/adapters --base runs/base/model`; then the fine-tune that "
             "trains where guided sampling starts: `train adapters --steps 1200 --out runs/adapters_ft --base "
-            "runs/base/model --init runs/adapters/adapters --matched-p 0.9 --matched-loss psnr --lr 5e-4`."
+            "runs/base/model --init runs/adapters/adapters --matched-p 0.9 --matched-loss psnr --lr 5e-4`; then the "
+            "same with the per-pixel gate head, which --init adds to adapters without one: `train adapters --steps "
+            "1000 --out runs/adapters_head --base runs/base/model --seed 1 --init runs/adapters_ft/adapters "
+            "--matched-p 0.9 --matched-loss psnr --lr 5e-4` (117 min in all on a 2-core CPU)."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
