@@ -31,6 +31,7 @@ def test_free_pixels_split_and_metrics_on_the_true_frames(bench):
     assert float(case.free.sum()) > 0  # extension: new content enters the view
     met = bench.measure(case, case.truth, bench.UpsampledFlow(est))
     assert met["psnr"] > 60 and met["ssim"] > 0.999  # the truth against itself
+    assert len(met["psnr_clips"]) == 2 and min(met["psnr_clips"]) > 60
     for k in ("psnr_free", "psnr_disoccluded", "psnr_out_of_frame"):
         assert math.isnan(met[k]) or met[k] > 60
     assert 0 < met["epe"] < 3  # the meter's floor: small but not zero
@@ -70,4 +71,8 @@ def test_table_reports_every_target(bench):
     assert table.count("EPE both/unguided 0.25 (<= 0.35: met") == 3
     assert table.count("from the last known frame 0.50: NOT met") == 3
     assert table.count("estimated: both 20.00 vs flow-only 20.50 dB (NOT met)") == 3
+    for row in rows:  # with per-clip values the paired difference and its standard error are printed
+        row["psnr_clips"] = [row["psnr"] + d for d in ((-0.1, 0.1) if row["mode"] == "both_estimated" else (0.0, 0.0))]
+    table = bench.format_table(r)
+    assert table.count("(NOT met; per clip -0.50 +- 0.10 dB (SE, 2 clips))") == 3
     assert "within 21.1%: NOT met" in table and "strength 0: max |diff to unguided| 0.00e+00 (met)" in table
