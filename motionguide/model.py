@@ -686,8 +686,8 @@ class GateHead(nn.Module):
     Why: one gate per trust level must compromise between pixels where the warp is nearly exact (flat
     texture, content a pixel past the border that border padding repeats well, frames next to their
     source) and pixels where it is wrong (motion boundaries, wide holes, far extrapolations): on held-out
-    extension clips the level-wise gates left the model 0.1 dB below plain warping, while choosing per
-    pixel between the two would gain 0.3 dB. A few 3x3 convolutions per frame over the warp, the static
+    extension clips the level-wise gates left the model 0.1 dB below plain warping (23.33 vs 23.43 dB, six
+    clips, estimated flow), while an oracle choosing per pixel between the two scores 23.77. A few 3x3 convolutions per frame over the warp, the static
     frame, their difference, the trust level, whether the sample falls outside the source frame, the flow
     and the distance in frames to the source see those cues. The last layer starts at zero: a fresh head
     leaves the level-wise gates exactly as they were.
@@ -775,7 +775,6 @@ def gate_maps(model: EmbeddedVideoModel, static: torch.Tensor | None, lg,
         ref = ref + d[:, :1]
         corr = corr + d[:, 1:] if corr is not None else None
     return ref, corr
-
 
 
 def trust_levels(lg) -> torch.Tensor:
