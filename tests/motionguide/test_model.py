@@ -253,27 +253,33 @@ def test_guided_reference_follows_the_whole_warp_and_prior_kind_round_trips(tiny
     assert old.prior_kind == "masked"
 
 
-def test_refused_adapters_leave_the_model_untouched(tiny, tmp_path):
-    """Wrong gate sizes or an unknown prior_kind are refused before the plugin touches the transformer."""
+def _write_gates(folder, gates: dict) -> None:
+    """Overwrite an adapter folder's gate file with ``gates`` and its checksum in the manifest, so that the
+    loader reaches its own checks (a deliberately wrong but intact file)."""
     import hashlib
 
     from safetensors.torch import save_file
 
+    gate_file = folder / "reference_gate.safetensors"
+    save_file(gates, str(gate_file))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"]["reference_gate.safetensors"] = hashlib.sha256(gate_file.read_bytes()).hexdigest()
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_refused_adapters_leave_the_model_untouched(tiny, tmp_path):
+    """Wrong gate sizes or an unknown prior_kind are refused before the plugin touches the transformer."""
     model = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
     model.load_state_dict(tiny.state_dict())
     attach_adapters(model)
     save_adapters(model, tmp_path / "ad")
-    manifest = json.loads((tmp_path / "ad" / "manifest.json").read_text())
-    gate_file = tmp_path / "ad" / "reference_gate.safetensors"
-    save_file({"prior_gate": torch.zeros(2), "correction_gate": torch.zeros(2)}, str(gate_file))
-    manifest["files"]["reference_gate.safetensors"] = hashlib.sha256(gate_file.read_bytes()).hexdigest()
-    (tmp_path / "ad" / "manifest.json").write_text(json.dumps(manifest))
+    _write_gates(tmp_path / "ad", {"prior_gate": torch.zeros(2), "correction_gate": torch.zeros(2)})
     fresh = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
     with pytest.raises(CheckpointError, match="_gate has 2 values, expected 1 or one per trust level"):
         load_adapters(fresh, tmp_path / "ad")
     assert getattr(fresh.transformer, "motion_guidance", None) is None and not hasattr(fresh, "prior_gate")
-    save_file({"prior_gate": torch.zeros(3), "correction_gate": torch.zeros(3)}, str(gate_file))
-    manifest["files"]["reference_gate.safetensors"] = hashlib.sha256(gate_file.read_bytes()).hexdigest()
+    _write_gates(tmp_path / "ad", {"prior_gate": torch.zeros(3), "correction_gate": torch.zeros(3)})
+    manifest = json.loads((tmp_path / "ad" / "manifest.json").read_text())
     manifest["prior_kind"] = "sideways"
     (tmp_path / "ad" / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(CheckpointError, match="unknown prior_kind 'sideways'"):
@@ -306,9 +312,7 @@ def test_gate_features_mark_samples_outside_the_frame_and_the_distance_to_the_so
 def test_gate_head_starts_neutral_changes_the_output_when_trained_and_round_trips(tiny, tmp_path):
     """A fresh head (zero last layer) leaves the per-level gates exactly as they were; a trained one moves
     them per pixel, strength 0 is still the unguided model, and save/load keeps it."""
-    import hashlib
-
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     from motionguide.model import GateHead, gate_maps, known_of, latent_guidance_of
 
@@ -349,13 +353,9 @@ def test_gate_head_starts_neutral_changes_the_output_when_trained_and_round_trip
     load_adapters(fresh, tmp_path / "ad")
     assert torch.allclose(generate_guided(fresh, g, mode="both", seed=0), guided, atol=1e-6)
     # a head of another shape is refused before the transformer is touched
-    gate_file = tmp_path / "ad" / "reference_gate.safetensors"
-    gates = load_file(str(gate_file))
+    gates = load_file(str(tmp_path / "ad" / "reference_gate.safetensors"))
     gates["gate_head.net.0.weight"] = torch.zeros(24, 5, 3, 3)
-    save_file(gates, str(gate_file))
-    manifest = json.loads((tmp_path / "ad" / "manifest.json").read_text())
-    manifest["files"]["reference_gate.safetensors"] = hashlib.sha256(gate_file.read_bytes()).hexdigest()
-    (tmp_path / "ad" / "manifest.json").write_text(json.dumps(manifest))
+    _write_gates(tmp_path / "ad", gates)
     other = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
     with pytest.raises(CheckpointError, match="gate head does not match"):
         load_adapters(other, tmp_path / "ad")
