@@ -169,7 +169,7 @@ def chained_flow(clip: torch.Tensor, estimator, refine: bool = True) -> torch.Te
     for k in range(1, t):
         step = estimator(clip[:, :, k], clip[:, :, k - 1])
         out.append(step if k == 1 else compose_flows(step, out[-1]))
-    if refine and getattr(estimator, "refines", hasattr(estimator, "refine")):
+    if refine and getattr(estimator, "refines", False):
         out = out[:2] + [estimator.refine(clip[:, :, k], clip[:, :, 0], out[k]) for k in range(2, t)]
     return torch.stack(out, 1)
 
@@ -192,10 +192,15 @@ def measure(case: Case, out: torch.Tensor, estimator) -> dict:
     a = out[:, :, gen].transpose(1, 2).reshape(-1, 3, *out.shape[-2:])
     b = case.truth[:, :, gen].transpose(1, 2).reshape(-1, 3, *out.shape[-2:])
     free, free_occ, free_out = (m[:, gen].reshape(-1, 1, *out.shape[-2:]) for m in (case.free, case.free_occ, case.free_out))
-    fl = chained_flow(out, estimator)[:, gen].reshape(-1, 2, *out.shape[-2:])
+    full = chained_flow(out, estimator)
+    fl = full[:, gen].reshape(-1, 2, *out.shape[-2:])
     gt = case.flow0[:, gen].reshape(-1, 2, *out.shape[-2:])
     vis = case.vis0[:, gen].reshape(-1, 1, *out.shape[-2:])
-    chains = {k0: chained_flow(out[:, :, k0:], estimator) for k0 in sorted(set(case.anchor.values()))}
+    # each anchor's chain runs only as far as the last frame measured from it (speed: one pair each); frame
+    # k - k0 of a chain depends on frames k0..k only, so this equals the chain over the whole tail
+    ends = {k0: max(k for k in gen if case.anchor[k] == k0) + 1 for k0 in set(case.anchor.values())}
+    chains = {k0: full if (k0, e) == (0, out.shape[2]) else chained_flow(out[:, :, k0:e], estimator)
+              for k0, e in ends.items()}
     fa = torch.stack([chains[case.anchor[k]][:, k - case.anchor[k]] for k in gen], 1).reshape(-1, 2, *out.shape[-2:])
     ga = case.flow_anchor[:, gen].reshape(-1, 2, *out.shape[-2:])
     va = case.vis_anchor[:, gen].reshape(-1, 1, *out.shape[-2:])

@@ -642,7 +642,7 @@ PRIOR_KINDS = ("warp", "masked")
 
 
 def guided_reference(model: EmbeddedVideoModel, static: torch.Tensor, lg, strength: float,
-                     warp: torch.Tensor | None = None) -> torch.Tensor:
+                     warp: torch.Tensor | None = None, *, maps: tuple | None = None) -> torch.Tensor:
     """The reference clip moved toward the guidance by the learned gate ``g = strength * gate``:
     ``static + g * (warp - static)`` (``model.prior_kind == "warp"``) or
     ``static + g * mask * (latents - static)`` (``"masked"``).
@@ -655,11 +655,12 @@ def guided_reference(model: EmbeddedVideoModel, static: torch.Tensor, lg, streng
     one-sided extrapolation.
 
     static: ``(B, 3, T, H, W)`` in [-1, 1]; lg: LatentGuidance on the same grid; warp: the flow-only clip in
-    [-1, 1] (``flow_only(guidance) * 2 - 1``), needed for ``"warp"`` (and for a gate head).
+    [-1, 1] (``flow_only(guidance) * 2 - 1``), needed for ``"warp"`` (and for a gate head); maps: the
+    :func:`gate_maps` of this call when the caller already has them (the correction scale needs them too).
     """
     if getattr(model, "prior_gate", None) is None:
         return static
-    g = gate_maps(model, static, lg, warp)[0] * float(strength)
+    g = (maps if maps is not None else gate_maps(model, static, lg, warp))[0] * float(strength)
     if getattr(model, "prior_kind", "masked") == "warp":
         if warp is None:
             raise ValueError("this adapter's reference follows the flow-only warp: pass warp=flow_only(guidance) * 2 - 1")
@@ -668,16 +669,17 @@ def guided_reference(model: EmbeddedVideoModel, static: torch.Tensor, lg, streng
 
 
 def correction_scale(model: EmbeddedVideoModel, lg, strength: float, static: torch.Tensor | None = None,
-                     warp: torch.Tensor | None = None) -> torch.Tensor | None:
+                     warp: torch.Tensor | None = None, *, maps: tuple | None = None) -> torch.Tensor | None:
     """``1 - strength * c`` ``(B, 1, T, H, W)``: the factor on the network's correction of the reference, with
     ``c`` the learned correction gate (0 at initialisation: no change) from :func:`gate_maps` (session-2
     adapters: one ``c`` times the guidance's confidence ``mask``). Why: the tiny network's corrections carry
     4x4-patch noise; where the flow is right the warp alone is better, so training learns how much to damp
     them there, and leaves disocclusions free. None when the adapters have no correction gate (session 1's).
-    static / warp: as for :func:`guided_reference`, needed when the model has a :class:`GateHead`."""
+    static / warp / maps: as for :func:`guided_reference` (static and warp are needed when the model has a
+    :class:`GateHead` and no maps are given)."""
     if getattr(model, "correction_gate", None) is None:
         return None
-    return 1.0 - float(strength) * gate_maps(model, static, lg, warp)[1]
+    return 1.0 - float(strength) * (maps if maps is not None else gate_maps(model, static, lg, warp))[1]
 
 
 class GateHead(nn.Module):
@@ -687,9 +689,10 @@ class GateHead(nn.Module):
     texture, content a pixel past the border that border padding repeats well, frames next to their
     source) and pixels where it is wrong (motion boundaries, wide holes, far extrapolations): on held-out
     extension clips the level-wise gates left the model 0.1 dB below plain warping (23.33 vs 23.43 dB, six
-    clips, estimated flow), while an oracle choosing per pixel between the two scores 23.77. A few 3x3 convolutions per frame over the warp, the static
-    frame, their difference, the trust level, whether the sample falls outside the source frame, the flow
-    and the distance in frames to the source see those cues. The last layer starts at zero: a fresh head
+    clips, estimated flow), while an oracle choosing per pixel between the two scores 23.77. A few 3x3
+    convolutions per frame over the warp, the static frame, their difference, the trust level, whether the
+    sample falls outside the source frame, the flow and the distance in frames to the source see those
+    cues. The last layer starts at zero: a fresh head
     leaves the level-wise gates exactly as they were.
 
     Input: :func:`gate_features` ``(B, IN_CHANNELS, T, H, W)``; output ``(B, 2, T, H, W)``: additions to the
@@ -716,13 +719,13 @@ class GateHead(nn.Module):
         return y.reshape(b, t, 2, h, w).transpose(1, 2)
 
 
-def gate_features(static: torch.Tensor, warp: torch.Tensor, lg) -> torch.Tensor:
+def gate_features(static: torch.Tensor, warp: torch.Tensor, lg, levels: torch.Tensor | None = None) -> torch.Tensor:
     """The :class:`GateHead`'s inputs ``(B, GateHead.IN_CHANNELS, T, H, W)``: warp and static clip ([-1, 1]),
     their mean absolute difference, the trust level one-hot, whether the first source's sample falls outside
     its frame (border padding repeats the edge there), that source's flow / 8 and the distance in frames
-    from the target to it / T (0 where no source)."""
+    from the target to it / T (0 where no source). levels: :func:`trust_levels` when the caller has them."""
     b, _, t, h, w = static.shape
-    levels = trust_levels(lg).to(static.device)  # (B, 1, T, H, W)
+    levels = (trust_levels(lg) if levels is None else levels).to(static.device)  # (B, 1, T, H, W)
     onehot = torch.zeros(b, TRUST_LEVELS, t, h, w, dtype=static.dtype, device=static.device)
     onehot.scatter_(1, levels, 1.0)
     flow = static.new_zeros(b, 2, t, h, w)
@@ -732,14 +735,14 @@ def gate_features(static: torch.Tensor, warp: torch.Tensor, lg) -> torch.Tensor:
         ys, xs = torch.meshgrid(torch.arange(h, dtype=static.dtype, device=static.device),
                                 torch.arange(w, dtype=static.dtype, device=static.device), indexing="ij")
         for k in range(t):
-            s = [int(x) for x in lg.sources[k].tolist() if int(x) >= 0]
-            if not s:
+            first = next(((j, int(x)) for j, x in enumerate(lg.sources[k].tolist()) if int(x) >= 0), None)
+            if first is None:
                 continue
-            f = lg.flows[:, k, 0].to(static)  # the first source (sources are packed first)
+            f = lg.flows[:, k, first[0]].to(static)
             flow[:, :, k] = f / 8.0
             x, y = xs + f[:, 0], ys + f[:, 1]
             outside[:, 0, k] = ((x < -0.5) | (x > w - 0.5) | (y < -0.5) | (y > h - 0.5)).to(static.dtype)
-            dist[:, :, k] = abs(k - s[0]) / t
+            dist[:, :, k] = abs(k - first[1]) / t
     diff = (warp - static).abs().mean(1, keepdim=True)
     return torch.cat([warp, static, diff, onehot, outside, flow, dist], 1)
 
@@ -752,14 +755,11 @@ def gate_maps(model: EmbeddedVideoModel, static: torch.Tensor | None, lg,
     needed). Scalar gates (session-2 adapters): the reference gate as it is and the correction gate times
     the guidance's mask."""
     mask = lg.mask
-    levels = None
+    levels = trust_levels(lg).to(mask.device)
 
     def per_level(v: torch.Tensor, scalar_mask: bool) -> torch.Tensor:
-        nonlocal levels
         v = v.to(mask)
         if v.numel() > 1:
-            if levels is None:
-                levels = trust_levels(lg).to(mask.device)
             return PRIOR_SCALE * v[levels]
         return PRIOR_SCALE * v * (mask if scalar_mask else 1.0)
 
@@ -771,7 +771,7 @@ def gate_maps(model: EmbeddedVideoModel, static: torch.Tensor | None, lg,
         if static is None or warp is None:
             raise ValueError("this model's gates have a per-pixel head: pass static= (the static reference) and "
                              "warp= (flow_only(guidance) * 2 - 1)")
-        d = head(gate_features(static.to(mask), warp.to(mask), lg))
+        d = head(gate_features(static.to(mask), warp.to(mask), lg, levels))
         ref = ref + d[:, :1]
         corr = corr + d[:, 1:] if corr is not None else None
     return ref, corr
@@ -910,8 +910,9 @@ def generate_guided(
             warp = (flow_only(guidance) * 2 - 1).to(p) if need_warp else None
             kn = known.to(p.device)
             static = EmbeddedVideoModel.reference((kf.to(p) * 2 - 1) * kn[:, None, :, None, None], kn)  # as generate's
-            ref = guided_reference(model, static, lg, s, warp)
-            out_scale = correction_scale(model, lg, s, static, warp)
+            maps = gate_maps(model, static, lg, warp)  # once: the reference and the correction scale share them
+            ref = guided_reference(model, static, lg, s, warp, maps=maps)
+            out_scale = correction_scale(model, lg, s, maps=maps)
     t_start = 1.0 - s * (1.0 - float(start)) if mode in ("latent", "both") else 1.0
     try:
         mg.set_guidance(model.transformer, lg)

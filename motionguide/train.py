@@ -327,7 +327,8 @@ class _AdapterRecipe(_Recipe):
         import motionguide as mg
 
         from .data import make_clip
-        from .model import ADAPTER_T_MAX, EmbeddedVideoModel, correction_scale, flow_only, guided_reference, latent_guidance_of
+        from .model import (ADAPTER_T_MAX, EmbeddedVideoModel, correction_scale, flow_only, gate_maps, guided_reference,
+                            latent_guidance_of)
 
         mc = self.model.config
         b = self.cfg.batch_size
@@ -348,7 +349,8 @@ class _AdapterRecipe(_Recipe):
         static = EmbeddedVideoModel.reference(x0 * known[:, None, :, None, None], known)
         need_warp = getattr(self.model, "prior_kind", "masked") == "warp" or getattr(self.model, "gate_head", None) is not None
         warp = flow_only(guidance) * 2 - 1 if need_warp else None
-        ref = guided_reference(self.model, static, lg, 1.0, warp)
+        maps = gate_maps(self.model, static, lg, warp)  # once: the reference and the correction scale share them
+        ref = guided_reference(self.model, static, lg, 1.0, warp, maps=maps)
         # Guided sampling starts low (GUIDED_START at strength 1) from the guided reference noised there:
         # matched_p of the batches train exactly that start (x_t made from the reference), of the rest most
         # train the times below ADAPTER_T_MAX on noised true clips, the others the whole range (strength < 1
@@ -358,7 +360,7 @@ class _AdapterRecipe(_Recipe):
         mg.set_guidance(self.model.transformer, lg)
         try:
             return self.model.loss(frames, known, generator=generator, ref=ref, t_max=t_max,
-                                   out_scale=correction_scale(self.model, lg, 1.0, static, warp),
+                                   out_scale=correction_scale(self.model, lg, 1.0, maps=maps),
                                    noised=ref if matched else None, t_range=tuple(self.cfg.matched_t),
                                    frame_psnr=matched and self.cfg.matched_loss == "psnr")
         finally:

@@ -307,6 +307,12 @@ def test_gate_features_mark_samples_outside_the_frame_and_the_distance_to_the_so
         assert torch.allclose(dist[0, k], torch.full((32, 32), k / 8))
     assert torch.allclose(f[:, 11], g.flows[:, :, 0, 0] / 8)  # x flow / 8
     assert bool((f[:, 7:10].sum(1) == 1).all()) and bool((f[:, 8] == 1).all())  # one-hot: one source everywhere
+    # the first source that exists is used, whichever slot it sits in
+    sources = torch.stack([torch.full((8,), -1), torch.zeros(8, dtype=torch.long)], 1)
+    flows = torch.cat([torch.full_like(g.flows, 5.0), g.flows], 2)
+    weights = torch.cat([torch.zeros_like(g.weights), g.weights], 2)
+    moved = mg.Guidance(g.frames, g.positions, g.num_frames, sources, flows, weights, 1.0, 1.0)
+    assert torch.equal(gate_features(static, warp, latent_guidance_of(moved))[:, 10:14], f[:, 10:14])
 
 
 def test_gate_head_starts_neutral_changes_the_output_when_trained_and_round_trips(tiny, tmp_path):
