@@ -494,6 +494,8 @@ MODES = ("unguided", "latent", "feature", "both", "training_free", "flow_only")
 _PRIOR_FILE = "reference_gate.safetensors"
 #: the gate head's weights sit in _PRIOR_FILE under this prefix
 _HEAD_PREFIX = "gate_head."
+#: the blend head's weights sit in _PRIOR_FILE under this prefix
+_BLEND_PREFIX = "blend_head."
 #: where guided sampling starts (see generate_guided); 1.0 = from pure noise
 GUIDED_START = 0.1
 #: adapter training draws most timesteps below this (the guided sampler never starts above it at strength 1)
@@ -559,6 +561,8 @@ def save_adapters(model: EmbeddedVideoModel, folder: str | os.PathLike, *, metri
             gates["correction_gate"] = model.correction_gate
         if getattr(model, "gate_head", None) is not None:
             gates.update({_HEAD_PREFIX + k: v for k, v in model.gate_head.state_dict().items()})
+        if getattr(model, "blend_head", None) is not None:
+            gates.update({_BLEND_PREFIX + k: v for k, v in model.blend_head.state_dict().items()})
         save_file({k: v.detach().cpu().contiguous() for k, v in gates.items()}, str(tmp))
     files = {n: _sha256(folder / n) for n in ("motion_guidance.safetensors", "motion_guidance.json", _PRIOR_FILE)}
     with atomic_path(folder / _MANIFEST) as tmp:
@@ -601,8 +605,18 @@ def load_adapters(model: EmbeddedVideoModel, folder: str | os.PathLike | None = 
             raise CheckpointError(f"adapters in {folder}: the gate head does not match this version's GateHead "
                                   f"({GateHead.IN_CHANNELS} input features; {type(e).__name__}: {e}); {fix}") from e
         head.requires_grad_(False)
+    blend = None
+    blend_state = {k[len(_BLEND_PREFIX):]: v for k, v in gates.items() if k.startswith(_BLEND_PREFIX)}
+    if blend_state:
+        try:
+            blend = BlendHead(hidden=int(blend_state["net.0.weight"].shape[0]))
+            blend.load_state_dict(blend_state)
+        except (KeyError, RuntimeError, IndexError) as e:
+            raise CheckpointError(f"adapters in {folder}: the blend head does not match this version's BlendHead "
+                                  f"({BlendHead.IN_CHANNELS} input features; {type(e).__name__}: {e}); {fix}") from e
+        blend.requires_grad_(False)
     for name, v in gates.items():
-        if name.startswith(_HEAD_PREFIX):
+        if name.startswith((_HEAD_PREFIX, _BLEND_PREFIX)):
             continue
         if v.numel() not in (1, TRUST_LEVELS):
             raise CheckpointError(f"adapters in {folder}: {name} has {v.numel()} values, expected 1 or one per trust "
@@ -617,6 +631,7 @@ def load_adapters(model: EmbeddedVideoModel, folder: str | os.PathLike | None = 
     model.correction_gate = (nn.Parameter(gates["correction_gate"].clone(), requires_grad=False)
                              if "correction_gate" in gates else None)
     model.gate_head = head
+    model.blend_head = blend
     model.prior_kind = kind
 
 
@@ -732,19 +747,100 @@ def gate_features(static: torch.Tensor, warp: torch.Tensor, lg, levels: torch.Te
     outside = static.new_zeros(b, 1, t, h, w)
     dist = static.new_zeros(b, 1, t, h, w)
     if lg.flows is not None:
-        ys, xs = torch.meshgrid(torch.arange(h, dtype=static.dtype, device=static.device),
-                                torch.arange(w, dtype=static.dtype, device=static.device), indexing="ij")
         for k in range(t):
             first = next(((j, int(x)) for j, x in enumerate(lg.sources[k].tolist()) if int(x) >= 0), None)
             if first is None:
                 continue
             f = lg.flows[:, k, first[0]].to(static)
             flow[:, :, k] = f / 8.0
-            x, y = xs + f[:, 0], ys + f[:, 1]
-            outside[:, 0, k] = ((x < -0.5) | (x > w - 0.5) | (y < -0.5) | (y > h - 0.5)).to(static.dtype)
+            outside[:, :, k] = _outside(f)
             dist[:, :, k] = abs(k - first[1]) / t
     diff = (warp - static).abs().mean(1, keepdim=True)
     return torch.cat([warp, static, diff, onehot, outside, flow, dist], 1)
+
+
+def _outside(flow: torch.Tensor) -> torch.Tensor:
+    """``(B, 1, H, W)``: 1 where the backward flow ``(B, 2, H, W)`` samples outside the source frame (border
+    padding repeats the edge there)."""
+    h, w = flow.shape[-2:]
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=flow.dtype, device=flow.device),
+                            torch.arange(w, dtype=flow.dtype, device=flow.device), indexing="ij")
+    x, y = xs + flow[:, 0], ys + flow[:, 1]
+    return ((x < -0.5) | (x > w - 0.5) | (y < -0.5) | (y > h - 0.5)).to(flow.dtype)[:, None]
+
+
+class BlendHead(nn.Module):
+    """A learned per-pixel blend of the two warped sources of an in-between frame (speed, keyframes).
+
+    Why: flow-only warping blends the two sources with fixed weights (time, and the holes flow reversal
+    leaves); where the estimated flow of one side is wrong (motion boundaries, fast or thin objects, content
+    at the border) the blend shows both versions. Which side is right shows in the two warps themselves
+    (they disagree there), in their flows and in which sample falls outside its frame: on held-out speed
+    clips with DIS flow, a per-pixel oracle choosing between the two warps scores 36.4 dB against the fixed
+    blend's 34.1, and this head, trained on the blended warp alone (``motionguide train blend``), recovers
+    a good part of that. MoG's interpolation network predicts the same kind of mask M.
+
+    Input: :func:`blend_features` ``(N, IN_CHANNELS, H, W)``; output ``(N, 1, H, W)``: a correction of the
+    logit of source 0's weight. The last layer starts at zero: a fresh head blends exactly as
+    :func:`flow_only` does.
+    """
+
+    IN_CHANNELS = 3 + 3 + 1 + 2 + 4 + 2
+
+    def __init__(self, hidden: int = 24):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(self.IN_CHANNELS, hidden, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(hidden, hidden, 3, padding=2, dilation=2), nn.SiLU(),
+            nn.Conv2d(hidden, hidden, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(hidden, 1, 3, padding=1),
+        )
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        if feats.ndim != 4 or feats.shape[1] != self.IN_CHANNELS:
+            raise ValueError(f"BlendHead expects (N, {self.IN_CHANNELS}, H, W) features (blend_features), got "
+                             f"{tuple(feats.shape)}")
+        return self.net(feats)
+
+    def blend(self, warps: torch.Tensor, weights: torch.Tensor, flows: torch.Tensor) -> torch.Tensor:
+        """The blended frame ``(N, 3, H, W)`` from two sources: ``warps (N, 2, 3, H, W)`` in [0, 1] (each
+        source warped to the target), ``weights (N, 2, 1, H, W)`` the guidance's blend weights, ``flows
+        (N, 2, 2, H, W)`` the backward flows to the sources. Where both weights are positive source 0 gets
+        ``sigmoid(log w0 - log w1 + head)``; elsewhere the weights stay as they are (the first source alone
+        where both vanish, as :func:`flow_only`)."""
+        w0, w1 = weights[:, 0], weights[:, 1]
+        both = (w0 > 0) & (w1 > 0)
+        logit = torch.log(w0.clamp(min=1e-4)) - torch.log(w1.clamp(min=1e-4))
+        a = torch.sigmoid(logit + self(blend_features(warps, weights, flows)))
+        fixed = torch.where(w0 + w1 > 0, w0 / (w0 + w1).clamp(min=1e-6), torch.ones_like(w0))
+        a = torch.where(both, a, fixed)
+        return a * warps[:, 0] + (1 - a) * warps[:, 1]
+
+
+def blend_features(warps: torch.Tensor, weights: torch.Tensor, flows: torch.Tensor) -> torch.Tensor:
+    """The :class:`BlendHead`'s inputs ``(N, BlendHead.IN_CHANNELS, H, W)``: both warps (in [-1, 1]), how much
+    they disagree (mean absolute difference x 4), both blend weights, both flows / 8 and whether each sample
+    falls outside its source frame. Shapes as :meth:`BlendHead.blend`."""
+    wc = warps.clamp(0, 1)
+    diff = (wc[:, 0] - wc[:, 1]).abs().mean(1, keepdim=True) * 4
+    return torch.cat([wc[:, 0] * 2 - 1, wc[:, 1] * 2 - 1, diff, weights[:, 0], weights[:, 1], flows[:, 0] / 8.0,
+                      flows[:, 1] / 8.0, _outside(flows[:, 0]), _outside(flows[:, 1])], 1)
+
+
+def source_warps(guidance, t: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """``[(warped (B, 3, H, W), weight (B, 1, H, W), flow (B, 2, H, W))]`` for each source of output frame
+    ``t`` of a Guidance, in source order (border padding)."""
+    from flow.warp import backward_warp
+
+    out = []
+    for k in range(guidance.sources.shape[1]):
+        s = int(guidance.sources[t, k])
+        if s >= 0:
+            flow = guidance.flows[:, t, k]
+            out.append((backward_warp(guidance.frames[:, :, s], flow), guidance.weights[:, t, k], flow))
+    return out
 
 
 def gate_maps(model: EmbeddedVideoModel, static: torch.Tensor | None, lg,
@@ -803,30 +899,29 @@ def known_of(guidance) -> tuple[torch.Tensor, torch.Tensor]:
     return kf, known
 
 
-def flow_only(guidance) -> torch.Tensor:
+def flow_only(guidance, blend: BlendHead | None = None) -> torch.Tensor:
     """Plain warping without the model ``(B, 3, T, H, W)`` in [0, 1]: each target frame is the weighted blend
-    of its warped sources (border padding), the first source alone where the weights vanish."""
-    from flow.warp import backward_warp
+    of its warped sources (border padding), the first source alone where the weights vanish.
 
+    blend: a trained :class:`BlendHead` (the adapters' ``model.blend_head``) blends frames with two sources
+    per pixel instead of with the guidance's fixed weights; None (the flow-only baseline) keeps them.
+    """
     kf, known = known_of(guidance)
     out = kf.clone()
     for t in range(guidance.num_frames):
         if bool(known[0, t]):
             continue
-        acc = torch.zeros_like(kf[:, :, 0])
-        wsum = torch.zeros_like(kf[:, :1, 0])
-        first = None
-        for k in range(guidance.sources.shape[1]):
-            s = int(guidance.sources[t, k])
-            if s < 0:
-                continue
-            warped = backward_warp(guidance.frames[:, :, s], guidance.flows[:, t, k])
-            first = warped if first is None else first
-            acc = acc + guidance.weights[:, t, k] * warped
-            wsum = wsum + guidance.weights[:, t, k]
-        if first is None:  # no source at all: hold the nearest known frame
-            first = kf[:, :, int(torch.nonzero(known[0, : t + 1])[-1])]
-        out[:, :, t] = torch.where(wsum > 1e-6, acc / wsum.clamp(min=1e-6), first)
+        srcs = source_warps(guidance, t)
+        if not srcs:  # no source at all: hold the nearest known frame
+            out[:, :, t] = kf[:, :, int(torch.nonzero(known[0, : t + 1])[-1])]
+            continue
+        if blend is not None and len(srcs) == 2:
+            warps, weights, flows = (torch.stack(x, 1) for x in zip(*srcs))
+            out[:, :, t] = blend.blend(warps.to(kf), weights.to(kf), flows.to(kf))
+            continue
+        acc = sum(wt * warped for warped, wt, _ in srcs)
+        wsum = sum(wt for _, wt, _ in srcs)
+        out[:, :, t] = torch.where(wsum > 1e-6, acc / wsum.clamp(min=1e-6), srcs[0][0])
     return out.clamp(0, 1)
 
 
@@ -907,7 +1002,7 @@ def generate_guided(
         set_lora_scale(model, s)
         if mode in ("latent", "both"):
             need_warp = getattr(model, "prior_kind", "masked") == "warp" or getattr(model, "gate_head", None) is not None
-            warp = (flow_only(guidance) * 2 - 1).to(p) if need_warp else None
+            warp = (flow_only(guidance, getattr(model, "blend_head", None)) * 2 - 1).to(p) if need_warp else None
             kn = known.to(p.device)
             static = EmbeddedVideoModel.reference((kf.to(p) * 2 - 1) * kn[:, None, :, None, None], kn)  # as generate's
             maps = gate_maps(model, static, lg, warp)  # once: the reference and the correction scale share them

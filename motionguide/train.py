@@ -31,6 +31,11 @@ from .model import EmbeddedConfig, EmbeddedVideoModel, load_embedded, save_embed
 
 __all__ = ["TrainConfig", "train", "plot_losses"]
 
+#: what ``train`` can train: the base model, its MoG adapters, the adapters' blend head alone
+KINDS = ("base", "adapters", "blend")
+#: the slow-motion factors of the blend head's training clips (in-betweens at t = 1/2, 1/3, 1/4 ...)
+BLEND_FACTORS = (0.5, 1 / 3, 0.25)
+
 
 @dataclass
 class TrainConfig:
@@ -56,12 +61,17 @@ class TrainConfig:
     matched_t: tuple[float, float] = (0.05, 0.3)  # adapters: their timesteps (GUIDED_START = 0.1 inside)
     matched_loss: str = "velocity"  # adapters: loss of those batches, "velocity" or "psnr" (per-frame log MSE)
     extend_share: float | None = None  # adapters: share of the continuation layouts (default 0.20, see _LAYOUT_P)
+    blend_pool: int = 400  # blend: held-in-memory training clips (slow motion at BLEND_FACTORS, DIS flow)
     model: dict = field(default_factory=dict)
     progress: bool = True
 
     def __post_init__(self):
-        if self.kind not in ("base", "adapters"):
-            raise ValueError(f"kind must be 'base' or 'adapters', got {self.kind!r}")
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if self.kind == "blend" and not self.init:
+            raise ValueError("training the blend head needs init= (--init DIR): the adapters it is added to")
+        if self.blend_pool < 1:
+            raise ValueError(f"blend_pool must be >= 1, got {self.blend_pool}")
         if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
             raise ValueError(f"steps, batch_size and checkpoint_every must be >= 1, got {self.steps}, "
                              f"{self.batch_size}, {self.checkpoint_every}")
@@ -102,7 +112,8 @@ def plot_losses(losses: list[float], path: str | os.PathLike, title: str = "loss
                 acc -= losses[i - k]
             run.append(acc / min(i + 1, k))
         ax.plot(x, run, color="#08519c", lw=1.5, label=f"mean of {k}")
-    ax.set_yscale("log")
+    if min(losses, default=1.0) > 0:  # log-MSE losses (blend, PSNR loss) go below 0: linear axis then
+        ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_title(title)
@@ -348,7 +359,8 @@ class _AdapterRecipe(_Recipe):
         x0 = frames * 2 - 1
         static = EmbeddedVideoModel.reference(x0 * known[:, None, :, None, None], known)
         need_warp = getattr(self.model, "prior_kind", "masked") == "warp" or getattr(self.model, "gate_head", None) is not None
-        warp = flow_only(guidance) * 2 - 1 if need_warp else None
+        with torch.no_grad():  # the blend head (trained alone by `train blend`) stays frozen here
+            warp = flow_only(guidance, getattr(self.model, "blend_head", None)) * 2 - 1 if need_warp else None
         maps = gate_maps(self.model, static, lg, warp)  # once: the reference and the correction scale share them
         ref = guided_reference(self.model, static, lg, 1.0, warp, maps=maps)
         # Guided sampling starts low (GUIDED_START at strength 1) from the guided reference noised there:
@@ -372,8 +384,76 @@ class _AdapterRecipe(_Recipe):
         save_adapters(self.model, folder, metrics=metrics)
 
 
+class _BlendRecipe(_Recipe):
+    """The adapters' :class:`~motionguide.model.BlendHead` alone, on the blended warp: the network never runs,
+    so a step costs milliseconds and a fixed pool of in-between frames, rendered once from ``blend_pool``
+    training clips (slow motion at :data:`BLEND_FACTORS`, flow estimated by DIS on the real frames, as the
+    speed job builds it), replaces fresh clips per step. Loss: per-frame log MSE (the PSNR the benchmark
+    reports) of the blend against the true in-between frame. Everything else in the adapters stays as it is."""
+
+    def __init__(self, cfg: TrainConfig):
+        from flow.estimators import get_estimator
+
+        from .model import BlendHead, load_adapters
+
+        self.cfg = cfg
+        self.model = load_embedded(cfg.base) if cfg.base else load_embedded()
+        try:
+            load_adapters(self.model, cfg.init)
+        except (ValueError, RuntimeError) as e:
+            raise ValueError(f"--init {cfg.init} does not hold adapters for this model ({e})") from None
+        if getattr(self.model, "blend_head", None) is None:
+            self.model.blend_head = BlendHead()
+        self.pool = self._pool(get_estimator("dis"))
+
+    def _pool(self, estimator) -> dict[str, torch.Tensor]:
+        import motionguide as mg
+        from tqdm.auto import tqdm
+
+        from .data import make_clip
+        from .model import source_warps
+
+        mc = self.model.config
+        n_out, group = 15, 16
+        parts: dict[str, list] = {"warps": [], "weights": [], "flows": [], "truth": []}
+        start = (self.cfg.seed * 1_000_003 + 900_000_000) % (2**31 - 1 - self.cfg.blend_pool)
+        bar = tqdm(total=self.cfg.blend_pool, desc="blend clips", disable=not self.cfg.progress, dynamic_ncols=True)
+        for i in range(0, self.cfg.blend_pool, group):
+            factor = BLEND_FACTORS[(i // group) % len(BLEND_FACTORS)]
+            seeds = range(start + i, start + min(i + group, self.cfg.blend_pool))
+            clips = [make_clip(s, split="train", num_frames=mc.num_frames, size=(mc.height, mc.width),
+                               times=[factor * j for j in range(n_out)], with_flow=False) for s in seeds]
+            truth = torch.stack([c.frames.permute(1, 0, 2, 3) for c in clips])
+            real = [j for j in range(n_out) if abs(factor * j - round(factor * j)) < 1e-6]
+            g = mg.speed(truth[:, :, real], factor, estimator=estimator)  # ends at the last real frame
+            for t in range(g.num_frames):
+                srcs = source_warps(g, t) if t not in real else []
+                if len(srcs) == 2:
+                    for key, v in zip(("warps", "weights", "flows"), zip(*srcs)):
+                        parts[key].append(torch.stack(v, 1))
+                    parts["truth"].append(truth[:, :, t])
+            bar.update(len(seeds))
+        bar.close()
+        return {k: torch.cat(v) for k, v in parts.items()}
+
+    def trainable(self):
+        return [(n, p) for n, p in self.model.named_parameters() if n.startswith("blend_head.")]
+
+    def loss(self, step, rank, generator):
+        idx = torch.randint(0, self.pool["truth"].shape[0], (8 * self.cfg.batch_size,), generator=generator)
+        p = next(self.model.blend_head.parameters())
+        out = self.model.blend_head.blend(*(self.pool[k][idx].to(p) for k in ("warps", "weights", "flows")))
+        mse = ((out - self.pool["truth"][idx].to(p)) ** 2).mean(dim=(1, 2, 3))
+        return torch.log(mse + 1e-5).mean()
+
+    def export(self, folder, metrics):
+        from .model import save_adapters
+
+        save_adapters(self.model, folder, metrics=metrics)
+
+
 def _make_recipe(cfg: TrainConfig) -> _Recipe:
-    return _BaseRecipe(cfg) if cfg.kind == "base" else _AdapterRecipe(cfg)
+    return {"base": _BaseRecipe, "adapters": _AdapterRecipe, "blend": _BlendRecipe}[cfg.kind](cfg)
 
 
 def train(cfg: TrainConfig, *, log: Callable[[str], None] = print) -> dict:

@@ -1,4 +1,5 @@
-"""``motionguide train base|adapters --steps N --out DIR``: train the embedded model or its MoG adapters.
+"""``motionguide train base|adapters|blend --steps N --out DIR``: train the embedded model, its MoG adapters or
+the adapters' learned blend of two warped sources.
 
 Runs single-process on the CPU, or unchanged under ``accelerate launch`` on several GPUs. Resumes from
 ``DIR/checkpoint`` when it exists.
@@ -12,10 +13,12 @@ import json
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "train",
-        help="train the embedded video model (base) or its motion-guidance adapters",
+        help="train the embedded video model (base), its motion-guidance adapters, or their blend head",
         description=(
             "Train the embedded image-to-video model ('base') on clips with known motion rendered from the "
-            "photographs bundled with scikit-image, or the MoG guidance adapters on top of it ('adapters'). "
+            "photographs bundled with scikit-image, the MoG guidance adapters on top of it ('adapters'), or "
+            "the adapters' learned blend of the two warped sources of in-between frames ('blend', added to the "
+            "--init adapters; trains on warps alone, minutes). "
             "Checkpoints every --checkpoint-every steps in DIR/checkpoint (resumed automatically), exports "
             "DIR/model or DIR/adapters and writes DIR/loss.png. Works under `accelerate launch` unchanged."
         ),
@@ -30,18 +33,21 @@ def register(subparsers) -> None:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("kind", choices=["base", "adapters"], help="what to train")
+    p.add_argument("kind", choices=["base", "adapters", "blend"], help="what to train")
     p.add_argument("--steps", type=int, required=True, help="total optimizer steps (a resumed run continues to N)")
     p.add_argument("--out", required=True, help="output folder (checkpoint/, model/ or adapters/, loss.png)")
-    p.add_argument("--batch-size", type=int, default=8, help="clips per step and process")
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 5e-4 base, 1e-3 adapters)")
+    p.add_argument("--batch-size", type=int, default=8,
+                   help="clips per step and process (blend: 8 x this many in-between frames from the pool)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="peak learning rate (default: 5e-4 base, 1e-3 adapters, 3e-3 blend)")
     p.add_argument("--seed", type=int, default=0, help="seed of the clips, noise and initialisation")
     p.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if DIR/checkpoint exists")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--base", default=None, help="adapters: base model folder (default: the shipped assets)")
     p.add_argument("--init", default=None, metavar="DIR",
-                   help="warm start: base from the weights of this model folder, adapters from this adapter folder")
+                   help="warm start: base from the weights of this model folder, adapters from this adapter folder; "
+                        "blend: the adapters to add the head to (required)")
     p.add_argument("--matched-p", type=float, default=0.0,
                    help="adapters: share of batches noised from the guided reference (where guided sampling starts) "
                         "instead of from the true clip")
@@ -51,6 +57,8 @@ def register(subparsers) -> None:
     p.add_argument("--extend-share", type=float, default=None,
                    help="adapters: share of batches with the continuation layouts (2-4 known first frames); the "
                         "others keep their ratios (default: 0.20; first frame only 0.35, in-betweening 0.45)")
+    p.add_argument("--blend-pool", type=int, default=400,
+                   help="blend: training clips rendered once and held in memory (slow motion x1/2, x1/3, x1/4)")
     p.add_argument("--model-config", default=None,
                    help="base: JSON of EmbeddedConfig fields to size the model, e.g. '{\"num_layers\": 2}'")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -72,10 +80,10 @@ def run(args) -> int:
             raise ValueError(f"--model-config must be a JSON object, got {args.model_config!r}")
     cfg = TrainConfig(
         kind=args.kind, steps=args.steps, out=args.out, batch_size=args.batch_size,
-        lr=args.lr if args.lr is not None else (5e-4 if args.kind == "base" else 1e-3),
+        lr=args.lr if args.lr is not None else {"base": 5e-4, "adapters": 1e-3, "blend": 3e-3}[args.kind],
         seed=args.seed, checkpoint_every=args.checkpoint_every, resume=not args.no_resume, threads=args.threads,
         base=args.base, init=args.init, matched_p=args.matched_p, matched_loss=args.matched_loss,
-        extend_share=args.extend_share, model=model,
+        extend_share=args.extend_share, blend_pool=args.blend_pool, model=model,
         progress=not args.no_progress,
     )
     res = train(cfg, log=tqdm.write)

@@ -399,3 +399,64 @@ def test_flow_only_is_the_warp():
     # frame 3 shows the first frame moved right by 6 px (columns >= 6 are exact copies)
     assert torch.allclose(out[:, :, 3, :, 6:], first[:, :, :, :-6], atol=1e-5)
     assert torch.equal(out[:, :, 0], first)
+
+
+def _between_guidance():
+    """Keyframes 0, 3, 7 of a held-out clip with DIS flow: six in-betweens with two sources each, and truth."""
+    from flow.estimators import get_estimator
+    from motionguide.data import make_clip
+
+    clip = make_clip(3, split="heldout", num_frames=8)
+    frames = clip.frames.permute(1, 0, 2, 3)[None]
+    return mg.keyframes(frames[:, :, [0, 3, 7]], [0, 3, 7], 8, estimator=get_estimator("dis")), frames
+
+
+def test_blend_head_starts_as_flow_only_and_round_trips(tiny, tmp_path):
+    """A fresh blend head blends exactly as flow-only warping; a trained one changes the guided reference (not
+    frames with one source, not strength 0), and save/load keeps it; a wrong one is refused untouched."""
+    from safetensors.torch import load_file
+
+    from motionguide.model import BlendHead, blend_features, source_warps
+
+    g, truth = _between_guidance()
+    head = BlendHead()
+    assert torch.allclose(flow_only(g, head), flow_only(g), atol=1e-5)
+    srcs = source_warps(g, 1)
+    assert len(srcs) == 2 and srcs[0][0].shape == (1, 3, 32, 32)
+    warps, weights, flows = (torch.stack(x, 1) for x in zip(*srcs))
+    assert blend_features(warps, weights, flows).shape == (1, BlendHead.IN_CHANNELS, 32, 32)
+    with pytest.raises(ValueError, match="BlendHead expects"):
+        head(torch.zeros(1, 3, 32, 32))
+    one_source = _constant_guidance()
+    with torch.no_grad():
+        for prm in head.parameters():
+            prm.normal_(0, 0.3)
+    assert torch.equal(flow_only(one_source, head), flow_only(one_source))  # no frame has two sources
+    moved = flow_only(g, head)
+    assert float((moved - flow_only(g)).abs().max()) > 1e-3
+    assert torch.equal(moved[:, :, [0, 3, 7]], truth[:, :, [0, 3, 7]])  # known frames stay as they are
+
+    model = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
+    model.load_state_dict(tiny.state_dict())
+    attach_adapters(model)
+    with torch.no_grad():
+        model.prior_gate.copy_(torch.tensor([0.01, 0.04, 0.04]))
+    before = generate_guided(model, g, mode="both", seed=0)
+    model.blend_head = head
+    guided = generate_guided(model, g, mode="both", seed=0)
+    assert float((guided - before).abs().max()) > 1e-4
+    unguided = generate_guided(model, g, mode="unguided", seed=0)
+    assert float((generate_guided(model, g.with_strength(0.0), mode="both", seed=0) - unguided).abs().max()) <= 1e-5
+    save_adapters(model, tmp_path / "ad")
+    fresh = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
+    fresh.load_state_dict(tiny.state_dict())
+    load_adapters(fresh, tmp_path / "ad")
+    assert isinstance(fresh.blend_head, BlendHead)
+    assert torch.allclose(generate_guided(fresh, g, mode="both", seed=0), guided, atol=1e-6)
+    gates = load_file(str(tmp_path / "ad" / "reference_gate.safetensors"))
+    gates["blend_head.net.0.weight"] = torch.zeros(24, 5, 3, 3)
+    _write_gates(tmp_path / "ad", gates)
+    other = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
+    with pytest.raises(CheckpointError, match="blend head does not match"):
+        load_adapters(other, tmp_path / "ad")
+    assert getattr(other.transformer, "motion_guidance", None) is None and not hasattr(other, "prior_gate")

@@ -128,3 +128,38 @@ def test_cli_and_bad_config(tmp_path):
         TrainConfig(kind="vae")
     with pytest.raises(ValueError, match="steps"):
         TrainConfig(steps=0)
+
+
+def test_blend_training_improves_the_blend_and_adds_it_to_the_adapters(tmp_path):
+    """`train blend` trains the blend head alone on a pool of in-between frames; the exported adapters carry
+    it, it blends the pool better than the fixed weights, and the rest of the adapters stays as it was."""
+    from motionguide.model import BlendHead
+    from motionguide.train import _BlendRecipe
+
+    train(_cfg(tmp_path / "base", steps=2), log=lambda s: None)
+    base = str(tmp_path / "base" / "model")
+    train(TrainConfig(kind="adapters", steps=2, out=str(tmp_path / "ad"), batch_size=2, lr=1e-3, warmup=1,
+                      checkpoint_every=2, base=base, progress=False, threads=1), log=lambda s: None)
+    kw = dict(kind="blend", batch_size=8, lr=1e-2, warmup=2, checkpoint_every=40, base=base, progress=False,
+              threads=1, init=str(tmp_path / "ad" / "adapters"), blend_pool=16)
+    train(TrainConfig(steps=80, out=str(tmp_path / "bl"), **kw), log=lambda s: None)
+    state = json.loads((tmp_path / "bl" / "checkpoint" / "state.json").read_text())
+    assert state["kind"] == "blend" and state["step"] == 80
+    assert all(n.startswith("blend_head.") for n in load_file(tmp_path / "bl" / "checkpoint" / "trainable.safetensors"))
+    model = load_embedded(base)
+    load_adapters(model, tmp_path / "bl" / "adapters")
+    assert isinstance(model.blend_head, BlendHead)
+    before, after = (load_file(p / "reference_gate.safetensors") for p in (tmp_path / "ad" / "adapters", tmp_path / "bl" / "adapters"))
+    assert all(torch.equal(before[k], after[k]) for k in before)  # gates and gate head untouched
+    recipe = _BlendRecipe(TrainConfig(steps=1, out=str(tmp_path / "x"), **kw))
+    pool = recipe.pool
+    assert pool["warps"].shape[1:3] == (2, 3) and pool["truth"].shape[0] == pool["warps"].shape[0] > 16
+
+    def pool_psnr(head):
+        with torch.no_grad():
+            out = head.blend(pool["warps"], pool["weights"], pool["flows"])
+        return float((-10 * torch.log10(((out - pool["truth"]) ** 2).mean(dim=(1, 2, 3)))).mean())
+
+    assert pool_psnr(model.blend_head) > pool_psnr(BlendHead()) + 0.05
+    with pytest.raises(ValueError, match="init"):
+        TrainConfig(kind="blend")
