@@ -39,7 +39,7 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=8,
                    help="clips per step and process (blend: 8 x this many in-between frames from the pool)")
     p.add_argument("--lr", type=float, default=None,
-                   help="peak learning rate (default: 5e-4 base, 1e-3 adapters, 3e-3 blend)")
+                   help="peak learning rate (default: 5e-4 base, 1e-3 adapters, 1e-2 blend)")
     p.add_argument("--seed", type=int, default=0, help="seed of the clips, noise and initialisation")
     p.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if DIR/checkpoint exists")
@@ -80,7 +80,7 @@ def run(args) -> int:
             raise ValueError(f"--model-config must be a JSON object, got {args.model_config!r}")
     cfg = TrainConfig(
         kind=args.kind, steps=args.steps, out=args.out, batch_size=args.batch_size,
-        lr=args.lr if args.lr is not None else {"base": 5e-4, "adapters": 1e-3, "blend": 3e-3}[args.kind],
+        lr=args.lr if args.lr is not None else {"base": 5e-4, "adapters": 1e-3, "blend": 1e-2}[args.kind],
         seed=args.seed, checkpoint_every=args.checkpoint_every, resume=not args.no_resume, threads=args.threads,
         base=args.base, init=args.init, matched_p=args.matched_p, matched_loss=args.matched_loss,
         extend_share=args.extend_share, blend_pool=args.blend_pool, model=model,

@@ -431,6 +431,7 @@ def test_blend_head_starts_as_flow_only_and_round_trips(tiny, tmp_path):
     with torch.no_grad():
         for prm in head.parameters():
             prm.normal_(0, 0.3)
+    head.requires_grad_(False)
     assert torch.equal(flow_only(one_source, head), flow_only(one_source))  # no frame has two sources
     moved = flow_only(g, head)
     assert float((moved - flow_only(g)).abs().max()) > 1e-3
