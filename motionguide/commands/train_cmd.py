@@ -27,9 +27,12 @@ def register(subparsers) -> None:
             "`train adapters --steps 1000 --out runs/adapters --base runs/base/model`; then the fine-tune that "
             "trains where guided sampling starts: `train adapters --steps 1200 --out runs/adapters_ft --base "
             "runs/base/model --init runs/adapters/adapters --matched-p 0.9 --matched-loss psnr --lr 5e-4`; then the "
-            "same with the per-pixel gate head, which --init adds to adapters without one: `train adapters --steps "
-            "1000 --out runs/adapters_head --base runs/base/model --seed 1 --init runs/adapters_ft/adapters "
-            "--matched-p 0.9 --matched-loss psnr --lr 5e-4` (117 min in all on a 2-core CPU)."
+            "learned blend of in-betweens' two warps: `train blend --steps 1200 --out runs/blend --base "
+            "runs/base/model --init runs/adapters_ft/adapters --batch-size 6`; then the same fine-tune with the "
+            "per-pixel gate head, which --init adds to adapters without one (the blend stays frozen): `train "
+            "adapters --steps 1000 --out runs/adapters_head --base runs/base/model --seed 1 --init "
+            "runs/blend/adapters --matched-p 0.9 --matched-loss psnr --lr 5e-4` (about 93 min in all alone on a "
+            "2-core CPU)."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
