@@ -571,6 +571,21 @@ def save_adapters(model: EmbeddedVideoModel, folder: str | os.PathLike, *, metri
     return folder
 
 
+def _head_from(gates: dict, prefix: str, cls: type, what: str, folder: Path, fix: str) -> nn.Module | None:
+    """The frozen head of class ``cls`` whose weights sit in ``gates`` under ``prefix`` (None when there are
+    none); a head of another shape raises :class:`CheckpointError` naming ``what``."""
+    state = {k[len(prefix):]: v for k, v in gates.items() if k.startswith(prefix)}
+    if not state:
+        return None
+    try:
+        head = cls(hidden=int(state["net.0.weight"].shape[0]))
+        head.load_state_dict(state)
+    except (KeyError, RuntimeError, IndexError) as e:
+        raise CheckpointError(f"adapters in {folder}: the {what} does not match this version's {cls.__name__} "
+                              f"({cls.IN_CHANNELS} input features; {type(e).__name__}: {e}); {fix}") from e
+    return head.requires_grad_(False)
+
+
 def load_adapters(model: EmbeddedVideoModel, folder: str | os.PathLike | None = None, *, verify: bool = True) -> None:
     """Load adapters saved by :func:`save_adapters` onto ``model`` (default: the shipped ones)."""
     import motionguide as mg
@@ -595,26 +610,8 @@ def load_adapters(model: EmbeddedVideoModel, folder: str | os.PathLike | None = 
             kind = json.loads((folder / _MANIFEST).read_text()).get("prior_kind", "masked")
     except (OSError, RuntimeError, KeyError, json.JSONDecodeError) as e:
         raise CheckpointError(f"adapters in {folder} could not be read ({type(e).__name__}: {e}); {fix}") from e
-    head = None
-    head_state = {k[len(_HEAD_PREFIX):]: v for k, v in gates.items() if k.startswith(_HEAD_PREFIX)}
-    if head_state:
-        try:
-            head = GateHead(hidden=int(head_state["net.0.weight"].shape[0]))
-            head.load_state_dict(head_state)
-        except (KeyError, RuntimeError, IndexError) as e:
-            raise CheckpointError(f"adapters in {folder}: the gate head does not match this version's GateHead "
-                                  f"({GateHead.IN_CHANNELS} input features; {type(e).__name__}: {e}); {fix}") from e
-        head.requires_grad_(False)
-    blend = None
-    blend_state = {k[len(_BLEND_PREFIX):]: v for k, v in gates.items() if k.startswith(_BLEND_PREFIX)}
-    if blend_state:
-        try:
-            blend = BlendHead(hidden=int(blend_state["net.0.weight"].shape[0]))
-            blend.load_state_dict(blend_state)
-        except (KeyError, RuntimeError, IndexError) as e:
-            raise CheckpointError(f"adapters in {folder}: the blend head does not match this version's BlendHead "
-                                  f"({BlendHead.IN_CHANNELS} input features; {type(e).__name__}: {e}); {fix}") from e
-        blend.requires_grad_(False)
+    head = _head_from(gates, _HEAD_PREFIX, GateHead, "gate head", folder, fix)
+    blend = _head_from(gates, _BLEND_PREFIX, BlendHead, "blend head", folder, fix)
     for name, v in gates.items():
         if name.startswith((_HEAD_PREFIX, _BLEND_PREFIX)):
             continue

@@ -267,6 +267,29 @@ def _write_gates(folder, gates: dict) -> None:
     (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
+def _check_noop_round_trip_and_refusal(tiny, tmp_path, model, g, guided, prefix: str, match: str):
+    """For adapters carrying a trained head: strength 0 is still the unguided model, save/load gives the same
+    ``guided`` output, and a head of another shape (``prefix + "net.0.weight"`` replaced) is refused before
+    the transformer is touched. Returns the reloaded model."""
+    from safetensors.torch import load_file
+
+    unguided = generate_guided(model, g, mode="unguided", seed=0)
+    assert float((generate_guided(model, g.with_strength(0.0), mode="both", seed=0) - unguided).abs().max()) <= 1e-5
+    save_adapters(model, tmp_path / "ad")
+    fresh = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
+    fresh.load_state_dict(tiny.state_dict())
+    load_adapters(fresh, tmp_path / "ad")
+    assert torch.allclose(generate_guided(fresh, g, mode="both", seed=0), guided, atol=1e-6)
+    gates = load_file(str(tmp_path / "ad" / "reference_gate.safetensors"))
+    gates[prefix + "net.0.weight"] = torch.zeros(24, 5, 3, 3)
+    _write_gates(tmp_path / "ad", gates)
+    other = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
+    with pytest.raises(CheckpointError, match=match):
+        load_adapters(other, tmp_path / "ad")
+    assert getattr(other.transformer, "motion_guidance", None) is None and not hasattr(other, "prior_gate")
+    return fresh
+
+
 def test_refused_adapters_leave_the_model_untouched(tiny, tmp_path):
     """Wrong gate sizes or an unknown prior_kind are refused before the plugin touches the transformer."""
     model = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
@@ -318,8 +341,6 @@ def test_gate_features_mark_samples_outside_the_frame_and_the_distance_to_the_so
 def test_gate_head_starts_neutral_changes_the_output_when_trained_and_round_trips(tiny, tmp_path):
     """A fresh head (zero last layer) leaves the per-level gates exactly as they were; a trained one moves
     them per pixel, strength 0 is still the unguided model, and save/load keeps it."""
-    from safetensors.torch import load_file
-
     from motionguide.model import GateHead, gate_maps, known_of, latent_guidance_of
 
     model = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
@@ -351,21 +372,7 @@ def test_gate_head_starts_neutral_changes_the_output_when_trained_and_round_trip
             prm.normal_(0, 0.2)
     guided = generate_guided(model, g, mode="both", seed=0)
     assert float((guided - before).abs().max()) > 1e-3
-    unguided = generate_guided(model, g, mode="unguided", seed=0)
-    assert float((generate_guided(model, g.with_strength(0.0), mode="both", seed=0) - unguided).abs().max()) <= 1e-5
-    save_adapters(model, tmp_path / "ad")
-    fresh = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
-    fresh.load_state_dict(tiny.state_dict())
-    load_adapters(fresh, tmp_path / "ad")
-    assert torch.allclose(generate_guided(fresh, g, mode="both", seed=0), guided, atol=1e-6)
-    # a head of another shape is refused before the transformer is touched
-    gates = load_file(str(tmp_path / "ad" / "reference_gate.safetensors"))
-    gates["gate_head.net.0.weight"] = torch.zeros(24, 5, 3, 3)
-    _write_gates(tmp_path / "ad", gates)
-    other = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
-    with pytest.raises(CheckpointError, match="gate head does not match"):
-        load_adapters(other, tmp_path / "ad")
-    assert getattr(other.transformer, "motion_guidance", None) is None and not hasattr(other, "prior_gate")
+    _check_noop_round_trip_and_refusal(tiny, tmp_path, model, g, guided, "gate_head.", "gate head does not match")
 
 
 def test_trust_levels_count_the_sources_that_see_a_pixel():
@@ -414,8 +421,6 @@ def _between_guidance():
 def test_blend_head_starts_as_flow_only_and_round_trips(tiny, tmp_path):
     """A fresh blend head blends exactly as flow-only warping; a trained one changes the guided reference (not
     frames with one source, not strength 0), and save/load keeps it; a wrong one is refused untouched."""
-    from safetensors.torch import load_file
-
     from motionguide.model import BlendHead, blend_features, source_warps
 
     g, truth = _between_guidance()
@@ -446,18 +451,5 @@ def test_blend_head_starts_as_flow_only_and_round_trips(tiny, tmp_path):
     model.blend_head = head
     guided = generate_guided(model, g, mode="both", seed=0)
     assert float((guided - before).abs().max()) > 1e-4
-    unguided = generate_guided(model, g, mode="unguided", seed=0)
-    assert float((generate_guided(model, g.with_strength(0.0), mode="both", seed=0) - unguided).abs().max()) <= 1e-5
-    save_adapters(model, tmp_path / "ad")
-    fresh = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
-    fresh.load_state_dict(tiny.state_dict())
-    load_adapters(fresh, tmp_path / "ad")
+    fresh = _check_noop_round_trip_and_refusal(tiny, tmp_path, model, g, guided, "blend_head.", "blend head does not match")
     assert isinstance(fresh.blend_head, BlendHead)
-    assert torch.allclose(generate_guided(fresh, g, mode="both", seed=0), guided, atol=1e-6)
-    gates = load_file(str(tmp_path / "ad" / "reference_gate.safetensors"))
-    gates["blend_head.net.0.weight"] = torch.zeros(24, 5, 3, 3)
-    _write_gates(tmp_path / "ad", gates)
-    other = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
-    with pytest.raises(CheckpointError, match="blend head does not match"):
-        load_adapters(other, tmp_path / "ad")
-    assert getattr(other.transformer, "motion_guidance", None) is None and not hasattr(other, "prior_gate")
