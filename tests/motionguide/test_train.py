@@ -161,5 +161,12 @@ def test_blend_training_improves_the_blend_and_adds_it_to_the_adapters(tmp_path)
         return float((-10 * torch.log10(((out - pool["truth"]) ** 2).mean(dim=(1, 2, 3)))).mean())
 
     assert pool_psnr(model.blend_head) > pool_psnr(BlendHead()) + 0.05
+    # the adapter fine-tune on top keeps the blend, frozen (the recipe's last stage)
+    from motionguide.train import _AdapterRecipe
+
+    ft = _AdapterRecipe(TrainConfig(kind="adapters", steps=1, out=str(tmp_path / "ft"), batch_size=2, base=base,
+                                    init=str(tmp_path / "bl" / "adapters"), progress=False))
+    assert isinstance(ft.model.blend_head, BlendHead) and not any(n.startswith("blend_head.") for n, _ in ft.trainable())
+    assert torch.isfinite(ft.loss(0, 0, torch.Generator().manual_seed(0)))
     with pytest.raises(ValueError, match="init"):
         TrainConfig(kind="blend")
