@@ -773,9 +773,10 @@ class BlendHead(nn.Module):
     leaves); where the estimated flow of one side is wrong (motion boundaries, fast or thin objects, content
     at the border) the blend shows both versions. Which side is right shows in the two warps themselves
     (they disagree there), in their flows and in which sample falls outside its frame: on held-out speed
-    clips with DIS flow, a per-pixel oracle choosing between the two warps scores 36.4 dB against the fixed
-    blend's 34.1, and this head, trained on the blended warp alone (``motionguide train blend``), recovers
-    a good part of that. MoG's interpolation network predicts the same kind of mask M.
+    clips with DIS flow (seeds 100-123), a per-pixel oracle choosing between the two warps scores 36.4 dB
+    against the fixed blend's 34.1; this head, trained on the blended warp alone (``motionguide train
+    blend``), scores 35.2 (the ``learned_blend`` line of ``python benchmarks/motion.py --clips 24 --seed
+    100``). MoG's interpolation network predicts the same kind of mask M.
 
     Input: :func:`blend_features` ``(N, IN_CHANNELS, H, W)``; output ``(N, 1, H, W)``: a correction of the
     logit of source 0's weight. The last layer starts at zero: a fresh head blends exactly as
@@ -811,7 +812,7 @@ class BlendHead(nn.Module):
         both = (w0 > 0) & (w1 > 0)
         logit = torch.log(w0.clamp(min=1e-4)) - torch.log(w1.clamp(min=1e-4))
         a = torch.sigmoid(logit + self(blend_features(warps, weights, flows)))
-        fixed = torch.where(w0 + w1 > 0, w0 / (w0 + w1).clamp(min=1e-6), torch.ones_like(w0))
+        fixed = torch.where(w0 + w1 > 1e-6, w0 / (w0 + w1).clamp(min=1e-6), torch.ones_like(w0))  # as flow_only
         a = torch.where(both, a, fixed)
         return a * warps[:, 0] + (1 - a) * warps[:, 1]
 
@@ -922,6 +923,21 @@ def flow_only(guidance, blend: BlendHead | None = None) -> torch.Tensor:
     return out.clamp(0, 1)
 
 
+def guided_reference_and_scale(model: EmbeddedVideoModel, guidance, lg, static: torch.Tensor,
+                               strength: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(reference, correction scale)`` of one guided call, as generation and adapter training both need
+    them: the warp when the adapters use it (through their learned :class:`BlendHead` when they have one;
+    no gradient: the blend trains alone), the :func:`gate_maps` once, then :func:`guided_reference` and
+    :func:`correction_scale`. static: the static reference ``(B, 3, T, H, W)`` in [-1, 1]."""
+    need_warp = getattr(model, "prior_kind", "masked") == "warp" or getattr(model, "gate_head", None) is not None
+    warp = None
+    if need_warp:
+        with torch.no_grad():
+            warp = (flow_only(guidance, getattr(model, "blend_head", None)) * 2 - 1).to(static)
+    maps = gate_maps(model, static, lg, warp)
+    return guided_reference(model, static, lg, strength, warp, maps=maps), correction_scale(model, lg, strength, maps=maps)
+
+
 def generate_guided(
     model: EmbeddedVideoModel,
     guidance,
@@ -998,13 +1014,9 @@ def generate_guided(
     else:
         set_lora_scale(model, s)
         if mode in ("latent", "both"):
-            need_warp = getattr(model, "prior_kind", "masked") == "warp" or getattr(model, "gate_head", None) is not None
-            warp = (flow_only(guidance, getattr(model, "blend_head", None)) * 2 - 1).to(p) if need_warp else None
             kn = known.to(p.device)
             static = EmbeddedVideoModel.reference((kf.to(p) * 2 - 1) * kn[:, None, :, None, None], kn)  # as generate's
-            maps = gate_maps(model, static, lg, warp)  # once: the reference and the correction scale share them
-            ref = guided_reference(model, static, lg, s, warp, maps=maps)
-            out_scale = correction_scale(model, lg, s, maps=maps)
+            ref, out_scale = guided_reference_and_scale(model, guidance, lg, static, s)
     t_start = 1.0 - s * (1.0 - float(start)) if mode in ("latent", "both") else 1.0
     try:
         mg.set_guidance(model.transformer, lg)

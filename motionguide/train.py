@@ -69,7 +69,8 @@ class TrainConfig:
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
         if self.kind == "blend" and not self.init:
-            raise ValueError("training the blend head needs init= (--init DIR): the adapters it is added to")
+            raise ValueError("training the blend head needs the adapters it is added to: pass --init DIR/adapters "
+                             "(init=; the recipe uses runs/adapters_ft/adapters)")
         if self.blend_pool < 1:
             raise ValueError(f"blend_pool must be >= 1, got {self.blend_pool}")
         if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
@@ -338,8 +339,7 @@ class _AdapterRecipe(_Recipe):
         import motionguide as mg
 
         from .data import make_clip
-        from .model import (ADAPTER_T_MAX, EmbeddedVideoModel, correction_scale, flow_only, gate_maps, guided_reference,
-                            latent_guidance_of)
+        from .model import ADAPTER_T_MAX, EmbeddedVideoModel, guided_reference_and_scale, latent_guidance_of
 
         mc = self.model.config
         b = self.cfg.batch_size
@@ -358,11 +358,7 @@ class _AdapterRecipe(_Recipe):
         known[:, list(positions)] = True
         x0 = frames * 2 - 1
         static = EmbeddedVideoModel.reference(x0 * known[:, None, :, None, None], known)
-        need_warp = getattr(self.model, "prior_kind", "masked") == "warp" or getattr(self.model, "gate_head", None) is not None
-        with torch.no_grad():  # the blend head (trained alone by `train blend`) stays frozen here
-            warp = flow_only(guidance, getattr(self.model, "blend_head", None)) * 2 - 1 if need_warp else None
-        maps = gate_maps(self.model, static, lg, warp)  # once: the reference and the correction scale share them
-        ref = guided_reference(self.model, static, lg, 1.0, warp, maps=maps)
+        ref, out_scale = guided_reference_and_scale(self.model, guidance, lg, static, 1.0)
         # Guided sampling starts low (GUIDED_START at strength 1) from the guided reference noised there:
         # matched_p of the batches train exactly that start (x_t made from the reference), of the rest most
         # train the times below ADAPTER_T_MAX on noised true clips, the others the whole range (strength < 1
@@ -372,7 +368,7 @@ class _AdapterRecipe(_Recipe):
         mg.set_guidance(self.model.transformer, lg)
         try:
             return self.model.loss(frames, known, generator=generator, ref=ref, t_max=t_max,
-                                   out_scale=correction_scale(self.model, lg, 1.0, maps=maps),
+                                   out_scale=out_scale,
                                    noised=ref if matched else None, t_range=tuple(self.cfg.matched_t),
                                    frame_psnr=matched and self.cfg.matched_loss == "psnr")
         finally:
