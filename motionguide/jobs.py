@@ -342,10 +342,12 @@ def extend(
     mode: str = "both",
     flow: str = "dis",
     damping: float = 0.0,
+    fill_back: int = 3,
     progress: Callable[[int], None] | None = None,
 ) -> JobResult:
     """Continue ``clip`` by ``frames`` new frames (at most :data:`MAX_EXTEND`), guided by its last motion
-    continued at constant velocity (``damping`` slows it per frame)."""
+    continued at constant velocity (``damping`` slows it per frame); what the last frame does not see comes
+    from the frame ``fill_back`` before it (:func:`motionguide.guidance.extension`)."""
     import motionguide as mg
 
     clip = _check_clip(clip, "input clip", 2)
@@ -357,7 +359,7 @@ def extend(
     size = _model_size(model) or tuple(clip.shape[-2:])
     _note_resize("the input", clip.shape[-2:], size)
     g = mg.extension(clip.transpose(0, 1)[None], frames, estimator=_estimator(flow), damping=damping,
-                     motion_scale=motion_scale, strength=strength)
+                     fill_back=fill_back, motion_scale=motion_scale, strength=strength)
     return _run(model, g, size, mode=mode, strength=strength, steps=steps, seed=seed, progress=progress, inputs=clip)
 
 

@@ -496,6 +496,8 @@ _PRIOR_FILE = "reference_gate.safetensors"
 _HEAD_PREFIX = "gate_head."
 #: the blend head's weights sit in _PRIOR_FILE under this prefix
 _BLEND_PREFIX = "blend_head."
+#: the fusion head's weights sit in _PRIOR_FILE under this prefix
+_FUSION_PREFIX = "fusion_head."
 #: where guided sampling starts (see generate_guided); 1.0 = from pure noise
 GUIDED_START = 0.1
 #: adapter training draws most timesteps below this (the guided sampler never starts above it at strength 1)
@@ -563,6 +565,8 @@ def save_adapters(model: EmbeddedVideoModel, folder: str | os.PathLike, *, metri
             gates.update({_HEAD_PREFIX + k: v for k, v in model.gate_head.state_dict().items()})
         if getattr(model, "blend_head", None) is not None:
             gates.update({_BLEND_PREFIX + k: v for k, v in model.blend_head.state_dict().items()})
+        if getattr(model, "fusion_head", None) is not None:
+            gates.update({_FUSION_PREFIX + k: v for k, v in model.fusion_head.state_dict().items()})
         save_file({k: v.detach().cpu().contiguous() for k, v in gates.items()}, str(tmp))
     files = {n: _sha256(folder / n) for n in ("motion_guidance.safetensors", "motion_guidance.json", _PRIOR_FILE)}
     with atomic_path(folder / _MANIFEST) as tmp:
@@ -612,8 +616,9 @@ def load_adapters(model: EmbeddedVideoModel, folder: str | os.PathLike | None = 
         raise CheckpointError(f"adapters in {folder} could not be read ({type(e).__name__}: {e}); {fix}") from e
     head = _head_from(gates, _HEAD_PREFIX, GateHead, "gate head", folder, fix)
     blend = _head_from(gates, _BLEND_PREFIX, BlendHead, "blend head", folder, fix)
+    fusion = _head_from(gates, _FUSION_PREFIX, FusionHead, "fusion head", folder, fix)
     for name, v in gates.items():
-        if name.startswith((_HEAD_PREFIX, _BLEND_PREFIX)):
+        if name.startswith((_HEAD_PREFIX, _BLEND_PREFIX, _FUSION_PREFIX)):
             continue
         if v.numel() not in (1, TRUST_LEVELS):
             raise CheckpointError(f"adapters in {folder}: {name} has {v.numel()} values, expected 1 or one per trust "
@@ -629,6 +634,7 @@ def load_adapters(model: EmbeddedVideoModel, folder: str | os.PathLike | None = 
                              if "correction_gate" in gates else None)
     model.gate_head = head
     model.blend_head = blend
+    model.fusion_head = fusion
     model.prior_kind = kind
 
 
@@ -827,6 +833,103 @@ def blend_features(warps: torch.Tensor, weights: torch.Tensor, flows: torch.Tens
                       flows[:, 1] / 8.0, _outside(flows[:, 0]), _outside(flows[:, 1])], 1)
 
 
+class FusionHead(nn.Module):
+    """A learned per-pixel fusion of the network's output with the warp on continuation frames (generated
+    frames after the last known one: extension, reference motion).
+
+    Why: the :class:`GateHead` decides how much to trust the warp before the network runs; this head sees
+    the output itself and where it strays from the warp without reason (its errors there show as a
+    difference to a warp whose source is in frame and trusted) pulls it back, per pixel:
+    ``fused = out + strength * (1 - a) * (warp - out)`` with ``a = sigmoid(head + 4)`` (a fresh head keeps
+    98 % of the output; strength 0 keeps it all, so strength 0 is still exactly unguided). Trained alone on
+    the model's own outputs (``motionguide train fusion``); see docs/README_embedded.md for what it adds.
+
+    Input: :func:`fusion_features` ``(N, IN_CHANNELS, H, W)``; output ``(N, 1, H, W)``: the logit of the
+    output's share, before the +4 start.
+    """
+
+    IN_CHANNELS = 3 + 3 + 3 + 1 + 1 + 2 + 1
+    START = 4.0
+
+    def __init__(self, hidden: int = 24):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(self.IN_CHANNELS, hidden, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(hidden, hidden, 3, padding=2, dilation=2), nn.SiLU(),
+            nn.Conv2d(hidden, hidden, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(hidden, 1, 3, padding=1),
+        )
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        if feats.ndim != 4 or feats.shape[1] != self.IN_CHANNELS:
+            raise ValueError(f"FusionHead expects (N, {self.IN_CHANNELS}, H, W) features (fusion_features), got "
+                             f"{tuple(feats.shape)}")
+        return self.net(feats)
+
+    def fuse(self, out: torch.Tensor, warp: torch.Tensor, weight: torch.Tensor, flow: torch.Tensor,
+             ahead: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
+        """The fused frame ``(N, 3, H, W)`` in [0, 1]: ``out``, ``warp`` ``(N, 3, H, W)`` in [0, 1] (the
+        network's frame and the warp it was guided by), ``weight (N, 1, H, W)`` the guidance's summed source
+        weight, ``flow (N, 2, H, W)`` the first source's backward flow, ``ahead (N,)`` frames since the last
+        known frame."""
+        a = torch.sigmoid(self(fusion_features(out, warp, weight, flow, ahead)) + self.START)
+        return (out + float(strength) * (1 - a) * (warp - out)).clamp(0, 1)
+
+
+def fusion_features(out: torch.Tensor, warp: torch.Tensor, weight: torch.Tensor, flow: torch.Tensor,
+                    ahead: torch.Tensor) -> torch.Tensor:
+    """The :class:`FusionHead`'s inputs ``(N, FusionHead.IN_CHANNELS, H, W)``: output and warp (in [-1, 1]),
+    their difference x 4, the source weight, whether the first source's sample falls outside its frame, its
+    flow / 8, and the frames since the last known one / 4. Shapes as :meth:`FusionHead.fuse`."""
+    o, f = out.clamp(0, 1), warp.clamp(0, 1)
+    dist = (ahead.to(o) / 4.0).view(-1, 1, 1, 1).expand_as(weight)
+    return torch.cat([o * 2 - 1, f * 2 - 1, (o - f) * 4, weight, _outside(flow), flow / 8.0, dist], 1)
+
+
+def continuation_frames(guidance) -> list[tuple[int, int]]:
+    """``[(t, frames since the last known frame)]`` for the generated frames after the last known frame that
+    have a source (the frames the :class:`FusionHead` fuses)."""
+    known = [p for p in guidance.positions if p is not None]
+    last = max(known)
+    return [(t, t - last) for t in range(last + 1, guidance.num_frames)
+            if t not in known and bool((guidance.sources[t] >= 0).any())]
+
+
+def fusion_inputs(guidance, out: torch.Tensor, warp: torch.Tensor) -> tuple[list[int], tuple[torch.Tensor, ...]]:
+    """``(frames, (out, warp, weight, flow, ahead))`` of the continuation frames of a clip ``out`` and its
+    warp ``warp`` (both ``(B, 3, T, H, W)`` in [0, 1]), stacked over frames and batch as
+    :meth:`FusionHead.fuse` takes them."""
+    cont = continuation_frames(guidance)
+    if not cont:
+        return [], ()
+    b = out.shape[0]
+    cols = [(out[:, :, t], warp[:, :, t], guidance.weights[:, t].sum(1), guidance.flows[:, t, 0],
+             torch.full((b,), float(d))) for t, d in cont]
+    return [t for t, _ in cont], tuple(torch.cat(x).to(out) for x in zip(*cols))
+
+
+def fuse_continuation(model: EmbeddedVideoModel, guidance, out: torch.Tensor, strength: float) -> torch.Tensor:
+    """``out (B, 3, T, H, W)`` with its continuation frames fused with the warp by ``model.fusion_head``
+    (unchanged without one)."""
+    head = getattr(model, "fusion_head", None)
+    if head is None:
+        return out
+    with torch.no_grad():
+        warp = flow_only(guidance, getattr(model, "blend_head", None)).to(out)
+        frames, x = fusion_inputs(guidance, out, warp)
+        if not frames:
+            return out
+        p = next(head.parameters())
+        fused = head.fuse(*(v.to(p) for v in x), strength=strength).to(out)
+        res = out.clone()
+        b = out.shape[0]
+        for i, t in enumerate(frames):
+            res[:, :, t] = fused[i * b:(i + 1) * b]
+    return res
+
+
 def source_warps(guidance, t: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """``[(warped (B, 3, H, W), weight (B, 1, H, W), flow (B, 2, H, W))]`` for each source of output frame
     ``t`` of a Guidance, in source order (border padding)."""
@@ -1020,9 +1123,9 @@ def generate_guided(
     t_start = 1.0 - s * (1.0 - float(start)) if mode in ("latent", "both") else 1.0
     try:
         mg.set_guidance(model.transformer, lg)
-        return model.generate(kf, known, steps=steps, seed=seed, ref=ref, out_scale=out_scale, callback=callback,
-                              progress=progress,
-                              t_start=t_start)
+        out = model.generate(kf, known, steps=steps, seed=seed, ref=ref, out_scale=out_scale, callback=callback,
+                             progress=progress, t_start=t_start)
+        return fuse_continuation(model, guidance, out, s) if mode == "both" else out
     finally:
         mg.set_guidance(model.transformer, None)
         set_lora_scale(model, 1.0)

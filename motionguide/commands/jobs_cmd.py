@@ -56,6 +56,9 @@ def register(subparsers) -> None:
     p.add_argument("input", nargs="?", help="input video")
     p.add_argument("--frames", type=int, default=None, help="frames to add (1 .. 64)")
     p.add_argument("--damping", type=float, default=0.0, help="slow the continued motion per frame (0 .. <1)")
+    p.add_argument("--fill-back", type=int, default=3, metavar="N",
+                   help="fill what the last frame does not see (background a moving object uncovers) from the "
+                        "input frame N frames before it; 0 = the last frame alone")
     _common(p)
     p.set_defaults(func=run, job="extend")
 
@@ -124,7 +127,7 @@ def run(args) -> int:
         elif args.job == "speed":
             res = jobs.speed(d["clip"], args.factor, **common)
         else:
-            res = jobs.extend(d["clip"], args.frames, damping=args.damping, **common)
+            res = jobs.extend(d["clip"], args.frames, damping=args.damping, fill_back=args.fill_back, **common)
     finally:
         bar.close()
     fps = args.fps or d.get("fps") or 8.0
@@ -150,7 +153,7 @@ def _run_pipeline(args, d) -> int:
     elif args.job == "speed":
         res = jobs.speed(d["clip"], args.factor, **common)
     else:
-        res = jobs.extend(d["clip"], args.frames, damping=args.damping, **common)
+        res = jobs.extend(d["clip"], args.frames, damping=args.damping, fill_back=args.fill_back, **common)
     frames = jobs.run_pipeline(pipe, res.guidance, strength=args.strength, steps=args.steps, seed=args.seed,
                                adapter=args.adapters, prompt=args.prompt)
     fps = args.fps or d.get("fps") or 8.0

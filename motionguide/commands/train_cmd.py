@@ -36,13 +36,13 @@ def register(subparsers) -> None:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("kind", choices=["base", "adapters", "blend"], help="what to train")
+    p.add_argument("kind", choices=["base", "adapters", "blend", "fusion"], help="what to train")
     p.add_argument("--steps", type=int, required=True, help="total optimizer steps (a resumed run continues to N)")
     p.add_argument("--out", required=True, help="output folder (checkpoint/, model/ or adapters/, loss.png)")
     p.add_argument("--batch-size", type=int, default=8,
-                   help="clips per step and process (blend: 8 x this many in-between frames from the pool)")
+                   help="clips per step and process (blend, fusion: 8 x this many frames from the pool)")
     p.add_argument("--lr", type=float, default=None,
-                   help="peak learning rate (default: 5e-4 base, 1e-3 adapters, 1e-2 blend)")
+                   help="peak learning rate (default: 5e-4 base, 1e-3 adapters, 1e-2 blend, 3e-3 fusion)")
     p.add_argument("--seed", type=int, default=0, help="seed of the clips, noise and initialisation")
     p.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if DIR/checkpoint exists")
@@ -50,7 +50,7 @@ def register(subparsers) -> None:
     p.add_argument("--base", default=None, help="adapters: base model folder (default: the shipped assets)")
     p.add_argument("--init", default=None, metavar="DIR",
                    help="warm start: base from the weights of this model folder, adapters from this adapter folder; "
-                        "blend: the adapters to add the head to (required)")
+                        "blend, fusion: the adapters to add the head to (required)")
     p.add_argument("--matched-p", type=float, default=0.0,
                    help="adapters: share of batches noised from the guided reference (where guided sampling starts) "
                         "instead of from the true clip")
@@ -62,6 +62,8 @@ def register(subparsers) -> None:
                         "others keep their ratios (default: 0.20; first frame only 0.35, in-betweening 0.45)")
     p.add_argument("--blend-pool", type=int, default=400,
                    help="blend: training clips rendered once and held in memory (slow motion x1/2, x1/3, x1/4)")
+    p.add_argument("--fusion-pool", type=int, default=960,
+                   help="fusion: training clips the model generates once (continuation after 1-4 known frames)")
     p.add_argument("--model-config", default=None,
                    help="base: JSON of EmbeddedConfig fields to size the model, e.g. '{\"num_layers\": 2}'")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -83,10 +85,10 @@ def run(args) -> int:
             raise ValueError(f"--model-config must be a JSON object, got {args.model_config!r}")
     cfg = TrainConfig(
         kind=args.kind, steps=args.steps, out=args.out, batch_size=args.batch_size,
-        lr=args.lr if args.lr is not None else {"base": 5e-4, "adapters": 1e-3, "blend": 1e-2}[args.kind],
+        lr=args.lr if args.lr is not None else {"base": 5e-4, "adapters": 1e-3, "blend": 1e-2, "fusion": 3e-3}[args.kind],
         seed=args.seed, checkpoint_every=args.checkpoint_every, resume=not args.no_resume, threads=args.threads,
         base=args.base, init=args.init, matched_p=args.matched_p, matched_loss=args.matched_loss,
-        extend_share=args.extend_share, blend_pool=args.blend_pool, model=model,
+        extend_share=args.extend_share, blend_pool=args.blend_pool, fusion_pool=args.fusion_pool, model=model,
         progress=not args.no_progress,
     )
     res = train(cfg, log=tqdm.write)

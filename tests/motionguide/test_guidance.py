@@ -121,8 +121,8 @@ def test_speed_positions_for_speed_up():
 
 def test_extension_continues_2px_per_frame():
     clip = translating_clip(3)
-    g = extension(clip, 3, estimator=EST)
-    assert g.num_frames == 6 and g.positions == (0, 1, 2)
+    g = extension(clip, 3, estimator=EST, fill_back=0)  # the last frame alone (the fill source: next test)
+    assert g.num_frames == 6 and g.positions == (0, 1, 2) and g.sources.shape[1] == 1
     for k in (1, 2, 3):
         t = 2 + k
         assert int(g.sources[t, 0]) == 2
@@ -135,6 +135,48 @@ def test_extension_continues_2px_per_frame():
     ref = translating_clip(3, step=1, seed=3)
     gr = extension(clip, 2, estimator=EST, mode="reference", reference=ref)
     assert torch.equal(gr.flows[0, 4, 0, 0], torch.full((H, W), -2.0))  # reference moves 1 px/frame
+
+
+def test_extension_fill_source_shows_background_the_last_frame_lost():
+    """A 2 px block moves right 2 px/frame over a static texture. In the first new frame the background it
+    uncovers (columns 10-11) is nowhere in the last frame, but frame 2 (the block was at 8-9) shows it: the
+    fill source one frame back gets the whole weight there and the warp shows the true background; where the
+    last frame sees, the fill source gets none. (From further back the flow chains through frames where
+    background near the block is covered and follows the block there: see extension.)"""
+    from motionguide.model import flow_only
+
+    bg = texture(5)[:, :, :, :W]
+    frames = []
+    for i in range(4):
+        f = bg.clone()
+        f[:, :, :, 4 + 2 * i: 6 + 2 * i] = torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1)
+        frames.append(f)
+    clip = torch.stack(frames, 2)
+
+    def block_flow(x0: int, d: float) -> torch.Tensor:
+        fl = torch.zeros(1, 2, H, W)
+        fl[:, 0, :, x0: x0 + 2] = d
+        return fl
+
+    def est(a, b):  # exact flows of the scene, a -> b for consecutive frames either way: the block moves
+        i, j = (next(k for k in range(4) if torch.equal(x, clip[:, :, k])) for x in (a, b))
+        assert abs(i - j) == 1
+        return block_flow(4 + 2 * i, 2.0 * (j - i))
+
+    assert extension(clip, 2, estimator=est).sources[4].tolist() == [3, 0]  # default: 3 frames back
+    g = extension(clip, 2, estimator=est, fill_back=1)
+    assert g.sources.shape[1] == 2 and g.sources[4].tolist() == [3, 2] and g.sources[5].tolist() == [3, 2]
+    w_last, w_fill = g.weights[0, 4, 0, 0], g.weights[0, 4, 1, 0]
+    assert bool((w_last[:, 10:12] == 0).all()) and bool((w_fill[:, 10:12] == 1).all())
+    assert bool((w_last[:, 16:] == 1).all()) and bool((w_fill[:, 16:] == 0).all())
+    assert float((g.weights.sum(2) - 1).max()) <= 1e-6
+    out = flow_only(g)
+    assert torch.allclose(out[:, :, 4, :, 10:12], bg[:, :, :, 10:12], atol=1e-5)  # the lost background
+    one = flow_only(extension(clip, 2, estimator=est, fill_back=0))
+    assert extension(clip, 2, estimator=est, fill_back=0).sources.shape[1] == 1
+    assert float((one[:, :, 4, :, 10:12] - bg[:, :, :, 10:12]).abs().mean()) > 0.05  # without it: guessed
+    with pytest.raises(ValueError, match="fill_back"):
+        extension(clip, 2, estimator=est, fill_back=-1)
 
 
 def test_keyframes_inbetween():

@@ -453,3 +453,41 @@ def test_blend_head_starts_as_flow_only_and_round_trips(tiny, tmp_path):
     assert float((guided - before).abs().max()) > 1e-4
     fresh = _check_noop_round_trip_and_refusal(tiny, tmp_path, model, g, guided, "blend_head.", "blend head does not match")
     assert isinstance(fresh.blend_head, BlendHead)
+
+
+def test_fusion_head_fuses_continuation_frames_only_and_round_trips(tiny, tmp_path):
+    """A fresh fusion head keeps 98 % of the output; a trained one moves only the frames after the last known
+    one, never at strength 0, and save/load keeps it; a wrong one is refused untouched."""
+    from motionguide.model import FusionHead, continuation_frames, fusion_features, fusion_inputs
+
+    g = _constant_guidance()  # frame 0 known, frames 1-7 continue from it
+    assert [t for t, _ in continuation_frames(g)] == list(range(1, 8))
+    between, _ = _between_guidance()
+    assert continuation_frames(between) == []  # in-betweens only: nothing to fuse
+    out = torch.rand(1, 3, 8, 32, 32)
+    warp = flow_only(g)
+    frames, x = fusion_inputs(g, out, warp)
+    assert frames == list(range(1, 8)) and x[0].shape == (7, 3, 32, 32) and x[4].tolist() == list(range(1, 8))
+    assert fusion_features(*x).shape == (7, FusionHead.IN_CHANNELS, 32, 32)
+    head = FusionHead().requires_grad_(False)
+    fused = head.fuse(*x)
+    assert torch.allclose(fused, x[0] + (1 - torch.sigmoid(torch.tensor(4.0))) * (x[1] - x[0]), atol=1e-5)
+    assert torch.equal(head.fuse(*x, strength=0.0), x[0].clamp(0, 1))
+    with pytest.raises(ValueError, match="FusionHead expects"):
+        head(torch.zeros(1, 3, 32, 32))
+
+    model = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
+    model.load_state_dict(tiny.state_dict())
+    attach_adapters(model)
+    with torch.no_grad():
+        model.prior_gate.copy_(torch.tensor([0.01, 0.04, 0.04]))
+        for prm in head.parameters():
+            prm.normal_(0, 0.3)
+    before, latent = (generate_guided(model, g, mode=m, seed=0) for m in ("both", "latent"))
+    model.fusion_head = head
+    guided = generate_guided(model, g, mode="both", seed=0)
+    assert float((guided[:, :, 1:] - before[:, :, 1:]).abs().max()) > 1e-3
+    assert torch.equal(guided[:, :, 0], before[:, :, 0])
+    assert torch.equal(generate_guided(model, g, mode="latent", seed=0), latent)  # "both" only (what it trains on)
+    fresh = _check_noop_round_trip_and_refusal(tiny, tmp_path, model, g, guided, "fusion_head.", "fusion head does not match")
+    assert isinstance(fresh.fusion_head, FusionHead)

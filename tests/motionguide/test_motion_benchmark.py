@@ -81,22 +81,3 @@ def test_table_reports_every_target(bench):
     table = bench.format_table(r)
     assert ("- speed, where the gain comes from: the adapters' learned blend of the two warped sources alone (no network) "
             "scores 20.75 dB estimated (21.50 true); the network on top of it -0.75 dB; per clip -0.75 +- 0.10 dB") in table
-
-
-def test_extend_fusion_probe_inputs_and_start(bench):
-    """The probe's inputs: one row per generated frame with a source; a fresh fusion is 98 % the model."""
-    from flow.estimators import get_estimator
-    from motionguide.model import flow_only
-
-    spec = importlib.util.spec_from_file_location("fusion_probe", REPO / "benchmarks" / "probe_extend_fusion.py")
-    probe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(probe)
-    case = bench.Case("extend", [0, 1], get_estimator("dis"))
-    warp = flow_only(case.est)
-    out = (warp + 0.1 * torch.rand_like(warp)).clamp(0, 1)  # any clip stands in for the model output
-    feats, o, w, ids = probe.fusion_inputs(case.est, out, warp)
-    assert ids == [4, 5, 6, 7] and feats.shape == (8, 14, 32, 32) and o.shape == w.shape == (8, 3, 32, 32)
-    assert torch.allclose(feats[:, -1], torch.tensor([1, 1, 2, 2, 3, 3, 4, 4]).float().div(4)[:, None, None].expand(8, 32, 32))
-    fused = probe.Fusion()(feats, o, w)
-    a = torch.sigmoid(torch.tensor(4.0))
-    assert torch.allclose(fused, w + a * (o - w), atol=1e-6)

@@ -130,9 +130,10 @@ def test_cli_and_bad_config(tmp_path):
         TrainConfig(steps=0)
 
 
-def test_blend_training_improves_the_blend_and_adds_it_to_the_adapters(tmp_path):
+def test_blend_and_fusion_training_improve_their_heads_and_add_them_to_the_adapters(tmp_path):
     """`train blend` trains the blend head alone on a pool of in-between frames; the exported adapters carry
-    it, it blends the pool better than the fixed weights, and the rest of the adapters stays as it was."""
+    it, it blends the pool better than the fixed weights, and the rest of the adapters stays as it was.
+    `train fusion` does the same for the fusion head, on top."""
     from motionguide.model import BlendHead
     from motionguide.train import _BlendRecipe
 
@@ -171,3 +172,32 @@ def test_blend_training_improves_the_blend_and_adds_it_to_the_adapters(tmp_path)
     assert torch.isfinite(ft.loss(0, 0, torch.Generator().manual_seed(0)))
     with pytest.raises(ValueError, match="init"):
         TrainConfig(kind="blend")
+
+    # `train fusion` on top: the fusion head alone, on the model's own continuation frames (estimated and
+    # true flow); the exported adapters carry it next to the blend, which stays as it was
+    from motionguide.model import FusionHead
+    from motionguide.train import FUSION_LAYOUTS, _FusionRecipe
+
+    fkw = dict(kind="fusion", batch_size=4, lr=3e-3, warmup=2, checkpoint_every=30, base=base, progress=False,
+               threads=1, init=str(tmp_path / "bl" / "adapters"), fusion_pool=16 * (len(FUSION_LAYOUTS) + 1))
+    train(TrainConfig(steps=60, out=str(tmp_path / "fu"), **fkw), log=lambda s: None)
+    names = list(load_file(tmp_path / "fu" / "checkpoint" / "trainable.safetensors"))
+    assert names and all(n.startswith("fusion_head.") for n in names)
+    fused = load_embedded(base)
+    load_adapters(fused, tmp_path / "fu" / "adapters")
+    assert isinstance(fused.fusion_head, FusionHead) and isinstance(fused.blend_head, BlendHead)
+    after_fusion = load_file(tmp_path / "fu" / "adapters" / "reference_gate.safetensors")
+    assert all(torch.equal(after[k], after_fusion[k]) for k in after)  # gates, gate head, blend untouched
+    recipe = _FusionRecipe(TrainConfig(steps=1, out=str(tmp_path / "y"), **fkw))
+    fp = recipe.pool
+    assert fp["out"].shape == fp["warp"].shape == fp["truth"].shape and fp["ahead"].min() >= 1
+    assert float((fp["weight"] == 0).float().mean()) > 0.01  # the true-flow clips bring holes
+
+    def fused_psnr(head):
+        with torch.no_grad():
+            out = head.fuse(*(fp[k] for k in ("out", "warp", "weight", "flow", "ahead")))
+        return float((-10 * torch.log10(((out - fp["truth"]) ** 2).mean(dim=(1, 2, 3)))).mean())
+
+    assert fused_psnr(fused.fusion_head) > fused_psnr(FusionHead()) + 0.05
+    with pytest.raises(ValueError, match="init"):
+        TrainConfig(kind="fusion")
