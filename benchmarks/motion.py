@@ -21,7 +21,7 @@ from flow estimated by DIS on the known frames, ``_estimated``):
   transfer (only frame 0 known) it equals ``epe``;
 * ``seconds``: generation time per clip.
 
-For jobs with two sources per generated frame (speed) and adapters with a learned blend
+For jobs with two sources sharing the pixels of a generated frame (speed) and adapters with a learned blend
 (:class:`motionguide.model.BlendHead`), the blend alone, without the network (JSON ``learned_blend``): how
 much of the guided result's gain over flow-only comes from choosing per pixel between the two warps.
 
@@ -283,7 +283,9 @@ def main(argv=None) -> int:
                   f"epe {met['epe']:5.2f} (from last known {met['epe_anchor']:5.2f})  {sec:6.2f} s/clip", file=sys.stderr)
         # the adapters' learned blend of two warped sources alone (no network): how much of "both" it is
         blend = getattr(trained, "blend_head", None)
-        if blend is not None and int((case.est.sources >= 0).sum(1).max()) >= 2:
+        # (only where two sources share pixels: the extension's fill source takes only what the last frame
+        # does not see, so there the blend head has nothing to choose)
+        if blend is not None and bool(((case.est.weights > 0).sum(2) >= 2).any()):
             from motionguide.model import flow_only
 
             with torch.no_grad():

@@ -426,9 +426,10 @@ def extension(
     last frame continued at the same velocity. Background uncovered behind a moving object is often visible
     there: the object was elsewhere. It gets weight only where the last frame's is 0 and a pixel of that
     frame lands; 0 turns it off (one source). How much it helps depends on the flow: on the benchmark's
-    held-out extend clips (seeds 100-123), with the true flow it lifts the warp alone from 22.8 to 24.3 dB;
-    with DIS flow at 32 px it changes little (23.24 to 23.15 dB): the smoothed flow drags the background
-    along with the object that uncovers it, so few holes open, and not where the truth has them.
+    held-out extend clips (``benchmarks/motion.py --clips 24 --seed 100``, ``flow_only`` rows, sessions 5
+    and 6), with the true flow it lifts the warp alone from 22.84 to 24.32 dB; with DIS flow at 32 px it
+    changes little (23.24 to 23.15 dB): the smoothed flow drags the background along with the object that
+    uncovers it, so few holes open, and not where the truth has them.
 
     Args:
         clip: ``(B, 3, T, H, W)`` known frames (T >= 2 for ``constant``).

@@ -397,17 +397,14 @@ class _AdapterRecipe(_Recipe):
         save_adapters(self.model, folder, metrics=metrics)
 
 
-class _BlendRecipe(_Recipe):
-    """The adapters' :class:`~motionguide.model.BlendHead` alone, on the blended warp: the network never runs,
-    so a step costs milliseconds and a fixed pool of in-between frames, rendered once from ``blend_pool``
-    training clips (slow motion at :data:`BLEND_FACTORS`, flow estimated by DIS on the real frames, as the
-    speed job builds it), replaces fresh clips per step. Loss: per-frame log MSE (the PSNR the benchmark
-    reports) of the blend against the true in-between frame. Everything else in the adapters stays as it is."""
+class _HeadRecipe(_Recipe):
+    """Shared by the recipes that train one small head of the adapters alone (``blend``, ``fusion``): the base
+    model with the ``--init`` adapters; only ``PREFIX`` parameters train; the export is the whole adapters."""
 
-    def __init__(self, cfg: TrainConfig):
-        from flow.estimators import get_estimator
+    PREFIX = ""
 
-        from .model import BlendHead, load_adapters
+    def _load(self, cfg: TrainConfig) -> None:
+        from .model import load_adapters
 
         self.cfg = cfg
         self.model = load_embedded(cfg.base) if cfg.base else load_embedded()
@@ -415,6 +412,31 @@ class _BlendRecipe(_Recipe):
             load_adapters(self.model, cfg.init)
         except (ValueError, RuntimeError) as e:
             raise ValueError(f"--init {cfg.init} does not hold adapters for this model ({e})") from None
+
+    def trainable(self):
+        return [(n, p) for n, p in self.model.named_parameters() if n.startswith(self.PREFIX)]
+
+    def export(self, folder, metrics):
+        from .model import save_adapters
+
+        save_adapters(self.model, folder, metrics=metrics)
+
+
+class _BlendRecipe(_HeadRecipe):
+    """The adapters' :class:`~motionguide.model.BlendHead` alone, on the blended warp: the network never runs,
+    so a step costs milliseconds and a fixed pool of in-between frames, rendered once from ``blend_pool``
+    training clips (slow motion at :data:`BLEND_FACTORS`, flow estimated by DIS on the real frames, as the
+    speed job builds it), replaces fresh clips per step. Loss: per-frame log MSE (the PSNR the benchmark
+    reports) of the blend against the true in-between frame. Everything else in the adapters stays as it is."""
+
+    PREFIX = "blend_head."
+
+    def __init__(self, cfg: TrainConfig):
+        from flow.estimators import get_estimator
+
+        from .model import BlendHead
+
+        self._load(cfg)
         if getattr(self.model, "blend_head", None) is None:
             self.model.blend_head = BlendHead()
         self.pool = self._pool(get_estimator("dis"))
@@ -449,9 +471,6 @@ class _BlendRecipe(_Recipe):
         bar.close()
         return {k: torch.cat(v) for k, v in parts.items()}
 
-    def trainable(self):
-        return [(n, p) for n, p in self.model.named_parameters() if n.startswith("blend_head.")]
-
     def loss(self, step, rank, generator):
         idx = torch.randint(0, self.pool["truth"].shape[0], (8 * self.cfg.batch_size,), generator=generator)
         p = next(self.model.blend_head.parameters())
@@ -459,13 +478,8 @@ class _BlendRecipe(_Recipe):
         mse = ((out - self.pool["truth"][idx].to(p)) ** 2).mean(dim=(1, 2, 3))
         return torch.log(mse + 1e-5).mean()
 
-    def export(self, folder, metrics):
-        from .model import save_adapters
 
-        save_adapters(self.model, folder, metrics=metrics)
-
-
-class _FusionRecipe(_Recipe):
+class _FusionRecipe(_HeadRecipe):
     """The adapters' :class:`~motionguide.model.FusionHead` alone, on the model's own outputs: the model (with
     the ``--init`` adapters, no fusion) generates the continuation frames of ``fusion_pool`` training clips
     once (:data:`FUSION_LAYOUTS`, default sampling; guidance from DIS flow on the known frames, as the jobs
@@ -474,17 +488,14 @@ class _FusionRecipe(_Recipe):
     loses 1.1 dB on held-out extend); each step fuses ``8 x batch_size`` of them with their warps. Loss: per-frame log MSE against
     the true frames. Everything else in the adapters stays as it is."""
 
+    PREFIX = "fusion_head."
+
     def __init__(self, cfg: TrainConfig):
         from flow.estimators import get_estimator
 
-        from .model import FusionHead, load_adapters
+        from .model import FusionHead
 
-        self.cfg = cfg
-        self.model = load_embedded(cfg.base) if cfg.base else load_embedded()
-        try:
-            load_adapters(self.model, cfg.init)
-        except (ValueError, RuntimeError) as e:
-            raise ValueError(f"--init {cfg.init} does not hold adapters for this model ({e})") from None
+        self._load(cfg)
         head = getattr(self.model, "fusion_head", None)
         self.model.fusion_head = None  # the pool is the network's output before any fusion
         self.pool = self._pool(get_estimator("dis"))
@@ -523,20 +534,12 @@ class _FusionRecipe(_Recipe):
         bar.close()
         return {k: torch.cat(v) for k, v in parts.items()}
 
-    def trainable(self):
-        return [(n, p) for n, p in self.model.named_parameters() if n.startswith("fusion_head.")]
-
     def loss(self, step, rank, generator):
         idx = torch.randint(0, self.pool["truth"].shape[0], (8 * self.cfg.batch_size,), generator=generator)
         p = next(self.model.fusion_head.parameters())
         out = self.model.fusion_head.fuse(*(self.pool[k][idx].to(p) for k in ("out", "warp", "weight", "flow", "ahead")))
         mse = ((out - self.pool["truth"][idx].to(p)) ** 2).mean(dim=(1, 2, 3))
         return torch.log(mse + 1e-5).mean()
-
-    def export(self, folder, metrics):
-        from .model import save_adapters
-
-        save_adapters(self.model, folder, metrics=metrics)
 
 
 def _make_recipe(cfg: TrainConfig) -> _Recipe:

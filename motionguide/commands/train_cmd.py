@@ -1,5 +1,5 @@
-"""``motionguide train base|adapters|blend --steps N --out DIR``: train the embedded model, its MoG adapters or
-the adapters' learned blend of two warped sources.
+"""``motionguide train base|adapters|blend|fusion --steps N --out DIR``: train the embedded model, its MoG
+adapters, the adapters' learned blend of two warped sources, or their fusion of output and warp.
 
 Runs single-process on the CPU, or unchanged under ``accelerate launch`` on several GPUs. Resumes from
 ``DIR/checkpoint`` when it exists.
@@ -13,12 +13,14 @@ import json
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "train",
-        help="train the embedded video model (base), its motion-guidance adapters, or their blend head",
+        help="train the embedded video model (base), its motion-guidance adapters, or their blend or fusion head",
         description=(
             "Train the embedded image-to-video model ('base') on clips with known motion rendered from the "
             "photographs bundled with scikit-image, the MoG guidance adapters on top of it ('adapters'), or "
             "the adapters' learned blend of the two warped sources of in-between frames ('blend', added to the "
-            "--init adapters; trains on warps alone, minutes). "
+            "--init adapters; trains on warps alone, minutes), or their per-pixel fusion of the generated "
+            "continuation frames with the warp ('fusion', added to the --init adapters; trains on the model's "
+            "own outputs, generated once, minutes). "
             "Checkpoints every --checkpoint-every steps in DIR/checkpoint (resumed automatically), exports "
             "DIR/model or DIR/adapters and writes DIR/loss.png. Works under `accelerate launch` unchanged."
         ),
@@ -31,8 +33,10 @@ def register(subparsers) -> None:
             "runs/base/model --init runs/adapters_ft/adapters --batch-size 6`; then the same fine-tune with the "
             "per-pixel gate head, which --init adds to adapters without one (the blend stays frozen): `train "
             "adapters --steps 1000 --out runs/adapters_head --base runs/base/model --seed 1 --init "
-            "runs/blend/adapters --matched-p 0.9 --matched-loss psnr --lr 5e-4` (about 93 min in all alone on a "
-            "2-core CPU)."
+            "runs/blend/adapters --matched-p 0.9 --matched-loss psnr --lr 5e-4`; then the fusion of the output with "
+            "the warp on continuation frames, on the model's own outputs: `train fusion --steps 1500 --out "
+            "runs/fusion --base runs/base/model --init runs/adapters_head/adapters --batch-size 6` (about 98 min "
+            "in all alone on a 2-core CPU)."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
