@@ -31,7 +31,7 @@ from .model import EmbeddedConfig, EmbeddedVideoModel, load_embedded, save_embed
 
 __all__ = ["TrainConfig", "train", "plot_losses"]
 
-#: what ``train`` can train: the base model, its MoG adapters, the adapters' blend head alone
+#: what ``train`` can train: the base model, its MoG adapters, the adapters' blend or fusion head alone
 KINDS = ("base", "adapters", "blend", "fusion")
 #: the slow-motion factors of the blend head's training clips (in-betweens at t = 1/2, 1/3, 1/4 ...)
 BLEND_FACTORS = (0.5, 1 / 3, 0.25)
@@ -66,7 +66,7 @@ class TrainConfig:
     matched_loss: str = "velocity"  # adapters: loss of those batches, "velocity" or "psnr" (per-frame log MSE)
     extend_share: float | None = None  # adapters: share of the continuation layouts (default 0.20, see _LAYOUT_P)
     blend_pool: int = 400  # blend: held-in-memory training clips (slow motion at BLEND_FACTORS, DIS flow)
-    fusion_pool: int = 960  # fusion: training clips the model generates once (FUSION_LAYOUTS, DIS flow)
+    fusion_pool: int = 960  # fusion: training clips the model generates once (FUSION_LAYOUTS; DIS / true flow)
     model: dict = field(default_factory=dict)
     progress: bool = True
 
