@@ -171,6 +171,21 @@ def test_shipped_checkpoint_loads_and_generates():
     assert out.shape == clip.shape and torch.isfinite(out).all()
     total = sum(p.stat().st_size for p in DEFAULT_ASSETS.parent.rglob("*") if p.is_file())
     assert total <= 20 * 2**20  # issue 5: shipped weights at most 20 MB
+    # the shipped adapters carry every learned part the recipe trains, and extend with them (fill source too)
+    from motionguide.model import BlendHead, FusionHead, GateHead
+
+    load_adapters(model)
+    assert isinstance(model.gate_head, GateHead) and isinstance(model.blend_head, BlendHead)
+    assert isinstance(model.fusion_head, FusionHead)
+    from flow.estimators import get_estimator
+    from motionguide.data import make_clip
+
+    frames = make_clip(7, split="heldout", num_frames=8).frames.permute(1, 0, 2, 3)[None]
+    g = mg.extension(frames[:, :, :4], 4, estimator=get_estimator("dis"))
+    assert g.sources[4:].tolist() == [[3, 0]] * 4
+    out = generate_guided(model, g, mode="both", seed=0, steps=4)
+    assert out.shape == frames.shape and torch.isfinite(out).all()
+    assert torch.allclose(out[:, :, :4], frames[:, :, :4], atol=1e-5)  # the input frames stay (to rounding)
 
 
 def test_untrained_adapters_are_a_no_op_and_strength_zero_is_exact(tiny, tmp_path):
