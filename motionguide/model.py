@@ -906,14 +906,18 @@ def fusion_inputs(guidance, out: torch.Tensor, warp: torch.Tensor) -> tuple[list
     return [t for t, _ in cont], tuple(torch.cat(x).to(out) for x in zip(*cols))
 
 
-def fuse_continuation(model: EmbeddedVideoModel, guidance, out: torch.Tensor, strength: float) -> torch.Tensor:
+def fuse_continuation(model: EmbeddedVideoModel, guidance, out: torch.Tensor, strength: float,
+                      warp: torch.Tensor | None = None) -> torch.Tensor:
     """``out (B, 3, T, H, W)`` with its continuation frames fused with the warp by ``model.fusion_head``
-    (unchanged without one)."""
+    (unchanged without one). warp: the call's :func:`flow_only` clip in [0, 1] when the caller has it
+    (computing it again costs about 12 % of a clip's generation)."""
     head = getattr(model, "fusion_head", None)
     if head is None:
         return out
     with torch.no_grad():
-        warp = flow_only(guidance, getattr(model, "blend_head", None)).to(out)
+        if warp is None:
+            warp = flow_only(guidance, getattr(model, "blend_head", None))
+        warp = warp.to(out)
         frames, x = fusion_inputs(guidance, out, warp)
         if not frames:
             return out
@@ -1023,18 +1027,21 @@ def flow_only(guidance, blend: BlendHead | None = None) -> torch.Tensor:
 
 
 def guided_reference_and_scale(model: EmbeddedVideoModel, guidance, lg, static: torch.Tensor,
-                               strength: float) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``(reference, correction scale)`` of one guided call, as generation and adapter training both need
-    them: the warp when the adapters use it (through their learned :class:`BlendHead` when they have one;
-    no gradient: the blend trains alone), the :func:`gate_maps` once, then :func:`guided_reference` and
-    :func:`correction_scale`. static: the static reference ``(B, 3, T, H, W)`` in [-1, 1]."""
+                               strength: float) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """``(reference, correction scale, warp)`` of one guided call, as generation and adapter training both
+    need them: the warp when the adapters use it (:func:`flow_only` in [0, 1], through their learned
+    :class:`BlendHead` when they have one; no gradient: the blend trains alone; None when unused), the
+    :func:`gate_maps` once, then :func:`guided_reference` and :func:`correction_scale`. static: the static
+    reference ``(B, 3, T, H, W)`` in [-1, 1]."""
     need_warp = getattr(model, "prior_kind", "masked") == "warp" or getattr(model, "gate_head", None) is not None
-    warp = None
+    warp01 = warp = None
     if need_warp:
         with torch.no_grad():
-            warp = (flow_only(guidance, getattr(model, "blend_head", None)) * 2 - 1).to(static)
+            warp01 = flow_only(guidance, getattr(model, "blend_head", None))
+            warp = (warp01 * 2 - 1).to(static)
     maps = gate_maps(model, static, lg, warp)
-    return guided_reference(model, static, lg, strength, warp, maps=maps), correction_scale(model, lg, strength, maps=maps)
+    return (guided_reference(model, static, lg, strength, warp, maps=maps),
+            correction_scale(model, lg, strength, maps=maps), warp01)
 
 
 def generate_guided(
@@ -1097,6 +1104,7 @@ def generate_guided(
     callback = None
     ref = None
     out_scale = None
+    warp = None
     if mode == "training_free":
         set_lora_scale(model, 0.0)
         lo, hi = adapter.config.pull_steps
@@ -1115,13 +1123,13 @@ def generate_guided(
         if mode in ("latent", "both"):
             kn = known.to(p.device)
             static = EmbeddedVideoModel.reference((kf.to(p) * 2 - 1) * kn[:, None, :, None, None], kn)  # as generate's
-            ref, out_scale = guided_reference_and_scale(model, guidance, lg, static, s)
+            ref, out_scale, warp = guided_reference_and_scale(model, guidance, lg, static, s)
     t_start = 1.0 - s * (1.0 - float(start)) if mode in ("latent", "both") else 1.0
     try:
         mg.set_guidance(model.transformer, lg)
         out = model.generate(kf, known, steps=steps, seed=seed, ref=ref, out_scale=out_scale, callback=callback,
                              progress=progress, t_start=t_start)
-        return fuse_continuation(model, guidance, out, s) if mode == "both" else out
+        return fuse_continuation(model, guidance, out, s, warp) if mode == "both" else out
     finally:
         mg.set_guidance(model.transformer, None)
         set_lora_scale(model, 1.0)

@@ -73,12 +73,10 @@ class TrainConfig:
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
-        if self.kind == "blend" and not self.init:
-            raise ValueError("training the blend head needs the adapters it is added to: pass --init DIR/adapters "
-                             "(init=; the recipe uses runs/adapters_ft/adapters)")
-        if self.kind == "fusion" and not self.init:
-            raise ValueError("training the fusion head needs the adapters it is added to: pass --init DIR/adapters "
-                             "(init=; the recipe uses runs/adapters_head/adapters)")
+        recipe_init = {"blend": "runs/adapters_ft/adapters", "fusion": "runs/adapters_head/adapters"}
+        if self.kind in recipe_init and not self.init:
+            raise ValueError(f"training the {self.kind} head needs the adapters it is added to: pass --init "
+                             f"DIR/adapters (init=; the recipe uses {recipe_init[self.kind]})")
         if self.blend_pool < 1 or self.fusion_pool < 1:
             raise ValueError(f"blend_pool and fusion_pool must be >= 1, got {self.blend_pool}, {self.fusion_pool}")
         if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
@@ -375,7 +373,7 @@ class _AdapterRecipe(_Recipe):
         known[:, list(positions)] = True
         x0 = frames * 2 - 1
         static = EmbeddedVideoModel.reference(x0 * known[:, None, :, None, None], known)
-        ref, out_scale = guided_reference_and_scale(self.model, guidance, lg, static, 1.0)
+        ref, out_scale, _ = guided_reference_and_scale(self.model, guidance, lg, static, 1.0)
         # Guided sampling starts low (GUIDED_START at strength 1) from the guided reference noised there:
         # matched_p of the batches train exactly that start (x_t made from the reference), of the rest most
         # train the times below ADAPTER_T_MAX on noised true clips, the others the whole range (strength < 1
@@ -402,6 +400,7 @@ class _HeadRecipe(_Recipe):
     model with the ``--init`` adapters; only ``PREFIX`` parameters train; the export is the whole adapters."""
 
     PREFIX = ""
+    INPUTS: tuple[str, ...] = ()  # the pool entries the head takes, in order
 
     def _load(self, cfg: TrainConfig) -> None:
         from .model import load_adapters
@@ -415,6 +414,18 @@ class _HeadRecipe(_Recipe):
 
     def trainable(self):
         return [(n, p) for n, p in self.model.named_parameters() if n.startswith(self.PREFIX)]
+
+    def _apply(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """The head's frames ``(N, 3, H, W)`` from the pool entries named by ``INPUTS``."""
+        raise NotImplementedError
+
+    def loss(self, step, rank, generator):
+        """Per-frame log MSE (the PSNR the benchmark reports) of ``8 x batch_size`` pool frames."""
+        idx = torch.randint(0, self.pool["truth"].shape[0], (8 * self.cfg.batch_size,), generator=generator)
+        p = next(p for n, p in self.model.named_parameters() if n.startswith(self.PREFIX))
+        out = self._apply(*(self.pool[k][idx].to(p) for k in self.INPUTS))
+        mse = ((out - self.pool["truth"][idx].to(p)) ** 2).mean(dim=(1, 2, 3))
+        return torch.log(mse + 1e-5).mean()
 
     def export(self, folder, metrics):
         from .model import save_adapters
@@ -430,6 +441,7 @@ class _BlendRecipe(_HeadRecipe):
     reports) of the blend against the true in-between frame. Everything else in the adapters stays as it is."""
 
     PREFIX = "blend_head."
+    INPUTS = ("warps", "weights", "flows")
 
     def __init__(self, cfg: TrainConfig):
         from flow.estimators import get_estimator
@@ -471,12 +483,8 @@ class _BlendRecipe(_HeadRecipe):
         bar.close()
         return {k: torch.cat(v) for k, v in parts.items()}
 
-    def loss(self, step, rank, generator):
-        idx = torch.randint(0, self.pool["truth"].shape[0], (8 * self.cfg.batch_size,), generator=generator)
-        p = next(self.model.blend_head.parameters())
-        out = self.model.blend_head.blend(*(self.pool[k][idx].to(p) for k in ("warps", "weights", "flows")))
-        mse = ((out - self.pool["truth"][idx].to(p)) ** 2).mean(dim=(1, 2, 3))
-        return torch.log(mse + 1e-5).mean()
+    def _apply(self, *inputs):
+        return self.model.blend_head.blend(*inputs)
 
 
 class _FusionRecipe(_HeadRecipe):
@@ -485,10 +493,11 @@ class _FusionRecipe(_HeadRecipe):
     once (:data:`FUSION_LAYOUTS`, default sampling; guidance from DIS flow on the known frames, as the jobs
     build it, for half the clips, from the true flow for the other half: a head that only ever saw
     estimated flow, which leaves few holes, pulls a true-flow output toward the warp inside the holes and
-    loses 1.1 dB on held-out extend); each step fuses ``8 x batch_size`` of them with their warps. Loss: per-frame log MSE against
-    the true frames. Everything else in the adapters stays as it is."""
+    loses 1.1 dB on held-out extend); each step fuses ``8 x batch_size`` of them with their warps. Loss:
+    per-frame log MSE against the true frames. Everything else in the adapters stays as it is."""
 
     PREFIX = "fusion_head."
+    INPUTS = ("out", "warp", "weight", "flow", "ahead")
 
     def __init__(self, cfg: TrainConfig):
         from flow.estimators import get_estimator
@@ -510,8 +519,7 @@ class _FusionRecipe(_HeadRecipe):
 
         mc = self.model.config
         group = 16
-        keys = ("out", "warp", "weight", "flow", "ahead")
-        parts: dict[str, list] = {k: [] for k in keys + ("truth",)}
+        parts: dict[str, list] = {k: [] for k in self.INPUTS + ("truth",)}
         start = (self.cfg.seed * 1_000_003 + 800_000_000) % (2**31 - 1 - self.cfg.fusion_pool)
         bar = tqdm(total=self.cfg.fusion_pool, desc="fusion clips", disable=not self.cfg.progress, dynamic_ncols=True)
         with torch.no_grad():
@@ -527,19 +535,15 @@ class _FusionRecipe(_HeadRecipe):
                      else estimated_guidance(truth, kind, positions, estimator))
                 out = generate_windows(self.model, g, mode="both", seed=i)
                 frames, x = fusion_inputs(g, out, flow_only(g, getattr(self.model, "blend_head", None)))
-                for k, v in zip(keys, x):
+                for k, v in zip(self.INPUTS, x):
                     parts[k].append(v)
                 parts["truth"].append(torch.cat([truth[:, :, t] for t in frames]))
                 bar.update(len(seeds))
         bar.close()
         return {k: torch.cat(v) for k, v in parts.items()}
 
-    def loss(self, step, rank, generator):
-        idx = torch.randint(0, self.pool["truth"].shape[0], (8 * self.cfg.batch_size,), generator=generator)
-        p = next(self.model.fusion_head.parameters())
-        out = self.model.fusion_head.fuse(*(self.pool[k][idx].to(p) for k in ("out", "warp", "weight", "flow", "ahead")))
-        mse = ((out - self.pool["truth"][idx].to(p)) ** 2).mean(dim=(1, 2, 3))
-        return torch.log(mse + 1e-5).mean()
+    def _apply(self, *inputs):
+        return self.model.fusion_head.fuse(*inputs)
 
 
 def _make_recipe(cfg: TrainConfig) -> _Recipe:
