@@ -190,7 +190,7 @@ def main(argv=None) -> int:
         print("\nRAFT rows: not measured in this run (no pretrained weights on this machine, see note above).")
 
     if args.json:
-        from flow._atomic import atomic_path
+        from flow.atomic import atomic_path
 
         payload = {"rows": rows, "summary": summary, "speed_720p": speed,
                    "machine": {"cpus": os.cpu_count(), "load_average": load, "torch": torch.__version__}}

@@ -31,7 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import motionguide as mg  # noqa: E402
-from motionguide import _tiny  # noqa: E402
+from motionguide import testing  # noqa: E402
 from motionguide.latent import LatentGuidance  # noqa: E402
 
 TARGET_OVERHEAD = 1.15
@@ -69,8 +69,8 @@ def forward(model, kw):
 
 def exactness(name: str, device: str) -> dict:
     grid = (3, 8, 8)
-    m = _tiny.build(name).to(device)
-    kw = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in _tiny.inputs(m, 2, grid).items()}
+    m = testing.build(name).to(device)
+    kw = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in testing.inputs(m, 2, grid).items()}
     base = forward(m, kw)
     lg = two_end_guidance(m, grid)
     ad = mg.apply_motion_guidance(m, mg.MotionGuidanceConfig())
@@ -93,9 +93,9 @@ def exactness(name: str, device: str) -> dict:
 
 def overhead(name: str, size: str, device: str, repeats: int) -> dict:
     grid = (3, 8, 8) if size == "tiny" else ((5, 16, 16) if name == "LTXVideoTransformer3DModel" else (5, 32, 32))
-    m = _tiny.build(name, size, frames=grid[0]).to(device)
+    m = testing.build(name, size, frames=grid[0]).to(device)
     plain = copy.deepcopy(m)  # the same weights without guidance
-    kw = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in _tiny.inputs(m, 1, grid).items()}
+    kw = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in testing.inputs(m, 1, grid).items()}
     ad = mg.apply_motion_guidance(m, mg.MotionGuidanceConfig())
     perturb(ad)
     # set once, as the pipeline helper does for a whole sampling call: per-guidance work (token-resolution
@@ -137,7 +137,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=9, help="timed forward pairs per config (median)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (CPU timing uses process time)")
-    ap.add_argument("--arch", nargs="*", default=list(_tiny.ARCHITECTURES), help="architectures to run")
+    ap.add_argument("--arch", nargs="*", default=list(testing.ARCHITECTURES), help="architectures to run")
     args = ap.parse_args(argv)
     torch.set_flush_denormal(True)
     if args.device == "cpu":
@@ -165,7 +165,7 @@ def main(argv=None) -> int:
         ok &= r["noop_maxdiff"] <= 1e-5 and r["removed_maxdiff"] == 0 and r["guided_changes"] and r["overhead"] <= TARGET_OVERHEAD
     print(f"targets (noop <= 1e-5, removed == 0, changes, mid overhead <= {TARGET_OVERHEAD}): {'met' if ok else 'NOT met'}")
     if args.json:
-        from flow._atomic import atomic_path
+        from flow.atomic import atomic_path
 
         with atomic_path(args.json) as tmp:
             Path(tmp).write_text(json.dumps({"device": args.device, "rows": rows}, indent=2))

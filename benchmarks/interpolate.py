@@ -406,7 +406,7 @@ def main(argv=None) -> int:
     targets = print_tables(rows)
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
     if args.json:
-        from flow._atomic import atomic_path
+        from flow.atomic import atomic_path
 
         meta = {"threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "reps": args.reps, "max_triplets": args.max_triplets,
                 "machine": platform.machine(), "cpus": os.cpu_count(), "torch": torch.__version__,

@@ -327,7 +327,7 @@ def main(argv=None) -> int:
               "clips": len(seeds), "steps": steps, "learned_blend": learned_blend}
     print(format_table(result))
     if args.json:
-        from flow._atomic import atomic_path
+        from flow.atomic import atomic_path
 
         with atomic_path(args.json) as tmp:
             Path(tmp).write_text(json.dumps(result, indent=2))

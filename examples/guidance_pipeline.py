@@ -15,7 +15,7 @@ import tempfile
 import torch
 
 import motionguide as mg
-from motionguide import _tiny
+from motionguide import testing
 
 
 def pan_clip(num_frames: int, h: int, w: int, step: int = 2) -> torch.Tensor:
@@ -38,7 +38,7 @@ def known_translation(step: float):
 
 def main() -> None:
     torch.manual_seed(0)
-    pipe, prompt_embeds = _tiny.wan_i2v_pipeline()
+    pipe, prompt_embeds = testing.wan_i2v_pipeline()
     T, H, W = 9, 32, 32                                      # Wan takes 4k+1 frames; 32 = 8 (VAE) x 2 (patch) x 2
     reference = pan_clip(T, H, W)
     new_first_frame = torch.rand(1, 3, H, W, generator=torch.Generator().manual_seed(1))

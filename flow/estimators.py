@@ -55,7 +55,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_finite, check_flow, check_frames, check_same_size, to_float_frames
+from .checks import check_finite, check_flow, check_frames, check_same_size, to_float_frames
 from .warp import resize_flow
 
 __all__ = [

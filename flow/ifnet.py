@@ -39,7 +39,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._checks import check_frames, check_same_size
+from .checks import check_frames, check_same_size
 from .rife_weights import RifeCheckpoint, RifeWeights, WeightsArg, resolve_weights
 from .warp import backward_warp, compose_flows
 
@@ -288,13 +288,13 @@ class IFNet(nn.Module):
             if not f.is_floating_point():
                 raise TypeError(
                     f"{name}: expected float RGB in [0, 1], got dtype {f.dtype}; convert at the edge with "
-                    "flow._checks.to_float_frames (uint8 / 255)"
+                    "flow.checks.to_float_frames (uint8 / 255)"
                 )
         hi = float(torch.maximum(frame0.amax(), frame1.amax()))
         if not math.isfinite(hi) or hi > 1.5:
             raise ValueError(
                 f"frames: expected values in [0, 1], got max {hi:g}; divide 0..255 images by 255 "
-                "(flow._checks.to_float_frames) and replace NaN/inf"
+                "(flow.checks.to_float_frames) and replace NaN/inf"
             )
         return frame0.to(self.device, self.warp_dtype), frame1.to(self.device, self.warp_dtype)
 

@@ -39,7 +39,7 @@ from typing import Any, Literal, NamedTuple, Sequence
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_finite, check_flow, check_frames, check_same_size, to_float_frames
+from .checks import check_finite, check_flow, check_frames, check_same_size, to_float_frames
 from .warp import _splat, _warp, resize_flow
 
 __all__ = [

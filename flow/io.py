@@ -7,7 +7,7 @@ Shapes at the edge of the package (conversion happens here, once, never inside a
   dropped, 16-bit images are scaled by 65535.
 * folder of frames -> ``(T, 3, H, W)``.
 
-Every writer goes through :func:`flow._atomic.atomic_path`: a failed write leaves no file behind.
+Every writer goes through :func:`flow.atomic.atomic_path`: a failed write leaves no file behind.
 
 >>> import tempfile, pathlib
 >>> p = pathlib.Path(tempfile.mkdtemp()) / "f.flo"
@@ -26,7 +26,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from ._atomic import atomic_path, check_output_path
+from .atomic import atomic_path, check_output_path
 
 __all__ = [
     "FLO_MAGIC",

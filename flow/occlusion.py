@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import check_flow
+from .checks import check_flow
 from .warp import backward_warp, base_grid
 
 __all__ = ["fb_consistency", "out_of_frame_mask", "occlusion_masks"]

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._atomic import check_output_path
+from .atomic import check_output_path
 
 __all__ = [
     "RetimePlan", "RetimeResult", "SceneCutDetector", "plan_retime", "retime_video", "retime_frames", "check_retime_paths",
@@ -257,7 +257,7 @@ class RetimeResult:
 
 def check_retime_paths(src: str | os.PathLike, dst: str | os.PathLike) -> tuple[Path, Path]:
     """The input must exist; the output folder must exist and be writable, and the output must not be the
-    input (:func:`flow._atomic.check_output_path`; each error says which and how to fix it)."""
+    input (:func:`flow.atomic.check_output_path`; each error says which and how to fix it)."""
     src, dst = Path(src), Path(dst)
     if not src.exists():
         raise FileNotFoundError(f"input video {src} does not exist; check the path")

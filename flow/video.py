@@ -28,7 +28,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from ._atomic import atomic_path
+from .atomic import atomic_path
 
 __all__ = ["VideoReader", "VideoWriter", "read_video", "write_video", "VIDEO_SUFFIXES"]
 

@@ -17,7 +17,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_flow
+from .checks import check_flow
 
 __all__ = ["flow_to_color", "save_strip", "make_strip"]
 

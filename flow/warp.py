@@ -22,7 +22,7 @@ from typing import Literal, Sequence
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_finite, check_flow, check_frames
+from .checks import check_finite, check_flow, check_frames
 
 __all__ = [
     "base_grid",

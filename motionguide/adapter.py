@@ -30,7 +30,7 @@ from typing import Any, Iterator, Literal, Sequence
 import torch
 from diffusers.hooks import HookRegistry, ModelHook
 
-from flow._atomic import atomic_path
+from flow.atomic import atomic_path
 
 from .feature import FEATURE_HOOK, FeatureGuidanceHook
 from .guidance import Guidance, check_strength

@@ -29,7 +29,7 @@ from typing import Any, Callable, Literal, Sequence
 import torch
 import torch.nn.functional as F
 
-from flow._checks import check_finite
+from flow.checks import check_finite
 from flow.warp import accumulate_flows, backward_warp, compose_flows, reverse_flow
 
 __all__ = [

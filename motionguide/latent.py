@@ -21,7 +21,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from flow._checks import check_finite
+from flow.checks import check_finite
 from flow.warp import backward_warp, resize_flow
 
 from .guidance import Guidance, check_strength

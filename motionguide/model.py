@@ -553,7 +553,7 @@ def save_adapters(model: EmbeddedVideoModel, folder: str | os.PathLike, *, metri
     import motionguide as mg
     from safetensors.torch import save_file
 
-    from flow._atomic import atomic_path
+    from flow.atomic import atomic_path
 
     folder = Path(folder)
     mg.save_motion_guidance(model.transformer, folder)

@@ -105,7 +105,7 @@ def plot_losses(losses: list[float], path: str | os.PathLike, title: str = "loss
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from flow._atomic import atomic_path
+    from flow.atomic import atomic_path
 
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
     x = list(range(1, len(losses) + 1))

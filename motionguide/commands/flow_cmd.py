@@ -138,7 +138,7 @@ def run(args) -> int:
 
 
 def _run_pair(args, p0: Path, p1: Path) -> int:
-    from flow._atomic import check_output_path
+    from flow.atomic import check_output_path
     from flow.io import read_image, write_flow
     from flow.viz import save_strip
     from flow.warp import backward_warp

@@ -117,7 +117,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from flow._atomic import check_output_path
+    from flow.atomic import check_output_path
     from flow.interpolate import check_times
     from flow.io import read_image, write_image
 

@@ -64,7 +64,7 @@ def register(subparsers) -> None:
 
 
 def _inputs(args) -> dict:
-    from flow._atomic import check_output_path
+    from flow.atomic import check_output_path
     from flow.io import read_image
     from flow.video import read_video
 
@@ -96,7 +96,7 @@ def run(args) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from flow._atomic import check_output_path
+    from flow.atomic import check_output_path
     from flow.video import write_video
 
     from .. import jobs

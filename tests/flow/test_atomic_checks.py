@@ -4,8 +4,8 @@ import os
 import pytest
 import torch
 
-from flow._atomic import atomic_path, check_output_path
-from flow._checks import check_same_size, to_float_frames
+from flow.atomic import atomic_path, check_output_path
+from flow.checks import check_same_size, to_float_frames
 
 
 def test_atomic_path_leaves_nothing_on_error(tmp_path):
@@ -52,7 +52,7 @@ def test_to_float_frames_converts_and_refuses():
 
 
 def test_check_finite_counts_bad_entries_and_allows_huge_finite_values():
-    from flow._checks import check_finite
+    from flow.checks import check_finite
 
     x = torch.zeros(2, 2, 4, 4)
     x[0, 0, 1, 1] = float("nan")

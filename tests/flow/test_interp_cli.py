@@ -113,7 +113,7 @@ def test_interpolate_output_is_input_and_bad_folders(pair, tmp_path, capsys, mon
     assert rc == 2 and "does not exist" in err
     ro = tmp_path / "ro"
     ro.mkdir()
-    import flow._atomic as atomic
+    import flow.atomic as atomic
     import motionguide.commands.interpolate_cmd as cmd
 
     real = atomic.os.access

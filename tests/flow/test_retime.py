@@ -266,7 +266,7 @@ def test_output_equal_to_input_and_bad_folders(tmp_path, fast_interp, monkeypatc
         retime_video(src, tmp_path / "missing" / "out.mp4", fps=30, interpolator=fast_interp, progress=False)
     ro = tmp_path / "ro"
     ro.mkdir()
-    import flow._atomic as atomic
+    import flow.atomic as atomic
 
     real = atomic.os.access
     # Root ignores permission bits, so the unwritable folder is simulated where the check asks the OS.

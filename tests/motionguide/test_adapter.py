@@ -7,12 +7,12 @@ import pytest
 import torch
 
 import motionguide as mg
-from motionguide import _tiny
+from motionguide import testing
 from motionguide.adapter import MotionGuidanceConfig, MotionGuidanceError
 from motionguide.latent import LatentGuidance
 
 GRID = (3, 8, 8)  # latent (F, h, w)
-ARCHS = _tiny.ARCHITECTURES
+ARCHS = testing.ARCHITECTURES
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +20,8 @@ def models():
     """One tiny model per class with fixed inputs (batch 2) and its plain output."""
     out = {}
     for name in ARCHS:
-        m = _tiny.build(name)
-        kw = _tiny.inputs(m, 2, GRID)
+        m = testing.build(name)
+        kw = testing.inputs(m, 2, GRID)
         with torch.no_grad():
             base = m(**kw)[0]
         out[name] = (m, kw, base)
@@ -138,7 +138,7 @@ def test_save_load_round_trip(models, name, tmp_path):
         mg.remove_motion_guidance(m)
     meta = json.loads((tmp_path / "ad" / "motion_guidance.json").read_text())
     assert meta["architecture"] == name and meta["config"]["strength"] == 0.7
-    fresh = _tiny.build(name)  # same seed: same pretrained weights
+    fresh = testing.build(name)  # same seed: same pretrained weights
     loaded = mg.load_motion_guidance(fresh, tmp_path / "ad")
     assert loaded.config.blocks == (0, 1)
     mg.set_guidance(fresh, make_guidance(fresh))
@@ -168,7 +168,7 @@ def test_bad_usage(models, tmp_path):
             mg.set_guidance(m, LatentGuidance(g.latents[:, :2], g.mask))
         # guidance grid differs from the model input grid
         mg.set_guidance(m, make_guidance(m))
-        kw_other = _tiny.inputs(m, 2, (3, 8, 10))
+        kw_other = testing.inputs(m, 2, (3, 8, 10))
         with pytest.raises(ValueError, match=r"latent grid \(F, h, w\) = \(3, 8, 10\)"):
             run(m, kw_other)
         # batch not divisible
@@ -186,7 +186,7 @@ def test_bad_usage(models, tmp_path):
     with pytest.raises(MotionGuidanceError, match="saved for WanTransformer3DModel, this model is CogVideoX"):
         mg.load_motion_guidance(cog, tmp_path / "wan")
     assert not hasattr(cog, "motion_guidance")
-    bigger = _tiny.build("WanTransformer3DModel", channels=8)
+    bigger = testing.build("WanTransformer3DModel", channels=8)
     with pytest.raises(MotionGuidanceError, match="latent_channels: saved 4 vs model 8"):
         mg.load_motion_guidance(bigger, tmp_path / "wan")
     assert not hasattr(bigger, "motion_guidance") and not hasattr(bigger, "_diffusers_hook")
@@ -276,8 +276,8 @@ def test_timestep_schedule(models):
 
 def test_lora_save_load(models, tmp_path):
     pytest.importorskip("peft")
-    m = _tiny.build("WanTransformer3DModel")
-    kw = _tiny.inputs(m, 2, GRID)
+    m = testing.build("WanTransformer3DModel")
+    kw = testing.inputs(m, 2, GRID)
     base = run(m, kw)
     before = snapshot(m)
     adapter = mg.apply_motion_guidance(m)
@@ -293,7 +293,7 @@ def test_lora_save_load(models, tmp_path):
     out = run(m, kw)
     assert (out - base).abs().max() > 1e-4
     mg.save_motion_guidance(m, tmp_path / "lora")
-    fresh = _tiny.build("WanTransformer3DModel")
+    fresh = testing.build("WanTransformer3DModel")
     mg.load_motion_guidance(fresh, tmp_path / "lora")
     mg.set_guidance(fresh, make_guidance(fresh))
     assert torch.allclose(run(fresh, kw), out, atol=1e-6)

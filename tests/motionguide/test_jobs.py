@@ -142,7 +142,7 @@ def test_cli_errors_leave_no_output(tiny_dirs, tmp_path):
 
 
 def test_job_guidance_through_a_tiny_diffusers_pipeline():
-    from motionguide._tiny import wan_i2v_pipeline
+    from motionguide.testing import wan_i2v_pipeline
     from motionguide.data import make_clip
     from motionguide.jobs import run_pipeline
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import motionguide as mg
-from motionguide import _tiny
+from motionguide import testing
 from motionguide.pipeline import encode_frames
 
 T, H, W = 9, 32, 32
@@ -13,7 +13,7 @@ T, H, W = 9, 32, 32
 
 @pytest.fixture(scope="module")
 def setup():
-    pipe, emb = _tiny.wan_i2v_pipeline()
+    pipe, emb = testing.wan_i2v_pipeline()
     g = torch.Generator().manual_seed(0)
     clip = torch.rand(1, 3, 1, H, W, generator=g)
     flows = torch.zeros(1, T, 1, 2, H, W)
@@ -124,7 +124,7 @@ def test_bad_inputs(setup):
 def test_cogvideox_i2v_pipeline_cfg_batch(setup):
     """A second pipeline class: (B, F, C, H, W) latents, DDIM re-noising, CFG batch doubled inside."""
     _, guidance, _, _ = setup
-    pipe, emb = _tiny.cogvideox_i2v_pipeline()
+    pipe, emb = testing.cogvideox_i2v_pipeline()
     call = dict(prompt_embeds=emb, negative_prompt_embeds=torch.zeros_like(emb), num_inference_steps=2,
                 guidance_scale=2.0, output_type="latent", max_sequence_length=8)
     plain = pipe(image=guidance.frames[:, :, 0], height=H, width=W, num_frames=T,
