@@ -1,36 +1,241 @@
-"""Write outputs atomically: to a temporary name in the target folder, renamed into place on success.
+"""Output paths: checked before any work, written atomically, and never left half-written.
 
-A failed run (an exception, Ctrl-C) removes the temporary file, so no half-written output is ever left
-under the name the user asked for.
+* :func:`check_outputs` validates every path a command will write (``-o``, ``--viz``, ``--compare``, ...)
+  before a model loads or a frame decodes: not an input, not another output, its folder exists and is
+  writable, and its type (an image, a video, a new folder, ...) fits.
+* :func:`atomic_path` and :func:`atomic_dir` write to a hidden temporary name in the target folder
+  (``.NAME.XXXX.part.ext``) and rename it into place on success, so no half-written output is ever left under
+  the name the user asked for.
+* Every live temporary path is registered here; :func:`install_signal_cleanup` makes SIGTERM remove them (an
+  exception or Ctrl-C removes them through the context managers themselves).
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import signal
 import tempfile
+import threading
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator, Mapping, Sequence
 
-__all__ = ["atomic_path", "check_output_path"]
+__all__ = [
+    "FOLDER",
+    "OUTPUT_KINDS",
+    "atomic_dir",
+    "atomic_path",
+    "check_output_path",
+    "check_outputs",
+    "install_signal_cleanup",
+    "live_partials",
+]
+
+FOLDER = "folder"
+"""The kind of an output that is a new (or empty) folder, for :func:`check_outputs`."""
+
+OUTPUT_KINDS: dict[str, tuple[str, ...]] = {
+    "image": (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"),
+    "png": (".png",),
+    "video": (".mp4", ".mkv", ".mov", ".avi", ".m4v"),
+    "flow": (".flo", ".npy"),
+    "json": (".json",),
+}
+"""Named output kinds for :func:`check_outputs`: the file-name endings each accepts."""
+
+# Temporary paths being written now (path -> True for a folder). SIGTERM removes them.
+_LIVE: dict[Path, bool] = {}
+_LIVE_LOCK = threading.Lock()
 
 
-def check_output_path(path: str | os.PathLike, *, inputs: tuple = ()) -> Path:
-    """Validate an output path before any work: folder exists and is writable, not one of ``inputs``."""
-    p = Path(path)
-    for i in inputs:
-        if i is not None and Path(i).exists() and p.exists() and p.resolve() == Path(i).resolve():
-            raise ValueError(f"output path {p} is the same file as the input {i}; choose another output name")
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.exists():
-        raise FileNotFoundError(f"output folder {parent} does not exist; create it first (mkdir -p {parent})")
-    if not os.access(parent, os.W_OK):
-        raise PermissionError(f"output folder {parent} is not writable; choose another output path")
-    return p
+def live_partials() -> list[Path]:
+    """The temporary files and folders being written right now (what SIGTERM would remove)."""
+    with _LIVE_LOCK:
+        return list(_LIVE)
+
+
+def _register(path: Path, is_dir: bool) -> None:
+    with _LIVE_LOCK:
+        _LIVE[path] = is_dir
+
+
+def _unregister(path: Path) -> None:
+    with _LIVE_LOCK:
+        _LIVE.pop(path, None)
+
+
+def _remove(path: Path, is_dir: bool) -> None:
+    if is_dir:
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _remove_live_partials() -> None:
+    # No lock here: a signal handler runs between bytecodes of the main thread, which may hold it.
+    for path, is_dir in list(_LIVE.items()):
+        _remove(path, is_dir)
+        _LIVE.pop(path, None)
+
+
+def _on_sigterm(signum, frame) -> None:
+    _remove_live_partials()
+    # SystemExit unwinds the stack, so every ``finally`` and context manager runs; 128 + 15 is the status
+    # a shell reports for a process ended by SIGTERM.
+    raise SystemExit(128 + signal.SIGTERM)
+
+
+def install_signal_cleanup() -> bool:
+    """Make SIGTERM remove every partial output and exit with status 143.
+
+    Returns False (and changes nothing) when called outside the main thread, where Python cannot install
+    signal handlers, or when another handler is already installed for SIGTERM. Calling it twice is harmless.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    current = signal.getsignal(signal.SIGTERM)
+    if current is _on_sigterm:
+        return True
+    if current not in (signal.SIG_DFL, None):
+        return False
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    return True
+
+
+# ------------------------------------------------------------------------------------------ checks
+
+
+def _kind_suffixes(kind: str | Sequence[str]) -> tuple[str, tuple[str, ...]]:
+    """(description, accepted endings) of a kind given by name or as a sequence of endings."""
+    if isinstance(kind, str):
+        if kind in OUTPUT_KINDS:
+            return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} file", OUTPUT_KINDS[kind]
+        if kind.startswith("."):
+            return f"a {kind} file", (kind.lower(),)
+        raise ValueError(f"unknown output kind {kind!r}; expected one of {sorted(OUTPUT_KINDS)}, {FOLDER!r} or endings")
+    suffixes = tuple(s.lower() if s.startswith(".") else "." + s.lower() for s in kind)
+    return "a " + "/".join(suffixes) + " file", suffixes
+
+
+def _same(a: Path, b: Path) -> bool:
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    if a.exists() and b.exists():
+        with contextlib.suppress(OSError):
+            return os.path.samefile(a, b)
+    return False
+
+
+def _inside(child: Path, folder: Path) -> bool:
+    try:
+        return Path(os.path.realpath(child)).is_relative_to(os.path.realpath(folder))
+    except ValueError:
+        return False
+
+
+def check_outputs(
+    outputs: Mapping[str, str | os.PathLike | None],
+    *,
+    inputs: Iterable[str | os.PathLike | None] = (),
+    kinds: Mapping[str, str | Sequence[str]] | None = None,
+) -> dict[str, Path]:
+    """Validate every path a command writes, before any work; return them as ``{option: Path}``.
+
+    ``outputs`` maps option names (``"-o"``, ``"--viz"``) to paths; None values are skipped. ``kinds`` says
+    what each option must be: a name from :data:`OUTPUT_KINDS` (``"video"``: .mp4/.mkv/.mov/.avi/.m4v,
+    ``"image"``, ``"png"``, ``"flow"``, ``"json"``), a sequence of endings (``(".png",)``), or :data:`FOLDER`
+    (a new or empty folder). An option not in ``kinds`` is any file. Each path must not be an input (resolved
+    paths, and ``os.path.samefile`` when both exist), nor inside an input folder when it is a folder, nor
+    another output; its folder must exist and be writable; a file must not be an existing folder.
+
+    Raises ValueError (wrong kind, clash with an input or another output), FileNotFoundError (missing folder)
+    or PermissionError (folder not writable); each message names the option, what was expected, what came
+    and how to fix it.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> sorted(check_outputs({"-o": d / "a.mp4", "--compare": None}, kinds={"-o": "video"}))
+    ['-o']
+    >>> check_outputs({"-o": d / "a.txt"}, kinds={"-o": "video"})
+    Traceback (most recent call last):
+    ...
+    ValueError: -o a.txt: expected a video file (.mp4, .mkv, .mov, .avi, .m4v), got '.txt'; name the output e.g. a.mp4
+    """
+    kinds = dict(kinds or {})
+    unknown = set(kinds) - set(outputs)
+    if unknown:
+        raise KeyError(f"kinds names options that are not in outputs: {sorted(unknown)}")
+    ins = [Path(i) for i in inputs if i is not None]
+    checked: dict[str, Path] = {}
+    for opt, value in outputs.items():
+        if value is None:
+            continue
+        p = Path(value)
+        shown = f"{opt} {p.name or p}"
+        kind = kinds.get(opt)
+        if kind == FOLDER:
+            if p.exists() and not p.is_dir():
+                raise ValueError(f"{shown}: expected a new or empty folder, got an existing file; name a new folder")
+            if p.is_dir() and any(p.iterdir()):
+                raise ValueError(
+                    f"{shown}: expected a new or empty folder, got a folder with files in it; "
+                    "choose a new folder name or empty it first"
+                )
+        else:
+            if p.is_dir():
+                raise ValueError(f"{shown}: expected a file name, got an existing folder; name a file inside it")
+            if kind is not None:
+                what, suffixes = _kind_suffixes(kind)
+                if p.suffix.lower() not in suffixes:
+                    got = repr(p.suffix) if p.suffix else "no ending"
+                    raise ValueError(
+                        f"{shown}: expected {what} ({', '.join(suffixes)}), got {got}; "
+                        f"name the output e.g. {p.stem or 'out'}{suffixes[0]}"
+                    )
+        for i in ins:
+            if _same(p, i):
+                raise ValueError(
+                    f"{shown} is the same file as the input {i}; writing it would destroy the input, "
+                    "so choose another output name"
+                )
+            if kind == FOLDER and i.is_dir() and _inside(p, i):
+                raise ValueError(f"{shown} is inside the input folder {i}; choose a folder outside it")
+        for other, q in checked.items():
+            if _same(p, q):
+                raise ValueError(f"{shown} and {other} name the same path {p}; give each output its own name")
+        parent = p.parent if str(p.parent) else Path(".")
+        if not parent.is_dir():
+            raise FileNotFoundError(
+                f"{shown}: the folder {parent} does not exist; create it first (mkdir -p {parent}) or choose "
+                "another output path"
+            )
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise PermissionError(f"{shown}: the folder {parent} is not writable; choose another output path")
+        checked[opt] = p
+    return checked
+
+
+def check_output_path(path: str | os.PathLike, *, inputs: Iterable = ()) -> Path:
+    """Validate one output file before any work: :func:`check_outputs` for a single, untyped output."""
+    return check_outputs({"output": path}, inputs=inputs)["output"]
+
+
+# ------------------------------------------------------------------------------------------ writers
+
+
+def _umask() -> int:
+    m = os.umask(0)
+    os.umask(m)
+    return m
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path`` (same suffix); rename it to ``path`` when the block succeeds.
+
+    The temporary file is ``.STEM.XXXX.part.SUFFIX`` in the target folder; an exception, Ctrl-C or (after
+    :func:`install_signal_cleanup`) SIGTERM removes it.
 
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -41,16 +246,42 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     p = check_output_path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=f".part{p.suffix}", dir=p.parent or ".")
-    os.close(fd)
-    # mkstemp creates 0600 files; give the output the permissions a plain open() would (umask applied).
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
     tmp_path = Path(tmp)
+    _register(tmp_path, False)
     try:
+        os.close(fd)
+        # mkstemp creates 0600 files; give the output the permissions a plain open() would (umask applied).
+        os.chmod(tmp_path, 0o666 & ~_umask())
         yield tmp_path
         os.replace(tmp_path, p)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp_path.unlink()
+        _remove(tmp_path, False)
         raise
+    finally:
+        _unregister(tmp_path)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a hidden temporary folder next to ``path``; rename it to ``path`` when the block succeeds.
+
+    ``path`` must be new or an empty folder (checked on entry, see :func:`check_outputs`); an empty folder
+    is replaced. On failure (or SIGTERM after :func:`install_signal_cleanup`) the temporary folder and
+    everything in it are removed, so the folder appears complete or not at all.
+    """
+    p = check_outputs({"output": path}, kinds={"output": FOLDER})["output"]
+    parent = p.parent if str(p.parent) else Path(".")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".part", dir=parent))
+    _register(tmp, True)
+    try:
+        yield tmp
+        if p.exists():
+            p.rmdir()  # an empty folder the user made beforehand
+        os.replace(tmp, p)
+        with contextlib.suppress(OSError):
+            os.chmod(p, 0o777 & ~_umask())  # mkdtemp makes 0700 folders
+    except BaseException:
+        _remove(tmp, True)
+        raise
+    finally:
+        _unregister(tmp)
