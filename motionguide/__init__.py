@@ -30,16 +30,17 @@ _LAZY = {
     "LatentPull": "latent",
     # adapter.py (imports diffusers.hooks)
     "MotionGuidanceConfig": "adapter",
-    "MotionGuidanceError": "adapter",
+    "MotionGuidanceError": "errors",
     "apply_motion_guidance": "adapter",
     "remove_motion_guidance": "adapter",
     "get_motion_guidance": "adapter",
     "set_guidance": "adapter",
     "guidance_context": "adapter",
-    "save_motion_guidance": "adapter",
-    "load_motion_guidance": "adapter",
-    "trainable_parameters": "adapter",
-    "add_lora": "adapter",
+    # adapter_weights.py: what trains and how it is stored
+    "save_motion_guidance": "adapter_weights",
+    "load_motion_guidance": "adapter_weights",
+    "trainable_parameters": "adapter_weights",
+    "add_lora": "adapter_weights",
     # pipeline.py
     "generate_with_guidance": "pipeline",
     "encode_frames": "pipeline",

@@ -21,17 +21,14 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import json
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
-from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Iterator, Literal
 
 import torch
 from diffusers.hooks import HookRegistry, ModelHook
 
-from flow.atomic import atomic_path
-
+from .errors import MotionGuidanceError
 from .feature import FEATURE_HOOK, FeatureGuidanceHook
 from .guidance import Guidance, check_strength
 from .latent import GuidanceState, LatentAdapter, LatentGuidance, latent_guidance
@@ -46,10 +43,6 @@ __all__ = [
     "get_motion_guidance",
     "set_guidance",
     "guidance_context",
-    "save_motion_guidance",
-    "load_motion_guidance",
-    "trainable_parameters",
-    "add_lora",
 ]
 
 ROOT_HOOK = "motionguide_root"
@@ -59,10 +52,6 @@ WEIGHTS_NAME = "motion_guidance.safetensors"
 CONFIG_NAME = "motion_guidance.json"
 FORMAT = "motionguide-adapter"
 FORMAT_VERSION = 1
-
-
-class MotionGuidanceError(ValueError):
-    """Motion guidance used in the wrong order or on the wrong model (applied twice, not applied, mismatch)."""
 
 
 @dataclass
@@ -462,155 +451,3 @@ def guidance_context(transformer: torch.nn.Module, guidance: LatentGuidance | Gu
         yield set_guidance(transformer, guidance, **kwargs)
     finally:
         adapter.state.set(previous)
-
-
-# ------------------------------------------------------------------------------------------------------
-# training helpers
-# ------------------------------------------------------------------------------------------------------
-def trainable_parameters(transformer: torch.nn.Module, *, blocks: Sequence[int] | Literal["guided"] = (),
-                         lora: bool = True, freeze: bool = True) -> list[torch.nn.Parameter]:
-    """Parameters for MoG-style selective fine-tuning: the adapter's, plus chosen pretrained blocks.
-
-    Args:
-        blocks: indices of pretrained blocks to train too, or ``"guided"`` for the blocks that carry feature
-            hooks (MoG fine-tunes the injected path).
-        lora: include LoRA parameters added with :func:`add_lora`.
-        freeze: set ``requires_grad`` False on everything else of the transformer and True on the result.
-    """
-    adapter = get_motion_guidance(transformer)
-    block_list = adapter.spec.block_list(transformer)
-    idx = adapter.guided_blocks if blocks == "guided" else MotionGuidanceConfig(blocks=tuple(blocks) or None).resolve_blocks(len(block_list)) if blocks else ()
-    chosen: dict[int, torch.nn.Parameter] = {}
-    for p in adapter.parameters():
-        chosen[id(p)] = p
-    for i in idx:
-        for p in block_list[i].parameters():
-            chosen[id(p)] = p
-    if lora:
-        for n, p in transformer.named_parameters():
-            if "lora_" in n:
-                chosen[id(p)] = p
-    if freeze:
-        for p in transformer.parameters():
-            p.requires_grad_(False)
-        for p in chosen.values():
-            p.requires_grad_(True)
-    return list(chosen.values())
-
-
-def add_lora(transformer: torch.nn.Module, *, rank: int = 8, alpha: float | None = None,
-             blocks: Sequence[int] | Literal["guided", "all"] = "guided",
-             targets: Sequence[str] = ("to_q", "to_k", "to_v", "to_out.0"),
-             adapter_name: str = "motionguide_lora") -> str:
-    """Add a peft LoRA to the attention projections of chosen blocks (needs ``peft``; apply guidance first).
-
-    Returns the adapter name. LoRA weights are saved and loaded with the motion-guidance adapter.
-    """
-    adapter = get_motion_guidance(transformer)
-    try:
-        from peft import LoraConfig
-    except ImportError as e:  # pragma: no cover - peft is optional
-        raise ImportError("add_lora needs peft: pip install 'motionguide[lora]'") from e
-    if not isinstance(rank, int) or rank < 1:
-        raise ValueError(f"rank: expected a positive int, got {rank!r}")
-    n = adapter.num_blocks
-    idx = range(n) if blocks == "all" else adapter.guided_blocks if blocks == "guided" else MotionGuidanceConfig(blocks=tuple(blocks)).resolve_blocks(n)
-    prefix = adapter.spec.blocks_path.replace(".", r"\.")
-    alt = "|".join(str(i) for i in idx)
-    tgt = "|".join(t.replace(".", r"\.") for t in targets)
-    pattern = rf"^{prefix}\.({alt})\.[^.]+\.({tgt})$"
-    if not any(__import__("re").match(pattern, name) for name, _ in transformer.named_modules()):
-        raise ValueError(f"add_lora: no module matches {pattern!r}; choose targets among the blocks' Linear layers")
-    cfg = LoraConfig(r=rank, lora_alpha=alpha if alpha is not None else rank, target_modules=pattern, init_lora_weights=True)
-    transformer.add_adapter(cfg, adapter_name=adapter_name)
-    adapter._lora = {"name": adapter_name, "rank": rank, "alpha": alpha if alpha is not None else rank,
-                     "blocks": list(idx), "targets": list(targets)}
-    return adapter_name
-
-
-# ------------------------------------------------------------------------------------------------------
-# save / load
-# ------------------------------------------------------------------------------------------------------
-def save_motion_guidance(transformer: torch.nn.Module, folder: str | Path) -> Path:
-    """Write the adapter weights (``motion_guidance.safetensors``) and config (``motion_guidance.json``).
-
-    Both files are written atomically into ``folder`` (created if missing). Returns the folder.
-    """
-    from safetensors.torch import save_file
-
-    adapter = get_motion_guidance(transformer)
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"folder: {folder} exists and is not a folder; pick a folder path")
-    folder.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in adapter.state_dict().items()}
-    lora = getattr(adapter, "_lora", None)
-    if lora:
-        from peft import get_peft_model_state_dict
-
-        for k, v in get_peft_model_state_dict(transformer, adapter_name=lora["name"]).items():
-            tensors["lora::" + k] = v.detach().contiguous().cpu()
-    meta = {"format": FORMAT, "version": FORMAT_VERSION, **adapter.describe(), "config": adapter.config.to_dict(),
-            "lora": lora}
-    with atomic_path(folder / WEIGHTS_NAME) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": FORMAT})
-    with atomic_path(folder / CONFIG_NAME) as tmp:
-        Path(tmp).write_text(json.dumps(meta, indent=2))
-    return folder
-
-
-def load_motion_guidance(transformer: torch.nn.Module, folder: str | Path) -> MotionGuidanceAdapter:
-    """Apply motion guidance from a folder written by :func:`save_motion_guidance` onto ``transformer``.
-
-    Checks the architecture and sizes (hidden width, latent channels, patch, number of blocks) before
-    touching the model; a mismatch raises :class:`MotionGuidanceError` naming both sides.
-    """
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    cfg_path, w_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
-    for p in (cfg_path, w_path):
-        if not p.is_file():
-            raise FileNotFoundError(f"{p} not found; expected a folder written by motionguide.save_motion_guidance")
-    meta = json.loads(cfg_path.read_text())
-    if meta.get("format") != FORMAT:
-        raise MotionGuidanceError(f"{cfg_path} is not a motionguide adapter (format {meta.get('format')!r})")
-    if int(meta.get("version", 0)) > FORMAT_VERSION:
-        raise MotionGuidanceError(f"{cfg_path} has format version {meta['version']}; this motionguide reads <= {FORMAT_VERSION}")
-    spec = get_spec(transformer)
-    if meta["architecture"] != spec.name:
-        raise MotionGuidanceError(
-            f"adapter in {folder} was saved for {meta['architecture']}, this model is {spec.name}; load it onto a "
-            f"{meta['architecture']} of the same size"
-        )
-    here = {
-        "hidden_dim": spec.hidden_dim(transformer),
-        "latent_channels": spec.latent_channels(transformer),
-        "patch_size": list(spec.patch_size(transformer)),
-        "embed_kind": embed_kind_for(spec, transformer),
-        "num_blocks": len(spec.block_list(transformer)),
-    }
-    diff = {k: (meta.get(k), v) for k, v in here.items() if meta.get(k) != v}
-    if diff:
-        txt = ", ".join(f"{k}: saved {a} vs model {b}" for k, (a, b) in diff.items())
-        raise MotionGuidanceError(f"adapter in {folder} was saved for another size of {spec.name} ({txt})")
-    config = MotionGuidanceConfig.from_dict(meta["config"])
-    tensors = load_file(str(w_path))
-    adapter = apply_motion_guidance(transformer, config)
-    try:
-        own = {k: v for k, v in tensors.items() if not k.startswith("lora::")}
-        missing, unexpected = adapter.load_state_dict(own, strict=False)
-        if missing or unexpected:
-            raise MotionGuidanceError(f"adapter weights in {w_path} do not match: missing {missing}, unexpected {unexpected}")
-        lora = meta.get("lora")
-        if lora:
-            from peft import set_peft_model_state_dict
-
-            add_lora(transformer, rank=lora["rank"], alpha=lora["alpha"], blocks=lora["blocks"],
-                     targets=lora["targets"], adapter_name=lora["name"])
-            set_peft_model_state_dict(transformer, {k[6:]: v for k, v in tensors.items() if k.startswith("lora::")},
-                                      adapter_name=lora["name"])
-    except BaseException:
-        remove_motion_guidance(transformer)
-        raise
-    return adapter

@@ -2,13 +2,16 @@
 
 Each sub-command lives in its own module under :mod:`motionguide.commands` and exposes
 ``register(subparsers)``, which adds its parser and sets ``func``. ``main`` turns the expected errors
-(bad input, missing weights) into a one-line message and exit status 2, without a traceback.
+(:mod:`motionguide.errors`, ``ValueError``, missing or unreadable files) into a one-line message and exit
+status 2, without a traceback. No library module imports this one.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+
+from .errors import UserError
 
 # Sub-command modules, in the order --help lists them. A module that fails to import (an optional
 # dependency missing) is reported when its command is used, not at start-up.
@@ -19,10 +22,6 @@ COMMAND_MODULES = [
     "motionguide.commands.jobs_cmd",
     "motionguide.commands.train_cmd",
 ]
-
-
-class UserError(Exception):
-    """An error caused by the user's input; printed without a traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,8 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         rc = args.func(args)
-    except (UserError, ValueError, FileNotFoundError, PermissionError, TypeError) as e:
-        # Expected failures: bad input, missing files or weights. One clear line, no traceback.
+    except (UserError, ValueError, FileNotFoundError, PermissionError) as e:
+        # Expected failures: bad input, missing files or weights. One clear line, no traceback; any other
+        # exception is a bug and keeps its traceback.
         print(f"motionguide {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -24,10 +24,10 @@ from .adapter import (
     MotionGuidanceConfig,
     apply_motion_guidance,
     get_motion_guidance,
-    load_motion_guidance,
     remove_motion_guidance,
     set_guidance,
 )
+from .adapter_weights import load_motion_guidance
 from .guidance import Guidance, check_strength
 from .latent import LatentPull, latent_guidance
 from .registry import get_spec, vae_from_pipeline

@@ -9,7 +9,7 @@ import argparse
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    from ..model import MODES
+    from ..embedded.generation import MODES
 
     p.add_argument("-o", "--output", required=True, help="output video (.mp4, .mkv, .mov)")
     p.add_argument("--motion-scale", type=float, default=1.0, help="multiply the motion (0 freezes, 1 keeps, 2 doubles; 0..4)")
@@ -68,7 +68,7 @@ def _inputs(args) -> dict:
     from flow.io import read_image
     from flow.video import read_video
 
-    from ..cli import UserError
+    from ..errors import UserError
     from ..jobs import demo_inputs
 
     if args.demo:
@@ -100,7 +100,7 @@ def run(args) -> int:
     from flow.video import write_video
 
     from .. import jobs
-    from ..cli import UserError
+    from ..errors import UserError
 
     if args.job == "speed" and args.factor is None and not args.demo:
         raise UserError("speed needs --factor F (0.25 .. 4)")
@@ -145,6 +145,7 @@ def _run_pipeline(args, d) -> int:
     from flow.video import write_video
 
     from .. import jobs
+    from ..embedded.windows import generate_windows, resize_guidance, window
 
     pipe = jobs.load_pipeline(args.pipeline)
     common = dict(model=None, motion_scale=args.motion_scale, strength=args.strength, mode="flow_only", flow=args.flow)
@@ -161,9 +162,9 @@ def _run_pipeline(args, d) -> int:
     print(f"wrote {args.output}: {frames.shape[0]} frames of {frames.shape[2]}x{frames.shape[3]} ({type(pipe).__name__})")
     if args.compare:
         n = frames.shape[0]
-        g = jobs._window(res.guidance, 0, n, {}) if n != res.guidance.num_frames else res.guidance
-        g = jobs.resize_guidance(g, tuple(frames.shape[-2:]))
-        warped = jobs.generate_windows(None, g, mode="flow_only")[0].transpose(0, 1)
+        g = window(res.guidance, 0, n, {}) if n != res.guidance.num_frames else res.guidance
+        g = resize_guidance(g, tuple(frames.shape[-2:]))
+        warped = generate_windows(None, g, mode="flow_only")[0].transpose(0, 1)
         jobs.save_compare(args.compare, jobs.JobResult(frames, g, warped, res.inputs))
         print(f"wrote {args.compare}")
     return 0

@@ -1,0 +1,271 @@
+"""Guided generation on the embedded model: the plugin's latent guidance on pixels, the reference clip
+moved toward the warp by the learned gates, the sampler, and the continuation mix.
+
+How a guided call works (modes ``latent`` / ``both``):
+
+1. the **warp** (:func:`flow_only`): each target frame is the weighted blend of its warped sources, through
+   the adapters' :class:`~motionguide.embedded.heads.BlendHead` where two sources share a pixel;
+2. the **gates** (:func:`gate_maps`): per pixel, the reference gate and the correction gate, looked up by
+   trust level and corrected by the :class:`~motionguide.embedded.heads.GateHead`;
+3. the **reference** the network corrects moves from the static frame toward the warp,
+   ``ref = static + strength * g * (warp - static)``, and the network's correction is scaled by
+   ``1 - strength * c`` (:func:`guided_reference_and_scale`);
+4. sampling starts from that reference noised to a low time (SDEdit-style, ``start``) with the plugin's
+   latent and feature guidance set on the transformer;
+5. in mode ``both`` the generated continuation frames are mixed with their warp by the
+   :class:`~motionguide.embedded.heads.ContinuationHead` (:func:`mix_continuation`).
+
+Strength 0 is exactly the unguided sampler. Shapes: clips ``(B, 3, T, H, W)`` float in [0, 1].
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from flow.warp import backward_warp
+
+from ..adapter import set_guidance
+from ..guidance import check_strength
+from ..latent import LatentGuidance, latent_guidance
+from .adapters import GATE_SCALE, pixel_vae, set_lora_scale
+from .heads import BlendHead, gate_features, trust_levels
+from .network import EmbeddedVideoModel
+
+__all__ = ["MODES", "GUIDED_START", "latent_guidance_of", "gate_maps", "guided_reference_and_scale",
+           "source_warps", "known_of", "flow_only", "continuation_frames", "continuation_inputs",
+           "mix_continuation", "generate_guided"]
+
+MODES = ("unguided", "latent", "feature", "both", "training_free", "flow_only")
+#: where guided sampling starts at strength 1 (1.0 = from pure noise); the adapters train from there
+GUIDED_START = 0.1
+
+
+def latent_guidance_of(guidance, *, strength: float | None = None, latent: bool = True,
+                       feature: bool = True) -> LatentGuidance:
+    """The plugin's :class:`~motionguide.latent.LatentGuidance` for the embedded model (latents = pixels in
+    [-1, 1]); ``latent=False`` zeroes the latent level, ``feature=False`` drops the flows."""
+    lg = latent_guidance(guidance.with_latents(guidance.frames * 2 - 1), vae=pixel_vae(), strength=strength)
+    if not latent:
+        lg = LatentGuidance(torch.zeros_like(lg.latents), torch.zeros_like(lg.mask), lg.sources, lg.flows,
+                            lg.weights, lg.strength)
+    if not feature:
+        lg = LatentGuidance(lg.latents, lg.mask, strength=lg.strength)
+    return lg
+
+
+def gate_maps(gates, static: torch.Tensor, lg: LatentGuidance,
+              warp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(reference gate, correction gate)``, each ``(B, 1, T, H, W)``, in units of ``GATE_SCALE * gate``
+    before the strength: the :class:`~motionguide.embedded.adapters.GuidanceGates`' per-trust-level values
+    looked up per pixel, plus the gate head's per-pixel corrections. static / warp: the static reference and
+    the warp, ``(B, 3, T, H, W)`` in [-1, 1]."""
+    mask = lg.mask
+    levels = trust_levels(lg).to(mask.device)
+    ref = GATE_SCALE * gates.reference_gate.to(mask)[levels]
+    corr = GATE_SCALE * gates.correction_gate.to(mask)[levels]
+    d = gates.gate_head(gate_features(static.to(mask), warp.to(mask), lg, levels))
+    return ref + d[:, :1], corr + d[:, 1:]
+
+
+def guided_reference_and_scale(model: EmbeddedVideoModel, guidance, lg: LatentGuidance, static: torch.Tensor,
+                               strength: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(reference, correction scale, warp)`` of one guided call, as generation and adapter training both
+    need them.
+
+    reference ``(B, 3, T, H, W)`` in [-1, 1]: ``static + strength * g * (warp - static)``; correction scale
+    ``(B, 1, T, H, W)``: ``1 - strength * c``, the factor on the network's correction (its 4x4-patch noise
+    costs more than it gains where the flow is right, so training learns how much to damp it there);
+    warp: :func:`flow_only` in [0, 1] through the adapters' blend head (no gradient: the blend trains
+    alone). ``g``, ``c``: :func:`gate_maps`. static: the static reference in [-1, 1].
+    """
+    gates = model.gates
+    if gates is None:
+        raise ValueError("guided generation with the latent level needs trained adapters on the model "
+                         "(attach_adapters or load_adapters)")
+    with torch.no_grad():
+        warp01 = flow_only(guidance, gates.blend_head)
+        warp = (warp01 * 2 - 1).to(static)
+    g, c = gate_maps(gates, static, lg, warp)
+    s = float(strength)
+    return static + g * s * (warp.to(static) - static), 1.0 - s * c, warp01
+
+
+def source_warps(guidance, t: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """``[(warped (B, 3, H, W), weight (B, 1, H, W), flow (B, 2, H, W))]`` for each source of output frame
+    ``t`` of a Guidance, in source order (border padding)."""
+    out = []
+    for k in range(guidance.sources.shape[1]):
+        s = int(guidance.sources[t, k])
+        if s >= 0:
+            flow = guidance.flows[:, t, k]
+            out.append((backward_warp(guidance.frames[:, :, s], flow), guidance.weights[:, t, k], flow))
+    return out
+
+
+def known_of(guidance) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(known_frames (B, 3, T, H, W) in [0, 1], known (B, T) bool)`` from a Guidance's placed frames."""
+    b, _, _, h, w = guidance.frames.shape
+    t = guidance.num_frames
+    kf = guidance.frames.new_zeros(b, 3, t, h, w)
+    known = torch.zeros(b, t, dtype=torch.bool)
+    for i, p in enumerate(guidance.positions):
+        if p is not None:
+            kf[:, :, p] = guidance.frames[:, :, i]
+            known[:, p] = True
+    if not bool(known.any()):
+        raise ValueError("guidance places no known frame in the clip; the embedded model needs at least one")
+    return kf, known
+
+
+def flow_only(guidance, blend: BlendHead | None = None) -> torch.Tensor:
+    """Plain warping without the model ``(B, 3, T, H, W)`` in [0, 1]: each target frame is the weighted blend
+    of its warped sources (border padding), the first source alone where the weights vanish.
+
+    blend: a trained :class:`~motionguide.embedded.heads.BlendHead` (``model.gates.blend_head``) blends frames with two sources
+    per pixel instead of with the guidance's fixed weights; None (the flow-only baseline) keeps them.
+    """
+    kf, known = known_of(guidance)
+    out = kf.clone()
+    for t in range(guidance.num_frames):
+        if bool(known[0, t]):
+            continue
+        srcs = source_warps(guidance, t)
+        if not srcs:  # no source at all: hold the nearest known frame
+            out[:, :, t] = kf[:, :, int(torch.nonzero(known[0, : t + 1])[-1])]
+            continue
+        if blend is not None and len(srcs) == 2:
+            warps, weights, flows = (torch.stack(x, 1) for x in zip(*srcs))
+            out[:, :, t] = blend.blend(warps.to(kf), weights.to(kf), flows.to(kf))
+            continue
+        acc = sum(wt * warped for warped, wt, _ in srcs)
+        wsum = sum(wt for _, wt, _ in srcs)
+        out[:, :, t] = torch.where(wsum > 1e-6, acc / wsum.clamp(min=1e-6), srcs[0][0])
+    return out.clamp(0, 1)
+
+
+def continuation_frames(guidance) -> list[tuple[int, int]]:
+    """``[(t, frames since the last known frame)]`` for the generated frames after the last known frame that
+    have a source (the frames the :class:`~motionguide.embedded.heads.ContinuationHead` mixes)."""
+    known = [p for p in guidance.positions if p is not None]
+    last = max(known)
+    return [(t, t - last) for t in range(last + 1, guidance.num_frames)
+            if t not in known and bool((guidance.sources[t] >= 0).any())]
+
+
+def continuation_inputs(guidance, out: torch.Tensor, warp: torch.Tensor) -> tuple[list[int], tuple[torch.Tensor, ...]]:
+    """``(frames, (out, warp, weight, flow, ahead))`` of the continuation frames of a clip ``out`` and its
+    warp ``warp`` (both ``(B, 3, T, H, W)`` in [0, 1]), stacked over frames and batch as
+    :meth:`~motionguide.embedded.heads.ContinuationHead.mix` takes them."""
+    cont = continuation_frames(guidance)
+    if not cont:
+        return [], ()
+    b = out.shape[0]
+    cols = [(out[:, :, t], warp[:, :, t], guidance.weights[:, t].sum(1), guidance.flows[:, t, 0],
+             torch.full((b,), float(d))) for t, d in cont]
+    return [t for t, _ in cont], tuple(torch.cat(x).to(out) for x in zip(*cols))
+
+
+def mix_continuation(model: EmbeddedVideoModel, guidance, out: torch.Tensor, strength: float,
+                     warp: torch.Tensor | None = None) -> torch.Tensor:
+    """``out (B, 3, T, H, W)`` with its continuation frames mixed with the warp by the adapters'
+    :class:`~motionguide.embedded.heads.ContinuationHead` (unchanged without one). warp: the call's
+    :func:`flow_only` clip in [0, 1] when the caller has it (it costs about a tenth of a clip to recompute)."""
+    head = model.gates.continuation_head if model.gates is not None else None
+    if head is None:
+        return out
+    with torch.no_grad():
+        if warp is None:
+            warp = flow_only(guidance, model.gates.blend_head)
+        warp = warp.to(out)
+        frames, x = continuation_inputs(guidance, out, warp)
+        if not frames:
+            return out
+        p = next(head.parameters())
+        mixed = head.mix(*(v.to(p) for v in x), strength=strength).to(out)
+        res = out.clone()
+        b = out.shape[0]
+        for i, t in enumerate(frames):
+            res[:, :, t] = mixed[i * b:(i + 1) * b]
+    return res
+
+
+def generate_guided(
+    model: EmbeddedVideoModel,
+    guidance,
+    *,
+    mode: str = "both",
+    strength: float | None = None,
+    steps: int | None = None,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
+    start: float = GUIDED_START,
+) -> torch.Tensor:
+    """Generate the clip a :class:`~motionguide.guidance.Guidance` describes ``(B, 3, T, H, W)`` in [0, 1].
+
+    mode: ``unguided`` (the base model), ``latent`` / ``feature`` / ``both`` (trained adapters with one or
+    both levels; needs :func:`~motionguide.embedded.adapters.attach_adapters` or ``load_adapters``),
+    ``training_free`` (needs a model with a ``training_free`` adapter), ``flow_only`` (warping alone).
+    strength: defaults to the guidance's. start: with the latent level on, sampling starts from the guided
+    reference noised to ``t = 1 - strength * (1 - start)`` (1 = from pure noise; strength 0 gives exactly
+    the unguided sampler). The guidance must match the model's frames and size (the jobs window and resize).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    s = check_strength(guidance.strength if strength is None else strength)
+    cfg = model.config
+    if (guidance.num_frames, *guidance.size) != (cfg.num_frames, cfg.height, cfg.width):
+        raise ValueError(
+            f"guidance is {guidance.num_frames} frames of {guidance.size[1]}x{guidance.size[0]} (WxH), the model "
+            f"makes {cfg.num_frames} frames of {cfg.width}x{cfg.height}; the jobs window and resize for you"
+        )
+    if mode == "flow_only":
+        return flow_only(guidance)
+    kf, known = known_of(guidance)
+    adapter = getattr(model.transformer, "motion_guidance", None)
+    if mode == "unguided":
+        if adapter is not None:
+            set_guidance(model.transformer, None)
+        set_lora_scale(model, 0.0)
+        return model.generate(kf, known, steps=steps, seed=seed, progress=progress)
+    if adapter is None:
+        raise ValueError(f"mode {mode!r} needs motion-guidance adapters on the model (attach_adapters/load_adapters)")
+    want = "training_free" if mode == "training_free" else "trained"
+    if adapter.config.mode != want:
+        raise ValueError(f"mode {mode!r} needs a {want} adapter, the model carries a {adapter.config.mode} one")
+    lg = latent_guidance_of(guidance, strength=s, latent=mode in ("latent", "both"),
+                            feature=mode in ("feature", "both", "training_free"))
+    p = next(model.transformer.parameters())
+    lg = lg.to(p.device, p.dtype)
+    callback = None
+    ref = None
+    out_scale = None
+    warp = None
+    if mode == "training_free":
+        set_lora_scale(model, 0.0)
+        lo, hi = adapter.config.pull_steps
+        n = int(steps or cfg.steps)
+        g = torch.Generator().manual_seed(int(seed) + 1)
+        noise = torch.randn(lg.latents.shape, generator=g).to(p)
+        target, mask = lg.latents, lg.mask
+
+        def callback(i, t_next, x):  # the plugin's LatentPull rule on this model's own Euler sampler
+            if s == 0 or not (lo <= i / n < hi) or t_next <= 0:
+                return None
+            renoised = (1 - t_next) * target + t_next * noise
+            return x + s * mask * (renoised - x)
+    else:
+        set_lora_scale(model, s)
+        if mode in ("latent", "both"):
+            kn = known.to(p.device)
+            static = EmbeddedVideoModel.reference((kf.to(p) * 2 - 1) * kn[:, None, :, None, None], kn)  # as generate's
+            ref, out_scale, warp = guided_reference_and_scale(model, guidance, lg, static, s)
+    t_start = 1.0 - s * (1.0 - float(start)) if mode in ("latent", "both") else 1.0
+    try:
+        set_guidance(model.transformer, lg)
+        out = model.generate(kf, known, steps=steps, seed=seed, ref=ref, out_scale=out_scale, callback=callback,
+                             progress=progress, t_start=t_start)
+        return mix_continuation(model, guidance, out, s, warp) if mode == "both" else out
+    finally:
+        set_guidance(model.transformer, None)
+        set_lora_scale(model, 1.0)

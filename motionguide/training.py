@@ -1,0 +1,286 @@
+"""The training loop every recipe shares: the embedded model's stages and adapters for a user's pipeline.
+
+One loop, on one CPU process or, unchanged, under ``accelerate launch`` on several GPUs
+(``accelerate.Accelerator`` places the model, wraps the optimizer and averages gradients). A recipe says
+what differs: the model, its trainable parameters, the loss of one step and how the result is exported
+(:class:`Recipe`). Every rank draws its data from a generator seeded by (seed, step, rank), so a resumed run
+sees exactly the batches the interrupted one would have seen (no data-loader state to save).
+
+Every ``checkpoint_every`` steps (and at the end) the run writes, each folder atomically:
+
+* ``OUT/checkpoint/``: trainable weights, EMA weights, optimizer state, step and loss history (resume);
+* ``OUT/<export_name>/``: the EMA weights in the recipe's shipped format;
+* ``OUT/loss.png``: the loss curve.
+
+A second run with the same ``OUT`` resumes from ``OUT/checkpoint`` (``resume=False`` starts afresh); a
+checkpoint of another kind of run is refused before anything is trained.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+
+from flow.atomic import atomic_path
+
+from .errors import UserError
+
+__all__ = ["LoopConfig", "Recipe", "run_training", "plot_losses", "replace_dir", "lr_at"]
+
+
+@contextlib.contextmanager
+def replace_dir(folder: str | os.PathLike) -> Iterator[Path]:
+    """``with replace_dir(F) as tmp:`` write files into ``tmp``; on success ``tmp`` replaces ``F`` whole.
+
+    The files go to a hidden temporary folder beside ``F`` and are renamed into place only when the block
+    ends without an error, so a failed write (a full disk, an interrupt) leaves the previous ``F`` intact and
+    no partial folder. ``os.replace`` cannot swap folders, hence the two renames through ``.F.old``.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        yield tmp
+        old = folder.with_name(f".{folder.name}.old")
+        if folder.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            folder.rename(old)
+        tmp.rename(folder)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def plot_losses(losses: list[float], path: str | os.PathLike, title: str = "loss") -> None:
+    """Raw loss (light) and its running mean over 50 steps; written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    x = list(range(1, len(losses) + 1))
+    ax.plot(x, losses, color="#9ecae1", lw=0.6, label="per step")
+    k = 50
+    if len(losses) >= 2:
+        run, acc = [], 0.0
+        for i, v in enumerate(losses):
+            acc += v
+            if i >= k:
+                acc -= losses[i - k]
+            run.append(acc / min(i + 1, k))
+        ax.plot(x, run, color="#08519c", lw=1.5, label=f"mean of {k}")
+    if min(losses, default=1.0) > 0:  # log-MSE losses go below 0: linear axis then
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+@dataclass
+class LoopConfig:
+    """How the loop runs (the recipe says what it trains); validated.
+
+    kind: names the run; a checkpoint of another kind is refused on resume. export_name: the folder under
+    ``out`` the recipe exports to. mixed_precision: ``"no"`` or ``"bf16"`` (autocast through accelerate).
+    validate_every: steps between the recipe's ``validate`` (0 = never).
+    """
+
+    kind: str
+    steps: int
+    out: str
+    lr: float
+    warmup: int | None = None  # default: min(100, steps // 10), at least 1
+    ema: float = 0.995
+    seed: int = 0
+    checkpoint_every: int = 100
+    resume: bool = True
+    threads: int | None = None
+    progress: bool = True
+    grad_clip: float = 1.0
+    export_name: str = "adapters"
+    mixed_precision: str = "no"
+    validate_every: int = 0
+
+    def __post_init__(self):
+        if self.steps < 1 or self.checkpoint_every < 1:
+            raise ValueError(f"steps and checkpoint_every must be >= 1, got {self.steps}, {self.checkpoint_every}")
+        if not (self.lr > 0 and 0 <= self.ema < 1):
+            raise ValueError(f"lr must be > 0 and ema in [0, 1), got {self.lr}, {self.ema}")
+        if self.mixed_precision not in ("no", "bf16"):
+            raise ValueError(f"mixed_precision must be 'no' or 'bf16', got {self.mixed_precision!r}")
+        if self.validate_every < 0 or (self.threads is not None and self.threads < 1):
+            raise ValueError(f"validate_every must be >= 0 and threads >= 1, got {self.validate_every}, {self.threads}")
+        if self.warmup is None:
+            self.warmup = max(1, min(100, self.steps // 10))
+
+
+def lr_at(cfg: LoopConfig, step: int) -> float:
+    """Linear warm-up over ``cfg.warmup`` steps, then cosine down to 10 % of ``cfg.lr`` at the last step."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    p = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+class Recipe:
+    """What one kind of training run trains. Subclasses set ``model`` and implement the three methods;
+    ``validate`` is optional."""
+
+    model: torch.nn.Module
+
+    def trainable(self) -> list[tuple[str, torch.nn.Parameter]]:
+        """``[(name, parameter)]`` that train; everything else of ``model`` is frozen by the loop."""
+        raise NotImplementedError
+
+    def loss(self, step: int, rank: int, generator: torch.Generator) -> torch.Tensor:
+        """The scalar loss of one step; draw all randomness from ``generator`` (seeded per step and rank)."""
+        raise NotImplementedError
+
+    def export(self, folder: Path, metrics: dict) -> None:
+        """Write the trained parts (EMA weights swapped in) in their shipped format into ``folder``."""
+        raise NotImplementedError
+
+    def validate(self, step: int, out: Path) -> None:  # noqa: B027 - optional hook
+        """Optional: e.g. write a validation clip under ``out`` (called every ``validate_every`` steps)."""
+
+
+def _need_matplotlib() -> None:
+    if importlib.util.find_spec("matplotlib") is None:
+        raise UserError("training writes its loss curve with matplotlib, which is not installed; "
+                        "run `pip install matplotlib` (it is a dependency of motionguide) and start again")
+
+
+def run_training(cfg: LoopConfig, make_recipe: Callable[[], Recipe], *, config: dict[str, Any] | None = None,
+                 log: Callable[[str], None] = print) -> dict:
+    """Run (or resume) a training recipe; returns ``{"step", "loss", "out"}``.
+
+    make_recipe: builds the recipe after the seed is set (its random initialisation is part of the run).
+    config: what the run was asked to do, saved in the checkpoint's ``state.json`` for the record.
+    """
+    from accelerate import Accelerator
+    from safetensors.torch import load_file, save_file
+    from tqdm.auto import tqdm
+
+    _need_matplotlib()
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out)
+    ckpt = out / "checkpoint"
+    state = None
+    if cfg.resume and (ckpt / "state.json").is_file():
+        # checked before the recipe is built: a wrong --out fails in a second, not after minutes of set-up
+        try:
+            state = json.loads((ckpt / "state.json").read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise UserError(f"{ckpt / 'state.json'} cannot be read ({e}); use another --out or start afresh "
+                            f"with --no-resume") from None
+        if state.get("kind") != cfg.kind:
+            raise UserError(f"{ckpt} holds a {state.get('kind')!r} run, not {cfg.kind!r}; use another --out or "
+                            f"--no-resume")
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision)
+    recipe = make_recipe()
+    named = recipe.trainable()
+    params = [p for _, p in named]
+    for p in recipe.model.parameters():
+        p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    ema = {n: p.detach().clone() for n, p in named}
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.99))
+    model, opt = accelerator.prepare(recipe.model, opt)
+    recipe.model = accelerator.unwrap_model(model)
+    step, losses = 0, []
+    if state is not None:
+        cur = load_file(ckpt / "trainable.safetensors")
+        emas = load_file(ckpt / "ema.safetensors")
+        if set(cur) != {n for n, _ in named}:
+            raise UserError(f"{ckpt} does not match this model (its trainable parameters differ); use another "
+                            f"--out or --no-resume")
+        with torch.no_grad():
+            for n, p in named:
+                p.copy_(cur[n])
+                ema[n].copy_(emas[n])
+        opt.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
+        step, losses = int(state["step"]), list(state["losses"])
+        log(f"resumed {cfg.kind} training from {ckpt} at step {step}")
+    if step >= cfg.steps:
+        log(f"{ckpt} is already at step {step} >= --steps {cfg.steps}; nothing to do")
+        return {"step": step, "loss": losses[-1] if losses else float("nan"), "out": str(out)}
+
+    def checkpoint():
+        if not accelerator.is_main_process:
+            return
+        with replace_dir(ckpt) as tmp:
+            save_file({n: p.detach().cpu().contiguous() for n, p in named}, tmp / "trainable.safetensors")
+            save_file({n: v.cpu().contiguous() for n, v in ema.items()}, tmp / "ema.safetensors")
+            torch.save(opt.state_dict(), tmp / "optimizer.pt")
+            (tmp / "state.json").write_text(json.dumps({"kind": cfg.kind, "step": step, "losses": losses,
+                                                         "config": config or {}}, default=str))
+        # export the EMA weights (swap in, export, swap back)
+        with torch.no_grad():
+            cur = {n: p.detach().clone() for n, p in named}
+            for n, p in named:
+                p.copy_(ema[n])
+            recent = losses[-50:]
+            metrics = {"step": step, "train_loss_mean_last_50": sum(recent) / max(1, len(recent))}
+            try:
+                recipe.export(out / cfg.export_name, metrics)
+            finally:
+                for n, p in named:
+                    p.copy_(cur[n])
+        if losses:
+            plot_losses(losses, out / "loss.png", title=f"{cfg.kind} training loss")
+
+    out.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.kind}",
+               disable=not (cfg.progress and accelerator.is_main_process), dynamic_ncols=True)
+    model.train()
+    t0 = time.time()
+    while step < cfg.steps:
+        g = torch.Generator().manual_seed(cfg.seed * 7919 + step * 97 + accelerator.process_index)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(cfg, step)
+        with accelerator.autocast():
+            loss = recipe.loss(step, accelerator.process_index, g)
+        opt.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+        with torch.no_grad():
+            d = min(cfg.ema, (1 + step) / (10 + step))  # short runs: the EMA warms up
+            for n, p in named:
+                ema[n].lerp_(p.detach(), 1 - d)
+        lv = float(accelerator.gather(loss.detach().float()[None]).mean())
+        if not math.isfinite(lv):
+            raise RuntimeError(f"loss became {lv} at step {step}; lower --lr or resume from the last checkpoint")
+        losses.append(lv)
+        step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.4f}", lr=f"{lr_at(cfg, step - 1):.1e}")
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            checkpoint()
+            log(f"step {step}: loss(mean 50) {sum(losses[-50:]) / len(losses[-50:]):.4f}, "
+                f"{(time.time() - t0) / 60:.1f} min, checkpoint in {ckpt}")
+        if cfg.validate_every and step % cfg.validate_every == 0 and accelerator.is_main_process:
+            recipe.validate(step, out)
+    bar.close()
+    accelerator.wait_for_everyone()
+    return {"step": step, "loss": losses[-1], "out": str(out)}
