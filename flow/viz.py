@@ -15,7 +15,6 @@ import os
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from .checks import check_flow
 

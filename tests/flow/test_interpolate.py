@@ -11,12 +11,12 @@ from flow.interpolate import (
     FlowInterpolator,
     IFNetInterpolator,
     Intermediate,
-    _work_scale,
     check_times,
     get_interpolator,
     linear_intermediate,
     synthesize,
 )
+from flow.interpolate.from_flow import _work_scale
 from flow.warp import backward_warp
 
 
