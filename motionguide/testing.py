@@ -315,3 +315,75 @@ def save_tiny_pipeline(arch: str, folder, *, seed: int = 0, image_encoder: bool 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
+
+
+# -- published transformer configs at real size ------------------------------------------------------------
+# Each: the diffusers class, its config as published in the model's transformer/config.json on the Hugging Face
+# hub (the keys a diffusers class takes; the others are the class defaults, which match), the pipeline class and
+# the default video it generates (the pipeline's own call defaults), and where the numbers come from.
+REAL_CONFIGS: dict[str, dict[str, Any]] = {
+    "Wan2.1-T2V-1.3B": dict(
+        cls="WanTransformer3DModel", pipeline="WanPipeline",
+        source="https://huggingface.co/Wan-AI/Wan2.1-T2V-1.3B-Diffusers/blob/main/transformer/config.json",
+        config=dict(patch_size=(1, 2, 2), num_attention_heads=12, attention_head_dim=128, in_channels=16,
+                    out_channels=16, text_dim=4096, freq_dim=256, ffn_dim=8960, num_layers=30, cross_attn_norm=True,
+                    qk_norm="rms_norm_across_heads", eps=1e-6, image_dim=None, added_kv_proj_dim=None,
+                    rope_max_seq_len=1024),
+        video=dict(height=480, width=832, num_frames=81), text_len=512),
+    "Wan2.1-I2V-14B-480P": dict(
+        cls="WanTransformer3DModel", pipeline="WanImageToVideoPipeline",
+        source="https://huggingface.co/Wan-AI/Wan2.1-I2V-14B-480P-Diffusers/blob/main/transformer/config.json",
+        config=dict(patch_size=(1, 2, 2), num_attention_heads=40, attention_head_dim=128, in_channels=36,
+                    out_channels=16, text_dim=4096, freq_dim=256, ffn_dim=13824, num_layers=40, cross_attn_norm=True,
+                    qk_norm="rms_norm_across_heads", eps=1e-6, image_dim=1280, added_kv_proj_dim=5120,
+                    rope_max_seq_len=1024),
+        video=dict(height=480, width=832, num_frames=81), text_len=512, image_len=257),
+    "CogVideoX-5B-I2V": dict(
+        cls="CogVideoXTransformer3DModel", pipeline="CogVideoXImageToVideoPipeline",
+        source="https://huggingface.co/THUDM/CogVideoX-5b-I2V/blob/main/transformer/config.json",
+        config=dict(num_attention_heads=48, attention_head_dim=64, in_channels=32, out_channels=16,
+                    flip_sin_to_cos=True, freq_shift=0, time_embed_dim=512, text_embed_dim=4096, num_layers=42,
+                    dropout=0.0, attention_bias=True, sample_width=90, sample_height=60, sample_frames=49,
+                    patch_size=2, temporal_compression_ratio=4, max_text_seq_length=226,
+                    activation_fn="gelu-approximate", timestep_activation_fn="silu", norm_elementwise_affine=True,
+                    norm_eps=1e-5, spatial_interpolation_scale=1.875, temporal_interpolation_scale=1.0,
+                    use_rotary_positional_embeddings=True, use_learned_positional_embeddings=True),
+        video=dict(height=480, width=720, num_frames=49), text_len=226),
+    "LTX-Video-2B": dict(
+        cls="LTXVideoTransformer3DModel", pipeline="LTXConditionPipeline",
+        source="https://huggingface.co/Lightricks/LTX-Video/blob/main/transformer/config.json (0.9.0 / 0.9.1, 2B)",
+        config=dict(in_channels=128, out_channels=128, patch_size=1, patch_size_t=1, num_attention_heads=32,
+                    attention_head_dim=64, cross_attention_dim=2048, num_layers=28, activation_fn="gelu-approximate",
+                    qk_norm="rms_norm_across_heads", norm_elementwise_affine=False, norm_eps=1e-6,
+                    caption_channels=4096, attention_bias=True, attention_out_bias=True),
+        video=dict(height=512, width=704, num_frames=161), text_len=256),
+}
+
+
+def real_config(name: str, *, device: str | torch.device = "meta", dtype: torch.dtype = torch.bfloat16,
+                num_layers: int | None = None, seed: int = 0) -> torch.nn.Module:
+    """Build the published transformer ``name`` (a key of :data:`REAL_CONFIGS`) at real width and channels.
+
+    ``device="meta"`` (default) allocates nothing: shapes, parameter counts and hooks, no values.
+    ``dtype`` casts the floating parameters as ``from_pretrained(torch_dtype=...)`` does, keeping the class's
+    ``_keep_in_fp32_modules`` in float32. ``num_layers`` overrides the depth (e.g. 2 blocks for a CPU forward
+    at real width). On a real device the weights are random (seeded), so outputs mean nothing.
+    """
+    import diffusers
+
+    if name not in REAL_CONFIGS:
+        raise ValueError(f"unknown config {name!r}; choose from {sorted(REAL_CONFIGS)}")
+    entry = REAL_CONFIGS[name]
+    cfg = dict(entry["config"])
+    if num_layers is not None:
+        cfg["num_layers"] = int(num_layers)
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = getattr(diffusers, entry["cls"])(**cfg)
+    keep = tuple(getattr(model, "_keep_in_fp32_modules", None) or ())
+    for mod_name, mod in model.named_modules():  # (ModelMixin.to would warn about the float32 modules)
+        want = torch.float32 if any(k in mod_name.split(".") for k in keep) else dtype
+        for t in [*mod.parameters(recurse=False), *mod.buffers(recurse=False)]:
+            if t.is_floating_point():
+                t.data = t.data.to(want)
+    return model.eval()
