@@ -328,3 +328,47 @@ def test_activation_memory_share(activation, layout, table):
     assert share <= 0.05, f"{name} {layout}: guidance saves {share:.2%} of the model's activations"
     if name.startswith("Wan"):  # the issue's target: Wan at 480p, 81 frames, also under checkpointing
         assert a["ckpt"][layout] <= 0.05
+
+
+@pytest.mark.slow
+def test_guided_forward_at_real_width_on_cpu():
+    """Wan2.1-T2V-1.3B at real width (1536 = 12 x 128, ffn 8960, text 4096), 2 blocks, bf16, on the CPU.
+
+    One guided forward and backward on a 2 x 8 x 8 latent grid (5 frames of 64 x 64 pixels): the shapes and
+    dtypes hold at real width, the trained adapter moves the output and receives gradients, strength 0 is the
+    plain model, and removal restores it.
+    """
+    torch.manual_seed(0)
+    m = testing.real_config("Wan2.1-T2V-1.3B", device="cpu", dtype=torch.bfloat16, num_layers=2)
+    assert get_spec(m).hidden_dim(m) == 1536 and m.blocks[0].ffn.net[0].proj.out_features == 8960
+    g = torch.Generator().manual_seed(1)
+    f, h, w = 2, 8, 8
+    x = torch.randn(1, 16, f, h, w, generator=g).to(torch.bfloat16)
+    kw = dict(hidden_states=x, timestep=torch.tensor([500.0]), return_dict=False,
+              encoder_hidden_states=torch.randn(1, 16, 4096, generator=g).to(torch.bfloat16))
+    with torch.no_grad():
+        plain = m(**kw)[0]
+    assert plain.shape == x.shape and plain.dtype == torch.bfloat16 and torch.isfinite(plain).all()
+
+    adapter = mg.apply_motion_guidance(m, mg.MotionGuidanceConfig(mode="trained"))
+    assert adapter.guided_blocks == (0,) and adapter.latent.proj.weight.dtype == torch.bfloat16
+    with torch.no_grad():
+        for p in adapter.parameters():
+            p.normal_(0, 0.05)
+    flows = torch.zeros(1, f, 1, 2, h, w)
+    flows[:, 1, 0, 0] = -1.0  # latent frame 1 shows frame 0 moved right by one cell
+    lg = mg.LatentGuidance.from_sources(torch.randn(1, 16, 1, h, w, generator=g), torch.zeros(f, 1, dtype=torch.long),
+                                        flows, torch.ones(1, f, 1, 1, h, w), clip_index=[0])
+    mg.set_guidance(m, lg)
+    params = mg.trainable_parameters(m)
+    guided = m(**kw)[0]
+    assert guided.shape == x.shape and guided.dtype == torch.bfloat16 and torch.isfinite(guided).all()
+    assert (guided.float() - plain.float()).abs().max() > 1e-2
+    guided.float().square().mean().backward()
+    assert all(p.grad is not None and p.grad.dtype == p.dtype and torch.isfinite(p.grad).all() for p in params)
+    assert all(not p.requires_grad for n, p in m.named_parameters() if not n.startswith("motion_guidance."))
+    with torch.no_grad(), mg.guidance_context(m, lg, strength=0.0):
+        assert torch.equal(m(**kw)[0], plain)
+    mg.remove_motion_guidance(m)
+    with torch.no_grad():
+        assert torch.equal(m(**kw)[0], plain)
