@@ -22,7 +22,7 @@ from flow estimated by DIS on the known frames, ``_estimated``):
 * ``seconds``: generation time per clip.
 
 For jobs with two sources sharing the pixels of a generated frame (speed) and adapters with a learned blend
-(:class:`motionguide.model.BlendHead`), the blend alone, without the network (JSON ``learned_blend``): how
+(:class:`motionguide.embedded.heads.BlendHead`), the blend alone, without the network (JSON ``learned_blend``): how
 much of the guided result's gain over flow-only comes from choosing per pixel between the two warps.
 
 Plus: motion scale 0.5 and 2 (mean measured motion magnitude over the one at scale 1, for the guided result
@@ -63,8 +63,8 @@ class Case:
 
     def __init__(self, job: str, seeds: list[int], estimator):
         import motionguide as mg
-        from motionguide.data import make_clip
-        from motionguide.train import true_guidance
+        from motionguide.embedded.data import make_clip, true_guidance
+
 
         self.job = job
         if job == "transfer":
@@ -243,7 +243,8 @@ def main(argv=None) -> int:
     torch.set_flush_denormal(True)
 
     from flow.estimators import get_estimator
-    from motionguide.jobs import generate_windows, load_models
+    from motionguide.embedded.windows import generate_windows
+    from motionguide.jobs import load_models
 
     est = get_estimator("dis")
     meter = UpsampledFlow(est, refines=not args.chain_only)
@@ -282,11 +283,11 @@ def main(argv=None) -> int:
                   f"(disocc {met['psnr_disoccluded']:6.2f}, out {met['psnr_out_of_frame']:6.2f})  "
                   f"epe {met['epe']:5.2f} (from last known {met['epe_anchor']:5.2f})  {sec:6.2f} s/clip", file=sys.stderr)
         # the adapters' learned blend of two warped sources alone (no network): how much of "both" it is
-        blend = getattr(trained, "blend_head", None)
+        blend = trained.gates.blend_head if trained.gates is not None else None
         # (only where two sources share pixels: the extension's fill source takes only what the last frame
         # does not see, so there the blend head has nothing to choose)
         if blend is not None and bool(((case.est.weights > 0).sum(2) >= 2).any()):
-            from motionguide.model import flow_only
+            from motionguide.embedded.generation import flow_only
 
             with torch.no_grad():
                 bt, be = (measure(case, flow_only(g, blend), meter) for g in (case.true, case.est))
@@ -313,7 +314,7 @@ def main(argv=None) -> int:
     zero = generate_windows(trained, g0, mode="both", steps=steps, seed=args.seed)
     noop = float((zero - unguided).abs().max())
     # one clip at batch 1, default steps, median of 3
-    from motionguide.train import true_guidance
+    from motionguide.embedded.data import true_guidance
 
     one = true_guidance(case.clips[:1], (0,), 8)
     times = []

@@ -275,7 +275,6 @@ def test_timestep_schedule(models):
 
 
 def test_lora_save_load(models, tmp_path):
-    pytest.importorskip("peft")
     m = testing.build("WanTransformer3DModel")
     kw = testing.inputs(m, 2, GRID)
     base = run(m, kw)
@@ -300,3 +299,34 @@ def test_lora_save_load(models, tmp_path):
     assert name == "motionguide_lora"
     mg.remove_motion_guidance(m)  # LoRA layers go too
     assert same_snapshot(before, snapshot(m)) and torch.equal(run(m, kw), base)
+
+
+def test_guidance_context_sets_for_the_block_and_restores_the_previous_guidance(models):
+    """``guidance_context`` guides the calls inside the block (as set_guidance), and afterwards restores the
+    guidance that was set before it, also when the block raises."""
+    m, kw, base = models["WanTransformer3DModel"]
+    adapter = mg.apply_motion_guidance(m, MotionGuidanceConfig(mode="trained"))
+    try:
+        perturb(adapter)
+        outer, inner = make_guidance(m, batch=2, seed=1), make_guidance(m, batch=2, seed=2, shift=3.0)
+        mg.set_guidance(m, inner)
+        want_inner = run(m, kw)
+        mg.set_guidance(m, outer)
+        want_outer = run(m, kw)
+        assert not torch.allclose(want_inner, want_outer)
+        with mg.guidance_context(m, inner) as lg:
+            assert isinstance(lg, LatentGuidance)
+            assert torch.equal(run(m, kw), want_inner)
+        assert torch.equal(run(m, kw), want_outer)
+        with pytest.raises(RuntimeError, match="inside"):
+            with mg.guidance_context(m, None):
+                assert torch.equal(run(m, kw), base)  # None inside: the base model
+                raise RuntimeError("inside")
+        assert torch.equal(run(m, kw), want_outer)
+        with mg.guidance_context(m, inner, strength=0.0):
+            assert torch.allclose(run(m, kw), base, atol=1e-5)
+    finally:
+        mg.remove_motion_guidance(m)
+    with pytest.raises(MotionGuidanceError, match="no motion guidance is applied"):
+        with mg.guidance_context(m, inner):
+            pass

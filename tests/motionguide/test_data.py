@@ -7,16 +7,8 @@ import pytest
 import torch
 
 from flow.warp import backward_warp
-from motionguide.data import (
-    HELDOUT_PHOTOS,
-    TRAIN_PHOTOS,
-    ClipDataset,
-    Layer,
-    Scene,
-    make_batch,
-    make_clip,
-    sample_scene,
-)
+from motionguide.embedded.data import ClipDataset, make_batch, make_clip
+from motionguide.embedded.scenes import HELDOUT_PHOTOS, TRAIN_PHOTOS, Layer, Scene, sample_scene
 
 
 def test_deterministic_from_seed_and_split():

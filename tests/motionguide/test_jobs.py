@@ -9,8 +9,9 @@ import torch
 
 import motionguide as mg
 from motionguide.cli import main
-from motionguide.jobs import count_windows, extend, generate_windows, resize_guidance, speed, transfer
-from motionguide.model import EmbeddedConfig, EmbeddedVideoModel, attach_adapters, save_adapters, save_embedded
+from motionguide.embedded.windows import count_windows, generate_windows, resize_guidance
+from motionguide.jobs import extend, speed, transfer
+from motionguide.embedded import EmbeddedConfig, EmbeddedVideoModel, attach_adapters, save_adapters, save_embedded
 
 TINY = dict(num_layers=1, num_heads=2, head_dim=12, ffn_dim=16, text_dim=8, freq_dim=16, steps=2)
 
@@ -26,7 +27,7 @@ def tiny_dirs(tmp_path_factory):
     with torch.no_grad():
         for p in model.transformer.motion_guidance.parameters():
             p.normal_(0, 0.05)
-        model.prior_gate.fill_(0.02)
+        model.gates.reference_gate.fill_(0.02)
     save_adapters(model, root / "adapters")
     return root
 
@@ -51,7 +52,7 @@ def test_demo_jobs_write_video_and_compare(tiny_dirs, tmp_path, job, extra, fram
 def test_files_in_and_flow_only_needs_no_model(tmp_path):
     from flow.io import write_image
     from flow.video import read_video, write_video
-    from motionguide.data import make_clip
+    from motionguide.embedded.data import make_clip
 
     c = make_clip(0, split="heldout", num_frames=6, size=(48, 64))
     write_video(tmp_path / "ref.mp4", c.frames, 10.0)
@@ -64,7 +65,7 @@ def test_files_in_and_flow_only_needs_no_model(tmp_path):
 
 
 def test_windows_cover_long_outputs():
-    from motionguide.data import make_clip
+    from motionguide.embedded.data import make_clip
 
     c = make_clip(2, split="heldout", num_frames=12)
     g = mg.speed(c.frames.transpose(0, 1)[None], 0.5, estimator=_dis())
@@ -76,9 +77,9 @@ def test_windows_cover_long_outputs():
 
 
 def test_windows_pass_the_sampler_start_through(tiny_dirs):
-    from motionguide.data import make_clip
+    from motionguide.embedded.data import make_clip
     from motionguide.jobs import load_models
-    from motionguide.model import generate_guided
+    from motionguide.embedded.generation import generate_guided
 
     model = load_models(tiny_dirs / "base", tiny_dirs / "adapters", mode="both")
     c = make_clip(3, split="heldout", num_frames=8)
@@ -104,7 +105,7 @@ def test_resize_guidance_rescales_flow():
 
 
 def test_bad_inputs_raise_clear_errors(tiny_dirs):
-    from motionguide.data import make_clip
+    from motionguide.embedded.data import make_clip
 
     c = make_clip(0, split="heldout", num_frames=4).frames
     with pytest.raises(ValueError, match="fewer than the 6 asked"):
@@ -143,7 +144,7 @@ def test_cli_errors_leave_no_output(tiny_dirs, tmp_path):
 
 def test_job_guidance_through_a_tiny_diffusers_pipeline():
     from motionguide.testing import wan_i2v_pipeline
-    from motionguide.data import make_clip
+    from motionguide.embedded.data import make_clip
     from motionguide.jobs import run_pipeline
 
     pipe, embeds = wan_i2v_pipeline()

@@ -1,4 +1,4 @@
-"""The embedded model: config, conditioning, sampler, checkpoints (shipped, corrupt, missing), adapters."""
+"""The embedded model's adapters, gates and heads, and guided generation with them."""
 from __future__ import annotations
 
 import json
@@ -8,19 +8,31 @@ import pytest
 import torch
 
 import motionguide as mg
-from motionguide.model import (
-    DEFAULT_ASSETS,
-    CheckpointError,
-    EmbeddedConfig,
-    EmbeddedVideoModel,
-    attach_adapters,
+from motionguide.embedded.adapters import GATE_SCALE, GATES_FILE, GuidanceGates, attach_adapters, load_adapters, save_adapters
+from motionguide.embedded.checkpoint import DEFAULT_ASSETS, load_embedded, save_embedded
+from motionguide.embedded.data import make_clip
+from motionguide.embedded.generation import (
+    continuation_frames,
+    continuation_inputs,
     flow_only,
+    gate_maps,
     generate_guided,
-    load_adapters,
-    load_embedded,
-    save_adapters,
-    save_embedded,
+    guided_reference_and_scale,
+    known_of,
+    latent_guidance_of,
+    source_warps,
 )
+from motionguide.embedded.heads import (
+    BlendHead,
+    ContinuationHead,
+    GateHead,
+    blend_features,
+    continuation_features,
+    gate_features,
+    trust_levels,
+)
+from motionguide.embedded.network import EmbeddedConfig, EmbeddedVideoModel
+from motionguide.errors import CheckpointError
 
 TINY = dict(num_layers=2, num_heads=2, head_dim=12, ffn_dim=16, text_dim=8, freq_dim=16, steps=2)
 
@@ -44,150 +56,6 @@ def _constant_guidance(shift: float = 2.0, strength: float = 1.0, b: int = 1):
     return mg.Guidance(first, (0,), t, sources, flows, weights, 1.0, strength)
 
 
-def test_config_validation_and_round_trip():
-    cfg = EmbeddedConfig(**TINY)
-    assert EmbeddedConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(ValueError, match="divisible"):
-        EmbeddedConfig(height=30)
-    with pytest.raises(ValueError, match="head_dim"):
-        EmbeddedConfig(head_dim=7)
-    with pytest.raises(ValueError, match="unknown"):
-        EmbeddedConfig.from_dict({"layers": 3})
-
-
-def test_reference_is_nearest_known_frame():
-    x = torch.arange(5.0).view(1, 1, 5, 1, 1).expand(1, 3, 5, 2, 2)
-    known = torch.tensor([[True, False, False, True, False]])
-    ref = EmbeddedVideoModel.reference(x, known)
-    assert ref[0, 0, :, 0, 0].tolist() == [0.0, 0.0, 3.0, 3.0, 3.0]  # ties go to the earlier frame
-    with pytest.raises(ValueError, match="known frame"):
-        EmbeddedVideoModel.reference(x, torch.zeros(1, 5, dtype=torch.bool))
-
-
-def test_generate_keeps_known_frames_and_is_seeded(tiny):
-    clip = torch.rand(2, 3, 8, 32, 32)
-    known = torch.zeros(2, 8, dtype=torch.bool)
-    known[:, 0] = True
-    known[1, 7] = True
-    a = tiny.generate(clip, known, seed=3)
-    assert a.shape == clip.shape and float(a.min()) >= 0 and float(a.max()) <= 1
-    assert torch.allclose(a[:, :, 0], clip[:, :, 0], atol=1e-6) and torch.allclose(a[1, :, 7], clip[1, :, 7], atol=1e-6)
-    assert torch.equal(a, tiny.generate(clip, known, seed=3))
-    assert not torch.equal(a, tiny.generate(clip, known, seed=4))
-    with pytest.raises(ValueError, match="T, H, W"):
-        tiny.generate(torch.rand(1, 3, 4, 32, 32), known[:1, :4])
-
-
-def test_loss_is_finite_and_differentiable(tiny):
-    clip = torch.rand(2, 3, 8, 32, 32)
-    known = EmbeddedVideoModel.draw_known(2, 8, torch.Generator().manual_seed(0))
-    loss = tiny.loss(clip, known, generator=torch.Generator().manual_seed(0))
-    loss.backward()
-    assert torch.isfinite(loss) and tiny.transformer.proj_out.weight.grad is not None
-    tiny.zero_grad()
-
-
-def test_matched_batches_noise_the_given_clip_at_times_in_range(tiny, monkeypatch):
-    """Train as you sample: with ``noised`` the network sees that clip noised (the guided reference where
-    guided sampling starts), at t drawn in ``t_range``; the target stays the true clip."""
-    clip = torch.rand(2, 3, 8, 32, 32)
-    ref = torch.rand(2, 3, 8, 32, 32) * 2 - 1
-    known = torch.zeros(2, 8, dtype=torch.bool)
-    known[:, 0] = True
-    seen = {}
-
-    def spy(x_t, t, known_frames, known, ref=None, out_scale=None):
-        seen["x_t"], seen["t"] = x_t, t
-        return torch.zeros_like(x_t)
-
-    monkeypatch.setattr(tiny, "denoise", spy)
-    loss = tiny.loss(clip, known, generator=torch.Generator().manual_seed(0), ref=ref, noised=ref, t_range=(0.1, 0.1))
-    assert torch.allclose(seen["t"], torch.full((2,), 0.1))
-    noise = (seen["x_t"] - 0.9 * ref) / 0.1  # what is left is unit gaussian noise, not the true clip
-    assert abs(float(noise.std()) - 1) < 0.05 and abs(float(noise.mean())) < 0.05
-    # target: the true clip, in the velocity form ((x0_hat - x0) / t)^2 with x0_hat = 0 here
-    assert torch.allclose(loss, (((clip * 2 - 1) / 0.1) ** 2).mean(), rtol=1e-5)
-    loss = tiny.loss(clip, known, generator=torch.Generator().manual_seed(0), noised=ref, t_range=(0.05, 0.3))
-    assert float(seen["t"].min()) >= 0.05 and float(seen["t"].max()) <= 0.3
-    # PSNR loss: mean log MSE over the unknown frames only (frame 0 is known and left out)
-    loss = tiny.loss(clip, known, generator=torch.Generator().manual_seed(0), noised=ref, frame_psnr=True)
-    per_frame = ((clip * 2 - 1) ** 2).mean(dim=(1, 3, 4))[:, 1:]
-    assert torch.allclose(loss, torch.log(per_frame + 1e-6).mean(), rtol=1e-5)
-
-
-def test_edm_denoiser_keeps_the_input_at_low_noise_and_the_reference_at_full_noise():
-    """EDM preconditioning of the residual over ``ref``: ``t -> 0`` gives ``x_t`` itself whatever the network
-    says (detail passes through), ``t = 1`` gives ``ref + s * F`` (the network alone)."""
-    torch.manual_seed(0)
-    m = EmbeddedVideoModel(EmbeddedConfig(**TINY, prediction="edm", residual_std=0.5)).eval()
-    torch.nn.init.normal_(m.transformer.proj_out.weight, std=0.5)  # a network output far from zero
-    x = torch.rand(1, 3, 8, 32, 32) * 2 - 1
-    known = torch.zeros(1, 8, dtype=torch.bool)
-    known[:, 0] = True
-    with torch.no_grad():
-        low = m.denoise(x, torch.tensor([1e-6]), x, known)
-        ref = EmbeddedVideoModel.reference(x, known)
-        high = m.denoise(x, torch.tensor([1.0]), x, known)
-    assert torch.allclose(low, x, atol=1e-4)
-    c_skip, c_out = m.precond(torch.tensor([1.0]))
-    assert float(c_skip) == pytest.approx(0.0) and float(c_out) == pytest.approx(0.5)
-    assert not torch.allclose(high, ref, atol=1e-3)
-    loss = m.loss((x[:, :, :] + 1) / 2, known, generator=torch.Generator().manual_seed(0), t_max=0.6)
-    assert torch.isfinite(loss)
-
-
-def test_save_load_round_trip_and_corrupt_checkpoint(tiny, tmp_path):
-    folder = save_embedded(tiny, tmp_path / "m")
-    back = load_embedded(folder)
-    clip = torch.rand(1, 3, 8, 32, 32)
-    known = torch.zeros(1, 8, dtype=torch.bool)
-    known[:, 0] = True
-    assert torch.allclose(tiny.generate(clip, known), back.generate(clip, known), atol=1e-5)
-    # corrupt weights: caught by the manifest checksum, with the folder in the message
-    bad = tmp_path / "bad"
-    shutil.copytree(folder, bad)
-    w = bad / "diffusion_pytorch_model.safetensors"
-    w.write_bytes(w.read_bytes()[:-64] + b"\0" * 64)
-    with pytest.raises(CheckpointError, match="corrupt"):
-        load_embedded(bad)
-    # truncated file without a manifest: safetensors fails to read it, reported the same way
-    (bad / "manifest.json").unlink()
-    w.write_bytes(w.read_bytes()[:100])
-    with pytest.raises(CheckpointError, match="could not be read"):
-        load_embedded(bad)
-    with pytest.raises(CheckpointError, match="missing"):
-        load_embedded(tmp_path / "nowhere")
-
-
-def test_shipped_checkpoint_loads_and_generates():
-    model = load_embedded()  # assets/embedded/base, checked against its manifest
-    manifest = json.loads((DEFAULT_ASSETS / "base" / "manifest.json").read_text())
-    assert manifest["class"] == "WanTransformer3DModel"
-    cfg = model.config
-    clip = torch.rand(1, 3, cfg.num_frames, cfg.height, cfg.width)
-    known = torch.zeros(1, cfg.num_frames, dtype=torch.bool)
-    known[:, 0] = True
-    out = model.generate(clip, known, steps=2)
-    assert out.shape == clip.shape and torch.isfinite(out).all()
-    total = sum(p.stat().st_size for p in DEFAULT_ASSETS.parent.rglob("*") if p.is_file())
-    assert total <= 20 * 2**20  # issue 5: shipped weights at most 20 MB
-    # the shipped adapters carry every learned part the recipe trains, and extend with them (fill source too)
-    from motionguide.model import BlendHead, FusionHead, GateHead
-
-    load_adapters(model)
-    assert isinstance(model.gate_head, GateHead) and isinstance(model.blend_head, BlendHead)
-    assert isinstance(model.fusion_head, FusionHead)
-    from flow.estimators import get_estimator
-    from motionguide.data import make_clip
-
-    frames = make_clip(7, split="heldout", num_frames=8).frames.permute(1, 0, 2, 3)[None]
-    g = mg.extension(frames[:, :, :4], 4, estimator=get_estimator("dis"))
-    assert g.sources[4:].tolist() == [[3, 0]] * 4
-    out = generate_guided(model, g, mode="both", seed=0, steps=4)
-    assert out.shape == frames.shape and torch.isfinite(out).all()
-    assert torch.allclose(out[:, :, :4], frames[:, :, :4], atol=1e-5)  # the input frames stay (to rounding)
-
-
 def test_untrained_adapters_are_a_no_op_and_strength_zero_is_exact(tiny, tmp_path):
     model = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
     model.load_state_dict(tiny.state_dict())
@@ -204,7 +72,7 @@ def test_untrained_adapters_are_a_no_op_and_strength_zero_is_exact(tiny, tmp_pat
         for n, p in model.transformer.named_parameters():
             if "lora_B" in n:
                 p.normal_(0, 0.1)
-        model.prior_gate.fill_(0.02)
+        model.gates.reference_gate.fill_(0.02)
     guided = generate_guided(model, g, mode="both", seed=0)
     assert float((guided - base).abs().max()) > 1e-3  # trained adapters change the output
     zero = generate_guided(model, g.with_strength(0.0), mode="both", seed=0)
@@ -224,48 +92,42 @@ def test_untrained_adapters_are_a_no_op_and_strength_zero_is_exact(tiny, tmp_pat
         load_adapters(EmbeddedVideoModel(EmbeddedConfig(**TINY)), tmp_path / "none")
 
 
-def test_guided_reference_follows_the_whole_warp_and_prior_kind_round_trips(tiny, tmp_path):
-    from motionguide.model import PRIOR_SCALE, guided_reference, known_of, latent_guidance_of, trust_levels
-
+def test_guided_reference_follows_the_whole_warp_and_the_gates_round_trip(tiny, tmp_path):
     model = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
     model.load_state_dict(tiny.state_dict())
     attach_adapters(model)
-    assert model.prior_kind == "warp"
     g = _constant_guidance()
     kf, known = known_of(g)
     static = EmbeddedVideoModel.reference(kf * 2 - 1, known)
     warp = flow_only(g) * 2 - 1
     lg = latent_guidance_of(g, strength=1.0)
     with torch.no_grad():
-        model.prior_gate.fill_(1.0 / PRIOR_SCALE)  # gate 1: the reference is the flow-only warp itself
-    assert torch.allclose(guided_reference(model, static, lg, 1.0, warp), warp, atol=1e-6)
-    assert torch.equal(guided_reference(model, static, lg, 0.0, warp), static)
-    with pytest.raises(ValueError, match="flow_only"):
-        guided_reference(model, static, lg, 1.0)
+        model.gates.reference_gate.fill_(1.0 / GATE_SCALE)  # gate 1: the reference is the flow-only warp itself
+    ref, scale, warp01 = guided_reference_and_scale(model, g, lg, static, 1.0)
+    assert torch.allclose(ref, warp, atol=1e-6) and torch.allclose(warp01 * 2 - 1, warp)
+    assert torch.equal(scale, torch.ones_like(scale))  # a zero correction gate damps nothing
+    assert torch.equal(guided_reference_and_scale(model, g, lg, static, 0.0)[0], static)
     # per-pixel gates by trust level (none, one source, two+): all warp where one source sees the pixel,
     # all static where none does
     wts = g.weights.clone()
     wts[..., :16] = 0.0
-    lg_half = latent_guidance_of(mg.Guidance(g.frames, g.positions, g.num_frames, g.sources, g.flows, wts, 1.0, 1.0))
+    half = mg.Guidance(g.frames, g.positions, g.num_frames, g.sources, g.flows, wts, 1.0, 1.0)
+    lg_half = latent_guidance_of(half)
     assert set(trust_levels(lg_half)[:, :, 1:].unique().tolist()) == {0, 1}
     with torch.no_grad():
-        model.prior_gate.copy_(torch.tensor([0.0, 1.0 / PRIOR_SCALE, 0.0]))
-    ref = guided_reference(model, static, lg_half, 1.0, warp)
+        model.gates.reference_gate.copy_(torch.tensor([0.0, 1.0 / GATE_SCALE, 0.0]))
+    ref = guided_reference_and_scale(model, half, lg_half, static, 1.0)[0]
+    warp_half = flow_only(half) * 2 - 1
     unknown = ~known[0]
-    assert torch.allclose(ref[:, :, unknown, :, 16:], warp[:, :, unknown, :, 16:], atol=1e-6)
+    assert torch.allclose(ref[:, :, unknown, :, 16:], warp_half[:, :, unknown, :, 16:], atol=1e-6)
     assert torch.allclose(ref[:, :, unknown, :, :16], static[:, :, unknown, :, :16], atol=1e-6)
     save_adapters(model, tmp_path / "ad")
-    assert json.loads((tmp_path / "ad" / "manifest.json").read_text())["prior_kind"] == "warp"
+    assert sorted(json.loads((tmp_path / "ad" / "manifest.json").read_text())["files"]) == sorted(
+        ["motion_guidance.safetensors", "motion_guidance.json", GATES_FILE])
     fresh = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
     load_adapters(fresh, tmp_path / "ad")
-    assert fresh.prior_kind == "warp" and torch.equal(fresh.prior_gate, model.prior_gate)
-    # adapters written before the field existed follow the masked latent guidance, as they were trained
-    manifest = json.loads((tmp_path / "ad" / "manifest.json").read_text())
-    del manifest["prior_kind"]
-    (tmp_path / "ad" / "manifest.json").write_text(json.dumps(manifest))
-    old = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
-    load_adapters(old, tmp_path / "ad")
-    assert old.prior_kind == "masked"
+    assert torch.equal(fresh.gates.reference_gate, model.gates.reference_gate)
+    assert fresh.gates.blend_head is None and fresh.gates.continuation_head is None
 
 
 def _write_gates(folder, gates: dict) -> None:
@@ -275,10 +137,10 @@ def _write_gates(folder, gates: dict) -> None:
 
     from safetensors.torch import save_file
 
-    gate_file = folder / "reference_gate.safetensors"
+    gate_file = folder / "gates.safetensors"
     save_file(gates, str(gate_file))
     manifest = json.loads((folder / "manifest.json").read_text())
-    manifest["files"]["reference_gate.safetensors"] = hashlib.sha256(gate_file.read_bytes()).hexdigest()
+    manifest["files"]["gates.safetensors"] = hashlib.sha256(gate_file.read_bytes()).hexdigest()
     (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
@@ -295,42 +157,40 @@ def _check_noop_round_trip_and_refusal(tiny, tmp_path, model, g, guided, prefix:
     fresh.load_state_dict(tiny.state_dict())
     load_adapters(fresh, tmp_path / "ad")
     assert torch.allclose(generate_guided(fresh, g, mode="both", seed=0), guided, atol=1e-6)
-    gates = load_file(str(tmp_path / "ad" / "reference_gate.safetensors"))
+    gates = load_file(str(tmp_path / "ad" / "gates.safetensors"))
     gates[prefix + "net.0.weight"] = torch.zeros(24, 5, 3, 3)
     _write_gates(tmp_path / "ad", gates)
     other = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
     with pytest.raises(CheckpointError, match=match):
         load_adapters(other, tmp_path / "ad")
-    assert getattr(other.transformer, "motion_guidance", None) is None and not hasattr(other, "prior_gate")
+    assert getattr(other.transformer, "motion_guidance", None) is None and other.gates is None
     return fresh
 
 
 def test_refused_adapters_leave_the_model_untouched(tiny, tmp_path):
-    """Wrong gate sizes or an unknown prior_kind are refused before the plugin touches the transformer."""
+    """Gates of the wrong size, or missing, are refused before the plugin touches the transformer; a model
+    that already carries adapters is refused too."""
+    from safetensors.torch import load_file
+
     model = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
     model.load_state_dict(tiny.state_dict())
     attach_adapters(model)
     save_adapters(model, tmp_path / "ad")
-    _write_gates(tmp_path / "ad", {"prior_gate": torch.zeros(2), "correction_gate": torch.zeros(2)})
+    good = load_file(str(tmp_path / "ad" / GATES_FILE))
     fresh = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
-    with pytest.raises(CheckpointError, match="_gate has 2 values, expected 1 or one per trust level"):
-        load_adapters(fresh, tmp_path / "ad")
-    assert getattr(fresh.transformer, "motion_guidance", None) is None and not hasattr(fresh, "prior_gate")
-    _write_gates(tmp_path / "ad", {"prior_gate": torch.zeros(3), "correction_gate": torch.zeros(3)})
-    manifest = json.loads((tmp_path / "ad" / "manifest.json").read_text())
-    manifest["prior_kind"] = "sideways"
-    (tmp_path / "ad" / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(CheckpointError, match="unknown prior_kind 'sideways'"):
-        load_adapters(fresh, tmp_path / "ad")
-    assert getattr(fresh.transformer, "motion_guidance", None) is None
-    manifest["prior_kind"] = "warp"
-    (tmp_path / "ad" / "manifest.json").write_text(json.dumps(manifest))
+    for bad in ({**good, "reference_gate": torch.zeros(2)}, {k: v for k, v in good.items() if k != "correction_gate"}):
+        _write_gates(tmp_path / "ad", bad)
+        with pytest.raises(CheckpointError, match="do not match this version's GuidanceGates"):
+            load_adapters(fresh, tmp_path / "ad")
+        assert getattr(fresh.transformer, "motion_guidance", None) is None and fresh.gates is None
+    _write_gates(tmp_path / "ad", good)
     load_adapters(fresh, tmp_path / "ad")  # the same folder, mended, loads into the untouched model
-    assert fresh.transformer.motion_guidance is not None and fresh.prior_gate.numel() == 3
+    assert fresh.transformer.motion_guidance is not None and fresh.gates.reference_gate.numel() == 3
+    with pytest.raises(mg.MotionGuidanceError, match="already carries"):
+        load_adapters(fresh, tmp_path / "ad")
 
 
 def test_gate_features_mark_samples_outside_the_frame_and_the_distance_to_the_source():
-    from motionguide.model import GateHead, gate_features, known_of, latent_guidance_of
 
     g = _constant_guidance(shift=2.0)  # frame k samples the first frame 2k px to the left
     kf, known = known_of(g)
@@ -356,42 +216,36 @@ def test_gate_features_mark_samples_outside_the_frame_and_the_distance_to_the_so
 def test_gate_head_starts_neutral_changes_the_output_when_trained_and_round_trips(tiny, tmp_path):
     """A fresh head (zero last layer) leaves the per-level gates exactly as they were; a trained one moves
     them per pixel, strength 0 is still the unguided model, and save/load keeps it."""
-    from motionguide.model import GateHead, gate_maps, known_of, latent_guidance_of
 
     model = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
     model.load_state_dict(tiny.state_dict())
     attach_adapters(model)
-    assert isinstance(model.gate_head, GateHead)
+    assert isinstance(model.gates.gate_head, GateHead)
     with torch.no_grad():
         for n, prm in model.transformer.named_parameters():
             if "lora_B" in n:
                 prm.normal_(0, 0.05)
-        model.prior_gate.copy_(torch.tensor([0.01, 0.04, 0.04]))
-        model.correction_gate.copy_(torch.tensor([0.0, 0.03, 0.03]))
+        model.gates.reference_gate.copy_(torch.tensor([0.01, 0.04, 0.04]))
+        model.gates.correction_gate.copy_(torch.tensor([0.0, 0.03, 0.03]))
     g = _constant_guidance()
     kf, known = known_of(g)
     static = EmbeddedVideoModel.reference(kf * 2 - 1, known)
     warp = flow_only(g) * 2 - 1
     lg = latent_guidance_of(g)
-    with_head = gate_maps(model, static, lg, warp)
-    head, model.gate_head = model.gate_head, None
-    without = gate_maps(model, static, lg, warp)
+    with_head = gate_maps(model.gates, static, lg, warp)
+    levels = trust_levels(lg)
+    per_level = (GATE_SCALE * model.gates.reference_gate[levels], GATE_SCALE * model.gates.correction_gate[levels])
+    assert all(torch.equal(a, b) for a, b in zip(with_head, per_level))  # a fresh head adds exactly 0
     before = generate_guided(model, g, mode="both", seed=0)
-    model.gate_head = head
-    assert all(torch.equal(a, b) for a, b in zip(with_head, without))
-    assert torch.equal(generate_guided(model, g, mode="both", seed=0), before)
-    with pytest.raises(ValueError, match="per-pixel head"):
-        gate_maps(model, None, lg, warp)
     with torch.no_grad():
-        for prm in model.gate_head.parameters():
+        for prm in model.gates.gate_head.parameters():
             prm.normal_(0, 0.2)
     guided = generate_guided(model, g, mode="both", seed=0)
     assert float((guided - before).abs().max()) > 1e-3
-    _check_noop_round_trip_and_refusal(tiny, tmp_path, model, g, guided, "gate_head.", "gate head does not match")
+    _check_noop_round_trip_and_refusal(tiny, tmp_path, model, g, guided, "gate_head.", "do not match")
 
 
 def test_trust_levels_count_the_sources_that_see_a_pixel():
-    from motionguide.model import latent_guidance_of, trust_levels
 
     g = _constant_guidance()
     two = mg.Guidance(g.frames, g.positions, g.num_frames, torch.zeros(8, 2, dtype=torch.long),
@@ -426,7 +280,6 @@ def test_flow_only_is_the_warp():
 def _between_guidance():
     """Keyframes 0, 3, 7 of a held-out clip with DIS flow: six in-betweens with two sources each, and truth."""
     from flow.estimators import get_estimator
-    from motionguide.data import make_clip
 
     clip = make_clip(3, split="heldout", num_frames=8)
     frames = clip.frames.permute(1, 0, 2, 3)[None]
@@ -436,7 +289,6 @@ def _between_guidance():
 def test_blend_head_starts_as_flow_only_and_round_trips(tiny, tmp_path):
     """A fresh blend head blends exactly as flow-only warping; a trained one changes the guided reference (not
     frames with one source, not strength 0), and save/load keeps it; a wrong one is refused untouched."""
-    from motionguide.model import BlendHead, blend_features, source_warps
 
     g, truth = _between_guidance()
     head = BlendHead()
@@ -461,19 +313,18 @@ def test_blend_head_starts_as_flow_only_and_round_trips(tiny, tmp_path):
     model.load_state_dict(tiny.state_dict())
     attach_adapters(model)
     with torch.no_grad():
-        model.prior_gate.copy_(torch.tensor([0.01, 0.04, 0.04]))
+        model.gates.reference_gate.copy_(torch.tensor([0.01, 0.04, 0.04]))
     before = generate_guided(model, g, mode="both", seed=0)
-    model.blend_head = head
+    model.gates.blend_head = head
     guided = generate_guided(model, g, mode="both", seed=0)
     assert float((guided - before).abs().max()) > 1e-4
-    fresh = _check_noop_round_trip_and_refusal(tiny, tmp_path, model, g, guided, "blend_head.", "blend head does not match")
-    assert isinstance(fresh.blend_head, BlendHead)
+    fresh = _check_noop_round_trip_and_refusal(tiny, tmp_path, model, g, guided, "blend_head.", "do not match")
+    assert isinstance(fresh.gates.blend_head, BlendHead)
 
 
 def test_fusion_head_fuses_continuation_frames_only_and_round_trips(tiny, tmp_path):
-    """A fresh fusion head keeps 98 % of the output; a trained one moves only the frames after the last known
+    """A fresh continuation head keeps 98 % of the output; a trained one moves only the frames after the last known
     one, never at strength 0, and save/load keeps it; a wrong one is refused untouched."""
-    from motionguide.model import FusionHead, continuation_frames, fusion_features, fusion_inputs
 
     g = _constant_guidance()  # frame 0 known, frames 1-7 continue from it
     assert [t for t, _ in continuation_frames(g)] == list(range(1, 8))
@@ -481,28 +332,28 @@ def test_fusion_head_fuses_continuation_frames_only_and_round_trips(tiny, tmp_pa
     assert continuation_frames(between) == []  # in-betweens only: nothing to fuse
     out = torch.rand(1, 3, 8, 32, 32)
     warp = flow_only(g)
-    frames, x = fusion_inputs(g, out, warp)
+    frames, x = continuation_inputs(g, out, warp)
     assert frames == list(range(1, 8)) and x[0].shape == (7, 3, 32, 32) and x[4].tolist() == list(range(1, 8))
-    assert fusion_features(*x).shape == (7, FusionHead.IN_CHANNELS, 32, 32)
-    head = FusionHead().requires_grad_(False)
-    fused = head.fuse(*x)
+    assert continuation_features(*x).shape == (7, ContinuationHead.IN_CHANNELS, 32, 32)
+    head = ContinuationHead().requires_grad_(False)
+    fused = head.mix(*x)
     assert torch.allclose(fused, x[0] + (1 - torch.sigmoid(torch.tensor(4.0))) * (x[1] - x[0]), atol=1e-5)
-    assert torch.equal(head.fuse(*x, strength=0.0), x[0].clamp(0, 1))
-    with pytest.raises(ValueError, match="FusionHead expects"):
+    assert torch.equal(head.mix(*x, strength=0.0), x[0].clamp(0, 1))
+    with pytest.raises(ValueError, match="ContinuationHead expects"):
         head(torch.zeros(1, 3, 32, 32))
 
     model = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
     model.load_state_dict(tiny.state_dict())
     attach_adapters(model)
     with torch.no_grad():
-        model.prior_gate.copy_(torch.tensor([0.01, 0.04, 0.04]))
+        model.gates.reference_gate.copy_(torch.tensor([0.01, 0.04, 0.04]))
         for prm in head.parameters():
             prm.normal_(0, 0.3)
     before, latent = (generate_guided(model, g, mode=m, seed=0) for m in ("both", "latent"))
-    model.fusion_head = head
+    model.gates.continuation_head = head
     guided = generate_guided(model, g, mode="both", seed=0)
     assert float((guided[:, :, 1:] - before[:, :, 1:]).abs().max()) > 1e-3
     assert torch.equal(guided[:, :, 0], before[:, :, 0])
     assert torch.equal(generate_guided(model, g, mode="latent", seed=0), latent)  # "both" only (what it trains on)
-    fresh = _check_noop_round_trip_and_refusal(tiny, tmp_path, model, g, guided, "fusion_head.", "fusion head does not match")
-    assert isinstance(fresh.fusion_head, FusionHead)
+    fresh = _check_noop_round_trip_and_refusal(tiny, tmp_path, model, g, guided, "continuation_head.", "do not match")
+    assert isinstance(fresh.gates.continuation_head, ContinuationHead)
