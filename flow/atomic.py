@@ -37,7 +37,7 @@ FOLDER = "folder"
 OUTPUT_KINDS: dict[str, tuple[str, ...]] = {
     "image": (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"),
     "png": (".png",),
-    "video": (".mp4", ".mkv", ".mov", ".avi", ".m4v"),
+    "video": (".mp4", ".mkv", ".mov", ".m4v"),  # what flow.video.VideoWriter encodes (H.264)
     "flow": (".flo", ".npy"),
     "json": (".json",),
 }
@@ -143,7 +143,7 @@ def check_outputs(
     """Validate every path a command writes, before any work; return them as ``{option: Path}``.
 
     ``outputs`` maps option names (``"-o"``, ``"--viz"``) to paths; None values are skipped. ``kinds`` says
-    what each option must be: a name from :data:`OUTPUT_KINDS` (``"video"``: .mp4/.mkv/.mov/.avi/.m4v,
+    what each option must be: a name from :data:`OUTPUT_KINDS` (``"video"``: .mp4/.mkv/.mov/.m4v,
     ``"image"``, ``"png"``, ``"flow"``, ``"json"``), a sequence of endings (``(".png",)``), or :data:`FOLDER`
     (a new or empty folder). An option not in ``kinds`` is any file. Each path must not be an input (resolved
     paths, and ``os.path.samefile`` when both exist), nor inside an input folder when it is a folder, nor
@@ -160,7 +160,7 @@ def check_outputs(
     >>> check_outputs({"-o": d / "a.txt"}, kinds={"-o": "video"})
     Traceback (most recent call last):
     ...
-    ValueError: -o a.txt: expected a video file (.mp4, .mkv, .mov, .avi, .m4v), got '.txt'; name the output e.g. a.mp4
+    ValueError: -o a.txt: expected a video file (.mp4, .mkv, .mov, .m4v), got '.txt'; name the output e.g. a.mp4
     """
     kinds = dict(kinds or {})
     unknown = set(kinds) - set(outputs)

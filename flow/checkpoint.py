@@ -17,31 +17,18 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import string
 import struct
 import warnings
 from pathlib import Path
 
 import torch
 
-__all__ = ["CheckpointFileError", "read_state_dict", "describe_file"]
+from .sniff import describe_file
+
+__all__ = ["CheckpointFileError", "read_state_dict"]
 
 _WRAPPERS = ("state_dict", "model", "model_state_dict")  # common training-script wrappers
 _EXPECTED = "a state dict saved with torch.save (.pkl/.pth/.pt) or a .safetensors file"
-
-# Leading bytes of files people pass as weights by mistake, for the message.
-_SIGNATURES = (
-    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
-    (b"\xff\xd8\xff", "a JPEG image"),
-    (b"GIF8", "a GIF image"),
-    (b"RIFF", "a RIFF file (WebP image or AVI video)"),
-    (b"\x1aE\xdf\xa3", "a Matroska/WebM video"),
-    (b"PIEH", "a Middlebury .flo flow file"),
-    (b"\x93NUMPY", "a NumPy .npy array"),
-    (b"%PDF", "a PDF document"),
-    (b"\x1f\x8b", "a gzip archive"),
-)
-
 
 class CheckpointFileError(ValueError):
     """A weights file that cannot be used: not a checkpoint, truncated, unsafe, or not a dict of tensors."""
@@ -64,21 +51,6 @@ def _sniff(head: bytes, size: int) -> str:
     if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
         return "pickle"
     return "other"
-
-
-def describe_file(head: bytes, size: int) -> str:
-    """What a file that is not a checkpoint looks like, from its first bytes ("a PNG image", "a text file")."""
-    if size == 0:
-        return "an empty file"
-    if head[4:8] == b"ftyp":
-        return "an MP4/MOV video"
-    for sig, what in _SIGNATURES:
-        if head.startswith(sig):
-            return what
-    printable = set(string.printable.encode())
-    if all(b in printable for b in head):
-        return "a text file"
-    return f"{size} bytes of data in no format a checkpoint is saved in"
 
 
 def _fail(what: str, path: Path, got: str, fix: str) -> CheckpointFileError:

@@ -21,12 +21,13 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
 
 from .atomic import atomic_path, check_output_path
+from .sniff import damaged_image, describe_file
 
 __all__ = [
     "FLO_MAGIC",
@@ -170,10 +171,15 @@ def write_flow(path: str | os.PathLike, flow) -> None:
 # -------------------------------------------------------------------------------------------- images
 
 
-def read_image(path: str | os.PathLike) -> torch.Tensor:
+def read_image(path: str | os.PathLike, *, notify: Callable[[str], None] | None = None) -> torch.Tensor:
     """Read an image file as ``(3, H, W)`` float32 RGB in [0, 1].
 
-    8-bit images are divided by 255, 16-bit by 65535; grey is expanded to RGB; alpha is dropped.
+    8-bit images are divided by 255, 16-bit by 65535; grey is expanded to RGB; alpha is dropped. ``notify``
+    (e.g. ``print``) is told, in one line each, when alpha is dropped or a 16-bit image is converted.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: a folder, an empty or truncated file, or not an image (the message says what it is).
     """
     import cv2  # imported here: ``import flow`` stays light
 
@@ -181,9 +187,25 @@ def read_image(path: str | os.PathLike) -> torch.Tensor:
     # imdecode from bytes instead of imread: works with any path (non-ASCII too) and never returns a
     # silent None for a missing file.
     buf = np.fromfile(p, dtype=np.uint8)
-    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    head = buf[:64].tobytes()
+    if not buf.size:
+        raise ValueError(f"image {p}: the file is empty (0 bytes); expected an image ({', '.join(IMAGE_SUFFIXES)})")
+    damage = damaged_image(buf)
+    if damage:
+        raise ValueError(f"image {p}: expected a whole image, got {damage}; copy or export the file again")
+    from cv2.utils import logging as cv_log
+
+    level = cv_log.getLogLevel()
+    cv_log.setLogLevel(cv_log.LOG_LEVEL_ERROR)  # a failed decode is reported below in one line, not also as a warning
+    try:
+        img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    finally:
+        cv_log.setLogLevel(level)
     if img is None:
-        raise ValueError(f"{p}: could not decode the image ({buf.size} bytes); expected one of {IMAGE_SUFFIXES}")
+        raise ValueError(
+            f"image {p}: expected an image file ({', '.join(IMAGE_SUFFIXES)}), got {describe_file(head, buf.size)} "
+            "that could not be decoded; pass an image"
+        )
     if img.ndim == 2:
         img = img[:, :, None]
     c = img.shape[2]
@@ -193,12 +215,17 @@ def read_image(path: str | os.PathLike) -> torch.Tensor:
         img = img[:, :, ::-1]  # BGR -> RGB
     elif c == 4:
         img = img[:, :, 2::-1]  # BGRA -> RGB, alpha dropped
+        if notify is not None:
+            notify(f"note: {p.name} has an alpha channel; it is dropped (frames are used as RGB, outputs have no alpha)")
     else:
         raise ValueError(f"{p}: expected 1, 3 or 4 channels, got {c}")
     if img.dtype == np.uint8:
         scale = 255.0
     elif img.dtype == np.uint16:
         scale = 65535.0
+        if notify is not None:
+            notify(f"note: {p.name} is a 16-bit image; it is read at full precision as float in [0, 1] "
+                   "(image outputs are 8-bit)")
     elif np.issubdtype(img.dtype, np.floating):
         scale = 1.0  # e.g. float TIFF/EXR: assumed already in [0, 1]
     else:

@@ -23,9 +23,13 @@ Scene cuts: a pair whose colour histograms differ a lot, or whose pixel differen
 recent ones, is a cut (:class:`SceneCutDetector`); frames between the two sides of a cut are duplicates of
 the nearer side, never blends.
 
-Memory stays flat in the video length: two decoded frames, one pair's interpolated frames, and the encoder
-(``benchmarks/memory_retime.py`` shows 100 vs 1000 frames at 720p). Audio is not carried over (a notice
-says so); a variable-frame-rate input is refused with the command that converts it.
+Bounds on work: the output rate is at most :data:`MAX_RATE_FACTOR` (16) times the input's and at most
+:data:`MAX_FPS` (1000) fps; for more, retime in steps (retime the output again).
+
+Memory stays flat in the video length and in the number of in-betweens per pair: two decoded frames, at
+most :data:`CHUNK` interpolated frames at a time, and the encoder (``benchmarks/memory_retime.py`` shows 100
+vs 1000 frames at 720p). Audio is not carried over (a notice says so); a variable-frame-rate input is
+refused with the command that converts it.
 """
 from __future__ import annotations
 
@@ -43,14 +47,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .atomic import check_output_path
+from .atomic import check_outputs
+from .interpolate import Interpolator, get_interpolator
+from .video import WRITE_SUFFIXES, VideoReader, VideoWriter
 
 __all__ = [
     "RetimePlan", "RetimeResult", "SceneCutDetector", "plan_retime", "retime_video", "retime_frames", "check_retime_paths",
-    "SPEED_RANGE",
+    "check_target", "SPEED_RANGE", "MAX_RATE_FACTOR", "MAX_FPS", "CHUNK",
 ]
 
 SPEED_RANGE = (0.25, 4.0)
+MAX_RATE_FACTOR = 16  # at most this many output frames per input frame interval
+MAX_FPS = 1000
+CHUNK = 8  # in-betweens of one pair interpolated per call: bounds memory, and is IFNet's batch
 
 
 def _fraction(x: float, what: str) -> Fraction:
@@ -114,27 +123,68 @@ def plan_retime(
     >>> plan_retime(24, 100, frames=50).out_frames
     50
     """
-    given = [n for n, v in (("fps", fps), ("speed", speed), ("frames", frames)) if v is not None]
-    if len(given) != 1:
-        raise ValueError(f"give exactly one of fps, speed or frames; got {given or 'none'}")
+    check_target(fps=fps, speed=speed, frames=frames)
     fin = _fraction(in_fps, "input fps")
     if in_frames is not None and int(in_frames) < 2:
         raise ValueError(f"retiming needs at least 2 input frames, got {in_frames}")
     if fps is not None:
         fo = _fraction(fps, "fps")
+        _check_rate(fin / fo, fo, fin, f"fps: {float(fps):g}")
         return RetimePlan(step=fin / fo, out_fps=fo, in_fps=fin, in_frames=in_frames)
+    if speed is not None:
+        s = _fraction(speed, "speed")
+        return RetimePlan(step=s, out_fps=fin, in_fps=fin, in_frames=in_frames)
+    if in_frames is None:
+        raise ValueError("frames: the input frame count must be known to spread an exact number of frames")
+    step = Fraction(int(in_frames) - 1, int(frames) - 1)
+    _check_rate(step, fin / step, fin, f"frames: {int(frames)} from {int(in_frames)} input frames")
+    return RetimePlan(step=step, out_fps=fin / step, in_fps=fin, in_frames=in_frames)
+
+
+def check_target(*, fps=None, speed=None, frames=None) -> None:
+    """Check a retime target without the input: exactly one of them, each in its own range.
+
+    The bounds that need the input's rate (at most :data:`MAX_RATE_FACTOR` times it) are checked by
+    :func:`plan_retime`.
+
+    >>> check_target(fps=60)
+    >>> check_target(fps=5000)
+    Traceback (most recent call last):
+    ...
+    ValueError: fps: 5000 is above the limit of 1000 fps; ask for at most 1000 (for slow motion, use speed, e.g. 0.25)
+    """
+    given = [n for n, v in (("fps", fps), ("speed", speed), ("frames", frames)) if v is not None]
+    if len(given) != 1:
+        raise ValueError(f"give exactly one of fps, speed or frames; got {given or 'none'}")
+    if fps is not None:
+        fo = _fraction(fps, "fps")
+        if fo > MAX_FPS:
+            raise ValueError(f"fps: {float(fps):g} is above the limit of {MAX_FPS} fps; ask for at most {MAX_FPS} "
+                             "(for slow motion, use speed, e.g. 0.25)")
     if speed is not None:
         s = _fraction(speed, "speed")
         lo, hi = SPEED_RANGE
         if not lo <= s <= hi:
-            raise ValueError(f"speed: expected {lo} .. {hi} (0.25 = 4x slow motion, 4 = 4x faster), got {speed}")
-        return RetimePlan(step=s, out_fps=fin, in_fps=fin, in_frames=in_frames)
-    if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or int(frames) < 2:
+            raise ValueError(f"speed: expected {lo} .. {hi} (0.25 = 4x slow motion, 4 = 4x faster), got {speed}; "
+                             "for slower motion, retime in steps (0.25, then 0.25 again on the output)")
+    if frames is not None and (isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or int(frames) < 2):
         raise ValueError(f"frames: expected an integer >= 2 (the output frame count), got {frames!r}")
-    if in_frames is None:
-        raise ValueError("frames: the input frame count must be known to spread an exact number of frames")
-    step = Fraction(int(in_frames) - 1, int(frames) - 1)
-    return RetimePlan(step=step, out_fps=fin / step, in_fps=fin, in_frames=in_frames)
+
+
+def _check_rate(step: Fraction, out_fps: Fraction, in_fps: Fraction, what: str) -> None:
+    """Refuse an output rate above MAX_RATE_FACTOR x the input's or above MAX_FPS (the message says how to
+    get there in steps)."""
+    factor = 1 / step
+    if factor > MAX_RATE_FACTOR:
+        top = float(in_fps) * MAX_RATE_FACTOR
+        raise ValueError(
+            f"{what} asks for {float(factor):.4g}x the input's {float(in_fps):g} fps; one retime makes at most "
+            f"{MAX_RATE_FACTOR}x ({top:g} fps). For more, retime in steps: first to {min(top, MAX_FPS):g} fps, "
+            "then retime that output again"
+        )
+    if out_fps > MAX_FPS:
+        raise ValueError(f"{what} gives {float(out_fps):g} fps, above the limit of {MAX_FPS} fps; ask for fewer "
+                         "frames (or use speed for slow motion at the input's frame rate)")
 
 
 # ------------------------------------------------------------------------------------------ scene cuts
@@ -255,13 +305,16 @@ class RetimeResult:
         )
 
 
-def check_retime_paths(src: str | os.PathLike, dst: str | os.PathLike) -> tuple[Path, Path]:
-    """The input must exist; the output folder must exist and be writable, and the output must not be the
-    input (:func:`flow.atomic.check_output_path`; each error says which and how to fix it)."""
+def check_retime_paths(src: str | os.PathLike, dst: str | os.PathLike, *, option: str = "-o") -> tuple[Path, Path]:
+    """The input must be an existing file; the output a video file name (.mp4/.mkv/.mov/.m4v) in an existing,
+    writable folder, not the input (:func:`flow.atomic.check_outputs`; each error says which and how to fix
+    it)."""
     src, dst = Path(src), Path(dst)
     if not src.exists():
         raise FileNotFoundError(f"input video {src} does not exist; check the path")
-    check_output_path(dst, inputs=(src,))
+    if src.is_dir():
+        raise ValueError(f"input video {src} is a folder; expected a video file (mp4, avi, mkv, mov, ...)")
+    check_outputs({option: dst}, inputs=[src], kinds={option: WRITE_SUFFIXES})
     return src, dst
 
 
@@ -277,9 +330,9 @@ def _count_frames(path: Path) -> int:
 
 
 def _resolve_interpolator(interpolator, backend, weights, device, options):
-    from .interpolate import Interpolator, get_interpolator
-
     if interpolator is not None:
+        if not isinstance(interpolator, Interpolator) and callable(interpolator):
+            interpolator = interpolator()  # a factory: built now that the input is known to be good
         if not isinstance(interpolator, Interpolator):
             raise TypeError(f"interpolator: expected a flow.interpolate.Interpolator, got {type(interpolator).__name__}")
         return interpolator
@@ -341,24 +394,29 @@ def _stream(frames, plan: RetimePlan, interp, tta: bool, det, result: RetimeResu
         if prev is not None:
             if is_cut:
                 res.cuts.append(i - 1)
-            # Every output whose position lies in [i-1, i): t = 0 copies frame i-1, others are between.
+            # Every output whose position lies in [i-1, i): t = 0 copies frame i-1, the others (increasing t)
+            # are between, made CHUNK at a time so that memory does not grow with the in-betweens per pair.
             ts = []
             while k * plan.step < i:
                 ts.append(float(k * plan.step - (i - 1)))
                 k += 1
-            inner = sorted({t for t in ts if t > 0.0})
-            made: dict[float, torch.Tensor] = {}
-            if inner and not is_cut:
-                made = {t: f[0] for t, f in zip(inner, interp.interpolate(prev[None], cur[None], inner, tta=tta))}
-                res.interpolated += len(inner)
-            elif inner:  # never blend across a cut: the nearer side's frame instead
-                made = {t: (prev if t < 0.5 else cur) for t in inner}
-                res.duplicated += len(inner)
-            for t in ts:
-                if t == 0.0:
-                    res.copied += 1
+            if ts and ts[0] == 0.0:
+                res.copied += 1
                 res.out_frames += 1
-                yield prev if t == 0.0 else made[t]
+                yield prev
+            inner = [t for t in ts if t > 0.0]
+            for j in range(0, len(inner), CHUNK):
+                chunk = inner[j:j + CHUNK]
+                if is_cut:  # never blend across a cut: the nearer side's frame instead
+                    made = [prev if t < 0.5 else cur for t in chunk]
+                    res.duplicated += len(chunk)
+                else:
+                    made = [f[0] for f in interp.interpolate(prev[None], cur[None], chunk, tta=tta)]
+                    res.interpolated += len(chunk)
+                for f in made:
+                    res.out_frames += 1
+                    yield f
+                del made
         prev = cur
         res.in_frames = i + 1
     if prev is None:
@@ -400,19 +458,23 @@ def retime_video(
     notify: Callable[[str], None] | None = None,
     **options,
 ) -> RetimeResult:
-    """Retime the video ``src`` into ``dst`` (H.264 .mp4/.mkv/.mov), streaming and atomically.
+    """Retime the video ``src`` into ``dst`` (H.264 .mp4/.mkv/.mov/.m4v), streaming and atomically.
 
     Args:
         src: input video (anything FFmpeg reads), constant frame rate, at least 2 frames.
         dst: output path; its folder must exist and be writable; must differ from ``src``.
-        fps, speed, frames: exactly one target (module docstring; ``speed`` in 0.25 .. 4).
-        interpolator: a ready :class:`~flow.interpolate.Interpolator`; else built from ``backend``, ``weights``,
-            ``device`` and ``options`` by :func:`flow.interpolate.get_interpolator` (``auto``: the best installed).
+        fps, speed, frames: exactly one target (module docstring; ``speed`` in 0.25 .. 4; at most 16x the
+            input's rate and 1000 fps).
+        interpolator: a ready :class:`~flow.interpolate.Interpolator`, or a callable returning one (called
+            once the input and target are checked, so that their errors come before a network loads); else
+            built from ``backend``, ``weights``, ``device`` and ``options`` by
+            :func:`flow.interpolate.get_interpolator` (``auto``: the best installed).
         tta: flip test-time augmentation (2x the interpolation cost).
         scene_cuts: detect cuts and duplicate instead of blending across them.
         progress: tqdm bar over output frames.
         crf: x264 quality (18 = visually near-lossless).
-        notify: where notices go (audio dropped, backend chosen); default: print to stderr.
+        notify: where notices go (the plan, the backend, audio dropped, the time estimate); default: stderr,
+            on their own lines above the progress bar.
 
     Returns:
         A :class:`RetimeResult`.
@@ -424,10 +486,20 @@ def retime_video(
 
     Nothing is left under ``dst`` when it fails.
     """
-    from .video import VideoReader, VideoWriter
+    bar = None
 
-    say = notify or (lambda msg: print(msg, file=sys.stderr))
+    def say(msg: str) -> None:
+        if notify is not None:
+            notify(msg)
+        elif bar is not None:
+            bar.write(msg, file=sys.stderr)  # above the bar, never on its line
+        else:
+            print(msg, file=sys.stderr)
+
     src, dst = check_retime_paths(src, dst)
+    if not 0 <= int(crf) <= 51:
+        raise ValueError(f"crf: expected 0 .. 51, got {crf}")
+    check_target(fps=fps, speed=speed, frames=frames)
     t_start = time.perf_counter()
     with VideoReader(src) as vr:
         if vr.variable_frame_rate:
@@ -440,17 +512,21 @@ def retime_video(
             raise ValueError(f"{src}: the video stream states no frame rate; cannot place frames in time")
         n = vr.num_frames
         if frames is not None:
+            if n is not None:  # the header's count first: refuse a runaway target before decoding anything
+                plan_retime(vr.fps, max(n, 2), frames=frames)
             n = _count_frames(src)  # --frames spreads exactly: the header count can be off by a frame or two
         if n is not None and n < 2:
             raise ValueError(f"{src} has {n} frame(s); retiming needs at least 2 frames")
         plan = plan_retime(vr.fps, n, fps=fps, speed=speed, frames=frames)
+        say(f"retime: {n if n is not None else '?'} frames @ {vr.fps:g} fps, {vr.width}x{vr.height} (WxH) -> "
+            f"{plan.out_frames if plan.out_frames is not None else '?'} frames @ {float(plan.out_fps):g} fps, "
+            f"{vr.width}x{vr.height}")
         interp = _resolve_interpolator(interpolator, backend, weights, device, options)
         reason = getattr(interp, "auto_reason", None)
         say(f"retime: backend {interp.name}: {interp.description}" + (f" (auto: {reason})" if reason else ""))
         if vr.has_audio:
             say(f"retime: note: {src} has audio; it is not carried over (the output is video only)")
         result = RetimeResult(dst, 0, 0, float(plan.in_fps), float(plan.out_fps), audio_dropped=vr.has_audio)
-        bar = None
         if progress:
             from tqdm.auto import tqdm
 
@@ -458,12 +534,33 @@ def retime_video(
         try:
             with VideoWriter(dst, float(plan.out_fps), crf=crf) as vw:
                 det = SceneCutDetector() if scene_cuts else None
+                t_work, estimated = time.perf_counter(), False
                 for out in _stream(vr, plan, interp, tta, det, result):
                     vw.write(out)
                     if bar is not None:
                         bar.update(1)
+                    if not estimated and result.in_frames >= 2 and result.interpolated and plan.out_frames:
+                        # Once the first pair is done, its pace tells how long the rest takes.
+                        estimated = True
+                        left = (time.perf_counter() - t_work) / result.out_frames * (plan.out_frames - result.out_frames)
+                        say(f"retime: estimated time: about {_duration(left)} for the remaining "
+                            f"{plan.out_frames - result.out_frames} frames (at the pace of the first pair)")
         finally:
             if bar is not None:
                 bar.close()
+                bar = None
     result.seconds = time.perf_counter() - t_start
     return result
+
+
+def _duration(seconds: float) -> str:
+    """A rough, readable duration: '40 s', '3 min', '1.5 h'.
+
+    >>> _duration(12.3), _duration(200), _duration(5400)
+    ('12 s', '3.3 min', '1.5 h')
+    """
+    if seconds < 90:
+        return f"{max(seconds, 0):.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.2g} min"
+    return f"{seconds / 3600:.2g} h"

@@ -28,12 +28,12 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .atomic import atomic_path
+from .atomic import OUTPUT_KINDS, atomic_path
 
-__all__ = ["VideoReader", "VideoWriter", "read_video", "write_video", "VIDEO_SUFFIXES"]
+__all__ = ["VideoReader", "VideoWriter", "read_video", "write_video", "VIDEO_SUFFIXES", "WRITE_SUFFIXES"]
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".gif")
-_WRITE_SUFFIXES = (".mp4", ".mkv", ".mov", ".m4v")
+WRITE_SUFFIXES = OUTPUT_KINDS["video"]  # what VideoWriter encodes (H.264)
 
 
 def _import_av():
@@ -220,9 +220,9 @@ class VideoWriter:
 
     def __init__(self, path: str | os.PathLike, fps: float, *, crf: int = 18, preset: str = "medium"):
         self.path = Path(path)
-        if self.path.suffix.lower() not in _WRITE_SUFFIXES:
+        if self.path.suffix.lower() not in WRITE_SUFFIXES:
             raise ValueError(
-                f"{self.path}: unsupported output type {self.path.suffix!r}; expected one of {_WRITE_SUFFIXES}"
+                f"{self.path}: unsupported output type {self.path.suffix!r}; expected one of {WRITE_SUFFIXES}"
             )
         try:
             fps_f = float(fps)

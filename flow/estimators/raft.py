@@ -23,7 +23,7 @@ from ..checkpoint import read_state_dict
 from ..warp import resize_flow
 from .base import FlowEstimator, WeightsNotFoundError, canonical_name
 
-__all__ = ["RAFTEstimator", "find_raft_weights"]
+__all__ = ["RAFTEstimator", "find_raft_weights", "is_enum_name"]
 
 
 _RAFT_MIN_SIDE = 128
@@ -146,7 +146,7 @@ class RAFTEstimator(FlowEstimator):
     def _load_weights(self, model: torch.nn.Module, weights, download: bool) -> str:
         if isinstance(weights, str) and weights.lower() == "random":
             return "random"
-        path = Path(weights) if weights is not None and not _looks_like_enum(self.name, weights) else None
+        path = Path(weights) if weights is not None and not is_enum_name(self.name, weights) else None
         if path is not None:
             if not path.exists():
                 raise FileNotFoundError(
@@ -215,7 +215,8 @@ class RAFTEstimator(FlowEstimator):
         )
 
 
-def _looks_like_enum(variant: str, weights) -> bool:
+def is_enum_name(variant: str, weights) -> bool:
+    """True when ``weights`` names one of torchvision's weights (``"default"``, ``"C_T_V2"``), not a file."""
     if not isinstance(weights, str):
         return False
     if weights.lower() == "default":

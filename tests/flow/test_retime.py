@@ -236,24 +236,20 @@ def test_video_with_one_frame_or_none(tmp_path, fast_interp):
     assert _leftovers(tmp_path) == ["empty.mp4", "one.mp4"]
 
 
-def test_zero_decodable_frames_leave_nothing(tmp_path, fast_interp):
+def test_zero_decodable_frames_leave_nothing(tmp_path, fast_interp, monkeypatch):
     """A container whose header promises frames but holds none: the error comes mid-stream, the
     half-made output is removed."""
     src = tmp_path / "in.mp4"
     write_video(src, _clip(3), fps=10)
-    import flow.video as fv
+    import flow.retime as fr
 
-    class NoFrames(fv.VideoReader):
+    class NoFrames(fr.VideoReader):
         def __iter__(self):
             return iter(())
 
-    orig = fv.VideoReader
-    fv.VideoReader = NoFrames
-    try:
-        with pytest.raises(ValueError, match="no frames"):
-            retime_video(src, tmp_path / "out.mp4", fps=30, interpolator=fast_interp, progress=False, notify=lambda m: None)
-    finally:
-        fv.VideoReader = orig
+    monkeypatch.setattr(fr, "VideoReader", NoFrames)
+    with pytest.raises(ValueError, match="no frames"):
+        retime_video(src, tmp_path / "out.mp4", fps=30, interpolator=fast_interp, progress=False, notify=lambda m: None)
     assert _leftovers(tmp_path) == ["in.mp4"]
 
 
