@@ -146,7 +146,8 @@ def _adapted_model(cfg: TrainConfig) -> EmbeddedVideoModel:
 
 
 class BaseRecipe(Recipe):
-    """The image-to-video model from scratch (or warm-started from ``--init``): every parameter trains."""
+    """The image-to-video model from a random initialisation (or warm-started from ``--init``): every
+    parameter trains."""
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
