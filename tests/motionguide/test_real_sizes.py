@@ -43,7 +43,8 @@ import flow.warp
 import motionguide as mg
 import motionguide.feature
 from motionguide import testing
-from motionguide.feature import TokenPairs, blend_tokens
+from motionguide.feature import blend_tokens
+from motionguide.testing import SavedBytes, flash_attention_saved, layout_pairs, real_grid, real_inputs
 from motionguide.registry import get_spec
 
 torch.set_flush_denormal(True)
@@ -71,100 +72,6 @@ NAMES = list(PUBLISHED)
 GIB = 2 ** 30
 
 
-# ---- counting what autograd saves, on meta -------------------------------------------------------------
-class _FlashSaved(torch.autograd.Function):
-    """SDPA as the flash / memory-efficient kernels are for autograd: saves q, k, v, out, logsumexp (float32)."""
-
-    @staticmethod
-    def forward(ctx, q, k, v):
-        out = q.new_empty(q.shape[:-1] + (v.shape[-1],))
-        ctx.save_for_backward(q, k, v, out, q.new_empty(q.shape[:-1], dtype=torch.float32))
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):  # pragma: no cover - only forwards are counted
-        raise NotImplementedError
-
-
-def _sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
-    return _FlashSaved.apply(query, key, value)
-
-
-class SavedBytes:
-    """Bytes of the distinct storages autograd saves inside the ``with`` block (``exclude``: parameters...)."""
-
-    def __init__(self, exclude=()):
-        self.exclude = {t.untyped_storage()._cdata for t in exclude}
-        self.sizes: dict[int, int] = {}
-        self._keep = []  # holding the tensors keeps storage ids unique for the whole count
-
-    def _pack(self, t):
-        st = t.untyped_storage()
-        if st._cdata not in self.exclude and st._cdata not in self.sizes:
-            self.sizes[st._cdata] = st.nbytes()
-            self._keep.append(t)
-        return t
-
-    @property
-    def total(self) -> int:
-        return sum(self.sizes.values())
-
-    def __enter__(self):
-        self._ctx = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
-        self._ctx.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        self._ctx.__exit__(*exc)
-
-
-def video_grid(name: str) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
-    """(latent (F, h, w), tokens (F', R, C)) of the pipeline's default video, through the registry's own rules."""
-    entry = testing.REAL_CONFIGS[name]
-    spec = get_spec(entry["cls"])
-    v = entry["video"]
-    vae = spec.vae  # Wan/CogVideoX 8x space 4x time; LTX 32x space 8x time; first frame alone
-    p = spec.patch_size(type("M", (), {"config": entry["config"]}))
-    latent = (vae.latent_frames(v["num_frames"]), *vae.latent_size(v["height"], v["width"], multiple=p[1]))
-    return latent, spec.token_grid(type("M", (), {"config": entry["config"]}), latent)
-
-
-def forward_kwargs(name: str, model) -> dict:
-    """Meta-device arguments of one forward at the default video, as the pipeline calls the transformer."""
-    entry, c = testing.REAL_CONFIGS[name], model.config
-    (f, h, w), (fp, r, cc) = video_grid(name)
-    meta = dict(device="meta", dtype=torch.bfloat16)
-    text = torch.empty(1, entry["text_len"], c.get("text_dim") or c.get("text_embed_dim") or c.caption_channels, **meta)
-    t = torch.empty(1, device="meta")
-    if entry["cls"] == "WanTransformer3DModel":
-        kw = dict(hidden_states=torch.empty(1, c.in_channels, f, h, w, **meta), timestep=t, encoder_hidden_states=text)
-        if c.image_dim:
-            kw["encoder_hidden_states_image"] = torch.empty(1, entry["image_len"], c.image_dim, **meta)
-    elif entry["cls"] == "CogVideoXTransformer3DModel":
-        n = fp * r * cc  # the pipeline's 3-D RoPE tables (cos, sin), one row per video token
-        rope = tuple(torch.empty(n, c.attention_head_dim, device="meta") for _ in range(2))
-        kw = dict(hidden_states=torch.empty(1, f, c.in_channels, h, w, **meta), timestep=t.long(),
-                  encoder_hidden_states=text, image_rotary_emb=rope)
-    else:
-        kw = dict(hidden_states=torch.empty(1, f * h * w, c.in_channels, **meta), timestep=t,
-                  encoder_hidden_states=text, encoder_attention_mask=torch.empty(1, entry["text_len"], device="meta"),
-                  num_frames=f, height=h, width=w)
-    return dict(kw, return_dict=False)
-
-
-def blend_pairs(token_grid, layout: str) -> TokenPairs:
-    """The feature hook's (target, source) token-frame pairs for ``layout`` (indices on the CPU, rest on meta)."""
-    fp, r, c = token_grid
-    if layout == "ref":
-        tgt, src = torch.arange(1, fp), torch.zeros(fp - 1, dtype=torch.long)
-    else:
-        tgt = torch.arange(1, fp - 1).repeat_interleave(2)
-        src = torch.tensor([0, fp - 1]).repeat(fp - 2)
-    p = tgt.numel()
-    return TokenPairs(tgt=tgt, src=src, flow=torch.empty(p, 2, r, c, device="meta"),
-                      weight=torch.empty(1, p, r, c, 1, device="meta"))
-
-
 @pytest.fixture(scope="module")
 def table():
     rows: dict[str, dict] = {}
@@ -189,9 +96,9 @@ def model(request):
 # ---- tests -----------------------------------------------------------------------------------------------
 def test_wan_480p_token_grid_arithmetic():
     # 480 x 832 pixels / (8 VAE x 2 patch) = 30 x 52 tokens; 81 frames -> (81 - 1) / 4 + 1 = 21 latent frames
-    assert video_grid("Wan2.1-T2V-1.3B") == ((21, 60, 104), (21, 30, 52))
-    assert video_grid("CogVideoX-5B-I2V") == ((13, 60, 90), (13, 30, 45))      # 480x720, 49 frames
-    assert video_grid("LTX-Video-2B") == ((21, 16, 22), (21, 16, 22))          # 512x704 / 32, (161 - 1) / 8 + 1
+    assert real_grid("Wan2.1-T2V-1.3B") == ((21, 60, 104), (21, 30, 52))
+    assert real_grid("CogVideoX-5B-I2V") == ((13, 60, 90), (13, 30, 45))      # 480x720, 49 frames
+    assert real_grid("LTX-Video-2B") == ((21, 16, 22), (21, 16, 22))          # 512x704 / 32, (161 - 1) / 8 + 1
 
 
 def test_published_numbers(model):
@@ -244,8 +151,7 @@ def test_apply_and_remove_on_meta(model, table):
 def activation(model):
     """Bytes autograd saves at the default video: the model's forward and the guidance's two computations."""
     name, m = model
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(torch.nn.functional, "scaled_dot_product_attention", _sdpa)
+    with pytest.MonkeyPatch.context() as mp, flash_attention_saved():
         # the feature hook's warp without its NaN scan (a scan reads values; it saves nothing for autograd)
         mp.setattr(motionguide.feature, "backward_warp", lambda img, fl: flow.warp._warp(img, fl))
         return name, _activation(name, m)
@@ -253,7 +159,7 @@ def activation(model):
 
 def _activation(name, m) -> dict:
     spec = get_spec(m)
-    (f, h, w), tokens = video_grid(name)
+    (f, h, w), tokens = real_grid(name)
     d, blocks = spec.hidden_dim(m), spec.block_list(m)
     marks: dict[int, int] = {}
     frozen = list(m.parameters()) + list(m.buffers())
@@ -265,7 +171,7 @@ def _activation(name, m) -> dict:
             hooks = [blocks[1].register_forward_pre_hook(lambda *a: marks.__setitem__(0, model_saved.total)),
                      blocks[1].register_forward_hook(lambda *a: marks.__setitem__(1, model_saved.total))]
             try:
-                out = m(**forward_kwargs(name, m))[0]
+                out = m(**real_inputs(name, m))[0]
             finally:
                 for hk in hooks:
                     hk.remove()
@@ -291,7 +197,7 @@ def _activation(name, m) -> dict:
         for layout in ("ref", "inb"):
             h5 = torch.empty(1, *tokens, d, device="meta", dtype=torch.bfloat16, requires_grad=True)
             with SavedBytes(exclude=[gate]) as s:
-                assert blend_tokens(h5, blend_pairs(tokens, layout), gate).shape == h5.shape
+                assert blend_tokens(h5, layout_pairs(tokens, layout), gate).shape == h5.shape
             blend[layout] = s.total
         n_guided = len(adapter.guided_blocks)
     finally:
