@@ -1,6 +1,6 @@
 """Flow accuracy and speed on the Sintel pairs with ground truth, every estimator of this run side by side.
 
-For each of the three MPI-Sintel pairs in ``--data`` (easy / medium / hard = alley_1 / cave_2 / market_5,
+For each of the three MPI-Sintel pairs in ``--data``/sintel_clean_gtflow (easy / medium / hard = alley_1 / cave_2 / market_5,
 mean motion about 3 / 15 / 32 px): frame_0002 -> frame_0003 against ``gt/frame_0002.flo``,
 
 * ``epe``: mean endpoint error over valid pixels (``gt/invalid`` excluded);
@@ -13,7 +13,10 @@ DIS used directly (``cv2.DISOpticalFlow_create(PRESET_MEDIUM).calc`` on ``cv2.im
 reference of issue 3) plus OpenCV's ULTRAFAST. A second table times the DIS presets and Farneback on
 1280x720 frames of ``videos/bigbuckbunny.mp4`` (no ground truth; speed only).
 
-    python benchmarks/flow.py [--data ../shared/data/sintel_clean_gtflow] [--json OUT.json] [--repeat 3]
+    python benchmarks/flow.py [--data ../shared/data] [--json OUT.json] [--repeat 3]
+
+``--data DIR`` is the evaluation folder, laid out as ``../shared/data`` (``sintel_clean_gtflow/``,
+``videos/``); the Sintel folder itself is accepted too.
 """
 from __future__ import annotations
 
@@ -38,7 +41,7 @@ from flow.io import read_flo, read_image  # noqa: E402
 from flow.metrics import flow_metrics  # noqa: E402
 
 SEQUENCES = ("easy", "medium", "hard")
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "sintel_clean_gtflow"
+DEFAULT_DATA = REPO.parent / "shared" / "data"
 PEER = "opencv DIS MEDIUM (direct)"
 
 
@@ -103,7 +106,7 @@ def _candidates(args):
 
 def _speed_720p(args):
     """Median seconds per 1280x720 pair for the OpenCV estimators (what interpolation pays per pair)."""
-    video = args.data.parent / "videos" / "bigbuckbunny.mp4"
+    video = args.root / "videos" / "bigbuckbunny.mp4"
     if not video.exists():
         print(f"note: 720p timing skipped: {video} not found")
         return []
@@ -125,7 +128,8 @@ def _speed_720p(args):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=None, help=f"Sintel pairs folder (default: {DEFAULT_DATA})")
+    ap.add_argument("--data", type=Path, default=None, metavar="DIR",
+                    help=f"evaluation data folder, laid out as ../shared/data (default: {DEFAULT_DATA})")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     ap.add_argument("--repeat", type=int, default=3, help="timed runs per pair (median reported)")
     ap.add_argument("--methods", default=None, help="comma-separated label prefixes to run (the peer always runs)")
@@ -137,11 +141,15 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     explicit = args.data is not None
-    args.data = (args.data or DEFAULT_DATA).resolve()
+    args.root = (args.data or DEFAULT_DATA).resolve()
+    # DIR/sintel_clean_gtflow, or DIR itself when it is the Sintel folder
+    args.data = args.root if (args.root / SEQUENCES[0]).is_dir() else args.root / "sintel_clean_gtflow"
+    if args.data == args.root:
+        args.root = args.root.parent
     missing = [s for s in SEQUENCES if not (args.data / s / "gt" / "frame_0002.flo").exists()]
     if missing:
         print(f"SKIPPED: Sintel pairs with ground truth not found under {args.data} (missing: {', '.join(missing)}); "
-              "pass --data DIR holding easy/, medium/, hard/ with frame_0002.png, frame_0003.png and gt/")
+              "pass --data DIR holding sintel_clean_gtflow/easy, medium, hard with frame_0002.png, frame_0003.png and gt/")
         return 2 if explicit else 0
     torch.set_flush_denormal(True)
 

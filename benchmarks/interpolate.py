@@ -22,7 +22,7 @@ Methods (all in the same process, same thread count, each output rounded to 8 bi
 
 Usage::
 
-    python benchmarks/interpolate.py [--json OUT] [--datasets middlebury,sintel,vtest,bbb]
+    python benchmarks/interpolate.py [--data DIR] [--json OUT] [--datasets middlebury,sintel,vtest,bbb]
                                      [--max-triplets 4] [--methods ...] [--threads 0] [--reps 1]
 
 Threads: torch's and OpenCV's defaults (``--threads 0``, here 2), with ``OMP_WAIT_POLICY=PASSIVE`` set before
@@ -373,8 +373,11 @@ def print_targets(rows, summ) -> list[str]:
 
 
 def main(argv=None) -> int:
+    global DATA  # --data replaces it for load_dataset
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=None, metavar="DIR",
+                    help=f"evaluation data folder, laid out as ../shared/data (default: $MOTIONGUIDE_DATA or {DATA})")
     ap.add_argument("--json", default=None, metavar="OUT", help="write the rows (and the target lines) as JSON")
     ap.add_argument("--datasets", default=",".join(DATASETS), help=f"comma-separated subset of {','.join(DATASETS)}")
     ap.add_argument("--max-triplets", type=int, default=4, metavar="N", help="hold-out triplets per sintel/video dataset (default 4)")
@@ -382,12 +385,14 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=1, help="timed repetitions per frame (median; default 1)")
     ap.add_argument("--threads", type=int, default=0, help="torch and OpenCV threads (default 0 = their defaults)")
     args = ap.parse_args(argv)
+    if args.data is not None:
+        DATA = Path(args.data)
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     bad = [d for d in datasets if d not in DATASETS]
     if bad:
         raise SystemExit(f"unknown dataset(s) {bad}; expected some of {DATASETS}")
     if not DATA.is_dir():
-        print(f"evaluation data not found at {DATA} (set MOTIONGUIDE_DATA); nothing to benchmark")
+        print(f"evaluation data not found at {DATA} (pass --data DIR); nothing to benchmark")
         return 0
     if args.threads > 0:
         import cv2

@@ -59,17 +59,17 @@ import sys
 sys.path.insert(0, {repo!r})
 from pathlib import Path
 from benchmarks.memory_retime import make_video
-make_video(Path({path!r}), {n})
+make_video(Path({path!r}), {n}, Path({data!r}))
 """
 
 
-def make_video(path: Path, n: int) -> None:
+def make_video(path: Path, n: int, data: Path = DATA) -> None:
     """``n`` frames of bigbuckbunny at 25 fps, ping-pong looped, written as H.264 (fast preset)."""
     import torch
 
     from flow.video import VideoReader, VideoWriter
 
-    with VideoReader(DATA / "videos" / "bigbuckbunny.mp4") as vr:
+    with VideoReader(data / "videos" / "bigbuckbunny.mp4") as vr:
         src = [(f * 255 + 0.5).floor().to(torch.uint8) for f in vr]  # 132 x 2.7 MB as uint8
     order = list(range(len(src))) + list(range(len(src) - 2, 0, -1))
     with VideoWriter(path, 25, crf=23, preset="ultrafast") as vw:
@@ -85,9 +85,12 @@ def main(argv=None) -> int:
     ap.add_argument("--reversal", default="linear", help="dis/farneback reversal (default linear)")
     ap.add_argument("--keep", default=None, metavar="DIR", help="keep the made videos in DIR")
     ap.add_argument("--json", default=None, metavar="OUT")
+    ap.add_argument("--data", default=None, metavar="DIR",
+                    help=f"evaluation data folder, laid out as ../shared/data (default: {DATA})")
     args = ap.parse_args(argv)
-    if not (DATA / "videos" / "bigbuckbunny.mp4").is_file():
-        print(f"skip: {DATA / 'videos' / 'bigbuckbunny.mp4'} not found (set MOTIONGUIDE_DATA)")
+    data = Path(args.data) if args.data else DATA
+    if not (data / "videos" / "bigbuckbunny.mp4").is_file():
+        print(f"skip: {data / 'videos' / 'bigbuckbunny.mp4'} not found (pass --data DIR)")
         return 0
     lengths = [int(x) for x in args.frames.split(",")]
     opts = {}
@@ -103,7 +106,7 @@ def main(argv=None) -> int:
             src, dst = folder / f"bbb720_{n}.mp4", folder / f"bbb720_{n}_50fps.mp4"
             t = time.perf_counter()
             # In a child too: the parent stays small, and nothing of the making is counted in the retime.
-            subprocess.run([sys.executable, "-c", _MAKE.format(repo=str(REPO), path=str(src), n=n)], check=True)
+            subprocess.run([sys.executable, "-c", _MAKE.format(repo=str(REPO), path=str(src), n=n, data=str(data))], check=True)
             print(f"made {src.name} ({n} frames, 1280x720) in {time.perf_counter() - t:.0f} s", flush=True)
             code = _CHILD.format(repo=str(REPO), src=str(src), dst=str(dst), backend=args.backend, opts=opts)
             out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)

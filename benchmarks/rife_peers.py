@@ -392,7 +392,8 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=3, help="timed repeats per sequence and method (median)")
     ap.add_argument("--multi", action="store_true", help="also time three t at once (Urban2)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    ap.add_argument("--data", default=None, help="evaluation data folder (default ../shared/data)")
+    ap.add_argument("--data", default=None, metavar="DIR",
+                    help="evaluation data folder, laid out as ../shared/data (default: ../shared/data)")
     ap.add_argument("--json", default=None, help="write the rows here")
     ap.add_argument("--ablation", action="store_true",
                     help="instead: 1-thread CPU time on Urban2 for peer / ours / ours NCHW / ours inference_mode")
