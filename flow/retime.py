@@ -16,12 +16,12 @@ How output frames map to input time (input frames sit at positions 0, 1, ..., N-
 
 Positions never go past the last input frame, so ``fps=30`` on a 10 fps clip of N frames gives ``3N - 2``
 frames. A position that falls on an input frame copies it; one between frames i and i+1 is interpolated at
-``t = position - i`` (all times of one pair in one call). Positions are exact fractions, so no frame is
-lost or doubled by rounding.
+``t = position - i`` (the times of one pair :data:`CHUNK` per call). Positions are exact fractions, so no
+frame is lost or doubled by rounding (:mod:`flow.retime_plan`).
 
 Scene cuts: a pair whose colour histograms differ a lot, or whose pixel difference jumps far above the
-recent ones, is a cut (:class:`SceneCutDetector`); frames between the two sides of a cut are duplicates of
-the nearer side, never blends.
+recent ones, is a cut (:class:`~flow.scene_cuts.SceneCutDetector`); frames between the two sides of a cut
+are duplicates of the nearer side, never blends.
 
 Bounds on work: the output rate is at most :data:`MAX_RATE_FACTOR` (16) times the input's and at most
 :data:`MAX_FPS` (1000) fps; for more, retime in steps (retime the output again).
@@ -37,18 +37,16 @@ import math
 import os
 import sys
 import time
-from collections import deque
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterator
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .atomic import check_outputs
 from .interpolate import Interpolator, get_interpolator
+from .retime_plan import MAX_FPS, MAX_RATE_FACTOR, SPEED_RANGE, RetimePlan, check_target, plan_retime
+from .scene_cuts import SceneCutDetector
 from .video import WRITE_SUFFIXES, VideoReader, VideoWriter
 
 __all__ = [
@@ -56,214 +54,7 @@ __all__ = [
     "check_target", "SPEED_RANGE", "MAX_RATE_FACTOR", "MAX_FPS", "CHUNK",
 ]
 
-SPEED_RANGE = (0.25, 4.0)
-MAX_RATE_FACTOR = 16  # at most this many output frames per input frame interval
-MAX_FPS = 1000
 CHUNK = 8  # in-betweens of one pair interpolated per call: bounds memory, and is IFNet's batch
-
-
-def _fraction(x: float, what: str) -> Fraction:
-    try:
-        xf = float(x)
-    except (TypeError, ValueError):
-        raise TypeError(f"{what}: expected a number, got {x!r}") from None
-    if not math.isfinite(xf) or xf <= 0:
-        raise ValueError(f"{what}: expected a positive finite number, got {x!r}")
-    # 1001 keeps NTSC rates (30000/1001) exact; decimal inputs such as 0.3 become 3/10.
-    return Fraction(xf).limit_denominator(1001)
-
-
-@dataclass(frozen=True)
-class RetimePlan:
-    """Where output frames sit in input time.
-
-    Attributes:
-        step: input frames advanced per output frame (exact fraction).
-        out_fps: the output's frame rate.
-        in_fps: the input's frame rate.
-        out_frames: number of output frames for a clip of ``in_frames`` frames (None when unknown).
-        in_frames: number of input frames the plan was made for (None when unknown).
-    """
-
-    step: Fraction
-    out_fps: Fraction
-    in_fps: Fraction
-    in_frames: int | None = None
-
-    @property
-    def out_frames(self) -> int | None:
-        if self.in_frames is None:
-            return None
-        return math.floor((self.in_frames - 1) / self.step) + 1
-
-    def positions(self, last: int | None = None) -> Iterator[Fraction]:
-        """Input positions ``k * step`` of the output frames, up to ``last`` (default ``in_frames - 1``)."""
-        last = self.in_frames - 1 if last is None else last
-        k = 0
-        while k * self.step <= last:
-            yield k * self.step
-            k += 1
-
-
-def plan_retime(
-    in_fps: float,
-    in_frames: int | None = None,
-    *,
-    fps: float | None = None,
-    speed: float | None = None,
-    frames: int | None = None,
-) -> RetimePlan:
-    """Make a :class:`RetimePlan` from exactly one of ``fps``, ``speed`` or ``frames``.
-
-    >>> p = plan_retime(10, 795, fps=30)
-    >>> p.step, p.out_frames, float(p.out_fps)
-    (Fraction(1, 3), 2383, 30.0)
-    >>> plan_retime(25, 100, speed=0.25).out_frames
-    397
-    >>> plan_retime(24, 100, frames=50).out_frames
-    50
-    """
-    check_target(fps=fps, speed=speed, frames=frames)
-    fin = _fraction(in_fps, "input fps")
-    if in_frames is not None and int(in_frames) < 2:
-        raise ValueError(f"retiming needs at least 2 input frames, got {in_frames}")
-    if fps is not None:
-        fo = _fraction(fps, "fps")
-        _check_rate(fin / fo, fo, fin, f"fps: {float(fps):g}")
-        return RetimePlan(step=fin / fo, out_fps=fo, in_fps=fin, in_frames=in_frames)
-    if speed is not None:
-        s = _fraction(speed, "speed")
-        return RetimePlan(step=s, out_fps=fin, in_fps=fin, in_frames=in_frames)
-    if in_frames is None:
-        raise ValueError("frames: the input frame count must be known to spread an exact number of frames")
-    step = Fraction(int(in_frames) - 1, int(frames) - 1)
-    _check_rate(step, fin / step, fin, f"frames: {int(frames)} from {int(in_frames)} input frames")
-    return RetimePlan(step=step, out_fps=fin / step, in_fps=fin, in_frames=in_frames)
-
-
-def check_target(*, fps=None, speed=None, frames=None) -> None:
-    """Check a retime target without the input: exactly one of them, each in its own range.
-
-    The bounds that need the input's rate (at most :data:`MAX_RATE_FACTOR` times it) are checked by
-    :func:`plan_retime`.
-
-    >>> check_target(fps=60)
-    >>> check_target(fps=5000)
-    Traceback (most recent call last):
-    ...
-    ValueError: fps: 5000 is above the limit of 1000 fps; ask for at most 1000 (for slow motion, use speed, e.g. 0.25)
-    """
-    given = [n for n, v in (("fps", fps), ("speed", speed), ("frames", frames)) if v is not None]
-    if len(given) != 1:
-        raise ValueError(f"give exactly one of fps, speed or frames; got {given or 'none'}")
-    if fps is not None:
-        fo = _fraction(fps, "fps")
-        if fo > MAX_FPS:
-            raise ValueError(f"fps: {float(fps):g} is above the limit of {MAX_FPS} fps; ask for at most {MAX_FPS} "
-                             "(for slow motion, use speed, e.g. 0.25)")
-    if speed is not None:
-        s = _fraction(speed, "speed")
-        lo, hi = SPEED_RANGE
-        if not lo <= s <= hi:
-            raise ValueError(f"speed: expected {lo} .. {hi} (0.25 = 4x slow motion, 4 = 4x faster), got {speed}; "
-                             "for slower motion, retime in steps (0.25, then 0.25 again on the output)")
-    if frames is not None and (isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or int(frames) < 2):
-        raise ValueError(f"frames: expected an integer >= 2 (the output frame count), got {frames!r}")
-
-
-def _check_rate(step: Fraction, out_fps: Fraction, in_fps: Fraction, what: str) -> None:
-    """Refuse an output rate above MAX_RATE_FACTOR x the input's or above MAX_FPS (the message says how to
-    get there in steps)."""
-    factor = 1 / step
-    if factor > MAX_RATE_FACTOR:
-        top = float(in_fps) * MAX_RATE_FACTOR
-        raise ValueError(
-            f"{what} asks for {float(factor):.4g}x the input's {float(in_fps):g} fps; one retime makes at most "
-            f"{MAX_RATE_FACTOR}x ({top:g} fps). For more, retime in steps: first to {min(top, MAX_FPS):g} fps, "
-            "then retime that output again"
-        )
-    if out_fps > MAX_FPS:
-        raise ValueError(f"{what} gives {float(out_fps):g} fps, above the limit of {MAX_FPS} fps; ask for fewer "
-                         "frames (or use speed for slow motion at the input's frame rate)")
-
-
-# ------------------------------------------------------------------------------------------ scene cuts
-
-
-class SceneCutDetector:
-    """Streaming scene-cut detector: feed frames in order, get whether a cut precedes each.
-
-    A cut between two frames when either
-
-    * the hue/saturation histograms (16 x 8 bins, 64 x 36 thumbnails) differ by a Bhattacharyya distance
-      of at least ``hist_threshold`` (motion barely changes a histogram; a new shot usually does), or
-    * the mean absolute difference of the thumbnails is at least ``mad_min`` and at least ``mad_ratio``
-      times the median of the last 10 non-cut pairs (at least 2 needed) (a new shot with the same colours,
-      while fast but steady motion, such as a pan, keeps the ratio low).
-
-    Measured on ../shared/data/videos: consecutive frames reach at most 0.08 (histogram) and 0.018 (MAD)
-    in both videos; a cut from bigbuckbunny to vtest scores 0.60 / 0.26.
-
-    >>> det = SceneCutDetector()
-    >>> a = torch.zeros(3, 36, 64); a[0] = 1.0          # red
-    >>> b = torch.zeros(3, 36, 64); b[2] = 1.0          # blue
-    >>> det.update(a), det.update(a.clone()), det.update(b)
-    (False, False, True)
-    """
-
-    def __init__(self, hist_threshold: float = 0.3, mad_ratio: float = 4.0, mad_min: float = 0.06):
-        if not 0 < hist_threshold <= 1:
-            raise ValueError(f"hist_threshold: expected (0, 1], got {hist_threshold}")
-        self.hist_threshold = float(hist_threshold)
-        self.mad_ratio = float(mad_ratio)
-        self.mad_min = float(mad_min)
-        self._prev = None
-        self._mads: deque[float] = deque(maxlen=10)
-
-    @staticmethod
-    def _features(frame: torch.Tensor):
-        import cv2
-
-        if frame.ndim == 4:
-            frame = frame[0]
-        thumb = F.interpolate(frame[None].float(), size=(36, 64), mode="area")[0].clamp(0, 1)
-        u8 = (thumb.permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
-        hsv = cv2.cvtColor(u8, cv2.COLOR_RGB2HSV)
-        hist = cv2.calcHist([hsv], [0, 1], None, [16, 8], [0, 180, 0, 256])
-        return thumb, hist / max(float(hist.sum()), 1.0)
-
-    def scores(self, frame: torch.Tensor) -> tuple[float, float] | None:
-        """(histogram distance, MAD) between the previous frame and ``frame``; None for the first frame."""
-        import cv2
-
-        thumb, hist = self._features(frame)
-        prev, self._prev = self._prev, (thumb, hist)
-        if prev is None:
-            return None
-        mad = float((thumb - prev[0]).abs().mean())
-        hd = float(cv2.compareHist(hist, prev[1], cv2.HISTCMP_BHATTACHARYYA))
-        return hd, mad
-
-    def update(self, frame: torch.Tensor) -> bool:
-        """Feed the next frame ``(3, H, W)`` float [0, 1]; True when a cut lies between it and the previous one."""
-        s = self.scores(frame)
-        if s is None:
-            return False
-        hd, mad = s
-        # The difference rule needs a little history (two pairs) to know what "usual" motion looks like;
-        # until then (clip start, right after a cut) only the histogram rule can call a cut.
-        typical = float(np.median(self._mads)) if len(self._mads) >= 2 else None
-        cut = hd >= self.hist_threshold or (
-            typical is not None and mad >= self.mad_min and mad >= self.mad_ratio * max(typical, 1e-3)
-        )
-        if cut:
-            self._mads.clear()  # the new shot starts its own statistics
-        else:
-            self._mads.append(mad)
-        return cut
-
-
-# ---------------------------------------------------------------------------------------------- retime
 
 
 @dataclass

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
-__all__ = ["ENV_VAR", "RifeCheckpoint", "RifeWeights", "resolve_weights", "sha256_of", "installed_weights"]
+__all__ = ["ENV_VAR", "RifeCheckpoint", "RifeWeights", "WeightsArg", "resolve_weights", "sha256_of", "installed_weights"]
 
 ENV_VAR = "MOTIONGUIDE_RIFE_WEIGHTS"
 

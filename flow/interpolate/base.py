@@ -20,7 +20,7 @@ import torch
 from ..checks import check_finite, check_flow, check_frames, check_same_size, check_times, to_float_frames
 from ..warp import _warp
 
-__all__ = ["Intermediate", "Interpolator", "synthesize", "synthesize_unchecked"]
+__all__ = ["Intermediate", "Interpolator", "synthesize"]
 
 
 class Intermediate(NamedTuple):
