@@ -1,0 +1,849 @@
+"""The three jobs on real footage: generated frames scored against real frames held out of real videos.
+
+Clips of 9 consecutive frames are cut from real videos (by default every video in ``../shared/data/videos``
+and the ``../shared/data/sintel_frames`` sequence; ``--videos DIR``: any folder of videos, of any length, size
+and frame rate, or of frame folders; a folder of images counts as a video at 24 fps). Clips never cross a
+scene cut (``flow.retime.SceneCutDetector``) and do not overlap. Ground truth comes from holding frames out:
+
+* ``speed0.5`` / ``speed0.25``: the clip's every 2nd / 4th frame (5 / 3 frames) is the input; the job makes
+  2x / 4x slow motion (9 frames) and the generated in-betweens are scored against the frames that were dropped;
+* ``extend``: the first K = 5 frames are the input, N = 4 more are asked for and scored against the real next 4;
+* ``transfer``: self-transfer: the first frame plus the motion of the clip's first 8 frames (the embedded
+  model's window), scored against the clip (frames 1..7); also ``motion_epe``: endpoint error of the
+  output's motion (DIS between consecutive output frames) against the reference's (DIS between its frames),
+  measured with the same meter at the scoring size (at the model's size on frames upsampled 4x, as in
+  ``benchmarks/motion.py``).
+
+Rows (``mode``), all in the same run on the same clips:
+
+* ``default``: what the CLI does by default (``jobs.load_models()`` and the job's default mode);
+* ``both``, ``training_free``, ``unguided``: the embedded model in that mode;
+* ``flow_only``: the job's warp without a model (``model=None``), which works at the input's resolution;
+* speed peers and baselines: ``ifnet_retime`` (the interpolation core's IFNet, ``get_interpolator("auto")``
+  with the RIFE weights of the installed wheels; skipped with a message without them), ``minterpolate``
+  (ffmpeg ``minterpolate=mi_mode=mci`` from the ``imageio-ffmpeg`` binary, its other options at their
+  defaults, fed the kept frames as PNGs; its time includes the PNG round trip), ``average`` (the two
+  neighbouring kept frames blended linearly in time);
+* extend baselines: ``constant_velocity`` (each pixel of the last frame keeps moving with its last DIS
+  velocity, ``-F(last -> previous)``: displacement k velocities at new frame k, reversed by splatting
+  (:func:`flow.warp.reverse_flow`; holes take the plain reversed motion) and one backward warp of the last
+  frame, at full resolution), ``repeat_last``.
+
+Metrics per row, each at two sizes (``size``):
+
+* ``input``: the input's resolution. Outputs smaller than the input (today the embedded model's modes
+  return 32x32 frames) are upsampled bicubically (clamped to [0, 1]) to it: that is what a user who wants
+  the input's size gets from them;
+* ``model``: the embedded model's size; outputs and true frames are both area-resized to it.
+
+``psnr`` / ``ssim`` (``flow.metrics``, mean over the scored frames of a clip, then over clips; PSNR capped
+at 100 dB); ``stability``: mean absolute difference, in 8-bit grey levels, between each output frame and
+the one before it backward-warped onto it with the DIS flow of the *true* frames (at the model's size that
+flow resized), over every consecutive pair that holds a generated frame; lower is steadier (the true frames
+themselves score the ``truth`` line: warping and flow error alone); ``seconds_per_frame``: the method's
+wall time per generated frame (the real frames it keeps are free). Every output is rounded to 8 bits, as if
+saved, before it is scored.
+
+Target lines: the paired per-clip PSNR difference a - b with its standard error (SE = sd / sqrt(clips)),
+and "met" / "not met" for the targets of issue 17 that this benchmark measures.
+
+    python benchmarks/real_footage.py [--videos DIR] [--json OUT] [--clips 4] [--seed 0]
+                                      [--modes default,flow_only,...] [--jobs speed0.5,extend,...]
+
+``--clips``: clips per video (fewer where a video is too short; the Sintel sequence holds one).
+``--seed``: the sampling seed, and where the clips sit (0: the middle of equal parts of each video; other
+seeds: random non-overlapping places, a fresh draw of clips from the same videos).
+JSON (``--json``, written atomically): ``{"rows": [...], "paired": [...], "per_clip": [...], "meta": {...}}``.
+Exit status 2 with a message on bad input (no readable video in the folder, nothing long enough).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import math
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+# Before torch (and its OpenMP runtime) loads: spinning OpenMP threads on this shared CPU make small ops
+# 10-20x slower (see benchmarks/interpolate.py).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+DATA = Path(os.environ.get("MOTIONGUIDE_DATA", REPO.parent / "shared" / "data"))
+JOBS = ("speed0.5", "speed0.25", "extend", "transfer")
+MODEL_MODES = ("default", "both", "training_free", "unguided")
+MODES = ("default", "both", "training_free", "unguided", "flow_only", "ifnet_retime", "minterpolate",
+         "constant_velocity", "repeat_last", "average")
+#: informational, not a row of issue 17's schema (JSON "extra_rows"): the job's warp at the model's grid
+#: (the model passed, mode flow_only), i.e. the guidance the model is given, to say what the model adds to it
+EXTRA_MODES = ("flow_only_grid",)
+SIZES = ("input", "model")
+#: which jobs each mode runs on
+APPLIES = {**{m: JOBS for m in MODEL_MODES + ("flow_only", "flow_only_grid")},
+           **{m: ("speed0.5", "speed0.25") for m in ("ifnet_retime", "minterpolate", "average")},
+           **{m: ("extend",) for m in ("constant_velocity", "repeat_last")}}
+CLIP_FRAMES = 9  # speed: 5 / 3 kept frames -> 9; extend: K + N
+K_EXTEND, N_EXTEND = 5, 4
+TRANSFER_FRAMES = 8  # one window of the embedded model
+FRAME_FOLDER_FPS = 24.0
+PSNR_CAP = 100.0
+#: issue 17's targets that this benchmark measures
+TARGET_IFNET_MARGIN = 0.05  # speed default >= ifnet_retime - 0.05 dB (input size)
+TARGET_TRAINING_FREE_MARGIN = 0.3  # training_free >= flow_only - 0.3 dB (model size)
+TARGET_EXTEND_SECONDS = 10.0  # extending a 480x360 clip by 4 frames
+TARGET_SLOWMO_RATIO = 2.0  # 2x slow motion in at most 2x the time of retime
+
+
+class UserError(Exception):
+    """Bad input: printed as one line, exit status 2."""
+
+
+def _notice(msg: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(f"notice: {msg}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------- footage
+@dataclass
+class Source:
+    """A video file or a folder of frames (``frames`` = its image paths)."""
+
+    name: str
+    path: Path
+    fps: float
+    frames: list | None = None  # image paths of a frame folder; None for a video file
+
+    def iter_frames(self) -> Iterator[torch.Tensor]:
+        """``(3, H, W)`` float [0, 1] frames in order."""
+        if self.frames is not None:
+            from flow.io import read_image
+
+            for p in self.frames:
+                yield read_image(p)
+            return
+        from flow.video import VideoReader
+
+        with VideoReader(self.path) as vr:
+            yield from vr
+
+
+@dataclass
+class Clip:
+    """``frames``: ``(CLIP_FRAMES, 3, H, W)`` consecutive real frames of ``source`` from frame ``start``."""
+
+    source: str
+    start: int
+    fps: float
+    frames: torch.Tensor
+
+    @property
+    def name(self) -> str:
+        return f"{self.source}@{self.start}"
+
+
+def _probe_video(path: Path) -> Source | str:
+    """A Source for a readable video, else the reason it is not one."""
+    from flow.video import VideoReader
+
+    try:
+        with VideoReader(path) as vr:
+            fps = vr.fps
+            if vr.variable_frame_rate:
+                _notice(f"{path.name}: variable frame rate; frames are taken as decoded (timestamps ignored)")
+    except (ValueError, OSError) as e:
+        return str(e).split("\n")[0]
+    return Source(path.name, path, fps if math.isfinite(fps) and fps > 0 else FRAME_FOLDER_FPS)
+
+
+def find_sources(folder: Path | None) -> list[Source]:
+    """The videos and frame folders to cut clips from: the default footage (``folder=None``) or every video
+    file, and every folder of images, in ``folder`` (the folder itself when it holds images)."""
+    from flow.io import IMAGE_SUFFIXES, list_frames
+
+    def frame_folder(d: Path) -> Source | None:
+        try:
+            files = list_frames(d)
+        except (ValueError, FileNotFoundError):
+            return None
+        return Source(d.name + "/", d, FRAME_FOLDER_FPS, files)
+
+    if folder is None:
+        out = []
+        vids = DATA / "videos"
+        for p in sorted(vids.iterdir()) if vids.is_dir() else []:
+            s = _probe_video(p)
+            out.append(s) if isinstance(s, Source) else _notice(f"skip {p}: {s}")
+        s = frame_folder(DATA / "sintel_frames")
+        if s is not None:
+            out.append(s)
+        return out
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"--videos {folder}: not a folder; expected a folder of videos or of frame folders")
+    out = []
+    here = [p for p in sorted(folder.iterdir()) if not p.name.startswith(".")]
+    if any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in here):
+        s = frame_folder(folder)
+        if s is not None:
+            out.append(s)
+    for p in here:
+        if p.is_dir():
+            s = frame_folder(p)
+            if s is not None:
+                out.append(s)
+            else:
+                _notice(f"skip {p.name}/: no image files in it")
+        elif p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES:
+            s = _probe_video(p)
+            out.append(s) if isinstance(s, Source) else _notice(f"skip {p.name}: not a readable video ({s})")
+    if not out:
+        raise UserError(f"--videos {folder}: no readable video or frame folder in it; expected video files "
+                        f"(.mp4, .avi, .mkv, ...) or folders of frames (.png, .jpg, ...)")
+    return out
+
+
+def choose_starts(num_frames: int, cuts: set[int], length: int, n: int, seed: int) -> list[int]:
+    """Up to ``n`` non-overlapping clip starts in a video of ``num_frames`` frames, no clip across a cut
+    (``c`` in ``cuts``: a cut between frames c-1 and c). Seed 0: nearest the middle of ``n`` equal parts;
+    other seeds: random places.
+
+    >>> choose_starts(40, set(), 9, 4, 0)
+    [0, 10, 20, 30]
+    >>> choose_starts(20, {10}, 9, 4, 0)
+    [0, 10]
+    """
+    valid = [s for s in range(num_frames - length + 1) if not any(s < c < s + length for c in cuts)]
+    n = min(n, num_frames // length)
+    if seed == 0:
+        targets = [(i + 0.5) * num_frames / n - length / 2 for i in range(n)] if n else []
+    else:
+        rng = random.Random(seed)
+        targets = [rng.uniform(0, num_frames - length) for _ in range(n)]
+    chosen: list[int] = []
+    for t in targets:
+        free = [s for s in valid if all(abs(s - c) >= length for c in chosen)]
+        if not free:
+            break
+        chosen.append(min(free, key=lambda s: (abs(s - t), s)))
+    return sorted(chosen)
+
+
+def read_clips(src: Source, n: int, seed: int, length: int = CLIP_FRAMES) -> list[Clip]:
+    """``n`` clips of ``length`` frames from ``src`` (two passes: count frames and find cuts, then read the
+    chosen frames only, so a long video never has to fit in memory). Short videos give none (a notice)."""
+    from flow.retime import SceneCutDetector
+
+    det = SceneCutDetector()
+    cuts: set[int] = set()
+    count, size, size_change = 0, None, None
+    try:
+        for i, f in enumerate(src.iter_frames()):
+            if size is None:
+                size = tuple(f.shape)
+            elif tuple(f.shape) != size and size_change is None:
+                size_change = i
+            if det.update(f):
+                cuts.add(i)
+            count = i + 1
+    except ValueError as e:
+        _notice(f"{src.name}: {e}; using the {count} frames before it")
+    if size_change is not None:
+        _notice(f"{src.name}: the frame size changes at frame {size_change}; only the frames before it are used")
+        count = size_change
+    if count < length:
+        _notice(f"skip {src.name}: {count} frames, fewer than a clip's {length}")
+        return []
+    starts = choose_starts(count, cuts, length, n, seed)
+    if cuts:
+        _notice(f"{src.name}: scene cut(s) before frame(s) {sorted(cuts)}; no clip crosses one")
+    if not starts:
+        _notice(f"skip {src.name}: no {length} consecutive frames without a scene cut")
+        return []
+    want = {s + d for s in starts for d in range(length)}
+    got: dict[int, torch.Tensor] = {}
+    for i, f in enumerate(src.iter_frames()):
+        if i in want:
+            got[i] = f
+        if i >= max(want):
+            break
+    return [Clip(src.name, s, src.fps, torch.stack([got[s + d] for d in range(length)])) for s in starts]
+
+
+# ------------------------------------------------------------------------------------------------ tasks
+@dataclass
+class Task:
+    """One job on one clip. ``inputs``: everything the method is given (the held-out frames are not in
+    it); ``truth``: ``(T, 3, H, W)`` the real frame at every output index; ``generated``: the output
+    indices that are scored (the held-out ones)."""
+
+    job: str
+    clip: str
+    inputs: dict
+    truth: torch.Tensor
+    generated: list[int]
+    kept: list[int] = field(default_factory=list)  # output indices that are input frames
+
+
+def make_tasks(frames: torch.Tensor, clip: str = "clip", jobs_: tuple = JOBS) -> dict[str, Task]:
+    """The four hold-out tasks on one clip ``(CLIP_FRAMES, 3, H, W)``."""
+    if frames.shape[0] < CLIP_FRAMES:
+        raise ValueError(f"a clip needs {CLIP_FRAMES} frames, got {frames.shape[0]}")
+    fr = frames[:CLIP_FRAMES]
+    out = {}
+    for job in jobs_:
+        if job.startswith("speed"):
+            factor = float(job[len("speed"):])
+            step = round(1 / factor)
+            kept = list(range(0, CLIP_FRAMES, step))
+            # .clone(): the method gets copies, never views of the truth it is scored against
+            out[job] = Task(job, clip, {"clip": fr[kept].clone(), "factor": factor}, fr,
+                            [t for t in range(CLIP_FRAMES) if t not in kept], kept)
+        elif job == "extend":
+            out[job] = Task(job, clip, {"clip": fr[:K_EXTEND].clone(), "frames": N_EXTEND}, fr,
+                            list(range(K_EXTEND, K_EXTEND + N_EXTEND)), list(range(K_EXTEND)))
+        elif job == "transfer":
+            ref = fr[:TRANSFER_FRAMES]
+            out[job] = Task(job, clip, {"reference": ref.clone(), "image": ref[0].clone()}, ref,
+                            list(range(1, TRANSFER_FRAMES)), [0])
+        else:
+            raise ValueError(f"unknown job {job!r}; expected one of {JOBS}")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- methods
+Method = Callable[[str, dict], torch.Tensor]  # (job, task.inputs) -> (T, 3, h, w) output at any size; never the truth
+
+
+def job_method(model, mode: str | None, *, seed: int = 0) -> Method:
+    """The public job API (``motionguide.jobs``) with ``model`` in ``mode`` (None = the job's default)."""
+    from motionguide import jobs
+
+    kw = {} if mode is None else {"mode": mode}
+
+    def run(job: str, i: dict) -> torch.Tensor:
+        if job.startswith("speed"):
+            r = jobs.speed(i["clip"], i["factor"], model=model, seed=seed, **kw)
+        elif job == "extend":
+            r = jobs.extend(i["clip"], i["frames"], model=model, seed=seed, **kw)
+        else:
+            r = jobs.transfer(i["reference"], i["image"], model=model, seed=seed, **kw)
+        return r.frames
+
+    return run
+
+
+def _retime(inputs: dict, between: Callable) -> torch.Tensor:
+    """Slow motion from kept frames: ``between(a, b, ts) -> [(1, 3, H, W)]`` fills each gap."""
+    kept = inputs["clip"]
+    step = round(1 / inputs["factor"])
+    ts = [j / step for j in range(1, step)]
+    out = [kept[0]]
+    for a, b in zip(kept[:-1], kept[1:]):
+        out += [f[0] for f in between(a[None], b[None], ts)] + [b]
+    return torch.stack(out)
+
+
+def ifnet_method() -> Method | str:
+    from flow.interpolate import get_interpolator
+
+    interp = get_interpolator("auto")
+    if interp.name != "ifnet":
+        return f"no RIFE weights installed ({getattr(interp, 'auto_reason', interp.description)})"
+
+    def run(job, inputs):
+        return _retime(inputs, interp.interpolate)
+
+    run.description = interp.description
+    return run
+
+
+def minterpolate_method() -> Method | str:
+    try:
+        import imageio_ffmpeg
+
+        exe = imageio_ffmpeg.get_ffmpeg_exe()
+    except Exception as e:  # noqa: BLE001 - any failure to find the binary means: skip this peer
+        return f"imageio-ffmpeg's ffmpeg not available ({e})"
+    from flow.io import read_image, write_image
+
+    def run(job, inputs):
+        kept = inputs["clip"]
+        step = round(1 / inputs["factor"])
+        n_out = (kept.shape[0] - 1) * step + 1
+        with tempfile.TemporaryDirectory() as d:
+            # the last frame twice: minterpolate emits the frames between a and b only once it has seen a
+            # frame after b
+            for i, f in enumerate(list(kept) + [kept[-1]]):
+                write_image(Path(d) / f"in{i}.png", f)
+            # 1 fps in, `step` fps out: output j shows input time j / step
+            subprocess.run([exe, "-v", "error", "-framerate", "1", "-i", str(Path(d) / "in%d.png"),
+                            "-vf", f"minterpolate=fps={step}:mi_mode=mci", "-pix_fmt", "rgb24",
+                            str(Path(d) / "out%d.png")], check=True, capture_output=True)
+            return torch.stack([read_image(Path(d) / f"out{j + 1}.png") for j in range(n_out)])
+
+    run.description = f"ffmpeg minterpolate mi_mode=mci ({exe})"
+    return run
+
+
+def average_method() -> Method:
+    def run(job, inputs):
+        return _retime(inputs, lambda a, b, ts: [(1 - t) * a + t * b for t in ts])
+
+    return run
+
+
+def constant_velocity_method() -> Method:
+    from flow.estimators import get_estimator
+    from flow.warp import backward_warp, reverse_flow
+
+    est = get_estimator("dis")
+
+    def run(job, inputs):
+        clip, n = inputs["clip"], inputs["frames"]
+        last = clip[-1:]
+        velocity = -est(last, clip[-2:-1])  # where each pixel of the last frame goes in one frame
+        out = list(clip)
+        for k in range(1, n + 1):
+            fwd = velocity * k
+            back, hit = reverse_flow(fwd, 1.0)
+            back = torch.where(hit > 1e-3, back, -fwd)  # holes: the plain reversed motion
+            out.append(backward_warp(last, back)[0])
+        return torch.stack(out)
+
+    return run
+
+
+def repeat_last_method() -> Method:
+    def run(job, inputs):
+        clip = inputs["clip"]
+        return torch.cat([clip, clip[-1:].expand(inputs["frames"], -1, -1, -1)])
+
+    return run
+
+
+def build_methods(modes, *, seed: int = 0, models: dict | None = None) -> dict[str, Method]:
+    """mode name -> method; unavailable peers are reported and left out. ``models``: mode -> loaded
+    embedded model for the model modes (loaded here through ``jobs.load_models`` when not given)."""
+    from motionguide import jobs
+
+    unknown = [m for m in modes if m not in MODES + EXTRA_MODES]
+    if unknown:
+        raise UserError(f"unknown mode(s) {unknown}; expected some of {list(MODES + EXTRA_MODES)}")
+    models = dict(models or {})
+    out: dict[str, Method] = {}
+    for m in modes:
+        if m in MODEL_MODES:
+            if m not in models:
+                models[m] = jobs.load_models() if m == "default" else jobs.load_models(mode=m)
+            out[m] = job_method(models[m], None if m == "default" else m, seed=seed)
+        elif m == "flow_only":
+            out[m] = job_method(None, "flow_only", seed=seed)
+        elif m == "flow_only_grid":
+            grid = models.get("default") or jobs.load_models(mode="flow_only")
+            out[m] = job_method(grid, "flow_only", seed=seed)
+        else:
+            made = {"ifnet_retime": ifnet_method, "minterpolate": minterpolate_method, "average": average_method,
+                    "constant_velocity": constant_velocity_method, "repeat_last": repeat_last_method}[m]()
+            if isinstance(made, str):
+                print(f"skip {m}: {made}", file=sys.stderr)
+            else:
+                out[m] = made
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- scoring
+def _q8(x: torch.Tensor) -> torch.Tensor:
+    return (x.float().clamp(0, 1) * 255 + 0.5).floor() / 255
+
+
+def _resize(x: torch.Tensor, size) -> torch.Tensor:
+    """Frames to ``size``: area when shrinking, bicubic (clamped) when enlarging."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    if x.shape[-2] >= size[0] and x.shape[-1] >= size[1]:
+        return F.interpolate(x, size=size, mode="area")
+    return F.interpolate(x, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+class Truth:
+    """A task's true frames at both scoring sizes, and what every method is measured with.
+
+    ``frames[size]``: ``(T, 3, h, w)``; ``back[size]``: ``(T-1, 2, h, w)`` DIS flow F(t+1 -> t) of the true
+    frames (at the model's size: the input-resolution flow resized, magnitudes rescaled), for stability;
+    ``motion[size]``: the motion meter on the true frames (transfer's motion EPE)."""
+
+    def __init__(self, task: Task, estimator, model_size, clip_back: torch.Tensor | None = None):
+        from flow.warp import resize_flow
+
+        self.task, self.est, self.model_size = task, estimator, tuple(model_size)
+        n = task.truth.shape[0]
+        full = clip_back[: n - 1] if clip_back is not None else estimator(task.truth[1:], task.truth[:-1])
+        self.sizes = {"input": tuple(task.truth.shape[-2:]), "model": self.model_size}
+        self.frames = {s: _resize(task.truth, hw) for s, hw in self.sizes.items()}
+        self.back = {"input": full, "model": resize_flow(full, self.model_size)}
+        self.motion = {}
+        if task.job == "transfer":
+            self.motion = {"input": full, "model": self.meter(self.frames["model"][1:], self.frames["model"][:-1])}
+
+    def meter(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """DIS a -> b at the model's size, on frames upsampled 4x (DIS's 8 px patches cover a quarter of a
+        32 px frame), the flow area-averaged back (``benchmarks/motion.py``'s meter)."""
+        up = lambda x: F.interpolate(x, scale_factor=4, mode="bicubic", align_corners=False).clamp(0, 1)  # noqa: E731
+        return F.interpolate(self.est(up(a), up(b)), size=a.shape[-2:], mode="area") / 4
+
+    def stability(self, frames: torch.Tensor, size: str) -> float:
+        """Mean |backward_warp(o_t, F_true(t+1 -> t)) - o_t+1| in 8-bit levels over the pairs that hold a
+        generated frame."""
+        from flow.warp import backward_warp
+
+        g = self.task.generated
+        pairs = [i for i in range(frames.shape[0] - 1) if i in g or i + 1 in g]
+        warped = backward_warp(frames[pairs], self.back[size][pairs])
+        return float((warped - frames[[i + 1 for i in pairs]]).abs().mean()) * 255
+
+    def score(self, out: torch.Tensor, size: str) -> dict:
+        """PSNR, SSIM (generated frames), stability of output ``(T, 3, h, w)`` at ``size`` (``input`` /
+        ``model``); transfer: also ``motion_epe``."""
+        from flow.metrics import epe, psnr, ssim
+
+        o, t, g = _resize(out, self.sizes[size]), self.frames[size], self.task.generated
+        res = {"psnr": min(psnr(o[g], t[g]), PSNR_CAP), "ssim": ssim(o[g], t[g]), "stability": self.stability(o, size)}
+        if self.task.job == "transfer":
+            fo = self.est(o[1:], o[:-1]) if size == "input" else self.meter(o[1:], o[:-1])
+            res["motion_epe"] = epe(fo, self.motion[size])
+        return res
+
+
+# -------------------------------------------------------------------------------------------------- run
+@contextlib.contextmanager
+def _collect_notices(seen: set):
+    """The jobs' notices (stderr) once each, not once per call (they would break the progress bar)."""
+    buf = io.StringIO()
+    with contextlib.redirect_stderr(buf):
+        yield
+    for line in buf.getvalue().splitlines():
+        key = re.sub(r"\d+", "#", line)  # one per kind, not per input size
+        if line.strip() and key not in seen:
+            seen.add(key)
+            _notice(line.removeprefix("notice: "))
+
+
+def run_benchmark(clips: list[Clip], methods: dict[str, Method], model_size, *, jobs_=JOBS,
+                  progress: bool = True) -> dict:
+    """Every method on every task of every clip; returns ``{"per_clip": [...], "truth_stability": {...}}``.
+    Methods are interleaved per task (load changes on a shared machine hit all of them alike); each gets
+    ``task.inputs`` only."""
+    from tqdm import tqdm
+
+    from flow.estimators import get_estimator
+
+    est = get_estimator("dis")
+    per_clip: list[dict] = []
+    floor: dict = {}
+    seen: set = set()
+    for clip in tqdm(clips, desc="clips", unit="clip", disable=not progress, file=sys.stderr):
+        with torch.inference_mode():
+            back = est(clip.frames[1:], clip.frames[:-1])  # the true frames' flow, shared by the tasks
+        for job, task in make_tasks(clip.frames, clip.name, jobs_).items():
+            with torch.inference_mode():
+                truth = Truth(task, est, model_size, back)
+                for s in SIZES:
+                    floor.setdefault((job, s), []).append(truth.stability(truth.frames[s], s))
+            for name, fn in methods.items():
+                if job not in APPLIES[name]:
+                    continue
+                t0 = time.perf_counter()
+                with _collect_notices(seen), torch.inference_mode():
+                    out = fn(job, task.inputs)
+                sec = time.perf_counter() - t0
+                if out.shape[0] != task.truth.shape[0]:
+                    raise RuntimeError(f"{name} on {job}: {out.shape[0]} output frames, expected {task.truth.shape[0]}")
+                out = _q8(out)
+                for s in SIZES:
+                    with torch.inference_mode():
+                        m = truth.score(out, s)
+                    per_clip.append({"clip": clip.name, "job": job, "mode": name, "size": s,
+                                     "out_size": list(out.shape[-2:]), "input_size": list(task.truth.shape[-2:]),
+                                     **{k: round(v, 4) for k, v in m.items()},
+                                     "seconds_per_frame": round(sec / len(task.generated), 4)})
+    return {"per_clip": per_clip,
+            "truth_stability": {f"{j}/{s}": round(statistics.fmean(v), 4) for (j, s), v in floor.items()}}
+
+
+def _mean(xs):
+    xs = [x for x in xs if x is not None and math.isfinite(x)]
+    return round(statistics.fmean(xs), 4) if xs else None
+
+
+def summarise(per_clip: list[dict], modes=MODES) -> list[dict]:
+    """One row per (job, mode, size): means over clips (issue 17's row schema; transfer adds motion_epe)."""
+    rows = []
+    for job in JOBS:
+        for mode in modes:
+            for s in SIZES:
+                rr = [r for r in per_clip if (r["job"], r["mode"], r["size"]) == (job, mode, s)]
+                if not rr:
+                    continue
+                row = {"job": job, "mode": mode, "size": s,
+                       **{k: _mean(r[k] for r in rr) for k in ("psnr", "ssim", "stability", "seconds_per_frame")}}
+                if job == "transfer":
+                    row["motion_epe"] = _mean(r.get("motion_epe") for r in rr)
+                rows.append(row)
+    return rows
+
+
+def paired(per_clip: list[dict], job: str, a: str, b: str, size: str, key: str = "psnr") -> dict | None:
+    """Mean per-clip difference a - b of ``key`` and its standard error (None with fewer than 2 clips)."""
+    va = {r["clip"]: r[key] for r in per_clip if (r["job"], r["mode"], r["size"]) == (job, a, size)}
+    vb = {r["clip"]: r[key] for r in per_clip if (r["job"], r["mode"], r["size"]) == (job, b, size)}
+    d = [va[c] - vb[c] for c in va if c in vb]
+    if not d:
+        return None
+    se = statistics.stdev(d) / math.sqrt(len(d)) if len(d) >= 2 else None
+    return {"job": job, "a": a, "b": b, "size": size, "mean": round(statistics.fmean(d), 4),
+            "se": None if se is None else round(se, 4)}
+
+
+PAIRS = ([(m, "flow_only") for m in MODEL_MODES]
+         + [("default", p) for p in ("ifnet_retime", "minterpolate", "average", "constant_velocity", "repeat_last")]
+         + [("flow_only", p) for p in ("ifnet_retime", "minterpolate", "constant_velocity")])
+#: informational pairs against the warp at the model's grid (not in issue 17's schema: JSON "extra_paired")
+EXTRA_PAIRS = [(m, "flow_only_grid") for m in MODEL_MODES]
+
+
+def all_paired(per_clip: list[dict], pairs=PAIRS, sizes=SIZES) -> list[dict]:
+    out = []
+    for job in JOBS:
+        for a, b in pairs:
+            if job in APPLIES[a] and job in APPLIES[b]:
+                for s in sizes:
+                    p = paired(per_clip, job, a, b, s)
+                    if p is not None:
+                        out.append(p)
+    return out
+
+
+def _f(x, spec="6.2f"):
+    return "n/a" if x is None else format(x, spec)
+
+
+def _pm(p: dict | None, unit: bool = True) -> str:
+    if p is None:
+        return "n/a"
+    return f"{p['mean']:+.2f} +- {_f(p['se'], '.2f')}" + (" dB" if unit else "")
+
+
+def format_tables(result: dict) -> list[str]:
+    """The rows (input and model size side by side) and the paired differences, as printed."""
+    per_clip = result["per_clip"]
+    n_clips = len({r["clip"] for r in per_clip})
+    ms = "x".join(map(str, result["meta"]["model_size"][::-1]))
+    lines = [f"Real footage, {n_clips} clips. PSNR dB / SSIM of the generated frames against the held-out real ones; "
+             f"stab: mean |warp(o_t) - o_t+1| in 8-bit levels with the true frames' DIS flow (lower = steadier); "
+             f"s/fr: seconds per generated frame. in: at the input's resolution (outputs smaller than the input "
+             f"upsampled bicubic to it); mdl: output and truth area-resized to the model's {ms}. out: the method's "
+             f"output size. * = informational row (the warp at the model's grid), not in issue 17's rows.", "",
+             "| job | mode | out | PSNR in | PSNR mdl | SSIM in | SSIM mdl | stab in | stab mdl | s/fr | motion EPE in/mdl |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    by = {(r["job"], r["mode"], r["size"]): r for r in result["rows"] + result.get("extra_rows", [])}
+    for job in JOBS:
+        for mode in MODES + EXTRA_MODES:
+            ri, rm = by.get((job, mode, "input")), by.get((job, mode, "model"))
+            if ri is None or rm is None:
+                continue
+            mine = [x for x in per_clip if (x["job"], x["mode"]) == (job, mode)]
+            out = "input" if all(x["out_size"] == x["input_size"] for x in mine) else \
+                "/".join(sorted({"x".join(map(str, x["out_size"][::-1])) for x in mine}))
+            epe_ = f"{_f(ri.get('motion_epe'), '.2f')} / {_f(rm.get('motion_epe'), '.2f')}" if job == "transfer" else "-"
+            lines.append(f"| {job} | {mode}{'*' if mode in EXTRA_MODES else ''} | {out} | {_f(ri['psnr'])} | "
+                         f"{_f(rm['psnr'])} | {_f(ri['ssim'], '.4f')} | {_f(rm['ssim'], '.4f')} | "
+                         f"{_f(ri['stability'], '.2f')} | {_f(rm['stability'], '.2f')} | "
+                         f"{_f(ri['seconds_per_frame'], '.3f')} | {epe_} |")
+    floor = result.get("truth_stability", {})
+    if floor:
+        lines.append("stab of the true frames themselves (warp and flow error alone), in / mdl: " + ", ".join(
+            f"{j} {_f(floor.get(f'{j}/input'), '.2f')} / {_f(floor.get(f'{j}/model'), '.2f')}"
+            for j in JOBS if f"{j}/input" in floor))
+    lines += ["", "Paired per-clip PSNR differences a - b, mean +- SE (dB), in / mdl:"]
+    pairs = result["paired"] + result.get("extra_paired", [])
+    keys = list(dict.fromkeys((p["job"], p["a"], p["b"]) for p in pairs))
+    pk = {(p["job"], p["a"], p["b"], p["size"]): p for p in pairs}
+    for job in JOBS:
+        cells = [f"{a} - {b}: {_pm(pk.get((j, a, b, 'input')), unit=False)} / {_pm(pk.get((j, a, b, 'model')), unit=False)}"
+                 for j, a, b in keys if j == job]
+        for i in range(0, len(cells), 3):
+            lines.append(f"  {job if i == 0 else '':9s} " + "; ".join(cells[i:i + 3]))
+    return lines
+
+
+def format_targets(result: dict) -> list[str]:
+    per_clip, rows = result["per_clip"], result["rows"]
+    present = {(r["job"], r["mode"]) for r in rows}
+    lines = ["", "Issue 17 targets (on this run's footage; met/not met by the paired mean):"]
+
+    def say(ok, text):
+        lines.append(f"- [{'met' if ok else 'not met'}] {text}")
+
+    def pair_target(job, a, b, size, margin, what):
+        if (job, a) not in present or (job, b) not in present:
+            lines.append(f"- [not measured] {what} on {job}: {a} or {b} not in this run")
+            return
+        p = paired(per_clip, job, a, b, size)
+        bound = f"{-margin:+.2f}" if margin else "0"
+        say(p["mean"] >= -margin, f"{what} on {job}: {a} - {b} at {size} size {_pm(p)} (>= {bound})")
+
+    for job in JOBS:
+        pair_target(job, "default", "flow_only", "input", 0.0, "default >= flow_only at the input's resolution")
+    for job in ("speed0.5", "speed0.25"):
+        pair_target(job, "default", "ifnet_retime", "input", TARGET_IFNET_MARGIN,
+                    f"speed default >= IFNet retime - {TARGET_IFNET_MARGIN} dB")
+    for job in JOBS:
+        pair_target(job, "both", "flow_only", "model", 0.0, "both >= flow_only at the model's size")
+    for job in JOBS:
+        pair_target(job, "training_free", "flow_only", "model", TARGET_TRAINING_FREE_MARGIN,
+                    f"training_free >= flow_only - {TARGET_TRAINING_FREE_MARGIN} dB at the model's size")
+    # time targets, on the 480x360 clips of this run
+    sec = lambda job, mode: [r["seconds_per_frame"] for r in per_clip  # noqa: E731
+                             if (r["job"], r["mode"], r["size"]) == (job, mode, "input") and r["input_size"] == [360, 480]]
+    ext = sec("extend", "default")
+    if ext:
+        s = statistics.fmean(ext) * N_EXTEND
+        say(s <= TARGET_EXTEND_SECONDS, f"extending a 480x360 clip by {N_EXTEND} frames: {s:.2f} s per clip "
+            f"(default, mean of {len(ext)}) <= {TARGET_EXTEND_SECONDS:g} s")
+    else:
+        lines.append("- [not measured] extend time: no 480x360 clip in this run")
+    a, b = sec("speed0.5", "default"), sec("speed0.5", "ifnet_retime")
+    if a and b:
+        r = statistics.fmean(a) / statistics.fmean(b)
+        say(r <= TARGET_SLOWMO_RATIO, f"2x slow motion of 480x360 clips: default {statistics.fmean(a):.3f} s vs IFNet "
+            f"retime {statistics.fmean(b):.3f} s per generated frame, {r:.2f}x (<= {TARGET_SLOWMO_RATIO:g}x; "
+            f"5 kept frames -> 9 here, not the issue's 9 -> 17)")
+    else:
+        lines.append("- [not measured] slow-motion time vs retime: no 480x360 clip or no IFNet row in this run")
+    lines.append("- [not measured here] PSNR inside the confidence mask, benchmarks/motion.py's steering targets")
+    return lines
+
+
+def build_result(res: dict, clips: list[Clip], model_size, *, seed: int = 0, seconds: float | None = None) -> dict:
+    """The JSON document (issue 17's ``rows`` and ``paired``, plus ``extra_rows``, ``extra_paired``,
+    ``per_clip``, ``truth_stability``, ``targets`` and ``meta``); ``_lines``: the printed tables."""
+    result = {"rows": summarise(res["per_clip"]), "paired": all_paired(res["per_clip"]),
+              "extra_rows": summarise(res["per_clip"], EXTRA_MODES),
+              "extra_paired": all_paired(res["per_clip"], EXTRA_PAIRS, ("model",)),
+              "per_clip": res["per_clip"], "truth_stability": res["truth_stability"],
+              "meta": {"clips": [c.name for c in clips], "clip_frames": CLIP_FRAMES, "model_size": list(model_size),
+                       "seed": seed, "threads": torch.get_num_threads(),
+                       "seconds": None if seconds is None else round(seconds, 1),
+                       "upsampling": "outputs smaller than the input are upsampled bicubic (clamped) for size 'input'",
+                       "date": time.strftime("%Y-%m-%d %H:%M:%S")}}
+    lines = format_tables(result) + format_targets(result)
+    result["targets"] = [ln[2:] for ln in lines if ln.startswith("- [")]
+    result["_lines"] = lines
+    return result
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--videos", default=None, metavar="DIR",
+                    help="folder of videos or frame folders (default: ../shared/data/videos and sintel_frames)")
+    ap.add_argument("--json", default=None, metavar="OUT", help="write rows, paired differences and per-clip values")
+    ap.add_argument("--clips", type=int, default=4, metavar="N", help="clips per video (default 4)")
+    ap.add_argument("--seed", type=int, default=0, help="sampling seed and clip placement (default 0)")
+    ap.add_argument("--modes", default=",".join(MODES + EXTRA_MODES), help="comma-separated subset of the rows' modes")
+    ap.add_argument("--jobs", default=",".join(JOBS), help="comma-separated subset of the jobs")
+    ap.add_argument("--threads", type=int, default=0, help="torch and OpenCV threads (default 0 = their defaults)")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        return _main(args)
+    except UserError as e:
+        print(f"benchmarks/real_footage.py: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _main(args) -> int:
+    t_start = time.perf_counter()
+    if args.clips < 1:
+        raise UserError(f"--clips: expected a positive number of clips per video, got {args.clips}")
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    jobs_ = tuple(j.strip() for j in args.jobs.split(",") if j.strip())
+    bad = [m for m in modes if m not in MODES + EXTRA_MODES] + [j for j in jobs_ if j not in JOBS]
+    if bad:
+        raise UserError(f"unknown mode(s) or job(s) {bad}; modes: {list(MODES)}, jobs: {list(JOBS)}")
+    if args.json:
+        from flow.atomic import check_output_path
+
+        try:
+            check_output_path(args.json)
+        except (ValueError, OSError) as e:
+            raise UserError(f"--json {args.json}: {e}") from None
+    if args.videos is None and not DATA.is_dir():
+        print(f"evaluation data not found at {DATA} (set MOTIONGUIDE_DATA or pass --videos DIR); nothing to benchmark")
+        return 0
+    if args.threads > 0:
+        import cv2
+
+        torch.set_num_threads(args.threads)
+        cv2.setNumThreads(args.threads)
+    torch.set_flush_denormal(True)
+    sources = find_sources(Path(args.videos) if args.videos else None)
+    clips = [c for s in sources for c in read_clips(s, args.clips, args.seed)]
+    if not clips:
+        raise UserError(f"no clip of {CLIP_FRAMES} frames could be cut from {args.videos or DATA}: every video is "
+                        f"shorter or unreadable (see the notices above)")
+    from motionguide import jobs
+
+    models = {m: (jobs.load_models() if m == "default" else jobs.load_models(mode=m)) for m in modes if m in MODEL_MODES}
+    probe = next(iter(models.values()), None) or jobs.load_models(mode="unguided")
+    model_size = (probe.config.height, probe.config.width)
+    methods = build_methods(modes, seed=args.seed, models=models)
+    print(f"threads={torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; "
+          f"{len(clips)} clips of {CLIP_FRAMES} frames from {len(sources)} sources: "
+          + ", ".join(f"{s.name} ({sum(c.source == s.name for c in clips)}, "
+                      f"{next((f'{c.frames.shape[-1]}x{c.frames.shape[-2]}' for c in clips if c.source == s.name), '-')}"
+                      f", {s.fps:g} fps)" for s in sources))
+    for n, fn in methods.items():
+        if getattr(fn, "description", None):
+            print(f"  {n}: {fn.description}")
+    # first calls build caches and lazy objects: not part of any timing
+    warm = make_tasks(clips[0].frames[:, :, :64, :64].contiguous(), "warm-up", jobs_)
+    with _collect_notices(set()), torch.inference_mode():
+        for name, fn in methods.items():
+            for job, task in warm.items():
+                if job in APPLIES[name]:
+                    fn(job, task.inputs)
+    res = run_benchmark(clips, methods, model_size, jobs_=jobs_, progress=not args.no_progress)
+    elapsed = time.perf_counter() - t_start
+    result = build_result(res, clips, model_size, seed=args.seed, seconds=elapsed)
+    print("\n".join(result.pop("_lines")))
+    print(f"\nrun time {elapsed:.0f} s ({len(clips)} clips)")
+    if args.json:
+        from flow.atomic import atomic_path
+
+        with atomic_path(args.json) as tmp:
+            Path(tmp).write_text(json.dumps(result, indent=1))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

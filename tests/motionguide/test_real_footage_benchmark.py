@@ -1,0 +1,137 @@
+"""benchmarks/real_footage.py on a tiny folder of footage written here: clips, hold-out tasks, the JSON schema
+of issue 17, and bad input. Only the weight-free rows run (no embedded model needed)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from flow.io import write_image
+from flow.video import write_video
+
+REPO = Path(__file__).resolve().parents[2]
+ROW_KEYS = {"job", "mode", "size", "psnr", "ssim", "stability", "seconds_per_frame"}
+PAIRED_KEYS = {"job", "a", "b", "size", "mean", "se"}
+FAST_MODES = ["flow_only", "repeat_last", "average", "constant_velocity"]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("real_footage_bench", REPO / "benchmarks" / "real_footage.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    yield mod
+    sys.modules.pop(spec.name, None)
+
+
+def _moving(n: int, h: int = 48, w: int = 64, seed: int = 0) -> torch.Tensor:
+    """``(n, 3, h, w)``: a smooth random texture panning 2 px right and 2 px down per frame (even steps keep
+    the codec's 2x2 chroma grid in phase, so every frame is a plain shift of the others)."""
+    g = torch.Generator().manual_seed(seed)
+    tex = F.interpolate(torch.rand(1, 3, h // 8 + 8, w // 8 + 8, generator=g), scale_factor=8, mode="bicubic",
+                        align_corners=False).clamp(0, 1)[0]
+    return torch.stack([tex[:, 2 * (n - k): 2 * (n - k) + h, 2 * (n - k): 2 * (n - k) + w] for k in range(n)])
+
+
+@pytest.fixture(scope="module")
+def footage(tmp_path_factory):
+    d = tmp_path_factory.mktemp("footage")
+    write_video(d / "pan.mp4", _moving(20), fps=12)
+    write_video(d / "short.mp4", _moving(5, seed=1), fps=30)  # shorter than a clip: skipped
+    (d / "notes.txt").write_text("not a video")
+    (d / "seq").mkdir()
+    for i, f in enumerate(_moving(10, seed=2)):
+        write_image(d / "seq" / f"f{i:03d}.png", f)
+    return d
+
+
+def test_sources_clips_and_notices(bench, footage, capsys):
+    sources = {s.name: s for s in bench.find_sources(footage)}
+    assert set(sources) == {"pan.mp4", "short.mp4", "seq/"}
+    assert sources["seq/"].fps == bench.FRAME_FOLDER_FPS
+    assert "notes.txt" in capsys.readouterr().err
+    assert bench.read_clips(sources["short.mp4"], 4, 0) == []
+    assert "fewer than a clip's 9" in capsys.readouterr().err
+    clips = bench.read_clips(sources["pan.mp4"], 4, 0)
+    assert [c.start for c in clips] == [0, 10]  # 20 frames hold two clips of 9 that do not overlap
+    assert all(tuple(c.frames.shape) == (9, 3, 48, 64) for c in clips)
+
+
+def test_held_out_frames_never_reach_a_method(bench, footage):
+    src = next(s for s in bench.find_sources(footage) if s.name == "pan.mp4")
+    clips = bench.read_clips(src, 1, 0)
+    calls = []
+
+    def spy(fn):
+        def run(job, inputs):
+            calls.append((job, inputs))
+            return fn(job, inputs)
+        return run
+
+    methods = {n: spy(f) for n, f in bench.build_methods(FAST_MODES).items()}
+    res = bench.run_benchmark(clips, methods, (32, 32), progress=False)
+    tasks = bench.make_tasks(clips[0].frames, clips[0].name)
+    assert {j for j, _ in calls} == set(bench.JOBS)
+    for job, inputs in calls:
+        task = tasks[job]
+        given = [inputs["reference"], inputs["image"][None]] if job == "transfer" else [inputs["clip"]]
+        given = torch.cat(given)
+        if job != "transfer":  # transfer is self-transfer: the reference is the clip by design
+            assert torch.equal(given, task.truth[task.kept])
+            for t in task.generated:
+                assert not any(torch.equal(f, task.truth[t]) for f in given), f"{job}: held-out frame {t} given"
+    assert tasks["speed0.5"].generated == [1, 3, 5, 7] and tasks["speed0.25"].generated == [1, 2, 3, 5, 6, 7]
+    assert tasks["extend"].kept == [0, 1, 2, 3, 4] and tasks["extend"].generated == [5, 6, 7, 8]
+
+    result = json.loads(json.dumps(bench.build_result(res, clips, (32, 32))))  # plain JSON, no NaN/inf
+    rows = result["rows"]
+    assert {(r["job"], r["mode"]) for r in rows} == {(j, m) for m in FAST_MODES for j in bench.APPLIES[m]}
+    for r in rows:
+        assert set(r) == ROW_KEYS | ({"motion_epe"} if r["job"] == "transfer" else set())
+        assert r["size"] in ("input", "model") and r["mode"] in bench.MODES and r["job"] in bench.JOBS
+    by = {(r["job"], r["mode"], r["size"]): r for r in rows}
+    for size in ("input", "model"):
+        assert math.isfinite(by[("extend", "repeat_last", size)]["psnr"])
+        for job in bench.JOBS:
+            assert 15 < by[(job, "flow_only", size)]["psnr"] <= bench.PSNR_CAP
+        # a plain pan: the warp beats repeating the last frame, and blending neighbours
+        assert by[("extend", "flow_only", size)]["psnr"] > by[("extend", "repeat_last", size)]["psnr"]
+        assert by[("speed0.5", "flow_only", size)]["psnr"] > by[("speed0.5", "average", size)]["psnr"]
+    assert result["paired"] and all(set(p) == PAIRED_KEYS for p in result["paired"])
+    p = next(p for p in result["paired"] if (p["job"], p["a"], p["b"], p["size"]) ==
+             ("extend", "flow_only", "constant_velocity", "input"))
+    assert p["se"] is None  # one clip: no standard error
+    assert any("not measured" in t for t in result["targets"])  # the model rows are not in this run
+
+
+def test_minterpolate_keeps_the_kept_frames_in_place(bench):
+    fn = bench.minterpolate_method()
+    if isinstance(fn, str):
+        pytest.skip(fn)
+    task = bench.make_tasks(_moving(9), "x", ("speed0.5",))["speed0.5"]
+    out = fn("speed0.5", task.inputs)
+    assert out.shape == task.truth.shape
+    from flow.metrics import psnr
+
+    assert psnr(out[task.kept], task.truth[task.kept]) > 40  # output j shows input time j / 2
+
+
+def test_bad_input_exits_2(bench, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert bench.main(["--videos", str(tmp_path / "empty")]) == 2
+    assert "no readable video" in capsys.readouterr().err
+    (tmp_path / "short").mkdir()
+    write_video(tmp_path / "short" / "a.mp4", _moving(4), fps=10)
+    assert bench.main(["--videos", str(tmp_path / "short"), "--modes", "repeat_last"]) == 2
+    err = capsys.readouterr().err
+    assert "fewer than a clip's 9" in err and "no clip of 9 frames" in err
+    assert bench.main(["--videos", str(tmp_path / "nowhere")]) == 2
+    assert bench.main(["--videos", str(tmp_path / "short"), "--modes", "magic"]) == 2
+    assert not list(tmp_path.glob("*.json"))
