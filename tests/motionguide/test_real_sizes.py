@@ -278,3 +278,53 @@ def test_guided_forward_at_real_width_on_cpu():
     mg.remove_motion_guidance(m)
     with torch.no_grad():
         assert torch.equal(m(**kw)[0], plain)
+
+
+# ---- the prepared GPU run, at tiny sizes on the CPU -----------------------------------------------------
+def _bench():
+    spec = importlib.util.spec_from_file_location("gpu_bench", BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_gpu_bench_tiny_writes_every_section(tmp_path):
+    bench = _bench()
+    out = tmp_path / "gpu_bench.json"
+    bench.run(tiny=True, out=out, log=lambda m: None)
+    data = json.loads(out.read_text())
+    assert data["errors"] == {} and data["environment"]["tiny"] is True and data["seconds"]["total"] > 0
+    assert set(data["sections"]) == {"guidance", "activation", "ifnet"}
+    g = data["sections"]["guidance"]
+    assert g["model"] == "Wan2.1-T2V-1.3B" and g["tokens"] == [3, 4, 4] and g["guided_blocks"] == 1
+    assert set(g["ms"]) == {"unhooked", "plain", "ref", "inb"} and all(v > 0 for v in g["ms"].values())
+    assert set(g["overhead"]) == {"ref", "inb"} and set(g["peak_above_weights_gib"]) == {"unhooked", "plain", "ref", "inb"}
+    assert set(g["guidance_state_gib"]) == {"ref", "inb"} and g["max_abs_change_ref"] > 0  # the adapters act
+    a = data["sections"]["activation"]
+    assert set(a["predicted_gib"]) == {"plain", "ref", "inb"} and a["measured_gib"] is None  # measured on CUDA only
+    assert a["predicted_gib"]["ref"] > a["predicted_gib"]["plain"] > 0
+    i = data["sections"]["ifnet"]
+    assert i["size"] == [64, 96] and {(r["version"], r["who"]) for r in i["rows"]} >= {("v4.25", "ours"), ("v3.6", "ours")}
+    assert all(r["fps"] > 0 and r["ms_per_frame"] > 0 for r in i["rows"])
+
+
+def test_gpu_bench_runs_the_rife_peer_in_half_precision():
+    bench = _bench()
+    from benchmarks.rife_peers import peer_unavailable
+
+    if peer_unavailable("v3.6"):
+        pytest.skip(peer_unavailable("v3.6"))
+    res = bench.ifnet_section(True, torch.device("cpu"), 1, lambda m: None, dtype=torch.float16, versions=("v3.6",),
+                              warmup=1)
+    assert res["dtype"] == "float16" and res["peer_dtype_v3.6"] == "float16"  # RIFE's --fp16 way, no fallback
+    assert res["max_abs_diff_v3.6"] < 0.05 and {r["who"] for r in res["rows"]} == {"ours", "peer"}
+    assert torch.get_default_dtype() == torch.float32  # restored
+
+
+def test_gpu_script_is_valid_bash_and_calls_the_benchmark():
+    script = BENCH.with_name("gpu.sh")
+    import subprocess
+
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    text = script.read_text()
+    assert 'benchmarks/gpu_bench.py --out "$OUT/gpu_bench.json"' in text and 'OUT="${OUT:-./gpu_out}"' in text
