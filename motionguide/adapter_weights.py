@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Literal, Sequence
 
 import torch
+from peft import LoraConfig, get_peft_model_state_dict, set_peft_model_state_dict
+from safetensors.torch import load_file, save_file
 
 from flow.atomic import atomic_path
 
@@ -73,15 +75,11 @@ def add_lora(transformer: torch.nn.Module, *, rank: int = 8, alpha: float | None
              blocks: Sequence[int] | Literal["guided", "all"] = "guided",
              targets: Sequence[str] = ("to_q", "to_k", "to_v", "to_out.0"),
              adapter_name: str = "motionguide_lora") -> str:
-    """Add a peft LoRA to the attention projections of chosen blocks (needs ``peft``; apply guidance first).
+    """Add a peft LoRA to the attention projections of chosen blocks (apply guidance first).
 
     Returns the adapter name. LoRA weights are saved and loaded with the motion-guidance adapter.
     """
     adapter = get_motion_guidance(transformer)
-    try:
-        from peft import LoraConfig
-    except ImportError as e:  # pragma: no cover - peft is optional
-        raise ImportError("add_lora needs peft: pip install 'motionguide[lora]'") from e
     if not isinstance(rank, int) or rank < 1:
         raise ValueError(f"rank: expected a positive int, got {rank!r}")
     n = adapter.num_blocks
@@ -107,8 +105,6 @@ def save_motion_guidance(transformer: torch.nn.Module, folder: str | Path) -> Pa
 
     Both files are written atomically into ``folder`` (created if missing). Returns the folder.
     """
-    from safetensors.torch import save_file
-
     adapter = get_motion_guidance(transformer)
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
@@ -117,8 +113,6 @@ def save_motion_guidance(transformer: torch.nn.Module, folder: str | Path) -> Pa
     tensors = {k: v.detach().contiguous().cpu() for k, v in adapter.state_dict().items()}
     lora = getattr(adapter, "_lora", None)
     if lora:
-        from peft import get_peft_model_state_dict
-
         for k, v in get_peft_model_state_dict(transformer, adapter_name=lora["name"]).items():
             tensors["lora::" + k] = v.detach().contiguous().cpu()
     meta = {"format": FORMAT, "version": FORMAT_VERSION, **adapter.describe(), "config": adapter.config.to_dict(),
@@ -136,8 +130,6 @@ def load_motion_guidance(transformer: torch.nn.Module, folder: str | Path) -> Mo
     Checks the architecture and sizes (hidden width, latent channels, patch, number of blocks) before
     touching the model; a mismatch raises :class:`MotionGuidanceError` naming both sides.
     """
-    from safetensors.torch import load_file
-
     folder = Path(folder)
     cfg_path, w_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
     for p in (cfg_path, w_path):
@@ -175,8 +167,6 @@ def load_motion_guidance(transformer: torch.nn.Module, folder: str | Path) -> Mo
             raise MotionGuidanceError(f"adapter weights in {w_path} do not match: missing {missing}, unexpected {unexpected}")
         lora = meta.get("lora")
         if lora:
-            from peft import set_peft_model_state_dict
-
             add_lora(transformer, rank=lora["rank"], alpha=lora["alpha"], blocks=lora["blocks"],
                      targets=lora["targets"], adapter_name=lora["name"])
             set_peft_model_state_dict(transformer, {k[6:]: v for k, v in tensors.items() if k.startswith("lora::")},

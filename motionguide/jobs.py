@@ -93,16 +93,20 @@ def load_models(
 
 def load_pipeline(name: str):
     """A diffusers pipeline from a local folder or a hub id already in the local cache (never downloads)."""
-    try:
-        from diffusers import DiffusionPipeline
+    from diffusers import DiffusionPipeline
 
+    looks_local = Path(name).expanduser().exists() or name.startswith((".", "/", "~")) or name.count("/") > 1
+    if looks_local and not (Path(name).expanduser() / "model_index.json").is_file():
+        what = "does not exist" if not Path(name).expanduser().exists() else "has no model_index.json"
+        raise UserError(f"--pipeline {name}: the folder {what}; pass a folder written by a pipeline's "
+                        f"save_pretrained (python examples/tiny_pipeline.py --arch wan -o DIR makes a tiny one)")
+    try:
         return DiffusionPipeline.from_pretrained(name, local_files_only=True)
     except (OSError, ValueError, EnvironmentError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(
-            f"--pipeline {name!r} could not be loaded from disk ({first}); pass a local folder written by "
-            f"save_pretrained, or download it first where there is network (huggingface-cli download {name})"
-        ) from None
+        fix = ("check that the folder is complete (every component save_pretrained wrote)" if looks_local else
+               f"download it first where there is network (huggingface-cli download {name}) or pass a local folder")
+        raise UserError(f"--pipeline {name!r} could not be loaded from disk ({first}); {fix}") from None
 
 
 # ------------------------------------------------------------------------------------------------- jobs
@@ -129,8 +133,9 @@ def _model_size(model) -> tuple[int, int]:
 
 def _note_resize(what: str, hw, size) -> None:
     if size is not None and tuple(hw) != tuple(size):
-        _notice(f"{what} is {hw[0]}x{hw[1]}; the embedded model works at {size[0]}x{size[1]}, so the output is "
-                f"{size[0]}x{size[1]} (use --pipeline for a full-size model)")
+        _notice(f"{what} is {hw[1]}x{hw[0]} (WxH); the embedded model works at {size[1]}x{size[0]}, so the output "
+                f"is {size[1]}x{size[0]} (--mode flow_only warps at the input's size; --pipeline runs a full-size "
+                f"model)")
 
 
 def transfer(
@@ -160,8 +165,8 @@ def transfer(
                          f"use --frames {reference.shape[0]} or a longer reference")
     reference = reference[:n]
     if tuple(image.shape[-2:]) != tuple(reference.shape[-2:]):
-        _notice(f"image is {image.shape[1]}x{image.shape[2]}, reference is {reference.shape[2]}x{reference.shape[3]}; "
-                "resizing the image to the reference's size")
+        _notice(f"the image is {image.shape[2]}x{image.shape[1]}, the reference {reference.shape[3]}x{reference.shape[2]} "
+                "(WxH); resizing the image to the reference's size")
         image = F.interpolate(image[None], size=reference.shape[-2:], mode="bilinear", align_corners=False,
                               antialias=True)[0].clamp(0, 1)
     size = _model_size(model) or tuple(reference.shape[-2:])
@@ -311,7 +316,7 @@ def run_pipeline(
     h, w = guidance.size
     size = (max(m, round(h / m) * m), max(m, round(w / m) * m))
     if size != (h, w):
-        _notice(f"resizing the guidance from {h}x{w} to {size[0]}x{size[1]} (a multiple of {m} for this pipeline)")
+        _notice(f"resizing the guidance from {w}x{h} to {size[1]}x{size[0]} (WxH, multiples of {m} for this pipeline)")
         guidance = resize_guidance(guidance, size)
     call_kwargs.setdefault("output_type", "pt")
     if steps is not None:

@@ -1,59 +1,98 @@
 """``motionguide transfer | speed | extend``: the three motion-guided jobs on the command line.
 
 By default they run the embedded model shipped in ``assets/`` (32x32, 8 frames per window); ``--demo``
-runs a job on built-in held-out clips (no input files, nothing downloaded).
+runs a job on built-in held-out clips (no input files, nothing downloaded). Every argument and every
+output path is checked before a frame is decoded or a model loads.
 """
 from __future__ import annotations
 
 import argparse
+import math
+import sys
+
+from ._help import HelpFormatter
+
+#: most frames a job writes: the guidance holds flows for every output frame at the input's resolution,
+#: so memory grows with it; longer outputs are made in several runs
+MAX_OUTPUT_FRAMES = 256
+_OUTPUT_NOTE = (
+    "output: a video (.mp4/.mkv/.mov/.avi) at the input's frame rate (or --fps); with the embedded model its "
+    "frames are 32x32 (the model's size; a notice says so), with --pipeline the pipeline's size, with "
+    "--mode flow_only the input's size"
+)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     from ..embedded.generation import MODES
 
-    p.add_argument("-o", "--output", required=True, help="output video (.mp4, .mkv, .mov)")
-    p.add_argument("--motion-scale", type=float, default=1.0, help="multiply the motion (0 freezes, 1 keeps, 2 doubles; 0..4)")
-    p.add_argument("--strength", type=float, default=1.0, help="how hard the model is held to the guidance (0..1; 0 = unguided)")
+    p.add_argument("-o", "--output", required=True, metavar="VIDEO", help="output video (.mp4, .mkv, .mov, .avi)")
+    p.add_argument("--motion-scale", type=float, default=1.0,
+                   help="multiply the motion (0 freezes, 1 keeps, 2 doubles; 0 .. 4)")
+    p.add_argument("--strength", type=float, default=1.0,
+                   help="how hard the model is held to the guidance (0 .. 1; 0 = unguided)")
     p.add_argument("--seed", type=int, default=0, help="noise seed")
-    p.add_argument("--steps", type=int, default=None, help="sampling steps per window (default: the model's, 20)")
-    p.add_argument("--compare", default=None, metavar="PNG", help="also write a strip: inputs, guidance warp, output, flows")
+    p.add_argument("--steps", type=int, default=None,
+                   help="sampling steps per window [default: the model's, 20 for the embedded model]")
+    p.add_argument("--compare", default=None, metavar="PNG",
+                   help="also write a strip (.png): inputs, guidance warp, output, flows")
     p.add_argument("--mode", choices=MODES, default="both",
-                   help="guidance: both levels with the trained adapters (default), one level, training-free, "
-                        "unguided, or flow_only (warping without the model)")
+                   help="guidance: both levels with the trained adapters, one level, training-free, "
+                        "unguided, or flow_only (warping without the model, at the input's size)")
     p.add_argument("--flow", default="dis", help="flow estimator for the guidance (dis, farneback, raft_small, raft_large)")
-    p.add_argument("--pipeline", default=None, metavar="PATH_OR_ID",
-                   help="a diffusers pipeline (local folder or cached hub id) to run instead of the embedded model")
-    p.add_argument("--model", default=None, metavar="DIR", help="embedded base model folder (default: assets/embedded/base)")
-    p.add_argument("--adapters", default=None, metavar="DIR", help="adapter folder (default: assets/embedded/adapters)")
+    p.add_argument("--pipeline", default=None, metavar="DIR_OR_ID",
+                   help="a diffusers pipeline (local folder, or a hub id already in the local cache) to run "
+                        "instead of the embedded model")
+    p.add_argument("--model", default=None, metavar="DIR", help="embedded base model folder [default: assets/embedded/base]")
+    p.add_argument("--adapters", default=None, metavar="DIR",
+                   help="adapter folder [default: assets/embedded/adapters for the embedded model, none for --pipeline]")
     p.add_argument("--prompt", default="", help="text prompt for --pipeline (the embedded model takes none)")
-    p.add_argument("--fps", type=float, default=None, help="output frame rate (default: the input's)")
+    p.add_argument("--fps", type=float, default=None, help="output frame rate [default: the input's]")
     p.add_argument("--demo", action="store_true", help="use built-in held-out clips as input (no files needed)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def register(subparsers) -> None:
-    fmt = argparse.ArgumentDefaultsHelpFormatter
-    p = subparsers.add_parser("transfer", help="generate a clip with the motion of a reference and the look of an image",
-                              description="Motion from --reference, appearance from --image (resized to the "
-                                          "reference's size with a notice when they differ).", formatter_class=fmt)
-    p.add_argument("--reference", help="reference video whose motion is copied")
-    p.add_argument("--image", help="first frame of the output (PNG/JPEG)")
-    p.add_argument("--frames", type=int, default=None, help="output frames (default: the reference's length)")
+    p = subparsers.add_parser(
+        "transfer", help="generate a clip with the motion of a reference and the look of an image",
+        description="Motion from --reference, appearance from --image (resized to the reference's size with a "
+                    "notice when they differ). Takes a video (any format PyAV reads) and an image (PNG/JPEG).\n"
+                    + _OUTPUT_NOTE + "; frame count: the reference's, or --frames.",
+        epilog="examples:\n"
+               "  motionguide transfer --demo -o demo.mp4 --compare demo.png\n"
+               "  motionguide transfer --reference walk.mp4 --image first.png -o out.mp4\n"
+               "  motionguide transfer --reference walk.mp4 --image first.png -o out.mp4 --motion-scale 0.5 --frames 16\n"
+               "  motionguide transfer --reference walk.mp4 --image first.png -o out.mp4 --pipeline ./wan-i2v",
+        formatter_class=HelpFormatter)
+    p.add_argument("--reference", metavar="VIDEO", help="reference video whose motion is copied")
+    p.add_argument("--image", metavar="IMAGE", help="first frame of the output (PNG/JPEG)")
+    p.add_argument("--frames", type=int, default=None, help="output frames [default: the reference's length]")
     _common(p)
     p.set_defaults(func=run, job="transfer")
 
-    p = subparsers.add_parser("speed", help="change the speed of a clip (slow motion fills generated in-betweens)",
-                              description="Output frame j shows input time j*FACTOR: 0.5 = 2x slow motion, "
-                                          "2 = 2x faster (0.25 .. 4).", formatter_class=fmt)
-    p.add_argument("input", nargs="?", help="input video")
+    p = subparsers.add_parser(
+        "speed", help="change the speed of a clip (slow motion fills generated in-betweens)",
+        description="Output frame j shows input time j*FACTOR: 0.5 = 2x slow motion, 2 = 2x faster (0.25 .. 4). "
+                    "Takes a video.\n" + _OUTPUT_NOTE + "; frame count: (input frames - 1) / FACTOR + 1.",
+        epilog="examples:\n"
+               "  motionguide speed --demo -o slow.mp4 --compare slow.png\n"
+               "  motionguide speed in.mp4 --factor 0.5 -o slow.mp4\n"
+               "  motionguide speed in.mp4 --factor 0.25 -o slower.mp4 --mode flow_only   # warping alone, full size",
+        formatter_class=HelpFormatter)
+    p.add_argument("input", nargs="?", metavar="VIDEO", help="input video")
     p.add_argument("--factor", type=float, default=None, help="input frames advanced per output frame (0.25 .. 4)")
     _common(p)
     p.set_defaults(func=run, job="speed")
 
-    p = subparsers.add_parser("extend", help="continue a clip by N generated frames",
-                              description="Continue the footage: new frames follow its last motion.",
-                              formatter_class=fmt)
-    p.add_argument("input", nargs="?", help="input video")
+    p = subparsers.add_parser(
+        "extend", help="continue a clip by N generated frames",
+        description="Continue the footage: new frames follow its last motion. Takes a video.\n"
+                    + _OUTPUT_NOTE + "; frame count: the input's plus --frames.",
+        epilog="examples:\n"
+               "  motionguide extend --demo -o longer.mp4 --compare longer.png\n"
+               "  motionguide extend in.mp4 --frames 8 -o longer.mp4\n"
+               "  motionguide extend in.mp4 --frames 8 --damping 0.1 -o longer.mp4   # the motion slows down",
+        formatter_class=HelpFormatter)
+    p.add_argument("input", nargs="?", metavar="VIDEO", help="input video")
     p.add_argument("--frames", type=int, default=None, help="frames to add (1 .. 64)")
     p.add_argument("--damping", type=float, default=0.0, help="slow the continued motion per frame (0 .. <1)")
     p.add_argument("--fill-back", type=int, default=3, metavar="N",
@@ -63,63 +102,156 @@ def register(subparsers) -> None:
     p.set_defaults(func=run, job="extend")
 
 
+def _notice(msg: str) -> None:
+    print(f"notice: {msg}", file=sys.stderr)
+
+
+def _check_args(args) -> None:
+    """Every value that can be checked without the inputs, in one place, before anything is read."""
+    from flow.atomic import check_outputs
+
+    from ..guidance import MOTION_SCALE_RANGE, STRENGTH_RANGE
+    from ..jobs import MAX_EXTEND, SPEED_RANGE
+    from ..errors import UserError
+
+    job = args.job
+    if args.demo:
+        given = [f for f, v in (("--reference", getattr(args, "reference", None)), ("--image", getattr(args, "image", None)),
+                                ("input", getattr(args, "input", None))) if v]
+        if given:
+            raise UserError(f"--demo uses built-in clips, but {', '.join(given)} was given too; drop one of them")
+        if job == "speed" and args.factor is None:
+            args.factor = 0.5
+        if job == "extend" and args.frames is None:
+            args.frames = 4
+    elif job == "transfer" and (not args.reference or not args.image):
+        raise UserError("transfer needs --reference REF.mp4 and --image FIRST.png (or --demo)")
+    elif job != "transfer" and not args.input:
+        raise UserError(f"{job} needs an input video (or --demo)")
+    if job == "speed":
+        lo, hi = SPEED_RANGE
+        if args.factor is None:
+            raise UserError(f"speed needs --factor F ({lo:g} .. {hi:g}; 0.5 = 2x slow motion)")
+        if not (math.isfinite(args.factor) and lo <= args.factor <= hi):
+            raise ValueError(f"--factor: expected {lo:g} .. {hi:g} (0.25 = 4x slow motion, 4 = 4x faster), got {args.factor}")
+    if job == "extend":
+        if args.frames is None:
+            raise UserError(f"extend needs --frames N (1 .. {MAX_EXTEND})")
+        if not 1 <= args.frames <= MAX_EXTEND:
+            raise ValueError(f"--frames: expected 1 .. {MAX_EXTEND} new frames, got {args.frames}; the guidance "
+                             f"continues the last motion and leaves the picture after a few dozen frames, so "
+                             f"extend in several runs of at most {MAX_EXTEND}")
+        if not (math.isfinite(args.damping) and 0 <= args.damping < 1):
+            raise ValueError(f"--damping: expected 0 .. <1 (0 keeps the motion), got {args.damping}")
+        if args.fill_back < 0:
+            raise ValueError(f"--fill-back: expected 0 or more frames, got {args.fill_back}")
+    if job == "transfer" and args.frames is not None and not 2 <= args.frames <= MAX_OUTPUT_FRAMES:
+        raise ValueError(f"--frames: expected 2 .. {MAX_OUTPUT_FRAMES}, got {args.frames}; make longer clips in "
+                         f"several runs")
+    lo, hi = MOTION_SCALE_RANGE
+    if not (math.isfinite(args.motion_scale) and lo <= args.motion_scale <= hi):
+        raise ValueError(f"--motion-scale: expected {lo:g} .. {hi:g} (1 keeps the motion), got {args.motion_scale}")
+    lo, hi = STRENGTH_RANGE
+    if not (math.isfinite(args.strength) and lo <= args.strength <= hi):
+        raise ValueError(f"--strength: expected {lo:g} .. {hi:g} (0 = unguided, 1 = fully guided), got {args.strength}")
+    if args.steps is not None and not 1 <= args.steps <= 1000:
+        raise ValueError(f"--steps: expected 1 .. 1000 sampling steps per window, got {args.steps}")
+    if args.fps is not None and not (math.isfinite(args.fps) and 0 < args.fps <= 1000):
+        raise ValueError(f"--fps: expected a frame rate above 0 and at most 1000, got {args.fps}")
+    if args.pipeline:
+        if args.model:
+            raise UserError("--model names an embedded model, but --pipeline runs a diffusers pipeline instead; "
+                            "drop one of them")
+        if args.mode != "both":
+            raise UserError(f"--mode {args.mode} applies to the embedded model; --pipeline runs the pipeline with "
+                            f"its own guidance mode (trained when --adapters is given, else training-free)")
+    else:
+        if args.prompt:
+            _notice("--prompt applies to --pipeline only; the embedded model takes no prompt, so it is ignored")
+        if args.mode == "flow_only" and (args.steps is not None or args.model or args.adapters):
+            _notice("--mode flow_only warps without a model, so --steps, --model and --adapters do not apply")
+        if args.mode in ("unguided", "training_free") and args.adapters:
+            _notice(f"--mode {args.mode} does not use trained adapters, so --adapters is ignored")
+    inputs = [x for x in (getattr(args, "reference", None), getattr(args, "image", None), getattr(args, "input", None)) if x]
+    check_outputs({"-o": args.output, "--compare": args.compare}, inputs=inputs,
+                  kinds={"-o": "video", **({"--compare": "png"} if args.compare else {})})
+
+
 def _inputs(args) -> dict:
-    from flow.atomic import check_output_path
+    """The job's inputs, decoded; the checks that need them (lengths) follow."""
+    import torch
+
     from flow.io import read_image
     from flow.video import read_video
 
-    from ..errors import UserError
     from ..jobs import demo_inputs
 
     if args.demo:
-        d = demo_inputs(args.job, seed=args.seed)
-        if args.job == "speed" and args.factor is None:
-            args.factor = 0.5
-        if args.job == "extend" and args.frames is None:
-            args.frames = 4
-        return d
+        return demo_inputs(args.job, seed=args.seed)
+    limit = MAX_OUTPUT_FRAMES + 1
     if args.job == "transfer":
-        if not args.reference or not args.image:
-            raise UserError("transfer needs --reference REF.mp4 and --image FIRST.png (or --demo)")
-        check_output_path(args.output, inputs=(args.reference, args.image))
-        ref, fps = read_video(args.reference)
-        return {"reference": ref.float() / 255 if ref.dtype == __import__("torch").uint8 else ref,
-                "image": read_image(args.image), "fps": fps}
-    if not args.input:
-        raise UserError(f"{args.job} needs an input video (or --demo)")
-    check_output_path(args.output, inputs=(args.input,))
-    clip, fps = read_video(args.input)
-    return {"clip": clip.float() / 255 if clip.dtype == __import__("torch").uint8 else clip, "fps": fps}
+        n = args.frames if args.frames is not None else limit
+        ref, fps = read_video(args.reference, max_frames=n)
+        if args.frames is None and ref.shape[0] >= limit:
+            raise ValueError(f"--reference {args.reference}: more than {MAX_OUTPUT_FRAMES} frames, the most one run "
+                             f"writes; pass --frames N (at most {MAX_OUTPUT_FRAMES}) or cut the reference into parts")
+        return {"reference": ref, "image": read_image(args.image, notify=_notice), "fps": fps}
+    clip, fps = read_video(args.input, max_frames=limit)
+    if clip.shape[0] >= limit or _output_frames(args, {"clip": clip}) > MAX_OUTPUT_FRAMES:
+        raise ValueError(f"{args.input}: the output would have more than {MAX_OUTPUT_FRAMES} frames, the most one run "
+                         f"writes; cut the input into shorter parts and run each")
+    return {"clip": clip.to(torch.float32), "fps": fps}
+
+
+def _output_frames(args, d) -> int:
+    if args.job == "transfer":
+        return args.frames or d["reference"].shape[0]
+    n = d["clip"].shape[0]
+    return n + args.frames if args.job == "extend" else math.floor((n - 1) / args.factor) + 1
+
+
+def _check_inputs(args, d) -> None:
+    clip = d["reference"] if args.job == "transfer" else d["clip"]
+    if clip.shape[0] < 2:
+        what = "--reference" if args.job == "transfer" else "the input"
+        raise ValueError(f"{what} has 1 frame; {args.job} estimates motion between frames, so it needs a video of "
+                         f"at least 2 frames")
+    if args.job == "extend":
+        n = d["clip"].shape[0]
+        if args.fill_back > n - 1:
+            _notice(f"--fill-back {args.fill_back}: the input has {n} frames, so the fill source is its first frame "
+                    f"({n - 1} before the last)")
 
 
 def run(args) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from flow.atomic import check_output_path
     from flow.video import write_video
 
     from .. import jobs
-    from ..errors import UserError
+    from ..embedded.windows import count_windows
 
-    if args.job == "speed" and args.factor is None and not args.demo:
-        raise UserError("speed needs --factor F (0.25 .. 4)")
-    if args.job == "extend" and args.frames is None and not args.demo:
-        raise UserError("extend needs --frames N")
-    if args.steps is not None and args.steps < 1:
-        raise ValueError(f"--steps: expected a positive number, got {args.steps}")
-    check_output_path(args.output)
-    if args.compare:
-        check_output_path(args.compare)
+    _check_args(args)
     d = _inputs(args)
+    _check_inputs(args, d)
     if args.pipeline:
         return _run_pipeline(args, d)
     model = None if args.mode == "flow_only" else jobs.load_models(args.model, args.adapters, mode=args.mode)
-    steps = args.steps or (model.config.steps if model is not None else 1)
     common = dict(model=model, motion_scale=args.motion_scale, strength=args.strength, steps=args.steps,
                   seed=args.seed, mode=args.mode, flow=args.flow)
-    bar = tqdm(desc=args.job, unit="step", disable=args.no_progress or model is None)
-    common["progress"] = lambda i: bar.update(1)
+    bar = None
+
+    def progress(i):  # the bar starts with the first step, so the notices before it keep their own lines
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(desc=args.job, unit=" steps", disable=args.no_progress, dynamic_ncols=True)
+        bar.update(1)
+
+    common["progress"] = progress
+    print(f"{args.job}: {_output_frames(args, d)} output frames, "
+          + ("warping alone at the input's size" if model is None else
+             f"the embedded model in windows of {model.config.num_frames} frames"), file=sys.stderr)
     torch.manual_seed(args.seed)
     try:
         if args.job == "transfer":
@@ -129,11 +261,15 @@ def run(args) -> int:
         else:
             res = jobs.extend(d["clip"], args.frames, damping=args.damping, fill_back=args.fill_back, **common)
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
     fps = args.fps or d.get("fps") or 8.0
     write_video(args.output, res.frames, fps)
-    print(f"wrote {args.output}: {res.frames.shape[0]} frames of {res.frames.shape[2]}x{res.frames.shape[3]} "
-          f"at {fps:g} fps ({args.mode}, {steps} steps per window)")
+    h, w = res.frames.shape[2:]
+    how = ("warping alone)" if model is None else
+           f"{args.mode}, {count_windows(res.guidance, model.config.num_frames)} windows, "
+           f"{bar.n if bar is not None else 0} sampler steps in all)")
+    print(f"wrote {args.output}: {res.frames.shape[0]} frames of {w}x{h} at {fps:g} fps ({how}")
     if args.compare:
         jobs.save_compare(args.compare, res)
         print(f"wrote {args.compare}")
@@ -159,7 +295,8 @@ def _run_pipeline(args, d) -> int:
                                adapter=args.adapters, prompt=args.prompt)
     fps = args.fps or d.get("fps") or 8.0
     write_video(args.output, frames, fps)
-    print(f"wrote {args.output}: {frames.shape[0]} frames of {frames.shape[2]}x{frames.shape[3]} ({type(pipe).__name__})")
+    h, w = frames.shape[2:]
+    print(f"wrote {args.output}: {frames.shape[0]} frames of {w}x{h} at {fps:g} fps ({type(pipe).__name__})")
     if args.compare:
         n = frames.shape[0]
         g = window(res.guidance, 0, n, {}) if n != res.guidance.num_frames else res.guidance
