@@ -167,6 +167,7 @@ def guidance_section(tiny: bool, device: torch.device, repeats: int, log) -> dic
 
     state_gib, peaks = {}, {}
     for key in LAYOUTS:  # what the guidance keeps between forwards (latent-grid tensors, token flows, cache)
+        mg.set_guidance(model, None)  # frees the previous layout's state
         before = _memory(device)
         use(key)()
         after = _memory(device)
@@ -187,7 +188,7 @@ def guidance_section(tiny: bool, device: torch.device, repeats: int, log) -> dic
         "dtype": "bfloat16", "attention": "diffusers native backend = torch.nn.functional.scaled_dot_product_attention",
         "latent_grid": list(latent_grid), "tokens": list(tokens), "num_tokens": math.prod(tokens),
         "video": None if tiny else testing.REAL_CONFIGS[WAN]["video"], "repeats": repeats,
-        "resident_weights_gib": None if resident is None else resident / GIB,
+        "resident_weights_gib": None if resident is None else resident / GIB,  # weights + inputs
         "ms": {"unhooked": 1e3 * statistics.median(unhooked), **med},
         "ms_all": {k: [1e3 * t for t in v] for k, v in times.items()},
         "overhead": {k: med[k] / med["plain"] for k in LAYOUTS},
@@ -259,6 +260,8 @@ def activation_section(tiny: bool, device: torch.device, log) -> dict:
     measured = {}
     for key in ("plain", *LAYOUTS):
         mg.set_guidance(model, guidance.get(key))
+        with torch.no_grad():  # builds the guidance's per-call state first, so the delta is what autograd keeps
+            model(**kw)
         _sync(device)
         before = torch.cuda.memory_allocated(device)
         out = model(**kw)[0]
