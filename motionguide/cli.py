@@ -11,6 +11,8 @@ import argparse
 import importlib
 import sys
 
+from flow.atomic import install_signal_cleanup
+
 from .errors import UserError
 
 # Sub-command modules, in the order --help lists them. A module that fails to import (an optional
@@ -54,6 +56,7 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    install_signal_cleanup()  # SIGTERM removes partial outputs, as Ctrl-C does
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

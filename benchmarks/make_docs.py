@@ -1,0 +1,170 @@
+"""Write docs/BENCHMARKS.md (and the figures block of README.md) from the benchmarks' JSON output.
+
+The benchmarks print their tables and write JSON (``--json``); the JSON of the runs the docs quote lives in
+``benchmarks/results/``. This script is the only writer of the figures in the docs, so a printed table, the
+benchmark page and the README cannot drift apart. ``--check`` exits 1 when the docs differ from what the
+JSON gives (a test runs it).
+
+    python benchmarks/motion.py --clips 6 --json benchmarks/results/motion.json   # (and the others)
+    python benchmarks/make_docs.py            # rewrite docs/BENCHMARKS.md and the README block
+    python benchmarks/make_docs.py --check    # are they up to date?
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+PAGE = REPO / "docs" / "BENCHMARKS.md"
+README = REPO / "README.md"
+START, END = "<!-- benchmarks:start (written by benchmarks/make_docs.py) -->", "<!-- benchmarks:end -->"
+
+
+def _f(v, digits=2) -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return "-"
+    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return out
+
+
+def _load(name: str) -> dict | None:
+    p = RESULTS / f"{name}.json"
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def real_footage(d: dict) -> list[str]:
+    rows = sorted(d["rows"], key=lambda r: (r["job"], r["size"], -(r["psnr"] if r["psnr"] == r["psnr"] else -1e9)))
+    lines = _table(["job", "mode", "size", "PSNR", "SSIM", "stability (lower is steadier)", "s / frame"],
+                   [[r["job"], r["mode"], r["size"], _f(r["psnr"]), _f(r["ssim"], 3), _f(r["stability"], 4),
+                     _f(r["seconds_per_frame"], 3)] for r in rows])
+    if d.get("paired"):
+        lines += ["", "Paired per-clip differences (a - b, dB PSNR, +- standard error):", ""]
+        lines += _table(["job", "size", "a", "b", "mean", "SE"],
+                        [[p["job"], p["size"], p["a"], p["b"], f"{p['mean']:+.2f}", _f(p["se"])] for p in d["paired"]])
+    return lines
+
+
+def motion(d: dict) -> list[str]:
+    lines = _table(["job", "mode", "PSNR", "SSIM", "PSNR free", "EPE (px)", "EPE from last known"],
+                   [[r["job"], r["mode"], _f(r["psnr"]), _f(r["ssim"], 3), _f(r["psnr_free"]), _f(r["epe"]),
+                     _f(r["epe_anchor"])] for r in d["rows"]])
+    ms = d.get("motion_scale", {})
+    extra = [f"motion scale {k}: guided ratio {_f(v.get('guided'), 3)}, flow-only {_f(v.get('flow_only'), 3)}"
+             for k, v in ms.items() if isinstance(v, dict)]
+    lines += ["", f"{d['clips']} held-out synthetic clips per job, {d['steps']} steps; strength 0 differs from "
+              f"unguided by at most {d['noop_maxdiff']:.1e}; one clip (batch 1) generates in {d['clip_seconds']} s."]
+    lines += [f"- {e}" for e in extra]
+    return lines
+
+
+def guidance(d: dict) -> list[str]:
+    return _table(["class", "no-op max diff", "after remove", "guided changes output", "overhead, mid size (median)"],
+                  [[r["architecture"].replace("Transformer3DModel", ""), f"{r['noop_maxdiff']:.0e}",
+                    f"{r['removed_maxdiff']:.0e}", "yes" if r["guided_changes"] else "no", _f(r["overhead"], 3)]
+                   for r in d["rows"]])
+
+
+def flow(d: dict) -> list[str]:
+    by = defaultdict(dict)
+    secs = defaultdict(list)
+    for r in d["rows"]:
+        by[r["method"]][r["sequence"]] = r["epe"]
+        secs[r["method"]].append(r["seconds"])
+    seqs = sorted({r["sequence"] for r in d["rows"]})
+    return _table(["method", *[f"{s} EPE" for s in seqs], "median s / pair"],
+                  [[m, *[_f(by[m].get(s), 3) for s in seqs], _f(statistics.median(secs[m]), 2)] for m in by])
+
+
+def interpolate(d: dict) -> list[str]:
+    psnr = defaultdict(lambda: defaultdict(list))
+    secs = defaultdict(list)
+    for r in d["rows"]:
+        psnr[r["method"]][r["dataset"]].append(r["psnr"])
+        if r.get("seconds") is not None:
+            secs[r["method"]].append(r["seconds"])
+    sets = sorted({r["dataset"] for r in d["rows"]})
+    lines = _table(["method", *[f"{s} PSNR" for s in sets], "median s / frame"],
+                   [[m, *[_f(statistics.mean(psnr[m][s])) if psnr[m][s] else "-" for s in sets],
+                     _f(statistics.median(secs[m]), 2) if secs[m] else "-"] for m in psnr])
+    return lines + [""] + [f"- {t}" for t in d.get("targets", [])]
+
+
+SECTIONS = [
+    ("real_footage", "Jobs on real footage", "python benchmarks/real_footage.py --json benchmarks/results/real_footage.json",
+     real_footage),
+    ("motion", "Steering on synthetic clips (mechanism, not quality; its seeds chose the model's parts, so they "
+               "are a validation set)", "python benchmarks/motion.py --clips 6 --json benchmarks/results/motion.json",
+     motion),
+    ("guidance", "The guidance plugin on tiny configs of every class",
+     "python benchmarks/guidance.py --json benchmarks/results/guidance.json", guidance),
+    ("flow", "Optical flow on Sintel pairs with ground truth", "python benchmarks/flow.py --json benchmarks/results/flow.json",
+     flow),
+    ("interpolate", "Frame interpolation", "python benchmarks/interpolate.py --json benchmarks/results/interpolate.json",
+     interpolate),
+]
+
+
+def page() -> str:
+    out = ["# Benchmarks", "",
+           "Written by `python benchmarks/make_docs.py` from the JSON in `benchmarks/results/`; do not edit by "
+           "hand. Every figure was measured on the 2-core CPU this project is developed on, shared and noisy, "
+           "with peers run in the same run; times are medians.", ""]
+    for name, title, cmd, fn in SECTIONS:
+        d = _load(name)
+        out += [f"## {title}", "", f"`{cmd}`", ""]
+        out += fn(d) if d else ["Not measured yet: run the command above."]
+        out.append("")
+    return "\n".join(out)
+
+
+def readme_block() -> str:
+    lines = [START, ""]
+    d = _load("real_footage")
+    if d:
+        lines += ["Real footage, at the input's resolution (paired per clip, +- SE):", ""]
+        lines += _table(["job", "a", "b", "mean dB", "SE"],
+                        [[p["job"], p["a"], p["b"], f"{p['mean']:+.2f}", _f(p["se"])]
+                         for p in d.get("paired", []) if p["size"] == "input"])
+        lines.append("")
+    d = _load("interpolate")
+    if d:
+        lines += ["Interpolation targets:", ""] + [f"- {t}" for t in d.get("targets", [])] + [""]
+    lines += ["Every table, with the command that prints it: [docs/BENCHMARKS.md](docs/BENCHMARKS.md).", "", END]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="exit 1 when the docs are not what the JSON gives")
+    args = ap.parse_args(argv)
+    new_page = page()
+    text = README.read_text()
+    if START not in text or END not in text:
+        print(f"README.md has no benchmark block ({START} ... {END})", file=sys.stderr)
+        return 1
+    head, rest = text.split(START, 1)
+    new_readme = head + readme_block() + rest.split(END, 1)[1]
+    if args.check:
+        stale = [p.name for p, new in ((PAGE, new_page), (README, new_readme)) if not p.is_file() or p.read_text() != new]
+        if stale:
+            print(f"out of date: {', '.join(stale)}; run python benchmarks/make_docs.py", file=sys.stderr)
+            return 1
+        return 0
+    PAGE.write_text(new_page)
+    README.write_text(new_readme)
+    print(f"wrote {PAGE.relative_to(REPO)} and the README block")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
