@@ -334,6 +334,8 @@ def retime_video(
         say(f"retime: backend {interp.name}: {interp.description}" + (f" (auto: {reason})" if reason else ""))
         if vr.has_audio:
             say(f"retime: note: {src} has audio; it is not carried over (the output is video only)")
+        if vr.conversion_notice():
+            say(f"retime: {vr.conversion_notice()}")
         result = RetimeResult(dst, 0, 0, float(plan.in_fps), float(plan.out_fps), audio_dropped=vr.has_audio)
         try:
             with VideoWriter(dst, float(plan.out_fps), crf=crf) as vw:

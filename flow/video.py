@@ -60,6 +60,8 @@ class VideoReader:
             (It can be off by a frame or two for some files; iteration is the truth.)
         height, width: frame size in pixels.
         has_audio: the file has an audio stream (it is not decoded).
+        pixel_format, has_alpha, bit_depth: the stream's pixel format; frames are converted to 8-bit RGB, so
+            alpha and bits beyond 8 are dropped (:meth:`conversion_notice` says so in one line).
         variable_frame_rate: best effort: ``True`` when the nominal and average rates disagree by more
             than 1 % (typical of phone recordings). Frames are yielded as decoded, not resampled.
         frames_read: number of frames yielded so far.
@@ -110,8 +112,21 @@ class VideoReader:
             n = int(round(float(self._stream.duration * self._stream.time_base) * float(rate)))
         self.num_frames = n if n > 0 else None
         self.has_audio = bool(self._container.streams.audio)
+        fmt = cc.format
+        comps = list(fmt.components) if fmt is not None else []
+        self.pixel_format = cc.pix_fmt or "unknown"
+        self.has_alpha = any(c.is_alpha for c in comps)
+        self.bit_depth = max((c.bits for c in comps), default=8)
         self.frames_read = 0
         self._closed = False
+
+    def conversion_notice(self) -> str | None:
+        """One line when decoding to 8-bit RGB drops something (alpha, bits beyond 8), else None."""
+        lost = (["its alpha channel"] if self.has_alpha else []) + (
+            [f"{self.bit_depth}-bit precision (read as 8-bit)"] if self.bit_depth > 8 else [])
+        if not lost:
+            return None
+        return f"note: {self.path.name} ({self.pixel_format}) loses {' and '.join(lost)}: frames are read as 8-bit RGB"
 
     def __repr__(self) -> str:
         return (

@@ -75,8 +75,8 @@ def register(subparsers) -> None:
     p.add_argument("--preset", default=None, choices=sorted(DIS_PRESETS),
                    help=f"dis only: accuracy/speed preset (default: {DEFAULT_DIS_PRESET})")
     p.add_argument("--weights", default=None, metavar="PATH|random|default",
-                   help="raft_* only: a local checkpoint (.pth/.safetensors), 'default' = torchvision's cached "
-                        "weights, or 'random' (untrained, for testing) (default: default)")
+                   help="raft_* only: a local checkpoint (.pth/.safetensors), 'default' or 'random' (untrained, "
+                        "for testing) (default: 'default' = torchvision's cached weights)")
     p.add_argument("--num-flow-updates", type=int, default=None, metavar="N",
                    help="raft_* only: refinement iterations, 1 .. 100; 24-32 for best accuracy (default: 12)")
     p.add_argument("--device", default="cpu", help="raft_* only: torch device, e.g. cuda (default: cpu)")
@@ -246,6 +246,8 @@ def _frame_source(src: Path, max_frames: int | None, notify):
         size = f"{first.shape[2]}x{first.shape[1]}"
         return contextlib.nullcontext(), it(), len(files), f"{len(files)} frames in {src}, {size} (WxH)"
     vr = VideoReader(src)
+    if vr.conversion_notice():
+        notify(vr.conversion_notice())
     n = vr.num_frames
     if max_frames is not None:
         n = min(n, max_frames) if n is not None else max_frames

@@ -269,6 +269,27 @@ def test_row11_rgba_and_16_bit_inputs_get_a_notice(tmp_path, capfd):
     assert rc == 0 and "alpha channel" in err and "48x32 (WxH)" in out
 
 
+def test_row11_rgba_video_gets_a_notice(tmp_path, capfd):
+    import av
+    import numpy as np
+
+    path = tmp_path / "rgba.mov"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("png", rate=10)
+        s.width, s.height, s.pix_fmt = 48, 32, "rgba"
+        for i in range(3):
+            rgba = (np.random.default_rng(i).random((32, 48, 4)) * 255).astype(np.uint8)
+            for packet in s.encode(av.VideoFrame.from_ndarray(rgba, format="rgba")):
+                c.mux(packet)
+        for packet in s.encode(None):
+            c.mux(packet)
+    rc, out, err = _run(["flow", path, "-o", tmp_path / "flows", "--no-progress"], capfd)
+    assert rc == 0 and "rgba.mov (rgba) loses its alpha channel" in err, err
+    rc, out, err = _run(["retime", path, "-o", tmp_path / "r.mp4", "--fps", "20", "--backend", "dis",
+                         "--no-progress"], capfd)
+    assert rc == 0 and "loses its alpha channel" in err, err
+
+
 def test_row11_sizes_are_w_x_h(pair, tmp_path, capfd):
     write_image(tmp_path / "tall.png", _texture(48, 32))
     line = _one_error_line(*_run(["flow", pair[0], tmp_path / "tall.png", "-o", tmp_path / "f.flo"], capfd)[::2])
