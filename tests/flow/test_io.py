@@ -118,7 +118,7 @@ def test_image_grey_rgba_16bit(tmp_path):
 
 def test_image_not_an_image(tmp_path):
     (tmp_path / "x.png").write_bytes(b"not a png")
-    with pytest.raises(ValueError, match="could not decode"):
+    with pytest.raises(ValueError, match="got a text file that could not be decoded"):
         read_image(tmp_path / "x.png")
     with pytest.raises(ValueError, match="unknown image type"):
         write_image(tmp_path / "x.xyz", torch.zeros(3, 2, 2))
