@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from flow.estimators import get_estimator
+from flow.interpolate import get_interpolator
 from flow.viz import save_strip
 
 from .embedded.adapters import attach_adapters, load_adapters
@@ -32,12 +33,14 @@ from .embedded.data import make_clip
 from .embedded.generation import MODES
 from .embedded.network import EmbeddedVideoModel
 from .embedded.windows import generate_windows, resize_guidance, window
+from .compositing import composite, confidence
 from .errors import UserError
 from .guidance import extension as extension_guidance
 from .guidance import reference_motion
 from .guidance import speed as speed_guidance
 from .pipeline import generate_with_guidance
 from .registry import get_spec, vae_from_pipeline
+from .warping import flow_only, known_of
 
 __all__ = [
     "JobResult",
@@ -48,6 +51,7 @@ __all__ = [
     "demo_inputs",
     "save_compare",
     "SPEED_RANGE",
+    "OUTPUT_SIZES",
     "MAX_EXTEND",
     "load_pipeline",
 ]
@@ -63,16 +67,32 @@ def _notice(msg: str) -> None:
     print(f"notice: {msg}", file=sys.stderr)
 
 
+#: where a job's output is made: at the input's resolution (the warp, with the model where the flow fails)
+#: or at the model's own size (the model's output as it is)
+OUTPUT_SIZES = ("input", "model")
+#: what fills the pixels the confidence does not trust, at the input's resolution: the warp itself (the
+#: default: the embedded 32x32 model, upsampled, scores below the warp inside those pixels on real footage,
+#: `benchmarks/real_footage.py`), or the model's output
+FILLS = ("warp", "model")
+
+
 @dataclass
 class JobResult:
-    """frames: ``(T, 3, h, w)`` output; guidance: the pixel Guidance at the model's size (batch 1);
-    warped: ``(T, 3, h, w)`` flow-only preview of the guidance; inputs: ``(N, 3, h, w)`` the inputs as the
-    model saw them."""
+    """What a job made, all at the output's size ``(h, w)``, one clip (no batch).
+
+    frames: ``(T, 3, h, w)`` the output; guidance: the pixel Guidance on that grid (batch 1); warped:
+    ``(T, 3, h, w)`` the flow-only synthesis of the guidance; inputs: ``(N, 3, h, w)`` the inputs on that
+    grid; confidence: ``(T, 1, h, w)`` where the warp is trusted (1) and where the model supplied the pixel
+    (0), None when the model's output is used as it is; model_share: the fraction of the generated frames'
+    pixels the model supplied (0 for warping alone, 1 when the model's output is used as it is).
+    """
 
     frames: torch.Tensor
     guidance: object
     warped: torch.Tensor
     inputs: torch.Tensor
+    confidence: torch.Tensor | None = None
+    model_share: float = 0.0
 
 
 # ------------------------------------------------------------------------------------------------- models
@@ -119,23 +139,54 @@ def _check_clip(x: torch.Tensor, name: str, min_frames: int) -> torch.Tensor:
     return x.float()
 
 
-def _run(model, g, size, *, mode, strength, steps, seed, progress, inputs) -> JobResult:
+def _clip(x: torch.Tensor) -> torch.Tensor:
+    return x[0].transpose(0, 1)  # (1, C, T, H, W) -> (T, C, H, W)
+
+
+def _run(model, g, size, *, mode, strength, steps, seed, progress, inputs, output_size="input",
+         fill="warp") -> JobResult:
+    """Generate Guidance ``g`` (built at the input's size): at the model's size ``size`` when
+    ``output_size == "model"``; else at the input's size: the warp, with the pixels the confidence does not
+    trust filled by ``fill`` (the model's output composited in, :func:`motionguide.compositing.composite`,
+    or the warp itself); the unguided model's output is upsampled as it is."""
+    if output_size not in OUTPUT_SIZES:
+        raise ValueError(f"output_size: expected one of {OUTPUT_SIZES}, got {output_size!r}")
+    if fill not in FILLS:
+        raise ValueError(f"fill: expected one of {FILLS}, got {fill!r}")
+    if model is None or output_size == "input":
+        warp = flow_only(g)
+        if model is None or (fill == "warp" and mode != "unguided"):
+            return JobResult(_clip(warp), g, _clip(warp), inputs, _clip(confidence(g)), 0.0)
+        small = generate_windows(model, resize_guidance(g, size), mode=mode, strength=strength, steps=steps,
+                                 seed=seed, progress=progress)
+        if mode == "unguided":  # nothing to composite with: the model's clip, upsampled
+            up, _ = composite(warp, small, torch.zeros_like(warp[:, :1]))
+            return JobResult(_clip(up), g, _clip(warp), inputs, None, 1.0)
+        conf = confidence(g)
+        out, share = composite(warp, small, conf)
+        kf, known = known_of(g)
+        out[:, :, known[0]] = kf[:, :, known[0]]  # known frames exactly, not through the pyramid's rounding
+        return JobResult(_clip(out), g, _clip(warp), inputs, _clip(conf), share)
     g = resize_guidance(g, size)
     frames = generate_windows(model, g, mode=mode, strength=strength, steps=steps, seed=seed, progress=progress)
     warped = generate_windows(None, g, mode="flow_only")
     inp = F.interpolate(inputs, size=size, mode="area") if tuple(inputs.shape[-2:]) != tuple(size) else inputs
-    return JobResult(frames[0].transpose(0, 1), g, warped[0].transpose(0, 1), inp)
+    return JobResult(_clip(frames), g, _clip(warped), inp, None, 1.0)
 
 
 def _model_size(model) -> tuple[int, int]:
     return (model.config.height, model.config.width) if model is not None else None
 
 
-def _note_resize(what: str, hw, size) -> None:
-    if size is not None and tuple(hw) != tuple(size):
+def _note_resize(what: str, hw, size, output_size: str) -> None:
+    if size is None or tuple(hw) == tuple(size):
+        return
+    if output_size == "model":
         _notice(f"{what} is {hw[1]}x{hw[0]} (WxH); the embedded model works at {size[1]}x{size[0]}, so the output "
-                f"is {size[1]}x{size[0]} (--mode flow_only warps at the input's size; --pipeline runs a full-size "
-                f"model)")
+                f"is {size[1]}x{size[0]} (--output-size input keeps the input's size)")
+    else:
+        _notice(f"{what} is {hw[1]}x{hw[0]} (WxH); the output keeps that size: the warp where the flow is "
+                f"trusted, the embedded model ({size[1]}x{size[0]}, upsampled) where it is not")
 
 
 def transfer(
@@ -151,6 +202,8 @@ def transfer(
     mode: str = "both",
     flow: str = "dis",
     progress: Callable[[int], None] | None = None,
+    output_size: str = "input",
+    fill: str = "warp",
 ) -> JobResult:
     """Motion from ``reference (T, 3, H, W)``, appearance from ``image (3, H, W)``; ``frames`` output frames
     (default T). An image of another size is resized to the reference's size (with a notice)."""
@@ -170,11 +223,11 @@ def transfer(
         image = F.interpolate(image[None], size=reference.shape[-2:], mode="bilinear", align_corners=False,
                               antialias=True)[0].clamp(0, 1)
     size = _model_size(model) or tuple(reference.shape[-2:])
-    _note_resize("the reference", reference.shape[-2:], size)
+    _note_resize("the reference", reference.shape[-2:], size, output_size)
     g = reference_motion(image[None], reference.transpose(0, 1)[None], estimator=get_estimator(flow),
                             motion_scale=motion_scale, strength=strength)
     return _run(model, g, size, mode=mode, strength=strength, steps=steps, seed=seed, progress=progress,
-                inputs=torch.cat([image[None], reference]))
+                inputs=torch.cat([image[None], reference]), output_size=output_size, fill=fill)
 
 
 def speed(
@@ -188,10 +241,18 @@ def speed(
     seed: int = 0,
     mode: str = "both",
     flow: str = "dis",
+    interpolator="auto",
     progress: Callable[[int], None] | None = None,
+    output_size: str = "input",
+    fill: str = "warp",
 ) -> JobResult:
     """Output frame ``j`` shows input time ``j * factor`` (0.25..4; < 1 = slow motion with generated
-    in-between frames, > 1 = faster); real frames at integer times are kept."""
+    in-between frames, > 1 = faster); real frames at integer times are kept.
+
+    interpolator: where the in-betweens' motion comes from, as MoG takes it from a flow-based interpolation
+    model: the intermediate flows and blend mask of ``flow.interpolate.get_interpolator(interpolator)``
+    ("auto": IFNet when RIFE weights are installed, the DIS backend otherwise; or an Interpolator); None:
+    flow reversal of the ``flow`` estimator's flows."""
     clip = _check_clip(clip, "input clip", 2)
     if not isinstance(factor, (int, float)) or not math.isfinite(factor) or factor <= 0:
         raise ValueError(f"--factor: expected a positive number (0.5 = 2x slow motion, 2 = 2x faster), got {factor}")
@@ -199,10 +260,12 @@ def speed(
     if not lo <= factor <= hi:
         raise ValueError(f"--factor: expected {lo} .. {hi} (0.25 = 4x slow motion, 4 = 4x faster), got {factor}")
     size = _model_size(model) or tuple(clip.shape[-2:])
-    _note_resize("the input", clip.shape[-2:], size)
-    g = speed_guidance(clip.transpose(0, 1)[None], float(factor), estimator=get_estimator(flow), motion_scale=motion_scale,
-                 strength=strength)
-    return _run(model, g, size, mode=mode, strength=strength, steps=steps, seed=seed, progress=progress, inputs=clip)
+    _note_resize("the input", clip.shape[-2:], size, output_size)
+    inter = get_interpolator(interpolator) if isinstance(interpolator, str) else interpolator
+    g = speed_guidance(clip.transpose(0, 1)[None], float(factor), estimator=None if inter else get_estimator(flow),
+                       intermediate=inter, motion_scale=motion_scale, strength=strength)
+    return _run(model, g, size, mode=mode, strength=strength, steps=steps, seed=seed, progress=progress, inputs=clip,
+                output_size=output_size, fill=fill)
 
 
 def extend(
@@ -219,6 +282,8 @@ def extend(
     damping: float = 0.0,
     fill_back: int = 3,
     progress: Callable[[int], None] | None = None,
+    output_size: str = "input",
+    fill: str = "warp",
 ) -> JobResult:
     """Continue ``clip`` by ``frames`` new frames (at most :data:`MAX_EXTEND`), guided by its last motion
     continued at constant velocity (``damping`` slows it per frame); what the last frame does not see comes
@@ -230,10 +295,11 @@ def extend(
         raise ValueError(f"--frames {frames} is more than this job adds ({MAX_EXTEND}): the guidance continues the "
                          f"last motion from the last frame and leaves the picture; extend in several runs")
     size = _model_size(model) or tuple(clip.shape[-2:])
-    _note_resize("the input", clip.shape[-2:], size)
+    _note_resize("the input", clip.shape[-2:], size, output_size)
     g = extension_guidance(clip.transpose(0, 1)[None], frames, estimator=get_estimator(flow), damping=damping,
-                     fill_back=fill_back, motion_scale=motion_scale, strength=strength)
-    return _run(model, g, size, mode=mode, strength=strength, steps=steps, seed=seed, progress=progress, inputs=clip)
+                           fill_back=fill_back, motion_scale=motion_scale, strength=strength)
+    return _run(model, g, size, mode=mode, strength=strength, steps=steps, seed=seed, progress=progress, inputs=clip,
+                output_size=output_size, fill=fill)
 
 
 # ------------------------------------------------------------------------------------------ demo, compare
@@ -260,13 +326,17 @@ def _pick(n: int, k: int) -> list[int]:
     return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)})
 
 
-def save_compare(path: str | Path, result: JobResult, *, columns: int = 8, zoom: int = 4) -> None:
-    """A strip: inputs, guidance (flow-only warp), output, and the guidance flows (colour wheel), ``zoom``x."""
-    def up(x):
-        return F.interpolate(x[None], scale_factor=zoom, mode="nearest")[0]
-
+def save_compare(path: str | Path, result: JobResult, *, columns: int = 8, zoom: int | None = None) -> None:
+    """A strip: inputs, guidance (flow-only warp), output, the guidance flows (colour wheel) and, when the
+    output was composited, the confidence (white = the warp, black = the model). zoom: nearest-neighbour
+    enlargement (default: up to 4x, so small outputs stay visible)."""
     g = result.guidance
-    t_out = result.frames.shape[0]
+    t_out, _, h, w = result.frames.shape
+    zoom = zoom or max(1, min(4, 128 // max(1, min(h, w))))
+
+    def up(x):
+        return F.interpolate(x[None], scale_factor=zoom, mode="nearest")[0] if zoom > 1 else x
+
     # consecutive frames show the motion best; long outputs are sampled evenly
     cols = list(range(min(t_out, columns))) if t_out <= 2 * columns else _pick(t_out, columns)
     flows = []
@@ -280,6 +350,8 @@ def save_compare(path: str | Path, result: JobResult, *, columns: int = 8, zoom:
         [up(result.frames[t]) for t in cols],
         flows,
     ]
+    if result.confidence is not None:
+        rows.append([up(result.confidence[t].expand(3, -1, -1)) for t in cols])
     save_strip(path, rows)
 
 

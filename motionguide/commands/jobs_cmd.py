@@ -16,16 +16,17 @@ from ._help import HelpFormatter
 #: so memory grows with it; longer outputs are made in several runs
 MAX_OUTPUT_FRAMES = 256
 _OUTPUT_NOTE = (
-    "output: a video (.mp4/.mkv/.mov/.avi) at the input's frame rate (or --fps); with the embedded model its "
-    "frames are 32x32 (the model's size; a notice says so), with --pipeline the pipeline's size, with "
-    "--mode flow_only the input's size"
+    "output: a video (.mp4/.mkv/.mov) at the input's frame rate (or --fps) and the input's size: the "
+    "flow-based warp, and where the flow is not trusted the warp too (--fill warp, the default) or the embedded "
+    "model (32x32, upsampled) blended in without seams (--fill model); --output-size model writes the model's "
+    "32x32 frames instead, --pipeline the pipeline's size"
 )
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     from ..embedded.generation import MODES
 
-    p.add_argument("-o", "--output", required=True, metavar="VIDEO", help="output video (.mp4, .mkv, .mov, .avi)")
+    p.add_argument("-o", "--output", required=True, metavar="VIDEO", help="output video (.mp4, .mkv, .mov)")
     p.add_argument("--motion-scale", type=float, default=1.0,
                    help="multiply the motion (0 freezes, 1 keeps, 2 doubles; 0 .. 4)")
     p.add_argument("--strength", type=float, default=1.0,
@@ -47,6 +48,13 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="adapter folder [default: assets/embedded/adapters for the embedded model, none for --pipeline]")
     p.add_argument("--prompt", default="", help="text prompt for --pipeline (the embedded model takes none)")
     p.add_argument("--fps", type=float, default=None, help="output frame rate [default: the input's]")
+    p.add_argument("--output-size", choices=("input", "model"), default="input",
+                   help="input: the input's size, the model only where the flow fails; model: the model's own "
+                        "size (32x32), its output as it is")
+    p.add_argument("--fill", choices=("warp", "model"), default="warp",
+                   help="at the input's size, what fills the pixels the flow does not explain (the confidence map, "
+                        "a row of --compare): the warp (default: the 32x32 embedded model scores below it there "
+                        "on real footage, see docs/BENCHMARKS.md), or the model's output blended in")
     p.add_argument("--demo", action="store_true", help="use built-in held-out clips as input (no files needed)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -80,6 +88,10 @@ def register(subparsers) -> None:
         formatter_class=HelpFormatter)
     p.add_argument("input", nargs="?", metavar="VIDEO", help="input video")
     p.add_argument("--factor", type=float, default=None, help="input frames advanced per output frame (0.25 .. 4)")
+    p.add_argument("--interpolator", default="auto",
+                   help="the in-betweens' motion: intermediate flows and blend mask of this interpolation backend "
+                        "(auto: IFNet when RIFE weights are installed, else dis; ifnet, dis), or 'none' for flow "
+                        "reversal of the --flow estimator")
     _common(p)
     p.set_defaults(func=run, job="speed")
 
@@ -134,6 +146,8 @@ def _check_args(args) -> None:
             raise UserError(f"speed needs --factor F ({lo:g} .. {hi:g}; 0.5 = 2x slow motion)")
         if not (math.isfinite(args.factor) and lo <= args.factor <= hi):
             raise ValueError(f"--factor: expected {lo:g} .. {hi:g} (0.25 = 4x slow motion, 4 = 4x faster), got {args.factor}")
+    if job == "speed" and args.interpolator not in ("auto", "ifnet", "dis", "none"):
+        raise ValueError(f"--interpolator: expected auto, ifnet, dis or none, got {args.interpolator!r}")
     if job == "extend":
         if args.frames is None:
             raise UserError(f"extend needs --frames N (1 .. {MAX_EXTEND})")
@@ -170,6 +184,14 @@ def _check_args(args) -> None:
             _notice("--prompt applies to --pipeline only; the embedded model takes no prompt, so it is ignored")
         if args.mode == "flow_only" and (args.steps is not None or args.model or args.adapters):
             _notice("--mode flow_only warps without a model, so --steps, --model and --adapters do not apply")
+        elif not _uses_model(args) and (args.steps is not None or args.model or args.adapters):
+            _notice("at the input's size with --fill warp the model supplies no pixel, so --steps, --model and "
+                    "--adapters do not apply; add --fill model or --output-size model to run it")
+        if args.mode == "flow_only" and args.fill == "model":
+            _notice("--fill model needs a model, but --mode flow_only runs none: the warp fills every pixel")
+        if args.output_size == "input" and args.fill == "warp" and args.mode not in ("both", "flow_only", "unguided"):
+            _notice(f"--mode {args.mode} shapes the model's output, which --fill warp at the input's size does not "
+                    f"use; add --fill model or --output-size model")
         if args.mode in ("unguided", "training_free") and args.adapters:
             _notice(f"--mode {args.mode} does not use trained adapters, so --adapters is ignored")
     inputs = [x for x in (getattr(args, "reference", None), getattr(args, "image", None), getattr(args, "input", None)) if x]
@@ -203,6 +225,15 @@ def _inputs(args) -> dict:
     return {"clip": clip.to(torch.float32), "fps": fps}
 
 
+def _uses_model(args) -> bool:
+    """At the input's size with the warp as fill the model would supply no pixel, so it is not loaded."""
+    return args.mode != "flow_only" and (args.output_size == "model" or args.fill == "model" or args.mode == "unguided")
+
+
+def _interpolator(args):
+    return None if args.interpolator == "none" else args.interpolator
+
+
 def _output_frames(args, d) -> int:
     if args.job == "transfer":
         return args.frames or d["reference"].shape[0]
@@ -230,16 +261,17 @@ def run(args) -> int:
     from flow.video import write_video
 
     from .. import jobs
-    from ..embedded.windows import count_windows
 
     _check_args(args)
     d = _inputs(args)
     _check_inputs(args, d)
     if args.pipeline:
         return _run_pipeline(args, d)
-    model = None if args.mode == "flow_only" else jobs.load_models(args.model, args.adapters, mode=args.mode)
+    uses_model = _uses_model(args)
+    model = jobs.load_models(args.model, args.adapters, mode=args.mode) if uses_model else None
     common = dict(model=model, motion_scale=args.motion_scale, strength=args.strength, steps=args.steps,
-                  seed=args.seed, mode=args.mode, flow=args.flow)
+                  seed=args.seed, mode=args.mode if uses_model else "flow_only", flow=args.flow,
+                  output_size=args.output_size, fill=args.fill)
     bar = None
 
     def progress(i):  # the bar starts with the first step, so the notices before it keep their own lines
@@ -250,14 +282,14 @@ def run(args) -> int:
 
     common["progress"] = progress
     print(f"{args.job}: {_output_frames(args, d)} output frames, "
-          + ("warping alone at the input's size" if model is None else
-             f"the embedded model in windows of {model.config.num_frames} frames"), file=sys.stderr)
+          + ("the warp at the input's size (the model fills no pixel: --fill model to blend it in)" if model is None
+             else f"the embedded model in windows of {model.config.num_frames} frames"), file=sys.stderr)
     torch.manual_seed(args.seed)
     try:
         if args.job == "transfer":
             res = jobs.transfer(d["reference"], d["image"], frames=args.frames, **common)
         elif args.job == "speed":
-            res = jobs.speed(d["clip"], args.factor, **common)
+            res = jobs.speed(d["clip"], args.factor, interpolator=_interpolator(args), **common)
         else:
             res = jobs.extend(d["clip"], args.frames, damping=args.damping, fill_back=args.fill_back, **common)
     finally:
@@ -266,9 +298,9 @@ def run(args) -> int:
     fps = args.fps or d.get("fps") or 8.0
     write_video(args.output, res.frames, fps)
     h, w = res.frames.shape[2:]
-    how = ("warping alone)" if model is None else
-           f"{args.mode}, {count_windows(res.guidance, model.config.num_frames)} windows, "
-           f"{bar.n if bar is not None else 0} sampler steps in all)")
+    how = ("the warp; the model supplied no pixel)" if model is None else
+           f"{args.mode}, {bar.n if bar is not None else 0} sampler steps in all; the model supplied "
+           f"{100 * res.model_share:.1f} % of the pixels)")
     print(f"wrote {args.output}: {res.frames.shape[0]} frames of {w}x{h} at {fps:g} fps ({how}")
     if args.compare:
         jobs.save_compare(args.compare, res)
@@ -288,7 +320,7 @@ def _run_pipeline(args, d) -> int:
     if args.job == "transfer":
         res = jobs.transfer(d["reference"], d["image"], frames=args.frames, **common)
     elif args.job == "speed":
-        res = jobs.speed(d["clip"], args.factor, **common)
+        res = jobs.speed(d["clip"], args.factor, interpolator=_interpolator(args), **common)
     else:
         res = jobs.extend(d["clip"], args.frames, damping=args.damping, fill_back=args.fill_back, **common)
     frames = jobs.run_pipeline(pipe, res.guidance, strength=args.strength, steps=args.steps, seed=args.seed,

@@ -23,13 +23,13 @@ from typing import Callable
 
 import torch
 
-from flow.warp import backward_warp
-
 from ..adapter import set_guidance
+from ..compositing import confidence
 from ..guidance import check_strength
 from ..latent import LatentGuidance, latent_guidance
+from ..warping import flow_only, known_of, source_warps
 from .adapters import GATE_SCALE, pixel_vae, set_lora_scale
-from .heads import BlendHead, gate_features, trust_levels
+from .heads import gate_features, trust_levels
 from .network import EmbeddedVideoModel
 
 __all__ = ["MODES", "GUIDED_START", "latent_guidance_of", "gate_maps", "guided_reference_and_scale",
@@ -89,59 +89,6 @@ def guided_reference_and_scale(model: EmbeddedVideoModel, guidance, lg: LatentGu
     g, c = gate_maps(gates, static, lg, warp)
     s = float(strength)
     return static + g * s * (warp.to(static) - static), 1.0 - s * c, warp01
-
-
-def source_warps(guidance, t: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """``[(warped (B, 3, H, W), weight (B, 1, H, W), flow (B, 2, H, W))]`` for each source of output frame
-    ``t`` of a Guidance, in source order (border padding)."""
-    out = []
-    for k in range(guidance.sources.shape[1]):
-        s = int(guidance.sources[t, k])
-        if s >= 0:
-            flow = guidance.flows[:, t, k]
-            out.append((backward_warp(guidance.frames[:, :, s], flow), guidance.weights[:, t, k], flow))
-    return out
-
-
-def known_of(guidance) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(known_frames (B, 3, T, H, W) in [0, 1], known (B, T) bool)`` from a Guidance's placed frames."""
-    b, _, _, h, w = guidance.frames.shape
-    t = guidance.num_frames
-    kf = guidance.frames.new_zeros(b, 3, t, h, w)
-    known = torch.zeros(b, t, dtype=torch.bool)
-    for i, p in enumerate(guidance.positions):
-        if p is not None:
-            kf[:, :, p] = guidance.frames[:, :, i]
-            known[:, p] = True
-    if not bool(known.any()):
-        raise ValueError("guidance places no known frame in the clip; the embedded model needs at least one")
-    return kf, known
-
-
-def flow_only(guidance, blend: BlendHead | None = None) -> torch.Tensor:
-    """Plain warping without the model ``(B, 3, T, H, W)`` in [0, 1]: each target frame is the weighted blend
-    of its warped sources (border padding), the first source alone where the weights vanish.
-
-    blend: a trained :class:`~motionguide.embedded.heads.BlendHead` (``model.gates.blend_head``) blends frames with two sources
-    per pixel instead of with the guidance's fixed weights; None (the flow-only baseline) keeps them.
-    """
-    kf, known = known_of(guidance)
-    out = kf.clone()
-    for t in range(guidance.num_frames):
-        if bool(known[0, t]):
-            continue
-        srcs = source_warps(guidance, t)
-        if not srcs:  # no source at all: hold the nearest known frame
-            out[:, :, t] = kf[:, :, int(torch.nonzero(known[0, : t + 1])[-1])]
-            continue
-        if blend is not None and len(srcs) == 2:
-            warps, weights, flows = (torch.stack(x, 1) for x in zip(*srcs))
-            out[:, :, t] = blend.blend(warps.to(kf), weights.to(kf), flows.to(kf))
-            continue
-        acc = sum(wt * warped for warped, wt, _ in srcs)
-        wsum = sum(wt for _, wt, _ in srcs)
-        out[:, :, t] = torch.where(wsum > 1e-6, acc / wsum.clamp(min=1e-6), srcs[0][0])
-    return out.clamp(0, 1)
 
 
 def continuation_frames(guidance) -> list[tuple[int, int]]:
@@ -205,9 +152,12 @@ def generate_guided(
 
     mode: ``unguided`` (the base model), ``latent`` / ``feature`` / ``both`` (trained adapters with one or
     both levels; needs :func:`~motionguide.embedded.adapters.attach_adapters` or ``load_adapters``),
-    ``training_free`` (needs a model with a ``training_free`` adapter), ``flow_only`` (warping alone).
+    ``training_free`` (needs a model with a ``training_free`` adapter: the plugin's feature level at
+    ``strength``, sampling from the re-noised warp with the latents held to it where
+    :func:`~motionguide.compositing.confidence` trusts it), ``flow_only`` (warping alone).
     strength: defaults to the guidance's. start: with the latent level on, sampling starts from the guided
-    reference noised to ``t = 1 - strength * (1 - start)`` (1 = from pure noise; strength 0 gives exactly
+    reference (the warp, for ``training_free``) noised to ``t = 1 - strength * (1 - start)`` (1 = from pure
+    noise; strength 0 gives exactly
     the unguided sampler). The guidance must match the model's frames and size (the jobs window and resize).
     """
     if mode not in MODES:
@@ -241,30 +191,34 @@ def generate_guided(
     ref = None
     out_scale = None
     warp = None
+    init = None
     if mode == "training_free":
+        # No trained parts: the sampler starts from the warp re-noised to the guided start (not from pure
+        # noise), and after every step the latents are held to the re-noised warp where the confidence trusts
+        # it (to the warp itself after the last), so the model works only where the flow fails.
         set_lora_scale(model, 0.0)
-        lo, hi = adapter.config.pull_steps
-        n = int(steps or cfg.steps)
         g = torch.Generator().manual_seed(int(seed) + 1)
         noise = torch.randn(lg.latents.shape, generator=g).to(p)
-        target, mask = lg.latents, lg.mask
+        target = (flow_only(guidance) * 2 - 1).to(p)
+        hold = confidence(guidance, agreement=False).to(p)
+        init = target
 
         def callback(i, t_next, x):  # the plugin's LatentPull rule on this model's own Euler sampler
-            if s == 0 or not (lo <= i / n < hi) or t_next <= 0:
+            if s == 0:
                 return None
-            renoised = (1 - t_next) * target + t_next * noise
-            return x + s * mask * (renoised - x)
+            renoised = (1 - t_next) * target + t_next * noise if t_next > 0 else target
+            return x + s * hold * (renoised - x)
     else:
         set_lora_scale(model, s)
         if mode in ("latent", "both"):
             kn = known.to(p.device)
             static = EmbeddedVideoModel.reference((kf.to(p) * 2 - 1) * kn[:, None, :, None, None], kn)  # as generate's
             ref, out_scale, warp = guided_reference_and_scale(model, guidance, lg, static, s)
-    t_start = 1.0 - s * (1.0 - float(start)) if mode in ("latent", "both") else 1.0
+    t_start = 1.0 - s * (1.0 - float(start)) if mode in ("latent", "both", "training_free") else 1.0
     try:
         set_guidance(model.transformer, lg)
         out = model.generate(kf, known, steps=steps, seed=seed, ref=ref, out_scale=out_scale, callback=callback,
-                             progress=progress, t_start=t_start)
+                             progress=progress, t_start=t_start, init=init)
         return mix_continuation(model, guidance, out, s, warp) if mode == "both" else out
     finally:
         set_guidance(model.transformer, None)

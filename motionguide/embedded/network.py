@@ -266,11 +266,12 @@ class EmbeddedVideoModel(nn.Module):
         callback: Callable[[int, float, torch.Tensor], torch.Tensor | None] | None = None,
         progress: Callable[[int], None] | None = None,
         t_start: float = 1.0,
+        init: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Sample a clip ``(B, 3, T, H, W)`` in [0, 1] with known frames kept exactly.
 
-        t_start < 1 starts from the reference clip noised to ``t_start`` (SDEdit-style) and runs only the
-        schedule's steps below it; 1 is ordinary sampling from pure noise.
+        t_start < 1 starts from the reference clip (or ``init``, in [-1, 1]) noised to ``t_start``
+        (SDEdit-style) and runs only the schedule's steps below it; 1 is ordinary sampling from pure noise.
 
         known_frames: ``(B, 3, T, H, W)`` in [0, 1] (values at unknown frames are ignored);
         known: ``(B, T)`` bool; steps: Euler steps (default ``config.steps``); seed: the noise seed.
@@ -299,7 +300,7 @@ class EmbeddedVideoModel(nn.Module):
         ts = self.timesteps(steps).to(p)
         if t_start < 1.0:
             ts = torch.cat([ts.new_tensor([float(t_start)]), ts[ts < float(t_start) - 1e-6]])
-            x = (1 - ts[0]) * ref + ts[0] * x
+            x = (1 - ts[0]) * (ref if init is None else init.to(ref)) + ts[0] * x
         for i in range(len(ts) - 1):
             t, t_next = ts[i], ts[i + 1]
             x0_hat = self.denoise(x, t.expand(x.shape[0]), kf, known, ref=ref, out_scale=out_scale)

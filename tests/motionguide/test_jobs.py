@@ -33,7 +33,8 @@ def tiny_dirs(tmp_path_factory):
 
 
 def _args(tiny_dirs, *extra):
-    return [*extra, "--model", str(tiny_dirs / "base"), "--adapters", str(tiny_dirs / "adapters"), "--no-progress"]
+    return [*extra, "--model", str(tiny_dirs / "base"), "--adapters", str(tiny_dirs / "adapters"), "--no-progress",
+            "--output-size", "model"]
 
 
 @pytest.mark.parametrize("job,extra,frames", [("transfer", [], 8), ("speed", ["--factor", "0.5"], 15),
@@ -134,8 +135,9 @@ def test_cli_errors_leave_no_output(tiny_dirs, tmp_path):
     shutil.copytree(tiny_dirs / "base", bad)
     w = bad / "diffusion_pytorch_model.safetensors"
     w.write_bytes(w.read_bytes()[:-32] + b"\1" * 32)
-    assert main(["transfer", "--demo", "-o", str(out), "--model", str(bad), "--adapters", str(tiny_dirs / "adapters")]) == 2
-    assert main(["transfer", "--demo", "-o", str(out), "--model", str(tmp_path / "missing")]) == 2
+    assert main(["transfer", "--demo", "-o", str(out), "--model", str(bad), "--adapters", str(tiny_dirs / "adapters"),
+                 "--fill", "model"]) == 2
+    assert main(["transfer", "--demo", "-o", str(out), "--model", str(tmp_path / "missing"), "--output-size", "model"]) == 2
     # an unknown pipeline (offline, not on disk)
     assert main(["transfer", "--demo", "-o", str(out), "--pipeline", "no-such-org/no-such-pipeline"]) == 2
     assert not out.exists()

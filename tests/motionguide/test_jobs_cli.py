@@ -94,11 +94,16 @@ def test_values_that_cannot_apply_get_a_notice(media, tmp_path, capsys):
 
 def test_sizes_are_width_by_height_and_a_missing_pipeline_folder_is_named(media, tmp_path, capsys):
     rc = main(["speed", str(media / "clip.mp4"), "--factor", "0.5", "--steps", "2", "--no-progress",
-               "-o", str(tmp_path / "s.mp4")])
+               "--output-size", "model", "-o", str(tmp_path / "s.mp4")])
     cap = capsys.readouterr()
     assert rc == 0
     assert "the input is 48x32 (WxH); the embedded model works at 32x32" in cap.err
     assert "17 output frames" in cap.err and "17 frames of 32x32 at 8 fps" in cap.out
+    rc = main(["speed", str(media / "clip.mp4"), "--factor", "0.5", "--no-progress", "--fill", "model",
+               "-o", str(tmp_path / "s2.mp4")])
+    cap = capsys.readouterr()
+    assert rc == 0 and "17 frames of 48x32 at 8 fps" in cap.out and "the model supplied" in cap.out
+    assert "the output keeps that size" in cap.err
     assert main(["speed", str(media / "clip.mp4"), "--factor", "0.5", "--pipeline", str(tmp_path / "nope"),
                  "-o", str(tmp_path / "p.mp4")]) == 2
     err = _error(capsys)

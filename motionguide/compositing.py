@@ -1,0 +1,126 @@
+"""Generation where the flow fails: a per-pixel confidence in the flow-based synthesis, and the seamless
+replacement of the pixels it does not trust by a generative model's output.
+
+A generative model is worth running only where the flow cannot explain a pixel; flow-based synthesis is
+cheap at any resolution and exact where motion is simple. So a job composes the two, as flow-guided video
+inpainting systems do: the warp at the input's resolution wherever the flow is trusted, the model's output
+(at its own size, upsampled) where it is not, blended across the scales of a Laplacian pyramid so that no
+seam shows (Burt & Adelson 1983). The confidence is 1 on known frames and, on generated ones, the product of
+
+* **visibility**: the sum of the sources' weights, which the guidance builders set to 0 where a source
+  cannot see the pixel (occluded by the forward-backward check, or sampled outside its frame);
+* **in frame**: 0 where every source with weight samples outside its frame (border padding repeats the edge);
+* **agreement**: where two sources both see the pixel, ``exp(-(d / AGREEMENT_SCALE)^2)`` of their mean
+  absolute difference ``d`` (in [0, 1] units): two warps that disagree mean at least one flow is wrong.
+
+Shapes: clips ``(B, 3, T, H, W)`` float in [0, 1]; the confidence ``(B, 1, T, H, W)`` in [0, 1].
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .warping import known_of, source_warps
+
+__all__ = ["AGREEMENT_SCALE", "confidence", "laplacian_blend", "composite"]
+
+#: colour difference (in [0, 1] units) at which two warped sources agree with weight exp(-1)
+AGREEMENT_SCALE = 0.1
+
+
+def _in_frame(flow: torch.Tensor) -> torch.Tensor:
+    """``(B, 1, H, W)``: 1 where ``x + flow(x)`` lies inside the frame (half a pixel of slack)."""
+    _, _, h, w = flow.shape
+    ys = torch.arange(h, dtype=flow.dtype, device=flow.device).view(1, h, 1)
+    xs = torch.arange(w, dtype=flow.dtype, device=flow.device).view(1, 1, w)
+    x, y = xs + flow[:, 0], ys + flow[:, 1]
+    return ((x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)).to(flow.dtype)[:, None]
+
+
+def confidence(guidance, *, agreement: bool = True) -> torch.Tensor:
+    """How far the flow-based synthesis of ``guidance`` can be trusted, per pixel: ``(B, 1, T, H, W)``.
+
+    agreement: include the agreement of two sources (False: visibility and in-frame only)."""
+    kf, known = known_of(guidance)
+    b, _, t, h, w = kf.shape
+    conf = kf.new_ones(b, 1, t, h, w)
+    for k in range(t):
+        if bool(known[0, k]):
+            continue
+        srcs = source_warps(guidance, k)
+        if not srcs:
+            conf[:, :, k] = 0
+            continue
+        vis = sum(wt * _in_frame(fl) for _, wt, fl in srcs).clamp(0, 1)
+        agree = torch.ones_like(vis)
+        if len(srcs) == 2 and agreement:
+            (w0, a0, f0), (w1, a1, f1) = srcs
+            both = (a0 > 0.05) & (a1 > 0.05) & (_in_frame(f0) > 0) & (_in_frame(f1) > 0)
+            d = (w0 - w1).abs().mean(1, keepdim=True)
+            agree = torch.where(both, torch.exp(-(d / AGREEMENT_SCALE) ** 2), agree)
+        conf[:, :, k] = vis * agree
+    return conf
+
+
+def _down(x: torch.Tensor) -> torch.Tensor:
+    # a 5-tap binomial blur then half size (rounded up, so odd sizes keep their last row and column)
+    k = x.new_tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16
+    c = x.shape[1]
+    x = F.pad(x, (2, 2, 2, 2), mode="replicate")
+    x = F.conv2d(x, k.view(1, 1, 1, 5).expand(c, 1, 1, 5), groups=c)
+    x = F.conv2d(x, k.view(1, 1, 5, 1).expand(c, 1, 5, 1), groups=c)
+    return x[:, :, ::2, ::2]
+
+
+def _up(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def laplacian_blend(base: torch.Tensor, other: torch.Tensor, alpha: torch.Tensor, levels: int = 5) -> torch.Tensor:
+    """``(N, C, H, W)``: ``other`` where ``alpha`` is 1, ``base`` where it is 0, blended band by band.
+
+    Each band of the two images' Laplacian pyramids is mixed by the matching level of ``alpha``'s Gaussian
+    pyramid, so the transition is as wide as each band's scale: fine detail switches sharply, smooth shading
+    gradually, and no seam shows. Where ``alpha`` is 0 everywhere, ``base`` comes back unchanged.
+
+    base, other: ``(N, C, H, W)`` float; alpha: ``(N, 1, H, W)`` in [0, 1].
+    """
+    if base.shape != other.shape or alpha.shape[0] != base.shape[0] or alpha.shape[-2:] != base.shape[-2:]:
+        raise ValueError(f"laplacian_blend: base {tuple(base.shape)}, other {tuple(other.shape)} and alpha "
+                         f"{tuple(alpha.shape)} must share (N, H, W)")
+    if not bool((alpha > 0).any()):
+        return base
+    ga, gb, gm = [base], [other], [alpha]
+    for _ in range(levels - 1):
+        if min(ga[-1].shape[-2:]) < 16:  # the coarsest band stays at least 8 px: the blend stays local
+            break
+        ga.append(_down(ga[-1]))
+        gb.append(_down(gb[-1]))
+        gm.append(_down(gm[-1]))
+    out = ga[-1] * (1 - gm[-1]) + gb[-1] * gm[-1]
+    for i in range(len(ga) - 2, -1, -1):
+        size = ga[i].shape[-2:]
+        la = ga[i] - _up(ga[i + 1], size)
+        lb = gb[i] - _up(gb[i + 1], size)
+        out = _up(out, size) + la * (1 - gm[i]) + lb * gm[i]
+    return out
+
+
+def composite(warp: torch.Tensor, generated: torch.Tensor, conf: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """The warp where ``conf`` trusts it, the generated clip where it does not: ``(out, share)``.
+
+    warp: ``(B, 3, T, H, W)`` the flow-based synthesis at the output's size; generated: ``(B, 3, T, h, w)``
+    the model's clip, at its own size (upsampled here, bicubic); conf: ``(B, 1, T, H, W)``. share: the mean
+    of ``1 - conf`` over the frames, the fraction of the pixels the model supplied.
+    """
+    b, _, t, h, w = warp.shape
+    if generated.shape[:3] != warp.shape[:3] or conf.shape != (b, 1, t, h, w):
+        raise ValueError(f"composite: warp {tuple(warp.shape)}, generated {tuple(generated.shape)} and confidence "
+                         f"{tuple(conf.shape)} must share (B, T), the confidence the warp's size")
+    flat = lambda x: x.transpose(1, 2).reshape(b * t, x.shape[1], *x.shape[-2:])  # noqa: E731
+    gen = flat(generated)
+    if gen.shape[-2:] != (h, w):
+        gen = F.interpolate(gen, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
+    alpha = 1 - flat(conf)
+    out = laplacian_blend(flat(warp), gen, alpha).clamp(0, 1)
+    return out.reshape(b, t, 3, h, w).transpose(1, 2), float(alpha.mean())
