@@ -167,6 +167,10 @@ class MotionGuidanceAdapter(torch.nn.Module):
                 self.gates[str(i)] = torch.nn.Parameter(torch.zeros(hidden_dim, device=device, dtype=dtype))
         self.state = GuidanceState(config.strength)
         self._records: list[_Record] = []
+        # pretrained blocks trained with the adapter (adapter_weights.train_blocks): their indices and the
+        # original values of their parameters, put back by remove_motion_guidance
+        self.trained_blocks: tuple[int, ...] = ()
+        self._block_originals: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
 
     @property
     def vae(self) -> VAECompression:
@@ -382,7 +386,8 @@ def apply_motion_guidance(transformer: torch.nn.Module, config: MotionGuidanceCo
 
 
 def remove_motion_guidance(transformer: torch.nn.Module) -> None:
-    """Remove every hook and weight :func:`apply_motion_guidance` (and :func:`add_lora`) added.
+    """Remove every hook and weight :func:`apply_motion_guidance` (and :func:`add_lora`) added, and put
+    back the original values of pretrained blocks trained with the adapter (``adapter_weights.train_blocks``).
 
     The model is then as before: same modules, parameters, buffers and ``forward``.
 
@@ -393,6 +398,10 @@ def remove_motion_guidance(transformer: torch.nn.Module) -> None:
         _unregister(rec)
     adapter._records.clear()
     adapter.state.reset()
+    with torch.no_grad():  # trained pretrained blocks get their original values back
+        for param, value in adapter._block_originals:
+            param.copy_(value)
+    adapter._block_originals.clear()
     lora = getattr(adapter, "_lora", None)
     if lora:
         # our LoRA only: unload_lora puts the original Linear layers back (delete_adapters keeps peft wrappers)

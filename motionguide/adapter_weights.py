@@ -3,9 +3,13 @@
 * :func:`trainable_parameters`: the adapter's parameters plus chosen pretrained blocks (and LoRA), the rest
   frozen, as MoG fine-tunes the injected path while the base stays mostly frozen;
 * :func:`add_lora`: a peft LoRA on the attention of chosen blocks, saved with the adapter;
+* :func:`train_blocks`: pretrained blocks that train with the adapter (MoG's selective fine-tuning), their
+  weights saved with it and their original values put back by ``remove_motion_guidance``;
 * :func:`save_motion_guidance` / :func:`load_motion_guidance`: ``motion_guidance.safetensors`` (weights,
-  LoRA under ``lora::``) and ``motion_guidance.json`` (format, architecture, sizes, config). Loading checks
-  the architecture and sizes before the model is touched, and rolls back if the weights do not fit.
+  LoRA under ``lora::``, trained blocks under ``block::``) and ``motion_guidance.json`` (format,
+  architecture, sizes, config). Loading checks the architecture and sizes (and, in a folder the pipeline
+  trainer wrote, the transformer config its ``pipeline.json`` names) before the model is touched, and rolls
+  back if the weights do not fit.
 """
 from __future__ import annotations
 
@@ -34,7 +38,13 @@ from .adapter import (
 from .errors import MotionGuidanceError
 from .registry import embed_kind_for, get_spec
 
-__all__ = ["trainable_parameters", "add_lora", "save_motion_guidance", "load_motion_guidance"]
+__all__ = ["trainable_parameters", "add_lora", "train_blocks", "save_motion_guidance", "load_motion_guidance",
+           "PIPELINE_MANIFEST"]
+
+#: written beside the adapter by the pipeline trainer: the pipeline class and the transformer config it trained on
+PIPELINE_MANIFEST = "pipeline.json"
+#: the format version of a folder with trained blocks (readers of version 1 would drop them silently)
+_BLOCKS_VERSION = 2
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -97,6 +107,30 @@ def add_lora(transformer: torch.nn.Module, *, rank: int = 8, alpha: float | None
     return adapter_name
 
 
+def train_blocks(transformer: torch.nn.Module, blocks: Sequence[int]) -> list[torch.nn.Parameter]:
+    """Make pretrained blocks part of the adapter (apply guidance first, and :func:`add_lora` before this).
+
+    Their parameters (LoRA layers excepted) are returned to train, saved by :func:`save_motion_guidance`
+    and loaded by :func:`load_motion_guidance`; their current values are kept so that
+    ``remove_motion_guidance`` puts them back.
+    """
+    adapter = get_motion_guidance(transformer)
+    if adapter.trained_blocks:
+        raise MotionGuidanceError(f"blocks {list(adapter.trained_blocks)} already train with this adapter; "
+                                  f"remove the guidance first")
+    idx = MotionGuidanceConfig(blocks=tuple(blocks)).resolve_blocks(adapter.num_blocks)
+    params = [p for _, p in _block_parameters(transformer, adapter, idx)]
+    adapter.trained_blocks = idx
+    adapter._block_originals = [(p, p.detach().to("cpu", copy=True)) for p in params]
+    return params
+
+
+def _block_parameters(transformer, adapter, idx) -> list[tuple[str, torch.nn.Parameter]]:
+    """``(name, parameter)`` of blocks ``idx``, LoRA layers excepted, names as in ``named_parameters``."""
+    prefixes = tuple(f"{adapter.spec.blocks_path}.{i}." for i in idx)
+    return [(n, p) for n, p in transformer.named_parameters() if n.startswith(prefixes) and "lora_" not in n]
+
+
 # ------------------------------------------------------------------------------------------------------
 # save / load
 # ------------------------------------------------------------------------------------------------------
@@ -115,8 +149,10 @@ def save_motion_guidance(transformer: torch.nn.Module, folder: str | Path) -> Pa
     if lora:
         for k, v in get_peft_model_state_dict(transformer, adapter_name=lora["name"]).items():
             tensors["lora::" + k] = v.detach().contiguous().cpu()
-    meta = {"format": FORMAT, "version": FORMAT_VERSION, **adapter.describe(), "config": adapter.config.to_dict(),
-            "lora": lora}
+    for n, p in _block_parameters(transformer, adapter, adapter.trained_blocks):
+        tensors["block::" + n] = p.detach().contiguous().cpu()
+    meta = {"format": FORMAT, "version": _BLOCKS_VERSION if adapter.trained_blocks else 1, **adapter.describe(),
+            "config": adapter.config.to_dict(), "lora": lora, "trained_blocks": list(adapter.trained_blocks)}
     with atomic_path(folder / WEIGHTS_NAME) as tmp:
         save_file(tensors, str(tmp), metadata={"format": FORMAT})
     with atomic_path(folder / CONFIG_NAME) as tmp:
@@ -138,8 +174,9 @@ def load_motion_guidance(transformer: torch.nn.Module, folder: str | Path) -> Mo
     meta = json.loads(cfg_path.read_text())
     if meta.get("format") != FORMAT:
         raise MotionGuidanceError(f"{cfg_path} is not a motionguide adapter (format {meta.get('format')!r})")
-    if int(meta.get("version", 0)) > FORMAT_VERSION:
-        raise MotionGuidanceError(f"{cfg_path} has format version {meta['version']}; this motionguide reads <= {FORMAT_VERSION}")
+    if int(meta.get("version", 0)) > max(FORMAT_VERSION, _BLOCKS_VERSION):
+        raise MotionGuidanceError(f"{cfg_path} has format version {meta['version']}; this motionguide reads "
+                                  f"<= {max(FORMAT_VERSION, _BLOCKS_VERSION)}")
     spec = get_spec(transformer)
     if meta["architecture"] != spec.name:
         raise MotionGuidanceError(
@@ -157,11 +194,12 @@ def load_motion_guidance(transformer: torch.nn.Module, folder: str | Path) -> Mo
     if diff:
         txt = ", ".join(f"{k}: saved {a} vs model {b}" for k, (a, b) in diff.items())
         raise MotionGuidanceError(f"adapter in {folder} was saved for another size of {spec.name} ({txt})")
+    _check_pipeline_manifest(folder, transformer)
     config = MotionGuidanceConfig.from_dict(meta["config"])
     tensors = load_file(str(w_path))
     adapter = apply_motion_guidance(transformer, config)
     try:
-        own = {k: v for k, v in tensors.items() if not k.startswith("lora::")}
+        own = {k: v for k, v in tensors.items() if not k.startswith(("lora::", "block::"))}
         missing, unexpected = adapter.load_state_dict(own, strict=False)
         if missing or unexpected:
             raise MotionGuidanceError(f"adapter weights in {w_path} do not match: missing {missing}, unexpected {unexpected}")
@@ -171,7 +209,43 @@ def load_motion_guidance(transformer: torch.nn.Module, folder: str | Path) -> Mo
                      targets=lora["targets"], adapter_name=lora["name"])
             set_peft_model_state_dict(transformer, {k[6:]: v for k, v in tensors.items() if k.startswith("lora::")},
                                       adapter_name=lora["name"])
+        if meta.get("trained_blocks"):
+            train_blocks(transformer, meta["trained_blocks"])
+            saved = {k[7:]: v for k, v in tensors.items() if k.startswith("block::")}
+            named = dict(_block_parameters(transformer, adapter, adapter.trained_blocks))
+            if set(saved) != set(named) or any(saved[n].shape != p.shape for n, p in named.items()):
+                raise MotionGuidanceError(f"trained block weights in {w_path} do not match this model's blocks "
+                                          f"{list(adapter.trained_blocks)}")
+            with torch.no_grad():
+                for n, p in named.items():
+                    p.copy_(saved[n])
     except BaseException:
         remove_motion_guidance(transformer)
         raise
     return adapter
+
+
+def _plain(v):
+    return [_plain(x) for x in v] if isinstance(v, (list, tuple)) else v
+
+
+def _check_pipeline_manifest(folder: Path, transformer: torch.nn.Module) -> None:
+    """A folder the pipeline trainer wrote names the transformer config it trained on; another config (e.g. a
+    text-to-video transformer of the same width as the image-to-video one) is refused before anything changes."""
+    path = folder / PIPELINE_MANIFEST
+    if not path.is_file():
+        return
+    try:
+        m = json.loads(path.read_text())
+        want, pipe_cls = dict(m["transformer_config"]), str(m["pipeline_class"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise MotionGuidanceError(f"{path} cannot be read ({e}); write the adapter again with motionguide train "
+                                  f"pipeline") from None
+    cfg = getattr(transformer, "config", {}) or {}
+    diff = [f"{k}: trained {v!r} vs model {_plain(cfg.get(k))!r}" for k, v in want.items()
+            if _plain(cfg.get(k)) != _plain(v)]
+    if diff:
+        raise MotionGuidanceError(
+            f"adapter in {folder} was trained on a {pipe_cls} whose {m.get('transformer_class', 'transformer')} "
+            f"differs from this one ({'; '.join(diff[:4])}{'; ...' if len(diff) > 4 else ''}); load it onto a "
+            f"pipeline of that class and size")

@@ -141,9 +141,15 @@ def lr_at(cfg: LoopConfig, step: int) -> float:
 
 class Recipe:
     """What one kind of training run trains. Subclasses set ``model`` and implement the three methods;
-    ``validate`` is optional."""
+    ``validate`` is optional.
+
+    After set-up the loop sets ``prepared``: ``model`` as accelerate prepared it (wrapped in
+    ``DistributedDataParallel`` under several processes). A recipe whose loss calls the model's own forward
+    calls ``prepared`` so that the gradients are averaged across processes; ``model`` stays the plain module.
+    """
 
     model: torch.nn.Module
+    prepared: torch.nn.Module | None = None
 
     def trainable(self) -> list[tuple[str, torch.nn.Parameter]]:
         """``[(name, parameter)]`` that train; everything else of ``model`` is frozen by the loop."""
@@ -206,7 +212,7 @@ def run_training(cfg: LoopConfig, make_recipe: Callable[[], Recipe], *, config: 
     ema = {n: p.detach().clone() for n, p in named}
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.99))
     model, opt = accelerator.prepare(recipe.model, opt)
-    recipe.model = accelerator.unwrap_model(model)
+    recipe.model, recipe.prepared = accelerator.unwrap_model(model), model
     step, losses = 0, []
     if state is not None:
         cur = load_file(ckpt / "trainable.safetensors")

@@ -1,5 +1,7 @@
 """``motionguide train KIND --steps N --out DIR``: train the embedded model, its MoG adapters or one of the
-adapters' heads; ``motionguide train recipe --out DIR`` runs every stage of the shipped weights' recipe.
+adapters' heads; ``motionguide train recipe --out DIR`` runs every stage of the shipped weights' recipe;
+``motionguide train pipeline --pipeline DIR --videos DIR --steps N --out DIR`` trains MoG adapters for a
+user's own diffusers pipeline (:mod:`motionguide.finetune`).
 
 Runs single-process on the CPU, or unchanged under ``accelerate launch`` on several GPUs. Resumes from
 ``DIR/checkpoint`` when it exists.
@@ -12,6 +14,14 @@ import json
 from ._help import HelpFormatter
 
 _KINDS = ("base", "adapters", "blend", "continuation")
+#: options of 'train pipeline' only (their defaults are None: given = not None)
+_PIPELINE_ONLY = ("pipeline", "videos", "frames", "size", "layouts", "clips", "stride", "flow", "interpolator",
+                  "prompt", "lora_rank", "lora_blocks", "train_blocks", "feature_blocks", "mixed_precision", "dtype",
+                  "validate_every", "validate_steps", "ema")
+_PIPELINE_FLAGS = ("last_frame", "gradient_checkpointing")
+#: options of the embedded model's kinds that 'train pipeline' refuses when given
+_EMBEDDED_ONLY = {"base": None, "init": None, "model_config": None, "extend_share": None, "matched_p": 0.0,
+                  "matched_loss": "velocity", "blend_pool": 400, "continuation_pool": 960, "steps_scale": 1.0}
 
 
 def _recipe_text() -> str:
@@ -33,20 +43,33 @@ def register(subparsers) -> None:
             "continuation frames with the warp ('continuation', added to the --init adapters; trains on the "
             "model's own outputs, minutes). 'recipe' runs all the stages of the shipped weights in order. "
             "Writes DIR/checkpoint (every --checkpoint-every steps; a second run resumes from it), "
-            "DIR/model (base) or DIR/adapters, and DIR/loss.png. Works under `accelerate launch` unchanged."
+            "DIR/model (base) or DIR/adapters, and DIR/loss.png. Works under `accelerate launch` unchanged.\n\n"
+            "'pipeline' trains the MoG adapters (zero-initialised latent channels and feature gates; optionally a "
+            "LoRA and the first blocks) of your own diffusers pipeline (WanImageToVideoPipeline, "
+            "CogVideoXImageToVideoPipeline, LTXConditionPipeline, LTXImageToVideoPipeline) on clips of your "
+            "videos, with the pipeline's own objective and conditioning; the VAE and text encoder run once "
+            "(cached in DIR/cache). Writes DIR/adapters (load it with the jobs' --pipeline P --adapters "
+            "DIR/adapters or motionguide.generate_with_guidance(pipe, g, adapter=...)), DIR/checkpoint, "
+            "DIR/loss.png and, with --validate-every, DIR/validation/step_N.mp4."
         ),
         epilog=(
             "examples:\n"
             "  motionguide train base --steps 1000 --out runs/base\n"
             "  motionguide train adapters --steps 1000 --out runs/adapters --base runs/base/model\n"
             "  motionguide train recipe --out runs                 # every stage below, about 98 min on 2 cores\n"
-            "  motionguide train recipe --out /tmp/try --steps-scale 0.01 --batch-size 2   # a quick trial\n\n"
+            "  motionguide train recipe --out /tmp/try --steps-scale 0.01 --batch-size 2   # a quick trial\n"
+            "  python examples/tiny_pipeline.py --arch wan -o /tmp/tiny-wan   # a tiny random pipeline to try it\n"
+            "  motionguide train pipeline --pipeline /tmp/tiny-wan --videos ../shared/data/videos --size 32x32 \\\n"
+            "      --frames 9 --steps 200 --out runs/wan-tiny\n"
+            "  motionguide train pipeline --pipeline Wan2.1-I2V-14B-480P-Diffusers --videos my_videos --steps 2000 \\\n"
+            "      --out runs/wan14b --lora-rank 16 --mixed-precision bf16 --dtype bfloat16 --gradient-checkpointing\n"
+            "  accelerate launch --num_processes 8 -m motionguide train pipeline ...   # the same on 8 GPUs (DDP)\n\n"
             "the stages of the shipped weights (assets/embedded/base = runs/base/model, assets/embedded/adapters "
             "= runs/continuation/adapters):\n" + _recipe_text()
         ),
         formatter_class=HelpFormatter,
     )
-    p.add_argument("kind", choices=_KINDS + ("recipe",), help="what to train")
+    p.add_argument("kind", choices=_KINDS + ("recipe", "pipeline"), help="what to train")
     p.add_argument("--steps", type=int, default=None,
                    help="total optimizer steps; a resumed run continues to N (required, except for recipe)")
     p.add_argument("--out", required=True, metavar="DIR",
@@ -55,7 +78,8 @@ def register(subparsers) -> None:
                    help="clips per step and process (blend, continuation: 8 x this many frames from the pool) "
                         "[default: 8; recipe: each stage's own]")
     p.add_argument("--lr", type=float, default=None,
-                   help="peak learning rate [default: 5e-4 base, 1e-3 adapters, 1e-2 blend, 3e-3 continuation]")
+                   help="peak learning rate [default: 5e-4 base, 1e-3 adapters, 1e-2 blend, 3e-3 continuation, "
+                        "1e-4 pipeline]")
     p.add_argument("--seed", type=int, default=0, help="seed of the clips, noise and initialisation")
     p.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if DIR/checkpoint exists")
@@ -83,7 +107,55 @@ def register(subparsers) -> None:
     p.add_argument("--steps-scale", type=float, default=1.0,
                    help="recipe: multiply every stage's steps (e.g. 0.01 for a quick trial of the whole recipe)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _pipeline_options(p.add_argument_group("train pipeline (your own diffusers pipeline)"))
     p.set_defaults(func=run)
+
+
+def _pipeline_options(g) -> None:
+    g.add_argument("--pipeline", default=None, metavar="DIR",
+                   help="the pipeline folder (save_pretrained's): WanImageToVideoPipeline, "
+                        "CogVideoXImageToVideoPipeline, LTXConditionPipeline or LTXImageToVideoPipeline (required)")
+    g.add_argument("--videos", default=None, metavar="DIR", help="folder of training videos (required)")
+    g.add_argument("--frames", type=int, default=None, metavar="N",
+                   help="frames per clip, a count the model takes (Wan, CogVideoX 4k+1; LTX 8k+1) "
+                        "[default: the pipeline's own, e.g. 81 for Wan]")
+    g.add_argument("--size", default=None, metavar="WxH",
+                   help="clip size; frames of another size are scaled to cover it and center-cropped, with a notice "
+                        "[default: the pipeline's own, e.g. 832x480 for Wan]")
+    g.add_argument("--layouts", default=None, metavar="L,..",
+                   help="the jobs' layouts: between (in-betweening from the first and last frames), extend "
+                        "(continuation from the first frames), first (the first frame and the clip's own motion) "
+                        "[default: between,extend,first]")
+    g.add_argument("--clips", type=int, default=None, metavar="N",
+                   help="clips cut from the videos (spread evenly), encoded once [default: 8]")
+    g.add_argument("--stride", type=int, default=None, metavar="N", help="frames of the video between clip frames [default: 1]")
+    g.add_argument("--flow", default=None, metavar="NAME",
+                   help="flow estimator of the extend and first layouts (flow.estimators) [default: dis]")
+    g.add_argument("--interpolator", default=None, metavar="NAME",
+                   help="intermediate flows of the between layout (flow.interpolate) [default: auto]")
+    g.add_argument("--prompt", default=None, metavar="TEXT", help="the prompt of every clip [default: empty]")
+    g.add_argument("--last-frame", action="store_true",
+                   help="Wan: the between layout also conditions on the last frame (FLF2V; call the pipeline with "
+                        "last_image)")
+    g.add_argument("--lora-rank", type=int, default=None, metavar="R",
+                   help="also train a peft LoRA of this rank on the attention of --lora-blocks [default: no LoRA]")
+    g.add_argument("--lora-blocks", default=None, metavar="B,..",
+                   help="'guided', 'all' or block indices [default: guided, the blocks with feature guidance]")
+    g.add_argument("--train-blocks", type=int, default=None, metavar="N",
+                   help="also unfreeze the first N blocks (MoG's selective fine-tuning) [default: 0]")
+    g.add_argument("--feature-blocks", default=None, metavar="B,..",
+                   help="blocks with feature-level guidance [default: the first half]")
+    g.add_argument("--mixed-precision", choices=["no", "bf16"], default=None,
+                   help="bf16 autocast [default: no]")
+    g.add_argument("--dtype", choices=["float32", "bfloat16"], default=None,
+                   help="the frozen weights' dtype; bfloat16 needs --mixed-precision bf16 [default: float32]")
+    g.add_argument("--gradient-checkpointing", action="store_true",
+                   help="the transformer's own gradient checkpointing (less activation memory, more time per step)")
+    g.add_argument("--validate-every", type=int, default=None, metavar="N",
+                   help="steps between validation clips DIR/validation/step_N.mp4 [default: 0, none]")
+    g.add_argument("--validate-steps", type=int, default=None, metavar="N",
+                   help="denoising steps of a validation clip [default: 20]")
+    g.add_argument("--ema", type=float, default=None, metavar="DECAY", help="EMA decay of the exported weights [default: 0.99]")
 
 
 def _model_config(text: str | None) -> dict:
@@ -115,12 +187,51 @@ def _check_run_folder(out: str, inputs: list) -> None:
         raise PermissionError(f"--out {out}: {existing} is not writable; choose another folder")
 
 
+def _run_pipeline(args) -> int:
+    from tqdm.auto import tqdm
+
+    from ..errors import UserError
+    from ..finetune import PipelineTrainConfig, parse_size, train_pipeline
+
+    given = [k for k, default in _EMBEDDED_ONLY.items() if getattr(args, k) != default]
+    if given:
+        raise UserError(f"--{given[0].replace('_', '-')} applies to the embedded model's kinds, not 'train pipeline'")
+    for name in ("pipeline", "videos", "steps"):
+        if getattr(args, name) is None:
+            raise UserError(f"train pipeline needs --{name} " + {"pipeline": "DIR (a pipeline folder)",
+                                                                  "videos": "DIR (a folder of videos)",
+                                                                  "steps": "N (the total optimizer steps)"}[name])
+    _check_run_folder(args.out, [args.pipeline, args.videos])
+    opts = {k: getattr(args, k) for k in _PIPELINE_ONLY + ("batch_size", "lr") if getattr(args, k) is not None}
+    if "size" in opts:
+        opts["size"] = parse_size(opts["size"])
+    if "layouts" in opts:
+        opts["layouts"] = tuple(x.strip() for x in opts["layouts"].split(",") if x.strip())
+    if "feature_blocks" in opts:
+        try:
+            opts["feature_blocks"] = tuple(int(x) for x in opts["feature_blocks"].split(","))
+        except ValueError:
+            raise UserError(f"--feature-blocks {args.feature_blocks}: expected block indices such as 0,1") from None
+    cfg = PipelineTrainConfig(steps=args.steps, out=args.out, seed=args.seed, checkpoint_every=args.checkpoint_every,
+                              resume=not args.no_resume, threads=args.threads, progress=not args.no_progress,
+                              last_frame=args.last_frame, gradient_checkpointing=args.gradient_checkpointing, **opts)
+    res = train_pipeline(cfg, log=tqdm.write)
+    print(f"trained to step {res['step']}; the adapter is in {res['adapters']} (motionguide transfer|speed|extend "
+          f"--pipeline {args.pipeline} --adapters {res['adapters']} ...)")
+    return 0
+
+
 def run(args) -> int:
     from tqdm.auto import tqdm
 
     from ..embedded.recipes import TrainConfig, run_recipe, train
     from ..errors import UserError
 
+    if args.kind == "pipeline":
+        return _run_pipeline(args)
+    given = [k for k in _PIPELINE_ONLY if getattr(args, k) is not None] + [k for k in _PIPELINE_FLAGS if getattr(args, k)]
+    if given:
+        raise UserError(f"--{given[0].replace('_', '-')} applies to 'train pipeline' only")
     # every argument is checked before a model loads or a clip renders
     _check_run_folder(args.out, [args.base, args.init])
     model = _model_config(args.model_config)

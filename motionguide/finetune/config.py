@@ -1,0 +1,128 @@
+"""What a pipeline training run is asked to do: :class:`PipelineTrainConfig`, validated on construction.
+
+Every value is checked here, before a pipeline loads or a video decodes; the checks that need the loaded
+pipeline (the size against its VAE and patch, the frame count against its VAE) run right after loading,
+before anything is written.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Literal, Sequence
+
+from ..errors import UserError
+from .layouts import LAYOUTS
+
+__all__ = ["PipelineTrainConfig", "parse_size", "parse_blocks", "DEFAULT_LR"]
+
+#: peak learning rate when none is given (adapters start at zero; LoRA and unfrozen blocks share it)
+DEFAULT_LR = 1e-4
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    """``"WxH"`` -> ``(H, W)`` (None stays None)."""
+    if text is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(text))
+    if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
+        raise UserError(f"--size {text}: expected WIDTHxHEIGHT in pixels, e.g. 832x480")
+    return int(m.group(2)), int(m.group(1))
+
+
+def parse_blocks(text: str | Sequence[int] | None) -> str | tuple[int, ...]:
+    """``"guided"``, ``"all"`` or comma-separated block indices (``"0,1,-1"``)."""
+    if text is None or text == "guided":
+        return "guided"
+    if text == "all":
+        return "all"
+    if isinstance(text, (list, tuple)):
+        return tuple(int(i) for i in text)
+    try:
+        idx = tuple(int(t) for t in str(text).split(",") if t.strip())
+    except ValueError:
+        idx = ()
+    if not idx:
+        raise UserError(f"--lora-blocks {text}: expected 'guided', 'all' or block indices such as 0,1,2")
+    return idx
+
+
+@dataclass
+class PipelineTrainConfig:
+    """One ``motionguide train pipeline`` run (fields as the command's options; sizes are ``(H, W)``)."""
+
+    pipeline: str
+    videos: str
+    steps: int
+    out: str
+    frames: int | None = None  # default: the pipeline's own default frame count
+    size: tuple[int, int] | None = None  # (H, W); default: the pipeline's own default size
+    layouts: tuple[str, ...] = LAYOUTS
+    clips: int = 8
+    stride: int = 1
+    batch_size: int = 1
+    flow: str = "dis"
+    interpolator: str = "auto"
+    prompt: str = ""
+    last_frame: bool = False  # Wan: in-betweening conditions on the last frame too (FLF2V, last_image)
+    lora_rank: int = 0
+    lora_blocks: str | tuple[int, ...] = "guided"
+    train_blocks: int = 0
+    feature_blocks: tuple[int, ...] | None = None  # blocks with feature hooks; None = the first half
+    lr: float = DEFAULT_LR
+    warmup: int | None = None
+    ema: float = 0.99
+    seed: int = 0
+    checkpoint_every: int = 100
+    validate_every: int = 0
+    validate_steps: int = 20
+    mixed_precision: Literal["no", "bf16"] = "no"
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    gradient_checkpointing: bool = False
+    resume: bool = True
+    threads: int | None = None
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, msg: str) -> None:
+            if not ok:
+                raise UserError(msg)
+
+        need(isinstance(self.steps, int) and self.steps >= 1, f"--steps must be a positive integer, got {self.steps}")
+        need(self.frames is None or (isinstance(self.frames, int) and self.frames >= 3),
+             f"--frames must be at least 3 (a first, a last and a frame between), got {self.frames}")
+        if self.size is not None:
+            self.size = tuple(int(x) for x in self.size)
+            need(len(self.size) == 2 and min(self.size) >= 8, f"--size must be at least 8x8 pixels, got {self.size}")
+        self.layouts = tuple(dict.fromkeys(self.layouts))
+        need(bool(self.layouts) and all(x in LAYOUTS for x in self.layouts),
+             f"--layouts: expected one or more of {', '.join(LAYOUTS)}, got {', '.join(self.layouts) or 'none'}")
+        for name, lo in (("clips", 1), ("stride", 1), ("batch_size", 1), ("checkpoint_every", 1),
+                         ("validate_steps", 1), ("lora_rank", 0), ("train_blocks", 0), ("validate_every", 0)):
+            v = getattr(self, name)
+            need(isinstance(v, int) and not isinstance(v, bool) and v >= lo,
+                 f"--{name.replace('_', '-')} must be an integer >= {lo}, got {v!r}")
+        need(self.batch_size <= self.clips, f"--batch-size {self.batch_size} is more than --clips {self.clips}; a "
+                                            f"batch takes distinct clips")
+        need(isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0,
+             f"--lr must be a positive number, got {self.lr}")
+        need(0 <= self.ema < 1, f"--ema must be in [0, 1), got {self.ema}")
+        need(self.mixed_precision in ("no", "bf16"), f"--mixed-precision: expected no or bf16, got {self.mixed_precision!r}")
+        need(self.dtype in ("float32", "bfloat16"), f"--dtype: expected float32 or bfloat16, got {self.dtype!r}")
+        need(self.dtype == "float32" or self.mixed_precision == "bf16",
+             "--dtype bfloat16 keeps the frozen weights in bf16 and needs --mixed-precision bf16 (the adapter trains "
+             "in float32 under autocast)")
+        need(self.threads is None or self.threads >= 1, f"--threads must be >= 1, got {self.threads}")
+        self.lora_blocks = parse_blocks(self.lora_blocks)
+        if self.lora_blocks != "guided" and not self.lora_rank:
+            raise UserError("--lora-blocks needs --lora-rank R (the LoRA's rank)")
+        if self.feature_blocks is not None:
+            self.feature_blocks = tuple(int(i) for i in self.feature_blocks)
+            need(bool(self.feature_blocks), "--feature-blocks: expected at least one block index")
+        need(self.warmup is None or self.warmup >= 1, f"--warmup must be >= 1, got {self.warmup}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["layouts"] = list(self.layouts)
+        return d

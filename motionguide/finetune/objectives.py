@@ -1,0 +1,332 @@
+"""Each supported pipeline's own conditioning and training objective, read from its ``prepare_latents`` and
+``__call__`` (diffusers 0.42) and from its scheduler.
+
+An :class:`Objective` does two things:
+
+* **encode, once** (the pipeline's VAE and text encoder; the results are cached): ``encode_text`` gives the
+  prompt embeddings, ``encode_clip`` a clip's latents ``x0`` and, per conditioning (``first``, or ``ends``
+  for Wan FLF2V), exactly the condition tensors the pipeline's ``prepare_latents`` builds;
+* **one training loss**, from cached tensors only (:meth:`Objective.loss`):
+
+  - Wan I2V/FLF2V (flow matching): ``x_t = (1 - s) x0 + s n`` at ``timestep = 1000 s``, the model's input is
+    ``[x_t, mask (4 ch), condition latents]`` on channels; target ``n - x0`` on every latent frame;
+  - CogVideoX I2V (DDPM, ``prediction_type`` of its scheduler, v-prediction for CogVideoX-5B-I2V):
+    ``x_t = sqrt(a_t) x0 + sqrt(1 - a_t) n`` on ``alphas_cumprod``; the input ``[x_t, image latents]`` on
+    channels (B, F, C, h, w); target ``v = sqrt(a_t) n - sqrt(1 - a_t) x0``;
+  - LTX (flow matching on packed tokens): the first latent frame's tokens carry the clean condition latents
+    at timestep 0 (``LTXConditionPipeline``: plus its ``image_cond_noise_scale`` noise times ``s^2``), the
+    others ``x_t`` at ``1000 s``; target ``n - x0`` on the free tokens only.
+
+  The flow-matching ``s`` is drawn uniformly and shifted as the scheduler shifts its sigmas (``shift`` or
+  ``flow_shift``; dynamic shifting from the token count).
+
+Shapes: clips ``(1, 3, N, H, W)`` float in [0, 1]; cached tensors carry a batch dimension of 1 and are
+stacked to the step's batch by the recipe.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import UserError
+from ..registry import vae_from_pipeline
+from .folder import call_default
+
+__all__ = ["Objective", "make_objective", "flow_sigmas"]
+
+
+def _encode(vae: Any, x: torch.Tensor) -> torch.Tensor:
+    """VAE latents (the posterior's mode, deterministic) of ``x: (B, 3, N, H, W)`` in [-1, 1], float32."""
+    p = next(vae.parameters())
+    enc = vae.encode(x.to(p.device, p.dtype))
+    dist = getattr(enc, "latent_dist", None)
+    z = dist.mode() if dist is not None else enc.latents
+    return z.float().cpu()
+
+
+def flow_sigmas(config: Any, u: torch.Tensor, seq_len: int) -> torch.Tensor:
+    """Flow-matching noise levels ``s`` in (0, 1) from uniform ``u``, shifted as the scheduler shifts its
+    sigmas: static ``shift * u / (1 + (shift - 1) u)``, or dynamic (``mu`` from the token count)."""
+    u = u.clamp(1e-3, 1 - 1e-3)
+    if config.get("use_dynamic_shifting"):
+        b0, b1 = config.get("base_image_seq_len", 256), config.get("max_image_seq_len", 4096)
+        s0, s1 = config.get("base_shift", 0.5), config.get("max_shift", 1.15)
+        mu = s0 + (s1 - s0) * (seq_len - b0) / (b1 - b0)
+        if config.get("time_shift_type", "exponential") == "linear":
+            return mu / (mu + (1 / u - 1))
+        return math.exp(mu) / (math.exp(mu) + (1 / u - 1))
+    shift = float(config.get("shift", None) or config.get("flow_shift", None) or 1.0)
+    return shift * u / (1 + (shift - 1) * u)
+
+
+def _is_flow_matching(scheduler: Any) -> bool:
+    cfg = scheduler.config
+    return "FlowMatch" in type(scheduler).__name__ or cfg.get("prediction_type") == "flow_prediction" \
+        or bool(cfg.get("use_flow_sigmas"))
+
+
+class Objective:
+    """The conditioning and loss of one pipeline (see the module docstring); built on the loaded pipeline."""
+
+    family = ""
+
+    def __init__(self, pipe: Any, *, height: int, width: int, num_frames: int):
+        self.pipe, self.height, self.width, self.num_frames = pipe, height, width, num_frames
+        self.vae_c = vae_from_pipeline(pipe)
+        self.latent_frames = self.vae_c.latent_frames(num_frames)
+        self.latent_hw = (height // self.vae_c.spatial, width // self.vae_c.spatial)
+        self.scheduler_config = dict(pipe.scheduler.config)
+        self.max_sequence_length = call_default(type(pipe).__name__, "max_sequence_length")
+        self.static: dict[str, Any] = {}
+
+    # -- once, with the pipeline's own encoders ----------------------------------------------------------
+    def encode_text(self, prompt: str, device: torch.device) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def encode_clip(self, clip: torch.Tensor, variants: set[str], device: torch.device) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def setup(self, device: torch.device) -> None:
+        """Tensors every step shares that depend on the transformer only (rotary embeddings, coordinates)."""
+
+    # -- every step ------------------------------------------------------------------------------------
+    def loss(self, model: Any, batch: dict[str, torch.Tensor], text: dict[str, torch.Tensor],
+             generator: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError
+
+    def call_kwargs(self, text: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """What a validation call of the pipeline takes instead of its freed encoders (no CFG)."""
+        return {"prompt_embeds": text["prompt_embeds"], "guidance_scale": 1.0}
+
+    def describe(self) -> dict:
+        return {"family": self.family, "scheduler": type(self.pipe.scheduler).__name__}
+
+    def _tokens(self) -> int:
+        pt, ph, pw = _patch(self.pipe.transformer)
+        return math.ceil(self.latent_frames / pt) * (self.latent_hw[0] // ph) * (self.latent_hw[1] // pw)
+
+    def _flow_noise(self, x0: torch.Tensor, generator: torch.Generator):
+        b = x0.shape[0]
+        noise = torch.randn(x0.shape, generator=generator).to(x0)
+        s = flow_sigmas(self.scheduler_config, torch.rand(b, generator=generator), self._tokens()).to(x0)
+        return noise, s
+
+
+def _patch(transformer: Any) -> tuple[int, int, int]:
+    p = transformer.config.patch_size
+    if isinstance(p, (list, tuple)):
+        return tuple(int(x) for x in p) if len(p) == 3 else (1, int(p[0]), int(p[1]))
+    return int(transformer.config.get("patch_size_t", None) or 1), int(p), int(p)
+
+
+def _view(s: torch.Tensor, ndim: int) -> torch.Tensor:
+    return s.view(-1, *([1] * (ndim - 1)))
+
+
+class WanObjective(Objective):
+    """``WanImageToVideoPipeline``: condition channels (mask + latents of the first, or first and last, frame)."""
+
+    family = "wan"
+
+    def __init__(self, pipe, **kw):
+        super().__init__(pipe, **kw)
+        if not _is_flow_matching(pipe.scheduler):
+            raise UserError(f"{type(pipe).__name__} has a {type(pipe.scheduler).__name__} scheduler, not a flow-matching "
+                            f"one; the trainer trains Wan with its flow-matching objective")
+        self.image_dim = pipe.transformer.config.get("image_dim", None)
+
+    def encode_text(self, prompt, device):
+        pe, _ = self.pipe.encode_prompt(prompt=prompt, do_classifier_free_guidance=False,
+                                        max_sequence_length=self.max_sequence_length, device=device)
+        return {"prompt_embeds": pe.float().cpu()}
+
+    def _normalize(self, z):
+        cfg = self.pipe.vae.config
+        mean = torch.tensor(cfg.latents_mean).view(1, -1, 1, 1, 1)
+        std = torch.tensor(cfg.latents_std).view(1, -1, 1, 1, 1)
+        return (z - mean) / std
+
+    def _mask(self, ends: bool) -> torch.Tensor:
+        n, r = self.num_frames, self.vae_c.temporal
+        h, w = self.latent_hw
+        m = torch.ones(1, 1, n, h, w)
+        m[:, :, 1:n - 1 if ends else n] = 0
+        m = torch.cat([m[:, :, :1].repeat_interleave(r, dim=2), m[:, :, 1:]], dim=2)  # as prepare_latents
+        return m.view(1, -1, r, h, w).transpose(1, 2)
+
+    def encode_clip(self, clip, variants, device):
+        x = clip * 2 - 1
+        out = {"x0": self._normalize(_encode(self.pipe.vae, x))}
+        n = clip.shape[2]
+        for v in sorted(variants):
+            ends = v == "ends"
+            parts = [x[:, :, :1], x.new_zeros(1, 3, n - (2 if ends else 1), *x.shape[-2:])] + ([x[:, :, -1:]] if ends else [])
+            lat = self._normalize(_encode(self.pipe.vae, torch.cat(parts, dim=2)))
+            out[f"cond.{v}"] = torch.cat([self._mask(ends), lat], dim=1)
+            if self.image_dim is not None:  # Wan 2.1 I2V: CLIP features of the frame(s), as the pipeline's call
+                img = clip[:, :, 0] if not ends else [clip[:, :, 0], clip[:, :, -1]]
+                out[f"image.{v}"] = self.pipe.encode_image(img, device).float().cpu()
+        return out
+
+    def loss(self, model, batch, text, generator):
+        x0, cond = batch["x0"], batch["cond"]
+        noise, s = self._flow_noise(x0, generator)
+        xt = (1 - _view(s, 5)) * x0 + _view(s, 5) * noise
+        kw = dict(hidden_states=torch.cat([xt, cond], dim=1), timestep=s * self.scheduler_config["num_train_timesteps"],
+                  encoder_hidden_states=text["prompt_embeds"].expand(x0.shape[0], -1, -1), return_dict=False)
+        if "image" in batch:
+            kw["encoder_hidden_states_image"] = batch["image"]
+        pred = model(**kw)[0]
+        return F.mse_loss(pred.float(), (noise - x0).float())
+
+    def call_kwargs(self, text, batch):
+        kw = super().call_kwargs(text, batch)
+        if "image" in batch:
+            kw["image_embeds"] = batch["image"]
+        return kw
+
+
+class CogVideoXObjective(Objective):
+    """``CogVideoXImageToVideoPipeline``: the first frame's latents, zero-padded in time, on channels."""
+
+    family = "cogvideox"
+
+    def __init__(self, pipe, **kw):
+        super().__init__(pipe, **kw)
+        sched = pipe.scheduler
+        self.prediction = self.scheduler_config.get("prediction_type", "epsilon")
+        if getattr(sched, "alphas_cumprod", None) is None or self.prediction not in ("v_prediction", "epsilon", "sample"):
+            raise UserError(f"{type(pipe).__name__}'s {type(sched).__name__} has no DDPM alphas_cumprod or predicts "
+                            f"{self.prediction!r}; the trainer trains CogVideoX with its DDPM objective")
+        self.alphas = sched.alphas_cumprod.float().cpu()
+        pt = pipe.transformer.config.get("patch_size_t", None)
+        if pt and self.latent_frames % pt:
+            raise UserError(f"this CogVideoX takes latent frames in groups of {pt}; {self.num_frames} frames make "
+                            f"{self.latent_frames}: use --frames {self.num_frames + self.vae_c.temporal}")
+
+    def encode_text(self, prompt, device):
+        pe, _ = self.pipe.encode_prompt(prompt=prompt, do_classifier_free_guidance=False,
+                                        max_sequence_length=self.max_sequence_length, device=device)
+        return {"prompt_embeds": pe.float().cpu()}
+
+    def encode_clip(self, clip, variants, device):
+        vae = self.pipe.vae
+        x = clip * 2 - 1
+        x0 = _encode(vae, x) * float(vae.config.scaling_factor)
+        scale = float(self.pipe.vae_scaling_factor_image)
+        img = _encode(vae, x[:, :, :1])
+        img = img / scale if vae.config.get("invert_scale_latents", False) else img * scale
+        img = img.permute(0, 2, 1, 3, 4)  # (1, 1, C, h, w)
+        pad = img.new_zeros(1, x0.shape[2] - 1, *img.shape[2:])
+        return {"x0": x0.permute(0, 2, 1, 3, 4).contiguous(), "cond.first": torch.cat([img, pad], dim=1)}
+
+    def setup(self, device):
+        tr = self.pipe.transformer
+        rot = None
+        if tr.config.use_rotary_positional_embeddings:
+            rot = self.pipe._prepare_rotary_positional_embeddings(self.height, self.width, self.latent_frames, device)
+        ofs = None if tr.config.get("ofs_embed_dim", None) is None else torch.full((1,), 2.0, device=device)
+        self.static = {"image_rotary_emb": rot, "ofs": ofs}
+
+    def loss(self, model, batch, text, generator):
+        x0, cond = batch["x0"], batch["cond"]
+        b = x0.shape[0]
+        noise = torch.randn(x0.shape, generator=generator).to(x0)
+        t = torch.randint(0, int(self.scheduler_config["num_train_timesteps"]), (b,), generator=generator)
+        a = _view(self.alphas[t], 5).to(x0)
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        pred = model(hidden_states=torch.cat([xt, cond], dim=2), encoder_hidden_states=text["prompt_embeds"].expand(b, -1, -1),
+                     timestep=t.to(x0.device), ofs=self.static.get("ofs"),
+                     image_rotary_emb=self.static.get("image_rotary_emb"), return_dict=False)[0]
+        target = {"v_prediction": a.sqrt() * noise - (1 - a).sqrt() * x0, "epsilon": noise, "sample": x0}[self.prediction]
+        return F.mse_loss(pred.float(), target.float())
+
+    def describe(self):
+        return {**super().describe(), "prediction_type": self.prediction}
+
+
+class LTXObjective(Objective):
+    """``LTXConditionPipeline`` / ``LTXImageToVideoPipeline``: the first latent frame's tokens are the clean
+    condition latents at timestep 0; tokens are packed as the pipeline packs them."""
+
+    family = "ltx"
+
+    def __init__(self, pipe, **kw):
+        super().__init__(pipe, **kw)
+        if not _is_flow_matching(pipe.scheduler):
+            raise UserError(f"{type(pipe).__name__} has a {type(pipe.scheduler).__name__} scheduler, not a flow-matching "
+                            f"one; the trainer trains LTX with its flow-matching objective")
+        self.condition = type(pipe).__name__ == "LTXConditionPipeline"
+        self.frame_rate = float(call_default(type(pipe).__name__, "frame_rate") or 25)
+        self.noise_scale = float(call_default(type(pipe).__name__, "image_cond_noise_scale") or 0.0) if self.condition else 0.0
+
+    def encode_text(self, prompt, device):
+        pe, pm, _, _ = self.pipe.encode_prompt(prompt=prompt, do_classifier_free_guidance=False,
+                                               max_sequence_length=self.max_sequence_length, device=device)
+        return {"prompt_embeds": pe.float().cpu(), "prompt_attention_mask": pm.cpu()}
+
+    def _normalize(self, z):
+        vae = self.pipe.vae
+        return type(self.pipe)._normalize_latents(z, vae.latents_mean.cpu(), vae.latents_std.cpu())
+
+    def encode_clip(self, clip, variants, device):
+        x = clip * 2 - 1
+        return {"x0": self._normalize(_encode(self.pipe.vae, x)),
+                "cond.first": self._normalize(_encode(self.pipe.vae, x[:, :, :1]))}
+
+    def setup(self, device):
+        cls = type(self.pipe)
+        pt, p = self.pipe.transformer_temporal_patch_size, self.pipe.transformer_spatial_patch_size
+        f, (h, w) = self.latent_frames, self.latent_hw
+        first = torch.zeros(1, 1, f, h, w, device=device)
+        first[:, :, 0] = 1.0
+        st = {"mask": cls._pack_latents(first, p, pt).squeeze(-1)}  # (1, N): 1 on the condition tokens
+        if self.condition:
+            ids = cls._prepare_video_ids(1, f, h, w, patch_size=p, patch_size_t=pt, device=device)
+            ids = cls._scale_video_ids(ids, scale_factor=self.vae_c.spatial, scale_factor_t=self.vae_c.temporal,
+                                       frame_index=0, device=device).float()
+            ids[:, 0] = ids[:, 0] * (1.0 / self.frame_rate)
+            st["video_coords"] = ids
+        else:
+            st["rope_interpolation_scale"] = (self.vae_c.temporal / self.frame_rate, self.vae_c.spatial, self.vae_c.spatial)
+        self.static = st
+
+    def loss(self, model, batch, text, generator):
+        cls = type(self.pipe)
+        pt, p = self.pipe.transformer_temporal_patch_size, self.pipe.transformer_spatial_patch_size
+        x0, cond = batch["x0"], batch["cond"]
+        b = x0.shape[0]
+        noise, s = self._flow_noise(x0, generator)
+        xt = (1 - _view(s, 5)) * x0 + _view(s, 5) * noise
+        if self.noise_scale:  # the pipeline's noise on the hard-conditioning latents, times t^2
+            cond = cond + self.noise_scale * torch.randn(cond.shape, generator=generator).to(cond) * _view(s, 5) ** 2
+        tokens = cls._pack_latents(torch.cat([cond, xt[:, :, 1:]], dim=2), p, pt)
+        mask = self.static["mask"].to(x0)
+        t = (s * 1000.0)[:, None]
+        ts = torch.min(t, (1 - mask) * 1000.0) if self.condition else t * (1 - mask)
+        kw = dict(hidden_states=tokens, encoder_hidden_states=text["prompt_embeds"].expand(b, -1, -1), timestep=ts,
+                  encoder_attention_mask=text["prompt_attention_mask"].expand(b, -1), return_dict=False)
+        if self.condition:
+            kw["video_coords"] = self.static["video_coords"].expand(b, -1, -1)
+        else:
+            f, (h, w) = self.latent_frames, self.latent_hw
+            kw.update(num_frames=f, height=h, width=w, rope_interpolation_scale=self.static["rope_interpolation_scale"])
+        pred = model(**kw)[0]
+        target = cls._pack_latents(noise - x0, p, pt)
+        err = ((pred.float() - target.float()) ** 2).mean(-1)  # (B, N)
+        free = 1 - mask
+        return (err * free).sum() / (free.sum() * b)
+
+    def call_kwargs(self, text, batch):
+        return {**super().call_kwargs(text, batch), "prompt_attention_mask": text["prompt_attention_mask"]}
+
+
+_OBJECTIVES = {"wan": WanObjective, "cogvideox": CogVideoXObjective, "ltx": LTXObjective}
+
+
+def make_objective(pipe: Any, family: str, *, height: int, width: int, num_frames: int) -> Objective:
+    """The objective of a loaded pipeline of ``family`` (``wan``, ``cogvideox``, ``ltx``) at one clip size."""
+    return _OBJECTIVES[family](pipe, height=height, width=width, num_frames=num_frames)
