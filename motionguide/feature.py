@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.hooks import ModelHook
 
-from flow.warp import backward_warp, resize_flow
+from flow.warp import backward_warp_many, resize_flow
 
 from .latent import GuidanceState, LatentGuidance
 
@@ -51,6 +51,13 @@ class TokenPairs:
             groups.setdefault(t, []).append(i)
         self.groups = [(t, idx) for t, idx in groups.items()]
         self.wsum_cf = {t: self.weight_cf[:, idx].sum(1) for t, idx in self.groups}  # (B, 1, R, C)
+        # per distinct source frame, its pairs: each source is warped once for all of its targets
+        by_src: dict[int, list[int]] = {}
+        for i, sf in enumerate(self.src.tolist()):
+            by_src.setdefault(sf, []).append(i)
+        self.by_source = list(by_src.items())
+        order = [i for _, idx in self.by_source for i in idx]
+        self.unsort = torch.argsort(torch.tensor(order, device=self.tgt.device))
 
 
 def token_pairs(guidance: LatentGuidance, token_grid: tuple[int, int, int], pt: int, batch: int,
@@ -96,17 +103,22 @@ def blend_tokens(h5: torch.Tensor, pairs: TokenPairs, gate: torch.Tensor | float
     """``h5: (B, F', R, C, D)`` -> tokens with warped source tokens blended into the targets.
 
     For each target frame: ``h + gate * (sum_k w_k warp(src_k) - (sum_k w_k) h)``. On large models the cost
-    of this hook is memory traffic, not arithmetic, so it allocates one gather and one warp for all pairs and
-    otherwise works in place on those temporaries; with ``inplace`` (inference, no other hook on the block)
+    of this hook is memory traffic, not arithmetic, so each source frame is warped once for all the targets
+    it serves (:func:`flow.warp.backward_warp_many`), and the rest works in place on those temporaries; with ``inplace`` (inference, no other hook on the block)
     it also updates ``h5`` itself instead of a copy. Warping runs in float32 (bf16 sampling coordinates would
     be off by up to half a token).
     """
     b, _, r, c, d = h5.shape
     p = pairs.tgt.numel()
-    # gather the source frames straight into channels-first order for grid_sample
-    src_cf = h5.permute(0, 1, 4, 2, 3)[:, pairs.src].reshape(b * p, d, r, c)
-    warped = backward_warp(src_cf.float(), pairs.flow).view(b, p, d, r, c)
-    warped = warped.mul_(pairs.weight_cf)  # grid_sample's backward needs its inputs, not its output
+    flows = pairs.flow.view(b, p, 2, r, c)
+    h_cf = h5.permute(0, 1, 4, 2, 3)  # (B, F', D, R, C) view
+    # each distinct source frame enters grid_sample once for all its pairs, so autograd keeps one float
+    # copy per source frame, not one per (target, source) pair
+    parts = [backward_warp_many(h_cf[:, sf].float(), flows[:, idx]) for sf, idx in pairs.by_source]
+    warped = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
+    if len(parts) > 1 or pairs.by_source[0][1] != list(range(p)):
+        warped = warped[:, pairs.unsort]
+    warped = warped.mul_(pairs.weight_cf)  # neither grid_sample's nor cat's backward needs this output
     out = h5 if inplace else h5.clone()
     out_cf = out.permute(0, 1, 4, 2, 3)                                           # (B, F', D, R, C) view
     gate_cf = gate.view(1, d, 1, 1) if isinstance(gate, torch.Tensor) else gate
