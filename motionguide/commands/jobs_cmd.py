@@ -272,13 +272,14 @@ def run(args) -> int:
     common = dict(model=model, motion_scale=args.motion_scale, strength=args.strength, steps=args.steps,
                   seed=args.seed, mode=args.mode if uses_model else "flow_only", flow=args.flow,
                   output_size=args.output_size, fill=args.fill)
-    bar = None
+    bar, done = None, 0
 
     def progress(i):  # the bar starts with the first step, so the notices before it keep their own lines
-        nonlocal bar
+        nonlocal bar, done
         if bar is None:
             bar = tqdm(desc=args.job, unit=" steps", disable=args.no_progress, dynamic_ncols=True)
         bar.update(1)
+        done += 1
 
     common["progress"] = progress
     print(f"{args.job}: {_output_frames(args, d)} output frames, "
@@ -299,7 +300,7 @@ def run(args) -> int:
     write_video(args.output, res.frames, fps)
     h, w = res.frames.shape[2:]
     how = ("the warp; the model supplied no pixel)" if model is None else
-           f"{args.mode}, {bar.n if bar is not None else 0} sampler steps in all; the model supplied "
+           f"{args.mode}, {done} sampler steps in all; the model supplied "
            f"{100 * res.model_share:.1f} % of the pixels)")
     print(f"wrote {args.output}: {res.frames.shape[0]} frames of {w}x{h} at {fps:g} fps ({how}")
     if args.compare:
