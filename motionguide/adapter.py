@@ -290,10 +290,12 @@ def _unregister(rec: _Record) -> None:
     if reg is None:
         return
     reg.remove_hook(rec.name, recurse=False)
-    if not rec.had_registry and not reg.hooks:
-        del rec.module._diffusers_hook
-        # HookRegistry leaves the original bound method as an instance attribute; drop it so the class
-        # forward is looked up again, exactly as before apply
+    if not reg.hooks:
+        if not rec.had_registry:
+            del rec.module._diffusers_hook
+        # HookRegistry leaves the original bound method as an instance attribute, also in a registry that
+        # existed before (e.g. the one a pipeline's cache_context adds); drop it so the class forward is
+        # looked up again, exactly as before apply
         if not rec.had_forward_attr and "forward" in rec.module.__dict__:
             del rec.module.__dict__["forward"]
 

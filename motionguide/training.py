@@ -181,6 +181,7 @@ def run_training(cfg: LoopConfig, make_recipe: Callable[[], Recipe], *, config: 
     config: what the run was asked to do, saved in the checkpoint's ``state.json`` for the record.
     """
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
     from safetensors.torch import load_file, save_file
     from tqdm.auto import tqdm
 
@@ -201,6 +202,9 @@ def run_training(cfg: LoopConfig, make_recipe: Callable[[], Recipe], *, config: 
         if state.get("kind") != cfg.kind:
             raise UserError(f"{ckpt} holds a {state.get('kind')!r} run, not {cfg.kind!r}; use another --out or "
                             f"--no-resume")
+    # accelerate keeps one state per process and refuses another mixed precision in a second run of the same
+    # process (a notebook, the tests); its distributed part (PartialState) is kept
+    AcceleratorState._reset_state()
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision)
     recipe = make_recipe()
     named = recipe.trainable()

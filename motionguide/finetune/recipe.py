@@ -8,7 +8,7 @@ latent channels and feature gates), optionally a LoRA (:func:`~motionguide.add_l
 (:func:`~motionguide.adapter_weights.train_blocks`), and gradient checkpointing. Everything else is frozen.
 
 A step: one layout and ``batch_size`` distinct clips drawn from the step's generator, their guidance set on
-the transformer for the forward (:func:`~motionguide.guidance_context`), the pipeline's own loss
+the transformer (:func:`~motionguide.set_guidance`, kept through backward for checkpointed blocks), the pipeline's own loss
 (:mod:`~motionguide.finetune.objectives`) through the accelerate-prepared model.
 
 Export (EMA weights): ``save_motion_guidance`` plus ``pipeline.json`` (pipeline class, transformer config,
@@ -30,7 +30,7 @@ from flow.estimators import get_estimator
 from flow.interpolate import get_interpolator
 from flow.video import write_video
 
-from ..adapter import MotionGuidanceConfig, apply_motion_guidance, guidance_context
+from ..adapter import MotionGuidanceConfig, apply_motion_guidance, set_guidance
 from ..adapter_weights import PIPELINE_MANIFEST, add_lora, save_motion_guidance, train_blocks, trainable_parameters
 from ..pipeline import generate_with_guidance
 from ..registry import vae_from_pipeline
@@ -91,8 +91,10 @@ class PipelineRecipe(Recipe):
         if cfg.lora_rank:
             add_lora(tr, rank=cfg.lora_rank, blocks=cfg.lora_blocks)
         self._blocks = train_blocks(tr, range(cfg.train_blocks)) if cfg.train_blocks else []
-        for p in self._blocks:
-            p.data = p.data.float()
+        blocks = {id(p) for p in self._blocks}
+        for n, p in tr.named_parameters():  # LoRA and unfrozen blocks train in float32 too
+            if "lora_" in n or id(p) in blocks:
+                p.data = p.data.float()
         if cfg.gradient_checkpointing:
             tr.enable_gradient_checkpointing()
         self.objective.setup(self.device)
@@ -146,8 +148,10 @@ class PipelineRecipe(Recipe):
         idx = torch.randperm(len(self.data.entries), generator=generator)[: self.cfg.batch_size].tolist()
         batch, lg = self.batch(layout, idx)
         text = {k: v.to(self.device) for k, v in self.data.text.items()}
-        with guidance_context(self.model, lg):
-            return self.objective.loss(self.prepared or self.model, batch, text, generator)
+        # set, not a context: with gradient checkpointing the blocks run again in backward, after this returns,
+        # and must see the same guidance; the next step (or a validation call) replaces it
+        set_guidance(self.model, lg)
+        return self.objective.loss(self.prepared or self.model, batch, text, generator)
 
     def manifest(self, metrics: dict) -> dict:
         cfg = self.cfg

@@ -1,0 +1,83 @@
+"""Shared set-up of the pipeline trainer's tests: tiny pipeline folders of every supported class, and short
+training videos cut from the real footage in ``../shared/data/videos`` (written to a temporary folder, never
+into the repo; the tests skip when the footage is absent)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from flow.video import read_video, write_video
+from motionguide import testing
+from motionguide.finetune import PipelineTrainConfig
+
+torch.set_flush_denormal(True)
+ARCHS = sorted(testing.PIPELINES)
+#: a size each tiny pipeline takes (VAE space x patch divides it) and a frame count its VAE takes
+SIZES = {arch: (testing.tiny_call(arch)["height"], testing.tiny_call(arch)["width"]) for arch in ARCHS}
+FRAMES = 9
+
+
+@pytest.fixture(scope="session")
+def pipes(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("tiny_pipelines")
+    return {arch: testing.save_tiny_pipeline(arch, root / arch) for arch in ARCHS}
+
+
+@pytest.fixture(scope="session")
+def vtest(shared_data) -> tuple[torch.Tensor, float]:
+    """The first 30 frames of vtest.avi (480x360, 10 fps): (30, 3, 360, 480) in [0, 1]."""
+    return read_video(shared_data / "videos" / "vtest.avi", max_frames=30)
+
+
+def write_clip(folder: Path, name: str, frames: torch.Tensor, fps: float) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    write_video(folder / name, frames, fps)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def videos(vtest, tmp_path_factory) -> Path:
+    """A folder with one 30-frame real clip at its own size (480x360: another aspect than the pipelines')."""
+    return write_clip(tmp_path_factory.mktemp("videos"), "vtest30.mp4", *vtest)
+
+
+@pytest.fixture(scope="session")
+def small_videos(vtest, tmp_path_factory) -> Path:
+    """The same footage at 24x16 (WxH), smaller than every tiny pipeline's size."""
+    frames, fps = vtest
+    return write_clip(tmp_path_factory.mktemp("small"), "small.mp4",
+                      F.interpolate(frames[:12], size=(16, 24), mode="area"), fps)
+
+
+@pytest.fixture(scope="session")
+def short_videos(vtest, tmp_path_factory) -> Path:
+    """5 frames: shorter than a clip of 9."""
+    frames, fps = vtest
+    return write_clip(tmp_path_factory.mktemp("short"), "short.mp4", frames[:5], fps)
+
+
+@pytest.fixture(scope="session")
+def config(pipes):
+    """``config(arch, videos, out, **fields)``: a fast run on a tiny pipeline (its size, 9 frames, 2 clips,
+    lr 1e-2, checkpoints every 2 steps, no progress bar)."""
+    def make(arch: str, videos: Path, out: Path, **kw) -> PipelineTrainConfig:
+        base = dict(pipeline=str(pipes[arch]), videos=str(videos), steps=6, out=str(out), frames=FRAMES,
+                    size=SIZES[arch], clips=2, lr=1e-2, checkpoint_every=2, progress=False)
+        return PipelineTrainConfig(**{**base, **kw})
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def argv(pipes):
+    """``argv(arch, videos, out, *extra)``: the same run as ``motionguide train pipeline`` arguments."""
+    def make(arch: str, videos: Path, out: Path, *extra: str) -> list[str]:
+        h, w = SIZES[arch]
+        return ["train", "pipeline", "--pipeline", str(pipes[arch]), "--videos", str(videos), "--out", str(out),
+                "--size", f"{w}x{h}", "--frames", str(FRAMES), "--clips", "2", "--lr", "1e-2",
+                "--checkpoint-every", "2", "--no-progress", *extra]
+
+    return make
