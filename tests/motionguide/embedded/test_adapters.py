@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 import torch
 
 import motionguide as mg
 from motionguide.embedded.adapters import GATE_SCALE, GATES_FILE, GuidanceGates, attach_adapters, load_adapters, save_adapters
-from motionguide.embedded.checkpoint import DEFAULT_ASSETS, load_embedded, save_embedded
 from motionguide.embedded.data import make_clip
 from motionguide.embedded.generation import (
     continuation_frames,

@@ -8,29 +8,11 @@ import pytest
 import torch
 
 import motionguide as mg
-from motionguide.embedded.adapters import GATE_SCALE, GATES_FILE, GuidanceGates, attach_adapters, load_adapters, save_adapters
+from motionguide.embedded.adapters import load_adapters
 from motionguide.embedded.checkpoint import DEFAULT_ASSETS, load_embedded, save_embedded
 from motionguide.embedded.data import make_clip
-from motionguide.embedded.generation import (
-    continuation_frames,
-    continuation_inputs,
-    flow_only,
-    gate_maps,
-    generate_guided,
-    guided_reference_and_scale,
-    known_of,
-    latent_guidance_of,
-    source_warps,
-)
-from motionguide.embedded.heads import (
-    BlendHead,
-    ContinuationHead,
-    GateHead,
-    blend_features,
-    continuation_features,
-    gate_features,
-    trust_levels,
-)
+from motionguide.embedded.generation import generate_guided
+from motionguide.embedded.heads import BlendHead, ContinuationHead, GateHead
 from motionguide.embedded.network import EmbeddedConfig, EmbeddedVideoModel
 from motionguide.errors import CheckpointError
 
@@ -41,19 +23,6 @@ TINY = dict(num_layers=2, num_heads=2, head_dim=12, ffn_dim=16, text_dim=8, freq
 def tiny():
     torch.manual_seed(0)
     return EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
-
-
-def _constant_guidance(shift: float = 2.0, strength: float = 1.0, b: int = 1):
-    """First frame known; frame k shows it moved right by shift*k px (backward flow -shift*k)."""
-    torch.manual_seed(1)
-    first = torch.rand(b, 3, 1, 32, 32)
-    t = 8
-    sources = torch.zeros(t, 1, dtype=torch.long)
-    flows = torch.zeros(b, t, 1, 2, 32, 32)
-    for k in range(t):
-        flows[:, k, 0, 0] = -shift * k
-    weights = torch.ones(b, t, 1, 1, 32, 32)
-    return mg.Guidance(first, (0,), t, sources, flows, weights, 1.0, strength)
 
 
 def test_config_validation_and_round_trip():
