@@ -92,6 +92,12 @@ class Objective:
     def setup(self, device: torch.device) -> None:
         """Tensors every step shares that depend on the transformer only (rotary embeddings, coordinates)."""
 
+    def check_conditioning(self, layouts: tuple[str, ...], last_frame: bool) -> None:
+        """Raise when the pipeline cannot be conditioned as the layouts ask (``--last-frame``: also on the last)."""
+        if last_frame:
+            raise UserError(f"--last-frame conditions Wan FLF2V on the last frame; {type(self.pipe).__name__} is "
+                            f"conditioned on the first frame only")
+
     # -- every step ------------------------------------------------------------------------------------
     def loss(self, model: Any, batch: dict[str, torch.Tensor], text: dict[str, torch.Tensor],
              generator: torch.Generator) -> torch.Tensor:
@@ -138,6 +144,19 @@ class WanObjective(Objective):
                             f"one; the trainer trains Wan with its flow-matching objective")
         self.image_dim = pipe.transformer.config.get("image_dim", None)
 
+    def check_conditioning(self, layouts, last_frame):
+        """With CLIP features the transformer fixes how many images condition it: one (I2V) or, with
+        ``pos_embed_seq_len``, the first and the last (FLF2V), as its pipeline's call requires."""
+        if self.image_dim is None:
+            return
+        flf2v = bool(self.pipe.transformer.config.get("pos_embed_seq_len", None))
+        if last_frame and not flf2v:
+            raise UserError("--last-frame: this Wan transformer embeds one image's CLIP features (an I2V model, no "
+                            "pos_embed_seq_len); conditioning on the first and last frames needs a Wan FLF2V model")
+        if flf2v and (not last_frame or tuple(layouts) != ("between",)):
+            raise UserError("this Wan transformer is an FLF2V model (CLIP features of a first and a last frame): "
+                            "train it with --last-frame --layouts between")
+
     def encode_text(self, prompt, device):
         pe, _ = self.pipe.encode_prompt(prompt=prompt, do_classifier_free_guidance=False,
                                         max_sequence_length=self.max_sequence_length, device=device)
@@ -181,12 +200,6 @@ class WanObjective(Objective):
             kw["encoder_hidden_states_image"] = batch["image"]
         pred = model(**kw)[0]
         return F.mse_loss(pred.float(), (noise - x0).float())
-
-    def call_kwargs(self, text, batch):
-        kw = super().call_kwargs(text, batch)
-        if "image" in batch:
-            kw["image_embeds"] = batch["image"]
-        return kw
 
 
 class CogVideoXObjective(Objective):

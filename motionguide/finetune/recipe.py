@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 import diffusers
 import torch
+import transformers
 from accelerate import PartialState
 
 from flow.estimators import get_estimator
@@ -73,6 +74,7 @@ class PipelineRecipe(Recipe):
         self.height, self.width = self._size(pipe)
         self.objective = make_objective(pipe, folder.family, height=self.height, width=self.width,
                                         num_frames=num_frames)
+        self.objective.check_conditioning(cfg.layouts, cfg.last_frame)
         with state.main_process_first():
             self.data = prepare_data(pipe, self.objective, folder, specs, self.cache, size=(self.height, self.width),
                                      layouts=cfg.layouts, flow=cfg.flow, interpolator=cfg.interpolator,
@@ -179,8 +181,14 @@ class PipelineRecipe(Recipe):
         kw = self.objective.call_kwargs({k: v.to(self.device) for k, v in self.data.text.items()}, batch)
         if conditioning(layout, self.cfg.last_frame) == "ends":
             kw["last_image"] = frames[:, :, -1]
-        vae_cls = getattr(diffusers, self.folder.index["vae"][1])
-        self.pipe.vae = vae_cls.from_pretrained(str(self.folder.path), subfolder="vae", dtype=self.dtype).to(self.device)
+        # the freed parts the call needs, loaded again for it: the VAE, and Wan 2.1's image encoder (its call
+        # cannot take both the image and cached image features)
+        parts = ["vae"] + (["image_encoder"] if self.folder.has_image_encoder else [])
+        for name in parts:
+            lib, cls = self.folder.index[name]
+            mod = getattr(diffusers if lib == "diffusers" else transformers, cls)
+            setattr(self.pipe, name, mod.from_pretrained(str(self.folder.path), subfolder=name, dtype=self.dtype)
+                    .to(self.device).eval())
         self.model.eval()
         try:
             with torch.no_grad():
@@ -188,7 +196,8 @@ class PipelineRecipe(Recipe):
                                              generator=torch.Generator().manual_seed(self.cfg.seed), **kw)
         finally:
             self.model.train()
-            self.pipe.vae = None
+            for name in parts:
+                setattr(self.pipe, name, None)
             gc.collect()
         video = torch.as_tensor(res.frames[0]).float().clamp(0, 1)
         path = Path(out) / "validation" / f"step_{step}.mp4"

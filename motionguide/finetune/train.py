@@ -50,6 +50,10 @@ def train_pipeline(cfg: PipelineTrainConfig, *, log: Callable[[str], None] = pri
     """Train MoG adapters for the pipeline in ``cfg.pipeline`` on ``cfg.videos``; returns the loop's result
     ``{"step", "loss", "out"}`` with ``adapters``: the adapter folder (``OUT/adapters``)."""
     folder = check_pipeline_folder(cfg.pipeline)
+    if cfg.last_frame and (folder.family != "wan" or "between" not in cfg.layouts):
+        raise UserError("--last-frame conditions Wan's in-betweening on the last frame (FLF2V): it needs a "
+                        "WanImageToVideoPipeline and the between layout" + (f", not a {folder.class_name}"
+                                                                           if folder.family != "wan" else ""))
     videos = find_videos(cfg.videos)
     frames = cfg.frames or call_defaults(folder)[2]
     try:

@@ -3,12 +3,12 @@
 * the loss falls within 50 steps (a fixed pair of clips, batch 1);
 * the saved adapter loads on a fresh pipeline of the class through ``generate_with_guidance(adapter=...)``
   and changes its output, and the pipeline is exactly as before after the call; another class is refused
-  with its model untouched;
+  with its model untouched; the jobs' ``--pipeline DIR --adapters DIR`` run it (Wan);
 * an interrupted run (an exception at step 4, between the checkpoints of steps 3 and 6) resumes through
   the command line and continues bit-identically: the same losses, checkpoint and adapter to the last bit
   as an uninterrupted run;
 * gradient checkpointing (the transformer's own) gives the losses of the plain run; bf16 autocast with bf16
-  frozen weights trains the new weights in float32;
+  frozen weights trains the new weights in float32 (on Wan FLF2V in-betweening, ``--last-frame``);
 * ``slow``: two processes under ``torchrun`` (DDP on the CPU, gloo) keep identical weights while drawing
   different clips, so their gradients are averaged.
 """
@@ -24,10 +24,12 @@ from pathlib import Path
 import diffusers
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
 import motionguide as mg
 from flow.estimators import get_estimator
+from flow.video import read_video
 from motionguide.cli import main
 from motionguide.finetune import train_pipeline
 from motionguide.finetune.layouts import layout_guidance
@@ -141,7 +143,8 @@ def test_gradient_checkpointing_gives_the_same_losses_and_bf16_trains_float32_we
     runs = {}
     for name, kw in {"plain": {}, "ckpt": {"gradient_checkpointing": True},
                      "bf16": {"gradient_checkpointing": True, "mixed_precision": "bf16", "dtype": "bfloat16"}}.items():
-        train_pipeline(config("wan", videos, tmp_path / name, steps=3, checkpoint_every=3, lora_rank=2, **kw),
+        train_pipeline(config("wan", videos, tmp_path / name, steps=3, checkpoint_every=3, lora_rank=2,
+                              last_frame=True, layouts=("between",), **kw),  # Wan FLF2V: first and last frames
                        log=lambda m: None, notice=lambda m: None)
         runs[name] = json.loads((tmp_path / name / "checkpoint" / "state.json").read_text())["losses"]
     assert torch.allclose(torch.tensor(runs["plain"]), torch.tensor(runs["ckpt"]), rtol=1e-5)
@@ -173,3 +176,15 @@ def test_two_processes_under_torchrun_average_their_gradients(pipes, videos, tmp
     assert res.returncode == 0, res.stderr[-2000:]
     weights = sorted(line.split()[-1] for line in res.stdout.splitlines() if line.startswith("rank "))
     assert len(weights) == 2 and weights[0] == weights[1], res.stdout
+
+
+def test_the_jobs_run_the_trained_adapter_on_the_pipeline(trained, pipes, small_videos, tmp_path, capsys):
+    clip = small_videos / "small.mp4"
+    first = (read_video(clip, max_frames=1)[0][0].permute(1, 2, 0) * 255).round().byte().numpy()
+    Image.fromarray(first).save(tmp_path / "first.png")
+    out = tmp_path / "transfer.mp4"
+    rc = main(["transfer", "--reference", str(clip), "--image", str(tmp_path / "first.png"), "--pipeline",
+               str(pipes["wan"]), "--adapters", str(trained("wan") / "adapters"), "--steps", "2", "--frames", "9",
+               "-o", str(out), "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    assert out.stat().st_size > 0

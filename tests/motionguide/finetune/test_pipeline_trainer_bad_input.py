@@ -51,6 +51,7 @@ def test_bad_inputs_are_one_line_errors_that_leave_no_output(argv, pipes, videos
         (wan + ["--size", "40x40"], "multiples of 16"),  # found once the pipeline is loaded: still no folder
         (wan + ["--layouts", "between,sideways"], "--layouts: expected one or more of between, extend, first"),
         (wan + ["--lora-blocks", "0"], "--lora-blocks needs --lora-rank R"),
+        (argv("ltx", videos, out, "--steps", "2", "--last-frame"), "it needs a WanImageToVideoPipeline"),
         (wan + ["--dtype", "bfloat16"], "needs --mixed-precision bf16"),
         (wan + ["--base", "x"], "--base applies to the embedded model's kinds, not 'train pipeline'"),
         ([a for a in wan if a != "--videos" and a != str(videos)], "train pipeline needs --videos DIR"),
