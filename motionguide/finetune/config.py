@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Literal, Sequence
 
 from ..errors import UserError
@@ -82,7 +82,6 @@ class PipelineTrainConfig:
     resume: bool = True
     threads: int | None = None
     progress: bool = True
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         def need(ok: bool, msg: str) -> None:

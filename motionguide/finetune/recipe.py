@@ -69,13 +69,14 @@ class PipelineRecipe(Recipe):
         self.dtype = torch.bfloat16 if cfg.dtype == "bfloat16" else torch.float32
         self.cache = Cache(Path(cfg.out) / "cache")
         msl = call_default(folder.class_name, "max_sequence_length")
-        pipe = load_pipeline(folder, text_encoder=not self.cache.has("text", text_key(folder, cfg.prompt, msl)),
-                             dtype=self.dtype)
-        self.height, self.width = self._size(pipe)
-        self.objective = make_objective(pipe, folder.family, height=self.height, width=self.width,
-                                        num_frames=num_frames)
-        self.objective.check_conditioning(cfg.layouts, cfg.last_frame)
+        # the main process first: it writes the cache, the others then find it (and skip the text encoder)
         with state.main_process_first():
+            pipe = load_pipeline(folder, text_encoder=not self.cache.has("text", text_key(folder, cfg.prompt, msl)),
+                                 dtype=self.dtype)
+            self.height, self.width = self._size(pipe)
+            self.objective = make_objective(pipe, folder.family, height=self.height, width=self.width,
+                                            num_frames=num_frames)
+            self.objective.check_conditioning(cfg.layouts, cfg.last_frame)
             self.data = prepare_data(pipe, self.objective, folder, specs, self.cache, size=(self.height, self.width),
                                      layouts=cfg.layouts, flow=cfg.flow, interpolator=cfg.interpolator,
                                      last_frame=cfg.last_frame, prompt=cfg.prompt, dtype=cfg.dtype,
