@@ -3,63 +3,63 @@
 Clips of 9 consecutive frames are cut from real videos (by default every video in ``../shared/data/videos``
 and the ``../shared/data/sintel_frames`` sequence; ``--videos DIR``: any folder of videos, of any length, size
 and frame rate, or of frame folders; a folder of images counts as a video at 24 fps). Clips never cross a
-scene cut (``flow.retime.SceneCutDetector``) and do not overlap. Ground truth comes from holding frames out:
+scene cut (``flow.retime.SceneCutDetector``) and do not overlap; frames whose longer side is above
+``--max-size`` (640) are area-resized to fit, and that resized clip is "the input". Ground truth comes from
+holding frames out:
 
-* ``speed0.5`` / ``speed0.25``: the clip's every 2nd / 4th frame (5 / 3 frames) is the input; the job makes
-  2x / 4x slow motion (9 frames) and the generated in-betweens are scored against the frames that were dropped;
-* ``extend``: the first K = 5 frames are the input, N = 4 more are asked for and scored against the real next 4;
-* ``transfer``: self-transfer: the first frame plus the motion of the clip's first 8 frames (the embedded
-  model's window), scored against the clip (frames 1..7); also ``motion_epe``: endpoint error of the
-  output's motion (DIS between consecutive output frames) against the reference's (DIS between its frames),
-  measured with the same meter at the scoring size (at the model's size on frames upsampled 4x, as in
-  ``benchmarks/motion.py``).
+* ``speed0.5`` / ``speed0.25``: every 2nd / 4th frame (5 / 3 frames) is the input; the job makes 2x / 4x slow
+  motion (9 frames); the in-betweens are scored against the frames that were dropped;
+* ``extend``: the first K = 5 frames are the input; N = 4 more are scored against the real next 4;
+* ``transfer``: self-transfer: the first frame plus the motion of the clip's first 8 frames, scored against
+  frames 1..7; ``motion_epe``: endpoint error of the output's motion (DIS between consecutive frames) against
+  the reference's, with the same meter (at the model's size on frames upsampled 4x, as benchmarks/motion.py).
 
-Rows (``mode``), all in the same run on the same clips:
+Rows (``mode``), all in one run on the same clips; a method gets the task's inputs only, never the truth:
 
-* ``default``: what the CLI does by default (``jobs.load_models()`` and the job's default mode);
-* ``both``, ``training_free``, ``unguided``: the embedded model in that mode;
-* ``flow_only``: the job's warp without a model (``model=None``), which works at the input's resolution;
-* speed peers and baselines: ``ifnet_retime`` (the interpolation core's IFNet, ``get_interpolator("auto")``
-  with the RIFE weights of the installed wheels; skipped with a message without them), ``minterpolate``
-  (ffmpeg ``minterpolate=mi_mode=mci`` from the ``imageio-ffmpeg`` binary, its other options at their
-  defaults, fed the kept frames as PNGs; its time includes the PNG round trip), ``average`` (the two
-  neighbouring kept frames blended linearly in time);
-* extend baselines: ``constant_velocity`` (each pixel of the last frame keeps moving with its last DIS
-  velocity, ``-F(last -> previous)``: displacement k velocities at new frame k, reversed by splatting
-  (:func:`flow.warp.reverse_flow`; holes take the plain reversed motion) and one backward warp of the last
-  frame, at full resolution), ``repeat_last``.
+* ``default``: what the CLI does with no options (the shipped model, every job argument at its default);
+* ``both``, ``training_free``, ``unguided``: the embedded model in that mode, run twice: for size ``input``
+  at the input's size with the model filling what the job's confidence does not trust (``fill="model"``),
+  for size ``model`` its output as it is (``output_size="model"``);
+* ``flow_only``: the job's warp without a model (``model=None``), at the input's size;
+* speed peers and baselines: ``ifnet_retime`` (``flow.interpolate.get_interpolator("auto")``: IFNet with the
+  RIFE weights of the installed wheels; skipped without them), ``minterpolate`` (ffmpeg
+  ``minterpolate=mi_mode=mci`` of the ``imageio-ffmpeg`` binary, other options at their defaults, on the
+  kept frames as PNGs; its time includes the PNG round trip), ``average`` (the neighbouring kept frames
+  blended linearly in time);
+* extend baselines: ``constant_velocity`` (the last frame's pixels keep their last DIS velocity: displacement
+  k velocities at new frame k, reversed by splatting, one backward warp of the last frame), ``repeat_last``;
+* ``flow_only_grid`` (printed with *, JSON ``extra_rows``): the job's warp at the model's grid, i.e. the
+  guidance the model is given: what the model adds to it at its own size.
 
-Metrics per row, each at two sizes (``size``):
+Sizes: ``input`` scores at the input's resolution (outputs smaller than it are upsampled bicubic, clamped);
+``model`` area-resizes output and truth to the embedded model's size. Metrics: ``psnr`` / ``ssim``
+(``flow.metrics``, mean over a clip's scored frames, then over clips; PSNR capped at 100 dB);
+``stability``: mean absolute difference, in 8-bit levels, between each output frame and the one before it
+backward-warped onto it with the DIS flow of the *true* frames (at the model's size that flow resized), over
+the consecutive pairs that hold a generated frame, lower is steadier (the true frames' own figure is printed:
+warp and flow error alone); ``seconds_per_frame``: wall time per generated frame. Outputs are rounded to 8
+bits, as if saved. Where a job reports its confidence (``fill="model"`` rows), ``psnr_fill`` /
+``psnr_fill_warp``: PSNR of the output / of the job's own warp inside the pixels the model supplied (weight
+1 - confidence), JSON ``fill``.
 
-* ``input``: the input's resolution. Outputs smaller than the input (today the embedded model's modes
-  return 32x32 frames) are upsampled bicubically (clamped to [0, 1]) to it: that is what a user who wants
-  the input's size gets from them;
-* ``model``: the embedded model's size; outputs and true frames are both area-resized to it.
+Target lines: paired per-clip PSNR differences a - b with their standard error (sd / sqrt(clips)), and
+"met" / "not met" for the targets of issue 17 this benchmark measures.
 
-``psnr`` / ``ssim`` (``flow.metrics``, mean over the scored frames of a clip, then over clips; PSNR capped
-at 100 dB); ``stability``: mean absolute difference, in 8-bit grey levels, between each output frame and
-the one before it backward-warped onto it with the DIS flow of the *true* frames (at the model's size that
-flow resized), over every consecutive pair that holds a generated frame; lower is steadier (the true frames
-themselves score the ``truth`` line: warping and flow error alone); ``seconds_per_frame``: the method's
-wall time per generated frame (the real frames it keeps are free). Every output is rounded to 8 bits, as if
-saved, before it is scored.
-
-Target lines: the paired per-clip PSNR difference a - b with its standard error (SE = sd / sqrt(clips)),
-and "met" / "not met" for the targets of issue 17 that this benchmark measures.
-
-    python benchmarks/real_footage.py [--videos DIR] [--json OUT] [--clips 4] [--seed 0]
+    python benchmarks/real_footage.py [--videos DIR] [--json OUT] [--clips 4] [--seed 0] [--max-size 640]
                                       [--modes default,flow_only,...] [--jobs speed0.5,extend,...]
 
-``--clips``: clips per video (fewer where a video is too short; the Sintel sequence holds one).
-``--seed``: the sampling seed, and where the clips sit (0: the middle of equal parts of each video; other
-seeds: random non-overlapping places, a fresh draw of clips from the same videos).
-JSON (``--json``, written atomically): ``{"rows": [...], "paired": [...], "per_clip": [...], "meta": {...}}``.
-Exit status 2 with a message on bad input (no readable video in the folder, nothing long enough).
+``--clips``: clips per video (fewer where a video is short: the Sintel sequence holds one). ``--seed``: the
+sampling seed, and where clips sit (0: the middle of equal parts of each video; others: random places, a fresh
+draw). JSON (``--json``, atomic): issue 17's ``rows`` and ``paired``, plus ``extra_rows``, ``extra_paired``,
+``fill``, ``per_clip``, ``truth_stability``, ``targets``, ``meta``. Bad input (no readable video, nothing long
+enough) exits with status 2 and a message.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
+import inspect
 import io
 import json
 import math
@@ -76,8 +76,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+# the repository first: this folder's own flow.py (benchmarks/flow.py) must not shadow the flow package
+sys.path[:] = [str(REPO)] + [p for p in sys.path if p != str(REPO)]
 
 # Before torch (and its OpenMP runtime) loads: spinning OpenMP threads on this shared CPU make small ops
 # 10-20x slower (see benchmarks/interpolate.py).
@@ -85,6 +85,17 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from flow.atomic import atomic_path, check_output_path  # noqa: E402
+from flow.estimators import get_estimator  # noqa: E402
+from flow.interpolate import get_interpolator  # noqa: E402
+from flow.io import IMAGE_SUFFIXES, list_frames, read_image, write_image  # noqa: E402
+from flow.metrics import epe, psnr, ssim  # noqa: E402
+from flow.retime import SceneCutDetector  # noqa: E402
+from flow.video import VideoReader  # noqa: E402
+from flow.warp import backward_warp, resize_flow, reverse_flow  # noqa: E402
+from motionguide import jobs  # noqa: E402
 
 DATA = Path(os.environ.get("MOTIONGUIDE_DATA", REPO.parent / "shared" / "data"))
 JOBS = ("speed0.5", "speed0.25", "extend", "transfer")
@@ -104,6 +115,10 @@ K_EXTEND, N_EXTEND = 5, 4
 TRANSFER_FRAMES = 8  # one window of the embedded model
 FRAME_FOLDER_FPS = 24.0
 PSNR_CAP = 100.0
+#: the longer side clips are area-resized to at most by default: the jobs' guidance runs at the input's
+#: resolution (the speed job's IFNet pass costs about 10 CPU-seconds per 1280x720 pair here), so 720p clips
+#: would take most of the run's time budget
+MAX_SIZE = 640
 #: issue 17's targets that this benchmark measures
 TARGET_IFNET_MARGIN = 0.05  # speed default >= ifnet_retime - 0.05 dB (input size)
 TARGET_TRAINING_FREE_MARGIN = 0.3  # training_free >= flow_only - 0.3 dB (model size)
@@ -116,8 +131,6 @@ class UserError(Exception):
 
 
 def _notice(msg: str) -> None:
-    from tqdm import tqdm
-
     tqdm.write(f"notice: {msg}", file=sys.stderr)
 
 
@@ -134,13 +147,9 @@ class Source:
     def iter_frames(self) -> Iterator[torch.Tensor]:
         """``(3, H, W)`` float [0, 1] frames in order."""
         if self.frames is not None:
-            from flow.io import read_image
-
             for p in self.frames:
                 yield read_image(p)
             return
-        from flow.video import VideoReader
-
         with VideoReader(self.path) as vr:
             yield from vr
 
@@ -161,8 +170,6 @@ class Clip:
 
 def _probe_video(path: Path) -> Source | str:
     """A Source for a readable video, else the reason it is not one."""
-    from flow.video import VideoReader
-
     try:
         with VideoReader(path) as vr:
             fps = vr.fps
@@ -176,8 +183,6 @@ def _probe_video(path: Path) -> Source | str:
 def find_sources(folder: Path | None) -> list[Source]:
     """The videos and frame folders to cut clips from: the default footage (``folder=None``) or every video
     file, and every folder of images, in ``folder`` (the folder itself when it holds images)."""
-    from flow.io import IMAGE_SUFFIXES, list_frames
-
     def frame_folder(d: Path) -> Source | None:
         try:
             files = list_frames(d)
@@ -246,11 +251,10 @@ def choose_starts(num_frames: int, cuts: set[int], length: int, n: int, seed: in
     return sorted(chosen)
 
 
-def read_clips(src: Source, n: int, seed: int, length: int = CLIP_FRAMES) -> list[Clip]:
+def read_clips(src: Source, n: int, seed: int, length: int = CLIP_FRAMES, max_size: int = 0) -> list[Clip]:
     """``n`` clips of ``length`` frames from ``src`` (two passes: count frames and find cuts, then read the
-    chosen frames only, so a long video never has to fit in memory). Short videos give none (a notice)."""
-    from flow.retime import SceneCutDetector
-
+    chosen frames only, so a long video never has to fit in memory). Short videos give none (a notice).
+    ``max_size`` > 0: frames whose longer side exceeds it are area-resized to fit (a notice)."""
     det = SceneCutDetector()
     cuts: set[int] = set()
     count, size, size_change = 0, None, None
@@ -284,7 +288,15 @@ def read_clips(src: Source, n: int, seed: int, length: int = CLIP_FRAMES) -> lis
             got[i] = f
         if i >= max(want):
             break
-    return [Clip(src.name, s, src.fps, torch.stack([got[s + d] for d in range(length)])) for s in starts]
+    clips = [Clip(src.name, s, src.fps, torch.stack([got[s + d] for d in range(length)])) for s in starts]
+    h, w = clips[0].frames.shape[-2:]
+    if max_size and max(h, w) > max_size:
+        size = (max(2, round(h * max_size / max(h, w))), max(2, round(w * max_size / max(h, w))))
+        _notice(f"{src.name}: {w}x{h} frames area-resized to {size[1]}x{size[0]} (WxH), the input of every method "
+                f"(--max-size 0 keeps them)")
+        for c in clips:
+            c.frames = F.interpolate(c.frames, size=size, mode="area")
+    return clips
 
 
 # ------------------------------------------------------------------------------------------------ tasks
@@ -329,23 +341,71 @@ def make_tasks(frames: torch.Tensor, clip: str = "clip", jobs_: tuple = JOBS) ->
 
 
 # ---------------------------------------------------------------------------------------------- methods
-Method = Callable[[str, dict], torch.Tensor]  # (job, task.inputs) -> (T, 3, h, w) output at any size; never the truth
+#: (job, task.inputs) -> (T, 3, h, w) output at any size, or (output, extra): never the truth. A method
+#: named ``mode@size`` is scored at that size only; other methods at both sizes.
+Method = Callable[[str, dict], "torch.Tensor | tuple[torch.Tensor, dict]"]
 
 
-def job_method(model, mode: str | None, *, seed: int = 0) -> Method:
-    """The public job API (``motionguide.jobs``) with ``model`` in ``mode`` (None = the job's default)."""
-    from motionguide import jobs
+class SharedInterpolator:
+    """The speed job's interpolator (``jobs.speed``'s default ``interpolator``), its passes shared by every
+    speed row of a clip: ``intermediate(f0, f1, times)`` (the contract ``jobs.speed(interpolator=...)``
+    documents) computed once per frame pair and times, copies handed out after that. Sharing changes no
+    output (the pass is deterministic); it saves the IFNet pass at the input's size, which is most of a speed
+    row's time. So that times stay honest, a reuse is charged the pass's measured time: :meth:`charge`
+    returns what the calls since the last :meth:`charge` would have cost unshared."""
 
-    kw = {} if mode is None else {"mode": mode}
+    def __init__(self):
+        default = inspect.signature(jobs.speed).parameters["interpolator"].default
+        self.inner = get_interpolator(default) if isinstance(default, str) else default
+        self.description = getattr(self.inner, "description", repr(self.inner))
+        self._cache: dict = {}
+        self._charged = 0.0
 
-    def run(job: str, i: dict) -> torch.Tensor:
+    @staticmethod
+    def _key(f0, f1, times) -> tuple:
+        digest = hashlib.sha1()
+        for f in (f0, f1):
+            digest.update(str(tuple(f.shape)).encode())
+            digest.update(f.detach().float().contiguous().cpu().numpy().tobytes())
+        return digest.hexdigest(), tuple(float(t) for t in times)
+
+    def intermediate(self, f0, f1, times, **kw):
+        key = (self._key(f0, f1, times), tuple(sorted(kw.items())))
+        if key not in self._cache:
+            t0 = time.perf_counter()
+            out = list(self.inner.intermediate(f0, f1, times, **kw))
+            self._cache[key] = (out, time.perf_counter() - t0)
+        else:
+            self._charged += self._cache[key][1]
+        return [type(r)(*(x.clone() for x in r)) if hasattr(r, "_fields") else tuple(x.clone() for x in r)
+                for r in self._cache[key][0]]
+
+    def __getattr__(self, name):  # anything else the job may ask: the interpolator itself
+        return getattr(self.inner, name)
+
+    def charge(self) -> float:
+        c, self._charged = self._charged, 0.0
+        return c
+
+    def clear(self) -> None:
+        self._cache.clear()
+
+
+def job_method(model, seed: int = 0, shared: SharedInterpolator | None = None, **kw) -> Method:
+    """The public job API (``motionguide.jobs``) with ``model`` and keyword arguments ``kw`` (none: the job's
+    defaults); speed with ``shared`` as its interpolator when given; extra: the JobResult's confidence,
+    flow-only warp and model share."""
+
+    def run(job: str, i: dict):
         if job.startswith("speed"):
-            r = jobs.speed(i["clip"], i["factor"], model=model, seed=seed, **kw)
+            r = jobs.speed(i["clip"], i["factor"], model=model, seed=seed,
+                           **({"interpolator": shared} if shared is not None else {}), **kw)
         elif job == "extend":
             r = jobs.extend(i["clip"], i["frames"], model=model, seed=seed, **kw)
         else:
             r = jobs.transfer(i["reference"], i["image"], model=model, seed=seed, **kw)
-        return r.frames
+        return r.frames, {"confidence": getattr(r, "confidence", None), "warped": r.warped,
+                          "model_share": getattr(r, "model_share", None)}
 
     return run
 
@@ -362,8 +422,6 @@ def _retime(inputs: dict, between: Callable) -> torch.Tensor:
 
 
 def ifnet_method() -> Method | str:
-    from flow.interpolate import get_interpolator
-
     interp = get_interpolator("auto")
     if interp.name != "ifnet":
         return f"no RIFE weights installed ({getattr(interp, 'auto_reason', interp.description)})"
@@ -382,8 +440,6 @@ def minterpolate_method() -> Method | str:
         exe = imageio_ffmpeg.get_ffmpeg_exe()
     except Exception as e:  # noqa: BLE001 - any failure to find the binary means: skip this peer
         return f"imageio-ffmpeg's ffmpeg not available ({e})"
-    from flow.io import read_image, write_image
-
     def run(job, inputs):
         kept = inputs["clip"]
         step = round(1 / inputs["factor"])
@@ -411,9 +467,6 @@ def average_method() -> Method:
 
 
 def constant_velocity_method() -> Method:
-    from flow.estimators import get_estimator
-    from flow.warp import backward_warp, reverse_flow
-
     est = get_estimator("dis")
 
     def run(job, inputs):
@@ -439,26 +492,31 @@ def repeat_last_method() -> Method:
     return run
 
 
-def build_methods(modes, *, seed: int = 0, models: dict | None = None) -> dict[str, Method]:
+def build_methods(modes, *, seed: int = 0, models: dict | None = None, shared: SharedInterpolator | None = None
+                  ) -> dict[str, Method]:
     """mode name -> method; unavailable peers are reported and left out. ``models``: mode -> loaded
-    embedded model for the model modes (loaded here through ``jobs.load_models`` when not given)."""
-    from motionguide import jobs
-
+    embedded model for the model modes (loaded here through ``jobs.load_models`` when not given);
+    ``shared``: the speed rows' shared interpolator (every row but ``default``, which runs as the CLI does)."""
     unknown = [m for m in modes if m not in MODES + EXTRA_MODES]
     if unknown:
         raise UserError(f"unknown mode(s) {unknown}; expected some of {list(MODES + EXTRA_MODES)}")
     models = dict(models or {})
     out: dict[str, Method] = {}
     for m in modes:
-        if m in MODEL_MODES:
-            if m not in models:
-                models[m] = jobs.load_models() if m == "default" else jobs.load_models(mode=m)
-            out[m] = job_method(models[m], None if m == "default" else m, seed=seed)
+        if m in MODEL_MODES and m not in models:
+            models[m] = jobs.load_models() if m == "default" else jobs.load_models(mode=m)
+        if m == "default":  # what the CLI does with no options: the job's defaults, the shipped model
+            out[m] = job_method(models[m], seed)
+        elif m in MODEL_MODES:
+            # at the input's size the model fills what the confidence does not trust; at the model's size its
+            # output as it is
+            out[f"{m}@input"] = job_method(models[m], seed, shared, mode=m, output_size="input", fill="model")
+            out[f"{m}@model"] = job_method(models[m], seed, shared, mode=m, output_size="model")
         elif m == "flow_only":
-            out[m] = job_method(None, "flow_only", seed=seed)
+            out[m] = job_method(None, seed, shared, mode="flow_only")
         elif m == "flow_only_grid":
             grid = models.get("default") or jobs.load_models(mode="flow_only")
-            out[m] = job_method(grid, "flow_only", seed=seed)
+            out[m] = job_method(grid, seed, shared, mode="flow_only", output_size="model")
         else:
             made = {"ifnet_retime": ifnet_method, "minterpolate": minterpolate_method, "average": average_method,
                     "constant_velocity": constant_velocity_method, "repeat_last": repeat_last_method}[m]()
@@ -491,8 +549,6 @@ class Truth:
     ``motion[size]``: the motion meter on the true frames (transfer's motion EPE)."""
 
     def __init__(self, task: Task, estimator, model_size, clip_back: torch.Tensor | None = None):
-        from flow.warp import resize_flow
-
         self.task, self.est, self.model_size = task, estimator, tuple(model_size)
         n = task.truth.shape[0]
         full = clip_back[: n - 1] if clip_back is not None else estimator(task.truth[1:], task.truth[:-1])
@@ -512,18 +568,34 @@ class Truth:
     def stability(self, frames: torch.Tensor, size: str) -> float:
         """Mean |backward_warp(o_t, F_true(t+1 -> t)) - o_t+1| in 8-bit levels over the pairs that hold a
         generated frame."""
-        from flow.warp import backward_warp
-
         g = self.task.generated
         pairs = [i for i in range(frames.shape[0] - 1) if i in g or i + 1 in g]
         warped = backward_warp(frames[pairs], self.back[size][pairs])
         return float((warped - frames[[i + 1 for i in pairs]]).abs().mean()) * 255
 
+    def fill_scores(self, out: torch.Tensor, extra: dict) -> dict:
+        """Where the job's confidence sent pixels to the model (weight 1 - confidence, generated frames, the
+        input's size): ``psnr_fill`` of the output there, ``psnr_fill_warp`` of the job's own flow-only warp
+        there, ``fill_weight`` the mean weight; and the job's ``model_share``. Empty when the job reports no
+        confidence at the input's size or the model supplied nothing."""
+        conf, warped, share = extra.get("confidence"), extra.get("warped"), extra.get("model_share")
+        t, g = self.frames["input"], self.task.generated
+        if conf is None or warped is None or not share or tuple(conf.shape[-2:]) != tuple(t.shape[-2:]):
+            return {}
+        w = (1 - conf[g].float().clamp(0, 1)).expand(-1, 3, -1, -1)
+        if float(w.sum()) < 1:
+            return {}
+
+        def wpsnr(x):
+            mse = float(((_q8(x[g]) - t[g]) ** 2 * w).sum() / w.sum())
+            return min(10 * math.log10(1 / max(mse, 1e-10)), PSNR_CAP)
+
+        return {"psnr_fill": wpsnr(out), "psnr_fill_warp": wpsnr(warped), "fill_weight": float(w.mean()),
+                "model_share": float(share)}
+
     def score(self, out: torch.Tensor, size: str) -> dict:
         """PSNR, SSIM (generated frames), stability of output ``(T, 3, h, w)`` at ``size`` (``input`` /
         ``model``); transfer: also ``motion_epe``."""
-        from flow.metrics import epe, psnr, ssim
-
         o, t, g = _resize(out, self.sizes[size]), self.frames[size], self.task.generated
         res = {"psnr": min(psnr(o[g], t[g]), PSNR_CAP), "ssim": ssim(o[g], t[g]), "stability": self.stability(o, size)}
         if self.task.job == "transfer":
@@ -547,19 +619,17 @@ def _collect_notices(seen: set):
 
 
 def run_benchmark(clips: list[Clip], methods: dict[str, Method], model_size, *, jobs_=JOBS,
-                  progress: bool = True) -> dict:
+                  progress: bool = True, shared: SharedInterpolator | None = None) -> dict:
     """Every method on every task of every clip; returns ``{"per_clip": [...], "truth_stability": {...}}``.
     Methods are interleaved per task (load changes on a shared machine hit all of them alike); each gets
     ``task.inputs`` only."""
-    from tqdm import tqdm
-
-    from flow.estimators import get_estimator
-
     est = get_estimator("dis")
     per_clip: list[dict] = []
     floor: dict = {}
     seen: set = set()
     for clip in tqdm(clips, desc="clips", unit="clip", disable=not progress, file=sys.stderr):
+        if shared is not None:
+            shared.clear()
         with torch.inference_mode():
             back = est(clip.frames[1:], clip.frames[:-1])  # the true frames' flow, shared by the tasks
         for job, task in make_tasks(clip.frames, clip.name, jobs_).items():
@@ -568,19 +638,23 @@ def run_benchmark(clips: list[Clip], methods: dict[str, Method], model_size, *, 
                 for s in SIZES:
                     floor.setdefault((job, s), []).append(truth.stability(truth.frames[s], s))
             for name, fn in methods.items():
-                if job not in APPLIES[name]:
+                mode, _, only = name.partition("@")
+                if job not in APPLIES[mode]:
                     continue
                 t0 = time.perf_counter()
                 with _collect_notices(seen), torch.inference_mode():
                     out = fn(job, task.inputs)
-                sec = time.perf_counter() - t0
+                sec = time.perf_counter() - t0 + (shared.charge() if shared is not None else 0.0)
+                out, extra = out if isinstance(out, tuple) else (out, {})
                 if out.shape[0] != task.truth.shape[0]:
                     raise RuntimeError(f"{name} on {job}: {out.shape[0]} output frames, expected {task.truth.shape[0]}")
                 out = _q8(out)
-                for s in SIZES:
+                for s in (only,) if only else SIZES:
                     with torch.inference_mode():
                         m = truth.score(out, s)
-                    per_clip.append({"clip": clip.name, "job": job, "mode": name, "size": s,
+                        if s == "input":
+                            m.update(truth.fill_scores(out, extra))
+                    per_clip.append({"clip": clip.name, "job": job, "mode": mode, "size": s,
                                      "out_size": list(out.shape[-2:]), "input_size": list(task.truth.shape[-2:]),
                                      **{k: round(v, 4) for k, v in m.items()},
                                      "seconds_per_frame": round(sec / len(task.generated), 4)})
@@ -627,6 +701,26 @@ PAIRS = ([(m, "flow_only") for m in MODEL_MODES]
          + [("flow_only", p) for p in ("ifnet_retime", "minterpolate", "constant_velocity")])
 #: informational pairs against the warp at the model's grid (not in issue 17's schema: JSON "extra_paired")
 EXTRA_PAIRS = [(m, "flow_only_grid") for m in MODEL_MODES]
+
+
+def fill_summary(per_clip: list[dict]) -> list[dict]:
+    """Per (job, mode) at the input's size, where the job reports a confidence and the model supplied
+    pixels: mean ``psnr_fill`` (the output inside the model's pixels, weight 1 - confidence), mean
+    ``psnr_fill_warp`` (the job's warp there), their paired per-clip difference and SE, the mean
+    ``fill_weight`` and ``model_share``."""
+    out = []
+    for job in JOBS:
+        for mode in MODES:
+            rr = [r for r in per_clip if (r["job"], r["mode"], r["size"]) == (job, mode, "input") and "psnr_fill" in r]
+            if not rr:
+                continue
+            d = [r["psnr_fill"] - r["psnr_fill_warp"] for r in rr]
+            se = statistics.stdev(d) / math.sqrt(len(d)) if len(d) >= 2 else None
+            out.append({"job": job, "mode": mode, "clips": len(rr), "psnr_fill": _mean(r["psnr_fill"] for r in rr),
+                        "psnr_fill_warp": _mean(r["psnr_fill_warp"] for r in rr), "mean": round(statistics.fmean(d), 4),
+                        "se": None if se is None else round(se, 4), "fill_weight": _mean(r["fill_weight"] for r in rr),
+                        "model_share": _mean(r["model_share"] for r in rr)})
+    return out
 
 
 def all_paired(per_clip: list[dict], pairs=PAIRS, sizes=SIZES) -> list[dict]:
@@ -682,6 +776,12 @@ def format_tables(result: dict) -> list[str]:
         lines.append("stab of the true frames themselves (warp and flow error alone), in / mdl: " + ", ".join(
             f"{j} {_f(floor.get(f'{j}/input'), '.2f')} / {_f(floor.get(f'{j}/model'), '.2f')}"
             for j in JOBS if f"{j}/input" in floor))
+    if result.get("fill"):
+        lines += ["", "Inside the pixels the job's confidence gives the model (weight 1 - confidence, generated frames, "
+                  "input's size): PSNR of the output there vs the job's warp there, paired per clip (dB):"]
+        lines += [f"  {f['job']:9s} {f['mode']:13s} output {_f(f['psnr_fill'])} vs warp {_f(f['psnr_fill_warp'])}: "
+                  f"{_pm(f)}; those pixels are {100 * f['fill_weight']:.1f}% of the frames (model share "
+                  f"{100 * f['model_share']:.1f}%)" for f in result["fill"]]
     lines += ["", "Paired per-clip PSNR differences a - b, mean +- SE (dB), in / mdl:"]
     pairs = result["paired"] + result.get("extra_paired", [])
     keys = list(dict.fromkeys((p["job"], p["a"], p["b"]) for p in pairs))
@@ -738,7 +838,13 @@ def format_targets(result: dict) -> list[str]:
             f"5 kept frames -> 9 here, not the issue's 9 -> 17)")
     else:
         lines.append("- [not measured] slow-motion time vs retime: no 480x360 clip or no IFNet row in this run")
-    lines.append("- [not measured here] PSNR inside the confidence mask, benchmarks/motion.py's steering targets")
+    for f in result.get("fill", []):
+        if f["mode"] in ("both", "training_free"):
+            say(f["mean"] >= 0, f"where the confidence sends pixels to the model, the output beats the warp there "
+                f"({f['job']}, {f['mode']}, fill model): {_f(f['psnr_fill'])} vs {_f(f['psnr_fill_warp'])} dB, {_pm(f)}")
+    if not result.get("fill"):
+        lines.append("- [not measured] PSNR inside the confidence mask: no model-filled row in this run")
+    lines.append("- [not measured here] benchmarks/motion.py's steering targets")
     return lines
 
 
@@ -748,6 +854,7 @@ def build_result(res: dict, clips: list[Clip], model_size, *, seed: int = 0, sec
     result = {"rows": summarise(res["per_clip"]), "paired": all_paired(res["per_clip"]),
               "extra_rows": summarise(res["per_clip"], EXTRA_MODES),
               "extra_paired": all_paired(res["per_clip"], EXTRA_PAIRS, ("model",)),
+              "fill": fill_summary(res["per_clip"]),
               "per_clip": res["per_clip"], "truth_stability": res["truth_stability"],
               "meta": {"clips": [c.name for c in clips], "clip_frames": CLIP_FRAMES, "model_size": list(model_size),
                        "seed": seed, "threads": torch.get_num_threads(),
@@ -768,6 +875,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None, metavar="OUT", help="write rows, paired differences and per-clip values")
     ap.add_argument("--clips", type=int, default=4, metavar="N", help="clips per video (default 4)")
     ap.add_argument("--seed", type=int, default=0, help="sampling seed and clip placement (default 0)")
+    ap.add_argument("--max-size", type=int, default=MAX_SIZE, metavar="PX",
+                    help=f"area-resize frames whose longer side is above PX to fit (default {MAX_SIZE}; 0 = never)")
     ap.add_argument("--modes", default=",".join(MODES + EXTRA_MODES), help="comma-separated subset of the rows' modes")
     ap.add_argument("--jobs", default=",".join(JOBS), help="comma-separated subset of the jobs")
     ap.add_argument("--threads", type=int, default=0, help="torch and OpenCV threads (default 0 = their defaults)")
@@ -790,8 +899,6 @@ def _main(args) -> int:
     if bad:
         raise UserError(f"unknown mode(s) or job(s) {bad}; modes: {list(MODES)}, jobs: {list(JOBS)}")
     if args.json:
-        from flow.atomic import check_output_path
-
         try:
             check_output_path(args.json)
         except (ValueError, OSError) as e:
@@ -806,16 +913,15 @@ def _main(args) -> int:
         cv2.setNumThreads(args.threads)
     torch.set_flush_denormal(True)
     sources = find_sources(Path(args.videos) if args.videos else None)
-    clips = [c for s in sources for c in read_clips(s, args.clips, args.seed)]
+    clips = [c for s in sources for c in read_clips(s, args.clips, args.seed, max_size=args.max_size)]
     if not clips:
         raise UserError(f"no clip of {CLIP_FRAMES} frames could be cut from {args.videos or DATA}: every video is "
                         f"shorter or unreadable (see the notices above)")
-    from motionguide import jobs
-
     models = {m: (jobs.load_models() if m == "default" else jobs.load_models(mode=m)) for m in modes if m in MODEL_MODES}
     probe = next(iter(models.values()), None) or jobs.load_models(mode="unguided")
     model_size = (probe.config.height, probe.config.width)
-    methods = build_methods(modes, seed=args.seed, models=models)
+    shared = SharedInterpolator()
+    methods = build_methods(modes, seed=args.seed, models=models, shared=shared)
     print(f"threads={torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; "
           f"{len(clips)} clips of {CLIP_FRAMES} frames from {len(sources)} sources: "
           + ", ".join(f"{s.name} ({sum(c.source == s.name for c in clips)}, "
@@ -824,21 +930,22 @@ def _main(args) -> int:
     for n, fn in methods.items():
         if getattr(fn, "description", None):
             print(f"  {n}: {fn.description}")
+    print(f"  speed rows but default share one pass per clip of the job's interpolator: {shared.description}")
     # first calls build caches and lazy objects: not part of any timing
     warm = make_tasks(clips[0].frames[:, :, :64, :64].contiguous(), "warm-up", jobs_)
-    with _collect_notices(set()), torch.inference_mode():
+    with contextlib.redirect_stderr(io.StringIO()), torch.inference_mode():
         for name, fn in methods.items():
             for job, task in warm.items():
-                if job in APPLIES[name]:
+                if job in APPLIES[name.partition("@")[0]]:
                     fn(job, task.inputs)
-    res = run_benchmark(clips, methods, model_size, jobs_=jobs_, progress=not args.no_progress)
+    shared.clear()
+    shared.charge()
+    res = run_benchmark(clips, methods, model_size, jobs_=jobs_, progress=not args.no_progress, shared=shared)
     elapsed = time.perf_counter() - t_start
     result = build_result(res, clips, model_size, seed=args.seed, seconds=elapsed)
     print("\n".join(result.pop("_lines")))
     print(f"\nrun time {elapsed:.0f} s ({len(clips)} clips)")
     if args.json:
-        from flow.atomic import atomic_path
-
         with atomic_path(args.json) as tmp:
             Path(tmp).write_text(json.dumps(result, indent=1))
         print(f"wrote {args.json}")

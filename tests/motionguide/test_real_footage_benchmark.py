@@ -111,6 +111,33 @@ def test_held_out_frames_never_reach_a_method(bench, footage):
     assert any("not measured" in t for t in result["targets"])  # the model rows are not in this run
 
 
+def test_model_modes_run_at_both_sizes_with_the_shipped_model(bench):
+    """A model mode runs twice: at the input's size with the model filling what the confidence does not
+    trust (scored there, with the fill metrics when the model supplied pixels), and at the model's size."""
+    methods = bench.build_methods(["both"])
+    assert set(methods) == {"both@input", "both@model"}
+    clip = bench.Clip("pan", 0, 12.0, _moving(9))
+    res = bench.run_benchmark([clip], methods, (32, 32), jobs_=("extend",), progress=False)
+    rows = {(r["mode"], r["size"]): r for r in res["per_clip"]}
+    assert set(rows) == {("both", "input"), ("both", "model")}
+    assert rows[("both", "input")]["out_size"] == [48, 64] and rows[("both", "model")]["out_size"] == [32, 32]
+    fill = bench.fill_summary(res["per_clip"])
+    assert [f["mode"] for f in fill] == ["both"]  # content enters the frame: the model fills it
+    assert all(math.isfinite(f["psnr_fill"]) and 0 < f["model_share"] <= 1 for f in fill)
+
+
+def test_shared_interpolator_changes_no_output_and_charges_reuse(bench):
+    task = bench.make_tasks(_moving(9), "x", ("speed0.5",))["speed0.5"]
+    shared = bench.SharedInterpolator()
+    plain = bench.job_method(None, 0, mode="flow_only")("speed0.5", task.inputs)[0]
+    run = bench.job_method(None, 0, shared, mode="flow_only")
+    first = run("speed0.5", task.inputs)[0]
+    assert shared.charge() == 0  # the first call computed the passes
+    again = run("speed0.5", task.inputs)[0]
+    assert shared.charge() > 0  # the second reused them and is charged their time
+    assert torch.equal(first, plain) and torch.equal(again, plain)
+
+
 def test_minterpolate_keeps_the_kept_frames_in_place(bench):
     fn = bench.minterpolate_method()
     if isinstance(fn, str):
