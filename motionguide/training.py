@@ -150,6 +150,8 @@ class Recipe:
 
     model: torch.nn.Module
     prepared: torch.nn.Module | None = None
+    #: True when ``loss`` runs ``prepared`` (DDP then averages the gradients); False: the loop averages them
+    forwards_through_prepared: bool = False
 
     def trainable(self) -> list[tuple[str, torch.nn.Parameter]]:
         """``[(name, parameter)]`` that train; everything else of ``model`` is frozen by the loop."""
@@ -272,6 +274,12 @@ def run_training(cfg: LoopConfig, make_recipe: Callable[[], Recipe], *, config: 
             loss = recipe.loss(step, accelerator.process_index, g)
         opt.zero_grad(set_to_none=True)
         accelerator.backward(loss)
+        if accelerator.num_processes > 1 and not recipe.forwards_through_prepared:
+            # the recipe computed its loss without the wrapped forward, so DDP's hooks did not average the
+            # gradients: average them here
+            for p in params:
+                if p.grad is not None:
+                    p.grad.copy_(accelerator.reduce(p.grad, reduction="mean"))
         accelerator.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
         with torch.no_grad():

@@ -61,6 +61,8 @@ def transformer_config(transformer: Any) -> dict:
 class PipelineRecipe(Recipe):
     """MoG adapters (and optionally a LoRA and the first blocks) for one pipeline; see the module docstring."""
 
+    forwards_through_prepared = True  # the loss runs the DDP-wrapped transformer
+
     def __init__(self, cfg: PipelineTrainConfig, folder: PipelineFolder, specs: list[ClipSpec], num_frames: int, *,
                  notice: Callable[[str], None], log: Callable[[str], None]):
         self.cfg, self.folder, self.num_frames = cfg, folder, num_frames

@@ -96,3 +96,42 @@ def test_config_is_validated():
     for bad in ({"steps": 0}, {"lr": 0}, {"mixed_precision": "fp8"}, {"ema": 1.0}):
         with pytest.raises(ValueError):
             LoopConfig(**{"kind": "k", "steps": 1, "out": "o", "lr": 1.0, **bad})
+
+
+@pytest.mark.slow
+def test_a_recipe_outside_the_wrapped_forward_still_averages_gradients_under_torchrun(tmp_path):
+    """Two processes draw different batches (the generator is seeded by rank); the loop averages the
+    gradients of a recipe whose loss does not run the DDP-wrapped forward (the embedded recipes), so the
+    weights stay identical on both ranks."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    script = tmp_path / "ddp.py"
+    script.write_text(textwrap.dedent(f"""
+        import torch
+        from motionguide.training import LoopConfig, Recipe, run_training
+
+        class Line(Recipe):
+            def __init__(self):
+                self.model = torch.nn.Linear(1, 1)
+            def trainable(self):
+                return list(self.model.named_parameters())
+            def loss(self, step, rank, generator):
+                if step == 5:
+                    print(f"rank {{rank}} w {{self.model.weight.item()!r}}", flush=True)
+                x = torch.randn(16, 1, generator=generator)
+                return ((self.model(x) - (3 * x - 1)) ** 2).mean()
+            def export(self, folder, metrics):
+                pass
+
+        run_training(LoopConfig(kind="line", steps=6, out={str(tmp_path / "out")!r}, lr=0.1, checkpoint_every=6,
+                                progress=False), Line, log=lambda m: None)
+    """))
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script)],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    weights = sorted(line.split()[-1] for line in res.stdout.splitlines() if line.startswith("rank "))
+    assert len(weights) == 2 and weights[0] == weights[1], res.stdout
