@@ -215,9 +215,9 @@ def run_training(cfg: LoopConfig, make_recipe: Callable[[], Recipe], *, config: 
         p.requires_grad_(False)
     for p in params:
         p.requires_grad_(True)
-    ema = {n: p.detach().clone() for n, p in named}
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.99))
     model, opt = accelerator.prepare(recipe.model, opt)
+    ema = {n: p.detach().clone() for n, p in named}  # after prepare: on the device the model trains on
     recipe.model, recipe.prepared = accelerator.unwrap_model(model), model
     step, losses = 0, []
     if state is not None:
