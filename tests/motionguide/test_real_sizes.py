@@ -290,7 +290,9 @@ def test_gpu_bench_tiny_writes_every_section(tmp_path):
     bench.run(tiny=True, out=out, log=lambda m: None)
     data = json.loads(out.read_text())
     assert data["errors"] == {} and data["environment"]["tiny"] is True and data["seconds"]["total"] > 0
-    assert set(data["sections"]) == {"guidance", "activation", "ifnet"}
+    assert set(data["sections"]) == {"guidance", "activation", "trainer", "ifnet"}
+    t = data["sections"]["trainer"]
+    assert t["gradient_checkpointing"] and t["steps_per_s"] > 0 and t["trainable_parameters"] > 0
     g = data["sections"]["guidance"]
     assert g["model"] == "Wan2.1-T2V-1.3B" and g["tokens"] == [3, 4, 4] and g["guided_blocks"] == 1
     assert set(g["ms"]) == {"unhooked", "plain", "ref", "inb"} and all(v > 0 for v in g["ms"].values())
