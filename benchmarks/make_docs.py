@@ -47,10 +47,23 @@ def real_footage(d: dict) -> list[str]:
     lines = _table(["job", "mode", "size", "PSNR", "SSIM", "stability (lower is steadier)", "s / frame"],
                    [[r["job"], r["mode"], r["size"], _f(r["psnr"]), _f(r["ssim"], 3), _f(r["stability"], 4),
                      _f(r["seconds_per_frame"], 3)] for r in rows])
-    if d.get("paired"):
-        lines += ["", "Paired per-clip differences (a - b, dB PSNR, +- standard error):", ""]
+    paired = d.get("paired", []) + d.get("extra_paired", [])
+    if paired:
+        lines += ["", "Paired per-clip differences (a - b, dB PSNR, +- standard error; `flow_only_grid` is the warp "
+                  "at the model's 32x32 grid):", ""]
         lines += _table(["job", "size", "a", "b", "mean", "SE"],
-                        [[p["job"], p["size"], p["a"], p["b"], f"{p['mean']:+.2f}", _f(p["se"])] for p in d["paired"]])
+                        [[p["job"], p["size"], p["a"], p["b"], f"{p['mean']:+.2f}", _f(p["se"])] for p in paired])
+    if d.get("fill"):
+        lines += ["", "Inside the pixels the confidence gives the model (`--fill model`), PSNR of the output and of "
+                  "the warp there:", ""]
+        lines += _table(["job", "mode", "output", "warp", "difference", "SE", "share of pixels"],
+                        [[f["job"], f["mode"], _f(f["psnr_fill"]), _f(f["psnr_fill_warp"]), f"{f['mean']:+.2f}",
+                          _f(f["se"]), f"{100 * f['fill_weight']:.1f} %"] for f in d["fill"]])
+    meta = d.get("meta", {})
+    if meta.get("clips"):
+        lines += ["", f"Clips ({len(meta['clips'])}, {meta.get('clip_frames')} frames each): "
+                  + ", ".join(meta["clips"]) + f"; {meta.get('seconds')} s in all."]
+    lines += ["", "Targets (issue 17):", ""] + [f"- {t}" for t in d.get("targets", [])]
     return lines
 
 
@@ -131,11 +144,16 @@ def readme_block() -> str:
     lines = [START, ""]
     d = _load("real_footage")
     if d:
-        lines += ["Real footage, at the input's resolution (paired per clip, +- SE):", ""]
-        lines += _table(["job", "a", "b", "mean dB", "SE"],
-                        [[p["job"], p["a"], p["b"], f"{p['mean']:+.2f}", _f(p["se"])]
-                         for p in d.get("paired", []) if p["size"] == "input"])
-        lines.append("")
+        lines += ["The jobs on real footage (clips cut from `../shared/data`, scored against held-out real frames), "
+                  "mean PSNR (dB) at the input's resolution:", ""]
+        rows = {(r["job"], r["mode"]): r for r in d["rows"] if r["size"] == "input"}
+        jobs_ = sorted({j for j, _ in rows})
+        modes = ["default", "flow_only", "both", "training_free", "ifnet_retime", "minterpolate", "constant_velocity",
+                 "repeat_last", "average", "unguided"]
+        modes = [m for m in modes if any((j, m) in rows for j in jobs_)]
+        lines += _table(["job", *modes], [[j, *[_f(rows[(j, m)]["psnr"]) if (j, m) in rows else "-" for m in modes]]
+                                          for j in jobs_])
+        lines += ["", "Targets:", ""] + [f"- {t}" for t in d.get("targets", [])] + [""]
     d = _load("interpolate")
     if d:
         lines += ["Interpolation targets:", ""] + [f"- {t}" for t in d.get("targets", [])] + [""]

@@ -1,14 +1,19 @@
-"""The three jobs: motion transfer, speed change and extension, on the embedded model by default.
+"""The three jobs: motion transfer, speed change and extension.
 
-Each job builds one :class:`~motionguide.guidance.Guidance` for the whole output with the plugin's builders
-(flows estimated by the flow core at the input's resolution), resizes it to the model's grid, and
-generates the output in windows of the model's length (:mod:`motionguide.embedded.windows`). Frames that
-are real input frames are kept exactly.
+Each job builds one :class:`~motionguide.guidance.Guidance` for the whole output with the plugin's builders,
+at the input's resolution (speed takes its in-betweens' motion from the best installed interpolator, as MoG
+takes it from a flow-based interpolation model). Then, by ``output_size``:
 
-Sizes: the embedded model makes 32x32 clips; inputs are area-resized to it (a notice says so) and the output
-is at the model's size. An image whose size differs from the reference (``transfer``) is resized to the
-reference's size with a notice. ``--pipeline`` runs the same guidance through a diffusers pipeline at the
-pipeline's own resolution instead.
+* ``"input"`` (default): the flow-based synthesis at the input's resolution (:mod:`motionguide.warping`),
+  with a per-pixel confidence (:mod:`motionguide.compositing`); the pixels it does not trust are filled by
+  ``fill``: the warp itself (default: the 32x32 embedded model scores below it there on real footage,
+  ``benchmarks/real_footage.py``), or the embedded model's output, upsampled and blended in across scales;
+* ``"model"``: the guidance resized to the embedded model's 32x32 grid and generated in windows of its
+  length (:mod:`motionguide.embedded.windows`), the model's output as it is.
+
+Frames that are real input frames are kept exactly. An image whose size differs from the reference
+(``transfer``) is resized to the reference's size with a notice. ``--pipeline`` runs the same guidance
+through a diffusers pipeline at the pipeline's own resolution instead.
 
 Shapes: clips ``(T, 3, H, W)`` float in [0, 1] (one clip, no batch) at this API.
 """
