@@ -15,7 +15,9 @@ Methods (all in the same process, same thread count, each output rounded to 8 bi
 * ``rife-v3.6``, ``rife-v4.25``: the peers, run through the wheels' own code (benchmarks/rife_peers.py).
 * ``plain-dis``: OpenCV DIS PRESET_MEDIUM both ways, linear intermediate-flow approximation, backward warp,
   linear blend (the baseline of issue 4).
-* ``mg-*``: motionguide (flow.interpolate): ``mg-dis`` (the weight-free default), its ablations
+* ``mg-auto``: exactly what ``motionguide interpolate a.png b.png`` runs by default (``get_interpolator("auto")``:
+  RIFE v3.6 with its flip ensemble when installed).
+* ``mg-*``: motionguide (flow.interpolate): ``mg-dis`` (the weight-free backend), its ablations
   ``mg-dis-linear`` (linear reversal only) and ``mg-dis-splat`` (splatting reversal only), ``mg-farneback``,
   ``mg-ifnet-v3.6`` / ``mg-ifnet-v4.25`` (our IFNet with each checkpoint), ``mg-ifnet-v3.6-tta`` (flip TTA),
   ``mg-ifnet-v3.6+dis`` (v3.6's and dis's intermediate flows averaged), ``mg-raft_small`` / ``mg-raft_large`` (only when torchvision's RAFT weights are cached).
@@ -32,7 +34,7 @@ pipeline at 720p took 4.2 s instead of 0.26 s with 2 spinning threads); passive 
 changes nothing for an idle machine. ``--threads 1`` gives the single-thread figures.
 
 Prints per-sequence rows, a summary table (mean PSNR / SSIM per dataset, median seconds per frame at native
-size and at 1280x720), motionguide-to-peer ratios, and the issue 4 targets with pass/fail.
+size and at 1280x720), motionguide-to-peer ratios, and the issue 4 and issue 15 targets with pass/fail.
 """
 from __future__ import annotations
 
@@ -204,6 +206,7 @@ def build_methods(names: list[str] | None) -> dict[str, Callable]:
         "rife-v3.6": lambda: _peer("v3.6"),
         "rife-v4.25": lambda: _peer("v4.25"),
         "plain-dis": _plain_dis,
+        "mg-auto": lambda: _mg("auto"),
         "mg-dis": lambda: _mg("dis"),
         "mg-dis-half": lambda: _mg("dis", scale=0.5),  # flow at 1/2 instead of the automatic 1/3 on 720p
         "mg-dis-linear": lambda: _mg("dis", reversal="linear"),
@@ -369,7 +372,37 @@ def print_targets(rows, summ) -> list[str]:
                  if ds in summ["mg-dis"] and ds in summ["ffmpeg-minterpolate"]]
         say(all(a > b for _, a, b in cells),
             "mg-dis beats ffmpeg minterpolate on every dataset: " + ", ".join(f"{d} {a - b:+.2f} dB" for d, a, b in cells))
+    print_auto_targets(rows, summ, say)
     return lines
+
+
+def _paired_ratio(rows, a: str, b: str, dataset: str) -> float | None:
+    """Median over the frames of ``dataset`` of a's time / b's time on the same frame (measured back to back)."""
+    tb = {r["sequence"]: r["seconds"] for r in rows if r["method"] == b and r["dataset"] == dataset}
+    ratios = [r["seconds"] / tb[r["sequence"]] for r in rows
+              if r["method"] == a and r["dataset"] == dataset and tb.get(r["sequence"])]
+    return statistics.median(ratios) if ratios else None
+
+
+def print_auto_targets(rows, summ, say) -> None:
+    """Issue 15: the default (mg-auto) ahead of RIFE v3.6 by 0.3 dB on Middlebury, within RIFE v3.6's time."""
+    if "mg-auto" not in summ or "rife-v3.6" not in summ:
+        return
+    print("\nIssue 15 targets (mg-auto = what `motionguide interpolate a.png b.png` runs by default)")
+    mine, peer = summ["mg-auto"], summ["rife-v3.6"]
+    held = [d for d in DATASETS if d != "middlebury" and d in mine and d in peer]
+    if held:
+        print("  mg-auto - rife-v3.6 on the hold-out sets: " +
+              ", ".join(f"{d} {mine[d][0] - peer[d][0]:+.2f} dB" for d in held))
+    if "middlebury" in mine and "middlebury" in peer:
+        d = mine["middlebury"][0] - peer["middlebury"][0]
+        say(d >= 0.3, f"mg-auto {mine['middlebury'][0]:.2f} dB vs rife-v3.6 {peer['middlebury'][0]:.2f} dB on Middlebury: "
+                      f"{d:+.2f} dB (>= +0.3)")
+    if mine["720p_s"] and peer["720p_s"]:
+        ratio = mine["720p_s"] / peer["720p_s"]
+        paired = _paired_ratio(rows, "mg-auto", "rife-v3.6", "bbb")
+        say(ratio <= 1.0, f"mg-auto {mine['720p_s']:.2f} s vs rife-v3.6 {peer['720p_s']:.2f} s per 720p frame: "
+                          f"{ratio:.2f}x (<= 1.0; median of per-frame ratios {_fmt(paired, '.2f')})")
 
 
 def main(argv=None) -> int:

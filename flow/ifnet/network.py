@@ -35,6 +35,7 @@ class IFNet(nn.Module):
     Attributes:
         version: ``"v3.6"`` or ``"v4.25"``.
         supports_arbitrary_t: False for v3.6 (t = 0.5 per pass; other t by recursive bisection).
+        supports_spread: True for v3.6: ``intermediate(..., spread=True)`` also says where it is unsure.
         checkpoint: the registry entry (:class:`~flow.rife_weights.RifeCheckpoint`) of the loaded file, if known.
         source: path of the loaded file (None for random init).
         max_batch: at most this many (frame pair, t) items go through the network in one batch.
@@ -42,6 +43,7 @@ class IFNet(nn.Module):
 
     version: str = ""
     supports_arbitrary_t: bool = False
+    supports_spread: bool = False
     pad_base: int = 32
     block_scales: tuple[float, ...] = ()
 
@@ -147,17 +149,22 @@ class IFNet(nn.Module):
         return F.pad(x, (0, pw, 0, ph)) if ph or pw else x
 
     @torch.no_grad()
-    def intermediate(self, frame0: torch.Tensor, frame1: torch.Tensor, ts: Sequence[float], *, scale: float = 1.0):
+    def intermediate(self, frame0: torch.Tensor, frame1: torch.Tensor, ts: Sequence[float], *, scale: float = 1.0,
+                     spread: bool = False):
         """Intermediate flows and blend masks for each time in ``ts``.
 
         Args:
             frame0, frame1: (B, 3, H, W) float RGB in [0, 1], any H, W (padded internally, outputs cropped).
             ts: times in (0, 1); all are batched through the network at once (v4.25).
             scale: 0.25 .. 4; use 0.5 for 4K input (coarser flow, faster).
+            spread: v3.6 only: also return, per t, ``spread`` (B, 1, H, W) pixels: half the distance between the
+                finest block's flow estimates from the two frame orders (v3.6 runs every block on both), at
+                the t = 0.5 pass between the two frames; large where the network is unsure. Free: no extra pass.
 
         Returns:
-            One ``(flow_t0, flow_t1, mask)`` per t: flow_t0, flow_t1 (B, 2, H, W) float pixels (backward flows:
-            frame t is frame0 sampled at ``x + flow_t0(x)``), mask (B, 1, H, W) in [0, 1], frame0's blend weight.
+            One ``(flow_t0, flow_t1, mask)`` (with ``spread``: ``(flow_t0, flow_t1, mask, spread)``) per t:
+            flow_t0, flow_t1 (B, 2, H, W) float pixels (backward flows: frame t is frame0 sampled at
+            ``x + flow_t0(x)``), mask (B, 1, H, W) in [0, 1], frame0's blend weight.
             For v3.6 and t != 0.5 the flows are composed along the bisection chain (see README_ifnet.md).
         """
         ts = check_times(ts)
@@ -166,8 +173,14 @@ class IFNet(nn.Module):
         f0, f1 = self._prepare(frame0, frame1)
         h, w = f0.shape[-2:]
         p0, p1 = self._pad(f0, scale), self._pad(f1, scale)
-        results = self._intermediate_padded(p0, p1, ts, scale)
         crop = lambda x: x[..., :h, :w].to(out_device, out_dtype)  # noqa: E731
+        if spread:
+            if not self.supports_spread:
+                raise ValueError(f"spread=True: IFNet {self.version} runs each block once, so it has no second "
+                                 "estimate to compare (v3.6 has)")
+            results = self._intermediate_padded(p0, p1, ts, scale, spread=True)
+            return [(crop(fl[:, :2]), crop(fl[:, 2:4]), crop(m), crop(sp)) for fl, m, sp in results]
+        results = self._intermediate_padded(p0, p1, ts, scale)
         return [(crop(fl[:, :2]), crop(fl[:, 2:4]), crop(m)) for fl, m in results]
 
     @torch.no_grad()

@@ -21,6 +21,7 @@ __all__ = ["IFNetV3"]
 class IFNetV3(IFNet):
     version = "v3.6"
     supports_arbitrary_t = False
+    supports_spread = True
     pad_base = RifeWeights.V3_6.value.pad_base
     block_scales = RifeWeights.V3_6.value.block_scales
 
@@ -31,7 +32,10 @@ class IFNetV3(IFNet):
         self.block1 = BlockV3(7 + 4, c=90)
         self.block2 = BlockV3(7 + 4, c=90)
 
-    def forward(self, img0, img1, t=None, *, scale=1.0, warp_frames=True):
+    def forward(self, img0, img1, t=None, *, scale=1.0, warp_frames=True, spread=False):
+        """See :meth:`IFNet.forward`. With ``spread=True`` a fourth output: (N, 1, H, W) pixels, how far the
+        finest block's estimates from the two frame orders lie apart (half their difference, the length over
+        the 4 flow channels): where it is large the network is unsure of the motion."""
         cl = is_channels_last(self.block0.conv0[0][0].weight)
         dt, wd = self.dtype, self.warp_dtype  # convs in dt; frames, flows and warps in wd (float32 for half)
         img0, img1 = img0.to(wd), img1.to(wd)
@@ -58,11 +62,14 @@ class IFNetV3(IFNet):
             # Average A with B mapped back (resizing is linear, so averaging before upsampling is the same).
             df = resize((f[:n] + swap_directions(f[n:])) * 0.5, s) * s
             dm = resize((m[:n] - m[n:]) * 0.5, s)
+            if spread and i == 2:
+                sp = resize(((f[:n] - swap_directions(f[n:])) * 0.5).norm(dim=1, keepdim=True), s) * s
             flow = df if flow is None else flow + df
             mask = dm if mask is None else mask + dm
             if i < 2 or warp_frames:
                 warped = warp_pair(frames, flow)
-        return flow, mask, (warped if warp_frames else None)
+        out = flow, mask, (warped if warp_frames else None)
+        return (*out, sp) if spread else out
 
     # v3.6 is a t = 0.5 model: other t come from recursive bisection over synthesised frames.
     def _bisection_plan(self, ts, tol=0.01, max_depth=8):
@@ -85,7 +92,7 @@ class IFNetV3(IFNet):
             plans.append(("node", path))
         return plans
 
-    def _run_nodes(self, p0, p1, ts, scale, want_flows):
+    def _run_nodes(self, p0, p1, ts, scale, want_flows, spread=False):
         """Evaluate every bisection node the ts need, level by level, batching the nodes of a level."""
         plans = self._bisection_plan(ts)
         frames = {0.0: p0, 1.0: p1}
@@ -101,7 +108,12 @@ class IFNetV3(IFNet):
                 chunk = nodes[i:i + max(1, self.max_batch // b)]
                 a = torch.cat([frames[lo] for lo, _ in chunk], 0)
                 c = torch.cat([frames[hi] for _, hi in chunk], 0)
-                fl, ml, warped = self(a, c, scale=scale)
+                if spread and (0.0, 1.0) in chunk:
+                    fl, ml, warped, sp = self(a, c, scale=scale, spread=True)
+                    k = chunk.index((0.0, 1.0))
+                    flows["spread"] = sp[k * b:(k + 1) * b]
+                else:
+                    fl, ml, warped = self(a, c, scale=scale)
                 out = blend(warped, ml)
                 for k, (lo, hi) in enumerate(chunk):
                     sl = slice(k * b, (k + 1) * b)
@@ -124,8 +136,10 @@ class IFNetV3(IFNet):
                 res.append(frames[(lo + hi) / 2])
         return res
 
-    def _intermediate_padded(self, p0, p1, ts, scale):
-        plans, _, flows = self._run_nodes(p0, p1, ts, scale, want_flows=True)
+    def _intermediate_padded(self, p0, p1, ts, scale, spread=False):
+        # spread: that of the first node (t = 0.5 between the two frames), which every t passes through
+        plans, _, flows = self._run_nodes(p0, p1, ts, scale, want_flows=True, spread=spread)
+        sp = flows.pop("spread", None)
         # Compose node flows back to the end frames: F_{m->0} = F_{m->lo} then F_{lo->0} (and the same towards 1);
         # frame0's weight at m mixes the local mask with the weights of the two frames it blends.
         total: dict[float, tuple] = {}
@@ -157,8 +171,11 @@ class IFNetV3(IFNet):
             if kind != "node":  # t within 0.01 of an end: that frame itself (zero flow to it)
                 z = p0.new_zeros(b, 4, hh, ww)
                 res.append((z, p0.new_full((b, 1, hh, ww), 1.0 if kind == "frame0" else 0.0)))
-                continue
-            lo, hi = path[-1]
-            f0, f1, w0 = to_ends((lo + hi) / 2)
-            res.append((torch.cat((f0, f1), 1), w0))
+            else:
+                lo, hi = path[-1]
+                f0, f1, w0 = to_ends((lo + hi) / 2)
+                res.append((torch.cat((f0, f1), 1), w0))
+        if spread:  # t within 0.01 of an end runs no node: nothing to be unsure about
+            sp = p0.new_zeros(b, 1, hh, ww) if sp is None else sp
+            res = [(fl, m, sp) for fl, m in res]
         return res

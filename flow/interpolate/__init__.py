@@ -25,8 +25,9 @@ installed and says which). The interface itself lives in :mod:`flow.interpolate.
 from ..checks import check_times
 from .base import Intermediate, Interpolator, synthesize
 from .from_flow import FULL_PIXELS, WORK_PIXELS, FlowInterpolator, linear_intermediate
-from .fusion import FusionInterpolator
+from .fusion import ConfidenceFusion, FusionInterpolator
 from .ifnet_adapter import IFNetInterpolator
+from .tiling import TiledInterpolator
 from .registry import BACKENDS, available_backends, get_interpolator
 
 __all__ = [
@@ -35,6 +36,8 @@ __all__ = [
     "FlowInterpolator",
     "IFNetInterpolator",
     "FusionInterpolator",
+    "ConfidenceFusion",
+    "TiledInterpolator",
     "synthesize",
     "linear_intermediate",
     "check_times",

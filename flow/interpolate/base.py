@@ -126,6 +126,11 @@ class Interpolator:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.description})"
 
+    def fixed_for(self, h: int, w: int) -> "Interpolator":
+        """This interpolator with its size-dependent choices (network scale, flow work size) fixed to those of
+        ``h x w`` frames: tiles of a large frame then run as the whole frame would (:mod:`.tiling`)."""
+        return self
+
     def intermediate(self, frame0: torch.Tensor, frame1: torch.Tensor, ts, *, tta: bool = False) -> list[Intermediate]:
         """Intermediate flows and blend masks for each time in ``ts``.
 

