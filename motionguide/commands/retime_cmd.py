@@ -82,11 +82,42 @@ def _check_arguments(args):
     return src, dst
 
 
+def _inbetweens_per_pair(args, fps_in: float, n_in: int | None) -> int:
+    """The most frames one interpolation call makes (at most flow.retime.CHUNK), for the memory estimate."""
+    import math
+
+    from flow.retime import CHUNK
+
+    if args.fps is not None:
+        ratio = args.fps / fps_in if fps_in > 0 else CHUNK
+    elif args.speed is not None:
+        ratio = 1.0 / args.speed
+    else:
+        ratio = (args.frames - 1) / max(1, (n_in or 2) - 1)
+    if not math.isfinite(ratio):  # no rate in the header: retime_video refuses it with its own message
+        return CHUNK
+    return max(1, min(CHUNK, math.ceil(ratio)))
+
+
+def _bounded(args, width: int, height: int, n_t: int):
+    """The interpolator factory, with the memory bound checked once the interpolator is built."""
+    from motionguide.commands.interpolate_cmd import build_interpolator, check_memory_bound
+
+    def make():
+        interp = build_interpolator(args, announce=False)
+        check_memory_bound(args, interp, width, height, n_t)
+        return interp
+
+    return make
+
+
 def run(args) -> int:
     from flow.retime import retime_video
-    from motionguide.commands.interpolate_cmd import build_interpolator
+    from flow.video import VideoReader
 
     src, dst = _check_arguments(args)
+    with VideoReader(src) as vr:  # the header only: frame size and rate for the memory bound
+        width, height, fps_in, n_in = vr.width, vr.height, vr.fps, vr.num_frames
     result = retime_video(
         src,
         dst,
@@ -94,7 +125,7 @@ def run(args) -> int:
         speed=args.speed,
         frames=args.frames,
         # Built by retime_video once the input's header has passed its checks (cheap errors first).
-        interpolator=lambda: build_interpolator(args, announce=False),
+        interpolator=_bounded(args, width, height, _inbetweens_per_pair(args, fps_in, n_in)),
         tta=args.tta,
         scene_cuts=not args.no_scene_cuts,
         progress=not args.no_progress,
