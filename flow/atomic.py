@@ -262,22 +262,35 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_dir(path: str | os.PathLike, *, replace: bool = False) -> Iterator[Path]:
     """Yield a hidden temporary folder next to ``path``; rename it to ``path`` when the block succeeds.
 
     ``path`` must be new or an empty folder (checked on entry, see :func:`check_outputs`); an empty folder
-    is replaced. On failure (or SIGTERM after :func:`install_signal_cleanup`) the temporary folder and
-    everything in it are removed, so the folder appears complete or not at all.
+    is replaced. ``replace=True`` (a checkpoint rewritten in place) takes an existing folder with files too:
+    it is moved aside to ``.NAME.old`` only once the new one is complete, then removed, so a failed write
+    (a full disk, an interrupt) leaves it intact. On failure (or SIGTERM after :func:`install_signal_cleanup`)
+    the temporary folder and everything in it are removed, so the folder appears complete or not at all.
     """
-    p = check_outputs({"output": path}, kinds={"output": FOLDER})["output"]
+    if replace:
+        p = Path(path)
+        if p.exists() and not p.is_dir():
+            raise ValueError(f"{p}: expected a folder to replace, got an existing file; choose a folder path")
+        p.parent.mkdir(parents=True, exist_ok=True)
+    else:
+        p = check_outputs({"output": path}, kinds={"output": FOLDER})["output"]
     parent = p.parent if str(p.parent) else Path(".")
     tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".part", dir=parent))
     _register(tmp, True)
     try:
         yield tmp
-        if p.exists():
+        old = p.with_name(f".{p.name}.old")
+        if replace and p.exists() and any(p.iterdir()):
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(p, old)  # os.replace cannot swap folders: the old one steps aside first
+        elif p.exists():
             p.rmdir()  # an empty folder the user made beforehand
         os.replace(tmp, p)
+        shutil.rmtree(old, ignore_errors=True)
         with contextlib.suppress(OSError):
             os.chmod(p, 0o777 & ~_umask())  # mkdtemp makes 0700 folders
     except BaseException:

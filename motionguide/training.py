@@ -17,49 +17,28 @@ checkpoint of another kind of run is refused before anything is trained.
 """
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 
-from flow.atomic import atomic_path
+from flow.atomic import atomic_dir, atomic_path
 
 from .errors import UserError
 
 __all__ = ["LoopConfig", "Recipe", "run_training", "plot_losses", "replace_dir", "lr_at"]
 
 
-@contextlib.contextmanager
-def replace_dir(folder: str | os.PathLike) -> Iterator[Path]:
-    """``with replace_dir(F) as tmp:`` write files into ``tmp``; on success ``tmp`` replaces ``F`` whole.
-
-    The files go to a hidden temporary folder beside ``F`` and are renamed into place only when the block
-    ends without an error, so a failed write (a full disk, an interrupt) leaves the previous ``F`` intact and
-    no partial folder. ``os.replace`` cannot swap folders, hence the two renames through ``.F.old``.
-    """
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        yield tmp
-        old = folder.with_name(f".{folder.name}.old")
-        if folder.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            folder.rename(old)
-        tmp.rename(folder)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+def replace_dir(folder: str | os.PathLike):
+    """``with replace_dir(F) as tmp:`` write files into ``tmp``; on success ``tmp`` replaces ``F`` whole, and a
+    failed write leaves the previous ``F`` intact (:func:`flow.atomic.atomic_dir` with ``replace=True``)."""
+    return atomic_dir(folder, replace=True)
 
 
 def plot_losses(losses: list[float], path: str | os.PathLike, title: str = "loss") -> None:
