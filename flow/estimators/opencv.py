@@ -132,6 +132,37 @@ _DIS_OPTIONS = {
 }
 
 
+def _dis_coarsest(h: int, w: int, patch: int) -> int:
+    """The coarsest pyramid level OpenCV's DIS picks for an ``h x w`` frame and ``patch`` (its ``calc``)."""
+    return min(int(math.log(max(h, w) / (4.0 * patch)) / math.log(2) + 0.5), int(math.log(min(h, w) / patch) / math.log(2)))
+
+
+def _auto_select_fails(h: int, w: int, pyramids: list[tuple[int, int]]) -> bool:
+    """Whether OpenCV's DIS crashes on an ``h x w`` frame for one of ``pyramids`` ``[(patch size, finest
+    scale)]``.
+
+    Why by hand: when the coarsest level a frame allows lies above the finest scale, DIS picks a new patch
+    size and scales from the frame's width alone (``autoSelectPatchSizeAndScales``); on a wide, short frame
+    (16x92, 24x128) that pyramid is shorter than a patch and DIS reads out of bounds (a segmentation fault,
+    not an exception), so it has to be predicted. The rule is OpenCV 4.x/5.0's, checked against it on a grid
+    of sizes (tests/flow/test_estimators.py)."""
+    for patch, finest in pyramids:
+        if _dis_coarsest(h, w, patch) >= finest:
+            continue
+        auto_patch = 12 if finest in (3, 4) else 8
+        c = max(0, math.floor(math.log2(2.0 * w / (5.0 * auto_patch))))
+        if h / 2**c < auto_patch or w / 2**c < auto_patch:
+            return True
+    return False
+
+
+def _keeps_parameters_scale(h: int, w: int, patch: int, finest: int) -> float:
+    """The upsampling factor of an ``h x w`` frame at which DIS keeps its configured ``patch`` and ``finest``
+    scale (its coarsest level reaches the finest), with one pixel to spare."""
+    need_min, need_max = patch * 2**finest + 1, 4 * patch * 2 ** (finest - 0.5) + 1
+    return max(1.0, need_min / min(h, w), need_max / max(h, w))
+
+
 class DISEstimator(_OpenCVEstimator):
     """OpenCV Dense Inverse Search, optionally in two passes (see the module docstring for presets).
 
@@ -164,6 +195,7 @@ class DISEstimator(_OpenCVEstimator):
             for i, s in enumerate(recipe.stages)
         ]
         self._dis = None  # built lazily: cv2 objects are not picklable, and import stays light
+        self._dis_size = None  # the frame size the objects last ran on (see _objects)
         self._refiner = None
 
     def _build(self):
@@ -181,26 +213,41 @@ class DISEstimator(_OpenCVEstimator):
                 getattr(d, "set" + k)(type(getattr(d, "get" + k)())(v))
             objs.append(d)
         self._dis = objs
+        self._pyramids = [(d.getPatchSize(), d.getFinestScale()) for d in objs]  # as configured, before any calc
         if self._vr:
             # OpenCV's defaults (alpha 20, delta 5, gamma 10, 5 fixed-point iterations) are DIS's own.
             self._refiner = cv2.VariationalRefinement_create()
 
+    def _objects(self, size: tuple[int, int]) -> list:
+        """The DIS objects for frames of ``size``, built afresh when the size changes.
+
+        Why: OpenCV's DIS rewrites its own patch size and finest scale (``autoSelectPatchSizeAndScales``)
+        when a frame is too small for them, and keeps them for every later call, so one small pair would
+        change the flow of all larger pairs after it. Fresh objects per size keep the flow a function of
+        the frames alone; building them costs microseconds."""
+        if self._dis is None or self._dis_size != tuple(size):
+            self._build()
+            self._dis_size = tuple(size)
+        return self._dis
+
     def _calc(self, g0, g1):
         import cv2
 
-        if self._dis is None:
-            self._build()
         h, w = g0.shape
         # DIS asserts on tiny images (its pyramid needs a side of 8+ px at the coarsest level: 10x10 fails).
         # Upsample those for the search and bring the flow back, as RAFT does under its 128 px minimum.
         s = max(1.0, 16 / min(h, w), 32 / max(h, w))
+        if self._dis is None:
+            self._build()
+        if _auto_select_fails(math.ceil(h * s), math.ceil(w * s), self._pyramids):
+            s = max([s] + [_keeps_parameters_scale(h, w, p, f) for p, f in self._pyramids])
         if s > 1.0:
             hs, ws = math.ceil(h * s), math.ceil(w * s)
             up0, up1 = (cv2.resize(g, (ws, hs), interpolation=cv2.INTER_LINEAR) for g in (g0, g1))
             flow = cv2.resize(self._calc(up0, up1), (w, h), interpolation=cv2.INTER_LINEAR)
             return np.ascontiguousarray(flow * np.array([w / ws, h / hs], np.float32))
         flow = None
-        for d in self._dis:
+        for d in self._objects((h, w)):
             # DIS treats a given same-size float32 (H, W, 2) array as its initial flow (resampled to its
             # coarsest level) and overwrites it with the result.
             flow = d.calc(g0, g1, flow)
@@ -227,15 +274,17 @@ class DISEstimator(_OpenCVEstimator):
             raise ValueError(f"flow: expected (B, 2, H, W) = {(frame0.shape[0], 2, *frame0.shape[-2:])} matching the "
                              f"frames, got {tuple(flow.shape)}")
         check_finite(flow, "flow")
-        if self._dis is None:
-            self._build()
         starts = flow.detach().cpu().float().permute(0, 2, 3, 1).numpy()
         out = []
         for g0, g1, f0 in zip(_grey_u8(frame0, "frame0"), _grey_u8(frame1, "frame1"), starts):
-            if min(g0.shape) < 16:
-                raise ValueError(f"refine needs frames of at least 16x16 pixels (DIS's pyramid), got {g0.shape}")
+            if self._dis is None:
+                self._build()
+            if min(g0.shape) < 16 or _auto_select_fails(*g0.shape, self._pyramids[-1:]):
+                raise ValueError(f"refine needs frames that DIS's pyramid fits (at least 16x16, and at least 32 "
+                                 f"high when over 90 wide), got {g0.shape[1]}x{g0.shape[0]} (WxH); upsample "
+                                 f"them and scale the flow")
             f = np.ascontiguousarray(f0)
-            f = self._dis[-1].calc(g0, g1, f)
+            f = self._objects(g0.shape)[-1].calc(g0, g1, f)
             if self._refiner is not None:
                 self._refiner.calc(g0, g1, f)
             out.append(f)
@@ -244,7 +293,7 @@ class DISEstimator(_OpenCVEstimator):
 
     def __getstate__(self):
         s = self.__dict__.copy()
-        s["_dis"] = s["_refiner"] = None
+        s["_dis"] = s["_refiner"] = s["_dis_size"] = None
         return s
 
     def __repr__(self) -> str:

@@ -55,6 +55,19 @@ def test_dis_presets_and_uint8_input(photo):
     assert est._stages == [("MEDIUM", {"PatchSize": 4, "FinestScale": 2})]
 
 
+@pytest.mark.parametrize("preset", ["balanced", "quality"])
+def test_dis_flow_does_not_depend_on_earlier_calls_of_other_sizes(photo, preset):
+    """OpenCV's DIS rewrites its patch size and finest scale on a too-small frame and keeps them: one small
+    pair must not change the flow of the larger pairs after it (estimators are reused across clips)."""
+    f0, f1 = _shifted_pair(photo, 7, -4, h=200, w=300, y0=100, x0=100)
+    fresh = get_estimator("dis", preset=preset)(f0, f1)
+    est = get_estimator("dis", preset=preset)
+    est(f0[..., :64, :64].contiguous(), f1[..., :64, :64].contiguous())
+    assert torch.equal(est(f0, f1), fresh)
+    est.refine(f0[..., :64, :64].contiguous(), f1[..., :64, :64].contiguous(), torch.zeros(1, 2, 64, 64))
+    assert torch.equal(est(f0, f1), fresh)
+
+
 def test_dis_refine_searches_from_a_given_flow(photo):
     """A start 2 px off (a chained flow's drift) is pulled back to the true translation; bad starts refused."""
     f0, f1 = _shifted_pair(photo, 5, -3, h=96, w=128)
@@ -73,9 +86,15 @@ def test_dis_refine_searches_from_a_given_flow(photo):
 
 @pytest.mark.parametrize("preset", ["ultrafast", "balanced", "quality"])
 def test_dis_tiny_frames(preset):
-    # OpenCV's DIS asserts below ~12 px; we upsample for it instead of failing
+    # OpenCV's DIS asserts below ~12 px, and reads out of bounds (a segmentation fault) on wide, short frames
+    # whose pyramid it re-picks from the width; we upsample for it instead. Each size on a fresh estimator too,
+    # since an earlier size used to change what DIS does with the next.
     est = get_estimator("dis", preset=preset)
-    for h, w in [(2, 3), (10, 10), (7, 40)]:
+    sizes = [(2, 3), (10, 10), (7, 40), (16, 92), (24, 128), (10, 200), (300, 24)]
+    for h, w in sizes:
+        fresh = get_estimator("dis", preset=preset)(torch.rand(1, 3, h, w), torch.rand(1, 3, h, w))
+        assert fresh.shape == (1, 2, h, w) and torch.isfinite(fresh).all()
+    for h, w in sizes:
         flow = est(torch.rand(1, 3, h, w), torch.rand(1, 3, h, w))
         assert flow.shape == (1, 2, h, w) and torch.isfinite(flow).all()
 

@@ -1,0 +1,190 @@
+"""Does each part of the embedded model pay its way on real footage? One part off at a time, same clips.
+
+Every variant is the shipped model (``assets/embedded``) in mode ``both`` with one part taken out:
+
+* ``no_gate_head``: the :class:`~motionguide.embedded.heads.GateHead`'s output is zero (the per-trust-level
+  gates alone);
+* ``no_blend_head``: no :class:`~motionguide.embedded.heads.BlendHead` (the fixed blend of flow-only warping);
+* ``no_continuation_head``: no :class:`~motionguide.embedded.heads.ContinuationHead` (the network's
+  continuation frames as they come);
+* ``one_gate``: each per-trust-level gate replaced by the mean of its levels (one value for every pixel);
+* ``no_lora``: the LoRA's B matrices zeroed (the frozen base blocks with the latent and feature adapters);
+* ``latent_only`` / ``feature_only``: mode ``latent`` / ``feature`` (one guidance level of the plugin);
+* ``training_free``: no trained part at all (the plugin's training-free mode on the base model);
+* ``no_fill_source`` (extend only): the extension's second source off (``fill_back=0``), for the model and
+  for the warp (``flow_only_no_fill``), against ``flow_only`` with the default ``fill_back``.
+
+Rows: ``<variant>@model``: the model's output as it is (``output_size="model"``), scored at the model's size;
+``<variant>@input``: at the input's size with the model filling what the confidence does not trust
+(``fill="model"``): PSNR over the generated frames and inside the filled pixels (``psnr_fill``). The clips,
+tasks and scoring are ``benchmarks/real_footage.py``'s (its hold-out tasks, its 8-bit rounding).
+
+The table prints, per job and size, each variant's paired per-clip difference ``full - variant`` with its
+standard error: positive means the part lifts the score (it pays), negative means the model is better
+without it. The shipped parts were chosen on synthetic clips; these clips were not used to choose them.
+
+    python benchmarks/ablation.py [--clips 4] [--json benchmarks/results/ablation.json] [--videos DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import real_footage as rf  # noqa: E402  (sets sys.path and OMP_WAIT_POLICY before torch loads)
+
+import torch  # noqa: E402
+
+from flow.atomic import atomic_path  # noqa: E402
+from motionguide import jobs  # noqa: E402
+
+VARIANTS = ("full", "no_gate_head", "no_blend_head", "no_continuation_head", "one_gate", "no_lora", "latent_only",
+            "feature_only", "training_free", "no_fill_source")
+#: the mode each variant generates in
+_MODE = {"latent_only": "latent", "feature_only": "feature", "training_free": "training_free"}
+
+
+def variant_model(name: str):
+    """The shipped model with one part taken out (module docstring)."""
+    model = jobs.load_models(mode=_MODE.get(name, "both"))
+    g = model.gates
+    if name == "no_gate_head":
+        last = g.gate_head.net[-1]
+        torch.nn.init.zeros_(last.weight)
+        torch.nn.init.zeros_(last.bias)
+    elif name == "no_blend_head":
+        g.blend_head = None
+    elif name == "no_continuation_head":
+        g.continuation_head = None
+    elif name == "one_gate":
+        with torch.no_grad():
+            g.reference_gate.fill_(float(g.reference_gate.mean()))
+            g.correction_gate.fill_(float(g.correction_gate.mean()))
+    elif name == "no_lora":
+        with torch.no_grad():
+            zeroed = [p.zero_() for n, p in model.transformer.named_parameters() if "lora_B" in n]
+        if not zeroed:
+            raise RuntimeError("the shipped adapters carry no LoRA to take out")
+    return model
+
+
+def build(variants, seed: int, shared) -> dict:
+    methods = {"flow_only": rf.job_method(None, seed, shared, mode="flow_only")}
+    rf.APPLIES["flow_only_no_fill"] = ("extend",)
+    methods["flow_only_no_fill"] = rf.job_method(None, seed, shared, mode="flow_only", fill_back=0)
+    for v in variants:
+        model = variant_model("full" if v == "no_fill_source" else v)
+        mode = _MODE.get(v, "both")
+        kw = {"fill_back": 0} if v == "no_fill_source" else {}
+        rf.APPLIES[v] = ("extend",) if v == "no_fill_source" else rf.JOBS
+        methods[f"{v}@model"] = rf.job_method(model, seed, shared, mode=mode, output_size="model", **kw)
+        methods[f"{v}@input"] = rf.job_method(model, seed, shared, mode=mode, output_size="input", fill="model", **kw)
+    return methods
+
+
+def _paired(per_clip, job, a, b, size, key):
+    va = {r["clip"]: r.get(key) for r in per_clip if (r["job"], r["mode"], r["size"]) == (job, a, size)}
+    vb = {r["clip"]: r.get(key) for r in per_clip if (r["job"], r["mode"], r["size"]) == (job, b, size)}
+    d = [va[c] - vb[c] for c in va if c in vb and va[c] is not None and vb[c] is not None]
+    if len(d) < 2:
+        return None
+    return {"job": job, "a": a, "b": b, "size": size, "key": key, "clips": len(d),
+            "mean": round(statistics.fmean(d), 4), "se": round(statistics.stdev(d) / math.sqrt(len(d)), 4)}
+
+
+def summarise(per_clip, variants) -> dict:
+    rows, pairs = [], []
+    for job in rf.JOBS:
+        for v in ("flow_only", "flow_only_no_fill") + tuple(variants):
+            for size in rf.SIZES:
+                rr = [r for r in per_clip if (r["job"], r["mode"], r["size"]) == (job, v, size)]
+                if rr:
+                    rows.append({"job": job, "mode": v, "size": size, "clips": len(rr),
+                                 **{k: rf._mean(r.get(k) for r in rr) for k in ("psnr", "psnr_fill", "psnr_fill_warp",
+                                                                                "model_share", "seconds_per_frame")}})
+        for v in variants:
+            if v == "full":
+                continue
+            for size, key in (("model", "psnr"), ("input", "psnr"), ("input", "psnr_fill")):
+                p = _paired(per_clip, job, "full", v, size, key)
+                if p is not None:
+                    pairs.append(p)
+        for a, b in (("full", "flow_only"), ("flow_only", "flow_only_no_fill")):
+            for size in rf.SIZES:
+                p = _paired(per_clip, job, a, b, size, "psnr")
+                if p is not None:
+                    pairs.append(p)
+    return {"rows": rows, "paired": pairs}
+
+
+def format_table(result: dict, variants) -> list[str]:
+    cols = [("model", "psnr"), ("input", "psnr"), ("input", "psnr_fill")]
+    head = "| job | variant | " + " | ".join(f"full - variant, {s} {k}" for s, k in cols) + " |"
+    lines = [head, "|" + "---|" * (2 + len(cols))]
+    by = {(p["job"], p["b"], p["size"], p["key"]): p for p in result["paired"] if p["a"] == "full"}
+    for job in rf.JOBS:
+        for v in variants:
+            cells = [by.get((job, v, s, k)) for s, k in cols]
+            if v == "full" or not any(cells):
+                continue
+            lines.append(f"| {job} | {v} | " + " | ".join(
+                "-" if c is None else f"{c['mean']:+.2f} +- {c['se']:.2f}" for c in cells) + " |")
+    return lines
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--videos", default=None, metavar="DIR", help="folder of videos (default: ../shared/data)")
+    ap.add_argument("--clips", type=int, default=4, metavar="N", help="clips per video (default 4: 9 clips)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-size", type=int, default=rf.MAX_SIZE, metavar="PX")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
+    ap.add_argument("--jobs", default=",".join(rf.JOBS), help="comma-separated subset of the jobs")
+    ap.add_argument("--json", default=None, metavar="OUT")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    jobs_ = tuple(j.strip() for j in args.jobs.split(",") if j.strip())
+    bad = [v for v in variants if v not in VARIANTS] + [j for j in jobs_ if j not in rf.JOBS]
+    if bad:
+        print(f"benchmarks/ablation.py: error: unknown variant(s) or job(s) {bad}; variants: {list(VARIANTS)}, "
+              f"jobs: {list(rf.JOBS)}", file=sys.stderr)
+        return 2
+    if "full" not in variants:
+        variants.insert(0, "full")
+    if args.videos is None and not rf.DATA.is_dir():
+        print(f"evaluation data not found at {rf.DATA}; nothing to measure")
+        return 0
+    torch.set_flush_denormal(True)
+    t0 = time.perf_counter()
+    sources = rf.find_sources(Path(args.videos) if args.videos else None)
+    clips = [c for s in sources for c in rf.read_clips(s, args.clips, args.seed, max_size=args.max_size)]
+    shared = rf.SharedInterpolator()
+    methods = build(variants, args.seed, shared)
+    probe = jobs.load_models(mode="unguided")
+    model_size = (probe.config.height, probe.config.width)
+    print(f"{len(clips)} clips: {', '.join(c.name for c in clips)}; variants: {', '.join(variants)}")
+    res = rf.run_benchmark(clips, methods, model_size, jobs_=jobs_, progress=not args.no_progress, shared=shared)
+    result = {**summarise(res["per_clip"], variants), "per_clip": res["per_clip"],
+              "meta": {"clips": [c.name for c in clips], "variants": variants, "model_size": list(model_size),
+                       "seed": args.seed, "seconds": round(time.perf_counter() - t0, 1),
+                       "date": time.strftime("%Y-%m-%d %H:%M:%S")}}
+    print("\n".join(format_table(result, variants)))
+    for p in result["paired"]:
+        if p["a"] != "full" or p["b"] == "flow_only":
+            print(f"{p['job']:10s} {p['size']:6s} {p['a']} - {p['b']}: {p['mean']:+.2f} +- {p['se']:.2f} dB")
+    print(f"\nrun time {result['meta']['seconds']:.0f} s ({len(clips)} clips)")
+    if args.json:
+        with atomic_path(args.json) as tmp:
+            Path(tmp).write_text(json.dumps(result, indent=1))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
