@@ -12,13 +12,15 @@ takes it from a flow-based interpolation model). Then, by ``output_size``:
   length (:mod:`motionguide.embedded.windows`), the model's output as it is.
 
 Frames that are real input frames are kept exactly. An image whose size differs from the reference
-(``transfer``) is resized to the reference's size with a notice. ``--pipeline`` runs the same guidance
-through a diffusers pipeline at the pipeline's own resolution instead.
+(``transfer``) is resized to the reference's size with a notice. A diffusers pipeline (``--pipeline``) takes
+the embedded model's place: :func:`pipeline_job` runs the guidance through it at :func:`pipeline_size` and
+composes its output with the warp the same way.
 
 Shapes: clips ``(T, 3, H, W)`` float in [0, 1] (one clip, no batch) at this API.
 """
 from __future__ import annotations
 
+import inspect
 import math
 import sys
 from dataclasses import dataclass, replace
@@ -59,6 +61,9 @@ __all__ = [
     "OUTPUT_SIZES",
     "MAX_EXTEND",
     "load_pipeline",
+    "run_pipeline",
+    "pipeline_size",
+    "pipeline_job",
 ]
 
 #: speed factors the job accepts (0.25 = 4x slow motion, 4 = 4x faster)
@@ -361,6 +366,68 @@ def save_compare(path: str | Path, result: JobResult, *, columns: int = 8, zoom:
 
 
 # ------------------------------------------------------------------------------------- diffusers pipelines
+def _pipeline_grid(pipe) -> tuple[int, int, int]:
+    """``(multiple, VAE spatial factor, patch)``: a pipeline's frame sides are multiples of the first."""
+    spec = get_spec(pipe.transformer)
+    s, p = vae_from_pipeline(pipe, spec).spatial, spec.patch_size(pipe.transformer)[1]
+    return s * p, s, p
+
+
+def _call_size(pipe) -> tuple[int, int] | None:
+    """``(h, w)`` the pipeline makes when its call names no size: its ``__call__``'s ``height``/``width``
+    defaults, or (CogVideoX, whose defaults are None) its transformer's sample size times the VAE factor."""
+    try:
+        params = inspect.signature(pipe.__call__).parameters
+    except (TypeError, ValueError):
+        params = {}
+    h, w = (params[k].default if k in params else None for k in ("height", "width"))
+    if isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0:
+        return h, w
+    cfg, s = getattr(pipe.transformer, "config", None), _pipeline_grid(pipe)[1]
+    sh, sw = getattr(cfg, "sample_height", None), getattr(cfg, "sample_width", None)
+    return (int(sh) * s, int(sw) * s) if isinstance(sh, int) and isinstance(sw, int) else None
+
+
+def pipeline_size(pipe, input_size: tuple[int, int], size: tuple[int, int] | None = None) -> tuple[int, int]:
+    """``(h, w)`` a job runs ``pipe`` at for an input of ``input_size = (H, W)``.
+
+    size: the size asked for (``--pipeline-size``), checked: positive multiples of the pipeline's multiple
+    (VAE spatial factor x patch, 16 for Wan). None: the input's aspect ratio fitted inside the pipeline's
+    default call size (:func:`_call_size`, e.g. Wan's 832x480, turned to the input's orientation so a portrait
+    input gets 480x832), never above the input's size, rounded down to the multiple; the input's size rounded
+    down when the pipeline names no default.
+    """
+    m, s, p = _pipeline_grid(pipe)
+    if size is not None:
+        h, w = (int(v) for v in size)
+        if h <= 0 or w <= 0:
+            raise ValueError(f"--pipeline-size: expected a positive WxH in pixels (e.g. 832x480), got {w}x{h}")
+        if h % m or w % m:
+            fit = lambda v, up: max(m, (v // m + up) * m)  # noqa: E731
+            raise ValueError(f"--pipeline-size {w}x{h}: {type(pipe).__name__} takes sides that are multiples of {m} "
+                             f"(VAE {s}x times patch {p}); use {fit(w, 0)}x{fit(h, 0)} or {fit(w, 1)}x{fit(h, 1)}")
+        return h, w
+    hh, ww = (float(v) for v in input_size)
+    box = _call_size(pipe)
+    if box is not None:
+        bh, bw = box if (box[0] > box[1]) == (hh > ww) else box[::-1]
+        k = min(bh / hh, bw / ww, 1.0)
+        hh, ww = hh * k, ww * k
+    return max(m, int(hh + 1e-6) // m * m), max(m, int(ww + 1e-6) // m * m)
+
+
+def _pipeline_frames(pipe, n: int) -> int:
+    """The longest frame count up to ``n`` that the pipeline's VAE takes (e.g. 4k+1 for Wan)."""
+    vae = vae_from_pipeline(pipe, get_spec(pipe.transformer))
+    while n > 1:
+        try:
+            vae.check_num_frames(n)
+            return n
+        except ValueError:
+            n -= 1
+    return n
+
+
 def run_pipeline(
     pipe,
     guidance,
@@ -373,23 +440,15 @@ def run_pipeline(
 ) -> torch.Tensor:
     """Run a job's guidance through a diffusers pipeline (``motionguide.pipeline.generate_with_guidance``).
 
-    The guidance (batch 1, built at the input's size) is fitted to what the pipeline takes: frames trimmed
-    to the longest count its VAE accepts (e.g. 4k+1 for Wan) and the size rounded to a multiple of the VAE
-    factor times the patch, each with a notice. Returns ``(T, 3, H, W)`` in [0, 1].
+    The guidance (batch 1) is fitted to what the pipeline takes: frames trimmed to the longest count its VAE
+    accepts (e.g. 4k+1 for Wan) and the size rounded to a multiple of the VAE factor times the patch, each
+    with a notice. Returns ``(T, 3, H, W)`` in [0, 1], the pipeline's output as it is.
     """
-    spec = get_spec(pipe.transformer)
-    vae = vae_from_pipeline(pipe, spec)
-    n = guidance.num_frames
-    while n > 1:
-        try:
-            vae.check_num_frames(n)
-            break
-        except ValueError:
-            n -= 1
+    n = _pipeline_frames(pipe, guidance.num_frames)
     if n != guidance.num_frames:
         _notice(f"{type(pipe).__name__} takes {n} of the {guidance.num_frames} frames (its VAE's frame counts)")
         guidance = window(guidance, 0, n, {})
-    m = vae.spatial * spec.patch_size(pipe.transformer)[1]
+    m = _pipeline_grid(pipe)[0]
     h, w = guidance.size
     size = (max(m, round(h / m) * m), max(m, round(w / m) * m))
     if size != (h, w):
@@ -405,3 +464,57 @@ def run_pipeline(
     if frames.ndim == 4 and frames.shape[-1] == 3 and frames.shape[1] != 3:  # (T, H, W, 3) numpy layout
         frames = frames.permute(0, 3, 1, 2)
     return frames.float().clamp(0, 1)
+
+
+def pipeline_job(
+    pipe,
+    result: JobResult,
+    *,
+    size: tuple[int, int] | None = None,
+    output_size: str = "input",
+    **run_kwargs,
+) -> JobResult:
+    """A job's guidance through a diffusers pipeline at :func:`pipeline_size` (``size``: the ``(h, w)`` asked
+    for, None: the default), composed at the input's size as the embedded model's output is.
+
+    result: what a job made without a model (``transfer``/``speed``/``extend`` with ``model=None``): the
+    guidance, the warp and the confidence at the input's size. output_size ``"input"``: the warp where the
+    confidence trusts it, the pipeline's output (upsampled) where it does not, through
+    :func:`motionguide.compositing.composite`; frames past the pipeline's frame count keep the warp, known
+    frames are exact, ``model_share`` is the fraction of the output's pixels the pipeline supplied.
+    ``"model"``: the pipeline's output as it is, at its size and frame count. run_kwargs: :func:`run_pipeline`'s.
+    """
+    if output_size not in OUTPUT_SIZES:
+        raise ValueError(f"output_size: expected one of {OUTPUT_SIZES}, got {output_size!r}")
+    conf = result.confidence
+    if conf is None or conf.shape[0] != result.warped.shape[0] or conf.shape[-2:] != result.warped.shape[-2:]:
+        raise ValueError("result: expected what a job made with model=None (the warp and its confidence at the "
+                         "input's size)")
+    g, name = result.guidance, type(pipe).__name__
+    (hh, ww), t = tuple(g.size), g.num_frames
+    h, w = pipeline_size(pipe, (hh, ww), size)
+    why = ("--pipeline-size" if size is not None else
+           f"the input's aspect inside its default call size, multiples of {_pipeline_grid(pipe)[0]}; "
+           f"--pipeline-size WxH sets it")
+    if output_size == "model":
+        _notice(f"{name} runs at {w}x{h} (WxH; {why}); the output is its frames as they are (--output-size input "
+                f"keeps the input's {ww}x{hh})")
+    else:
+        _notice(f"{name} runs at {w}x{h} (WxH; {why}); the output keeps the input's {ww}x{hh}: the warp where the "
+                f"flow is trusted, the pipeline's output{' upsampled' if h * w < hh * ww else ''} where it is not")
+    n = _pipeline_frames(pipe, t)
+    if n != t:
+        rest = "the output has those frames only" if output_size == "model" else f"frames {n + 1}..{t} keep the warp"
+        _notice(f"{name} takes {n} of the {t} frames (its VAE's frame counts); {rest}")
+    small = resize_guidance(window(g, 0, n, {}) if n != t else g, (h, w))
+    frames = run_pipeline(pipe, small, **run_kwargs)
+    if output_size == "model":
+        inp = F.interpolate(result.inputs, size=(h, w), mode="area") if (h, w) != (hh, ww) else result.inputs
+        return JobResult(frames, small, _clip(flow_only(small)), inp, None, 1.0)
+    warp, c = result.warped.transpose(0, 1)[None], conf.transpose(0, 1)[None]  # (1, C, T, H, W)
+    out, _ = composite(warp[:, :, :n], frames.transpose(0, 1)[None].to(warp), c[:, :, :n])
+    out = torch.cat([out, warp[:, :, n:]], 2)
+    kf, known = known_of(g)
+    out[:, :, known[0]] = kf[:, :, known[0]]  # known frames exactly, not through the pyramid's rounding
+    share = float((1 - c[:, :, :n]).sum()) / c.numel()
+    return JobResult(_clip(out), g, result.warped, result.inputs, conf, share)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 
 from ._help import HelpFormatter
@@ -19,7 +20,9 @@ _OUTPUT_NOTE = (
     "output: a video (.mp4/.mkv/.mov) at the input's frame rate (or --fps) and the input's size: the "
     "flow-based warp, and where the flow is not trusted the warp too (--fill warp, the default) or the embedded "
     "model (32x32, upsampled) blended in without seams (--fill model); --output-size model writes the model's "
-    "32x32 frames instead, --pipeline the pipeline's size"
+    "32x32 frames instead. With --pipeline DIR the pipeline takes the model's place: it runs at --pipeline-size "
+    "(default: the input's aspect inside its default call size, e.g. 832x480 for Wan) and fills what the flow "
+    "does not explain (--fill model is its default), or --output-size model writes its frames as they are"
 )
 
 
@@ -35,7 +38,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None,
                    help="sampling steps per window [default: the model's, 20 for the embedded model]")
     p.add_argument("--compare", default=None, metavar="PNG",
-                   help="also write a strip (.png): inputs, guidance warp, output, flows")
+                   help="also write a strip (.png): inputs, guidance warp, output, flows and, at the input's "
+                        "size, the confidence (white: the warp, black: the model)")
     p.add_argument("--mode", choices=MODES, default="both",
                    help="guidance: both levels with the trained adapters, one level, training-free, "
                         "unguided, or flow_only (warping without the model, at the input's size)")
@@ -43,6 +47,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pipeline", default=None, metavar="DIR_OR_ID",
                    help="a diffusers pipeline (local folder, or a hub id already in the local cache) to run "
                         "instead of the embedded model")
+    p.add_argument("--pipeline-size", default=None, metavar="WxH",
+                   help="the size --pipeline runs at, e.g. 832x480; sides are multiples of the pipeline's VAE factor "
+                        "times its patch (16 for Wan) [default: the input's aspect ratio inside the pipeline's "
+                        "default call size, never above the input's size]")
     p.add_argument("--model", default=None, metavar="DIR", help="embedded base model folder [default: assets/embedded/base]")
     p.add_argument("--adapters", default=None, metavar="DIR",
                    help="adapter folder [default: assets/embedded/adapters for the embedded model, none for --pipeline]")
@@ -50,11 +58,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=float, default=None, help="output frame rate [default: the input's]")
     p.add_argument("--output-size", choices=("input", "model"), default="input",
                    help="input: the input's size, the model only where the flow fails; model: the model's own "
-                        "size (32x32), its output as it is")
-    p.add_argument("--fill", choices=("warp", "model"), default="warp",
+                        "size (32x32, or --pipeline-size with --pipeline), its output as it is")
+    p.add_argument("--fill", choices=("warp", "model"), default=None,
                    help="at the input's size, what fills the pixels the flow does not explain (the confidence map, "
-                        "a row of --compare): the warp (default: the 32x32 embedded model scores below it there "
-                        "on real footage, see docs/BENCHMARKS.md), or the model's output blended in")
+                        "a row of --compare): the warp, or the model's output blended in [default: warp for the "
+                        "embedded model, which scores below the warp there on real footage (docs/BENCHMARKS.md); "
+                        "model with --pipeline, whose output is what it runs for]")
     p.add_argument("--demo", action="store_true", help="use built-in held-out clips as input (no files needed)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -84,7 +93,9 @@ def register(subparsers) -> None:
         epilog="examples:\n"
                "  motionguide speed --demo -o slow.mp4 --compare slow.png\n"
                "  motionguide speed in.mp4 --factor 0.5 -o slow.mp4\n"
-               "  motionguide speed in.mp4 --factor 0.25 -o slower.mp4 --mode flow_only   # warping alone, full size",
+               "  motionguide speed in.mp4 --factor 0.25 -o slower.mp4 --mode flow_only   # warping alone, full size\n"
+               "  motionguide speed in.mp4 --factor 0.5 -o slow.mp4 --pipeline ./wan-i2v --pipeline-size 832x464\n"
+               "      # 1280x720 in, 1280x720 out: the warp, and Wan at 832x464 (upsampled) where the flow fails",
         formatter_class=HelpFormatter)
     p.add_argument("input", nargs="?", metavar="VIDEO", help="input video")
     p.add_argument("--factor", type=float, default=None, help="input frames advanced per output frame (0.25 .. 4)")
@@ -127,6 +138,9 @@ def _check_args(args) -> None:
     from ..errors import UserError
 
     job = args.job
+    explicit_fill, args.pipeline_hw = args.fill, None
+    if args.fill is None:  # with --pipeline its output is what it runs for
+        args.fill = "model" if args.pipeline else "warp"
     if args.demo:
         given = [f for f, v in (("--reference", getattr(args, "reference", None)), ("--image", getattr(args, "image", None)),
                                 ("input", getattr(args, "input", None))) if v]
@@ -172,7 +186,22 @@ def _check_args(args) -> None:
         raise ValueError(f"--steps: expected 1 .. 1000 sampling steps per window, got {args.steps}")
     if args.fps is not None and not (math.isfinite(args.fps) and 0 < args.fps <= 1000):
         raise ValueError(f"--fps: expected a frame rate above 0 and at most 1000, got {args.fps}")
+    if args.pipeline_size is not None:
+        m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", args.pipeline_size)
+        if not m or min(int(m[1]), int(m[2])) <= 0:
+            raise ValueError(f"--pipeline-size: expected WxH in pixels, both positive (e.g. 832x480), got "
+                             f"{args.pipeline_size!r}")
+        args.pipeline_hw = (int(m[2]), int(m[1]))
+        if not args.pipeline:
+            _notice("--pipeline-size applies to --pipeline only; the embedded model works at 32x32, so it is ignored")
     if args.pipeline:
+        if args.output_size == "input" and args.fill == "warp":
+            raise UserError("--fill warp keeps the warp in every pixel, so --pipeline would run for nothing; drop "
+                            "--fill warp (the pipeline fills what the flow does not explain) or drop --pipeline "
+                            "(the warp alone)")
+        if args.output_size == "model" and explicit_fill is not None:
+            _notice(f"--fill {args.fill} applies at the input's size; --output-size model writes the pipeline's "
+                    f"frames as they are")
         if args.model:
             raise UserError("--model names an embedded model, but --pipeline runs a diffusers pipeline instead; "
                             "drop one of them")
@@ -310,13 +339,22 @@ def run(args) -> int:
 
 
 def _run_pipeline(args, d) -> int:
-    """The job's guidance (built at the input's size) through a diffusers pipeline."""
+    """The job's guidance, warp and confidence (at the input's size) through a diffusers pipeline
+    (:func:`motionguide.jobs.pipeline_job`)."""
     from flow.video import write_video
 
     from .. import jobs
-    from ..embedded.windows import generate_windows, resize_guidance, window
 
     pipe = jobs.load_pipeline(args.pipeline)
+    if args.no_progress and hasattr(pipe, "set_progress_bar_config"):
+        pipe.set_progress_bar_config(disable=True)
+    name = type(pipe).__name__
+    clip = d["reference"] if args.job == "transfer" else d["clip"]
+    if args.pipeline_hw is not None:  # a size the pipeline cannot take is refused before the work
+        jobs.pipeline_size(pipe, tuple(clip.shape[-2:]), args.pipeline_hw)
+    print(f"{args.job}: {_output_frames(args, d)} output frames, "
+          + (f"{name}'s output as it is" if args.output_size == "model" else
+             f"the warp at the input's size, {name} where the flow is not trusted"), file=sys.stderr)
     common = dict(model=None, motion_scale=args.motion_scale, strength=args.strength, mode="flow_only", flow=args.flow)
     if args.job == "transfer":
         res = jobs.transfer(d["reference"], d["image"], frames=args.frames, **common)
@@ -324,17 +362,15 @@ def _run_pipeline(args, d) -> int:
         res = jobs.speed(d["clip"], args.factor, interpolator=_interpolator(args), **common)
     else:
         res = jobs.extend(d["clip"], args.frames, damping=args.damping, fill_back=args.fill_back, **common)
-    frames = jobs.run_pipeline(pipe, res.guidance, strength=args.strength, steps=args.steps, seed=args.seed,
-                               adapter=args.adapters, prompt=args.prompt)
+    res = jobs.pipeline_job(pipe, res, size=args.pipeline_hw, output_size=args.output_size, strength=args.strength,
+                            steps=args.steps, seed=args.seed, adapter=args.adapters, prompt=args.prompt)
     fps = args.fps or d.get("fps") or 8.0
-    write_video(args.output, frames, fps)
-    h, w = frames.shape[2:]
-    print(f"wrote {args.output}: {frames.shape[0]} frames of {w}x{h} at {fps:g} fps ({type(pipe).__name__})")
+    write_video(args.output, res.frames, fps)
+    h, w = res.frames.shape[2:]
+    how = ("its output as it is" if res.confidence is None else
+           f"the pipeline supplied {100 * res.model_share:.1f} % of the pixels")
+    print(f"wrote {args.output}: {res.frames.shape[0]} frames of {w}x{h} at {fps:g} fps ({name}; {how})")
     if args.compare:
-        n = frames.shape[0]
-        g = window(res.guidance, 0, n, {}) if n != res.guidance.num_frames else res.guidance
-        g = resize_guidance(g, tuple(frames.shape[-2:]))
-        warped = generate_windows(None, g, mode="flow_only")[0].transpose(0, 1)
-        jobs.save_compare(args.compare, jobs.JobResult(frames, g, warped, res.inputs))
+        jobs.save_compare(args.compare, res)
         print(f"wrote {args.compare}")
     return 0
