@@ -93,8 +93,9 @@ class JobResult:
     frames: ``(T, 3, h, w)`` the output; guidance: the pixel Guidance on that grid (batch 1); warped:
     ``(T, 3, h, w)`` the flow-only synthesis of the guidance; inputs: ``(N, 3, h, w)`` the inputs on that
     grid; confidence: ``(T, 1, h, w)`` where the warp is trusted (1) and where the model supplied the pixel
-    (0), None when the model's output is used as it is; model_share: the fraction of the generated frames'
-    pixels the model supplied (0 for warping alone, 1 when the model's output is used as it is).
+    (0), None when the model's output is used as it is; model_share: the fraction of the output's
+    pixels (known frames included) the model supplied (0 for warping alone, 1 when the model's output is used
+    as it is).
     """
 
     frames: torch.Tensor
