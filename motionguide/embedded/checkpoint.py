@@ -14,8 +14,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
+import torch
 from diffusers import WanTransformer3DModel
 
 from flow.atomic import atomic_path
@@ -25,7 +27,7 @@ from ..training import replace_dir
 from .network import EmbeddedConfig, EmbeddedVideoModel
 
 __all__ = ["DEFAULT_ASSETS", "MANIFEST", "sha256", "write_manifest", "verify_manifest", "save_embedded",
-           "load_embedded", "count_parameters"]
+           "load_embedded", "cast_weights", "folder_bytes", "count_parameters"]
 
 #: where the shipped weights live: ``assets/embedded`` of the checkout (``MOTIONGUIDE_ASSETS`` overrides)
 DEFAULT_ASSETS = Path(os.environ.get("MOTIONGUIDE_ASSETS", Path(__file__).resolve().parents[2] / "assets" / "embedded"))
@@ -95,6 +97,37 @@ def load_embedded(folder: str | os.PathLike | None = None, *, verify: bool = Tru
     model = EmbeddedVideoModel(cfg, transformer=transformer)
     model.eval()
     return model
+
+
+def cast_weights(folder: str | os.PathLike, dtype: torch.dtype = torch.bfloat16) -> Path:
+    """Store the floating-point tensors of every ``.safetensors`` file a checkpoint folder's manifest lists
+    (base model or adapters) in ``dtype``, refresh the checksums and record ``weights_dtype``, atomically.
+
+    A larger model fits the assets' size budget in bfloat16; the loaders cast back to the model's float32
+    parameters (``from_pretrained`` and ``load_state_dict`` copy into them)."""
+    from safetensors.torch import load_file, save_file
+
+    folder = Path(folder)
+    manifest = verify_manifest(folder, "checkpoint", "save it again")
+    if not manifest:
+        raise CheckpointError(f"{folder} has no {MANIFEST}; cast_weights works on folders written by save_embedded "
+                              f"or save_adapters")
+    files = tuple(manifest["files"])
+    with replace_dir(folder) as tmp:
+        for n in files:
+            if n.endswith(".safetensors"):
+                state = load_file(str(folder / n))
+                save_file({k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}, str(tmp / n))
+            else:
+                shutil.copy2(folder / n, tmp / n)
+        fields = {k: v for k, v in manifest.items() if k != "files"}
+        write_manifest(tmp, files, **{**fields, "weights_dtype": str(dtype).removeprefix("torch.")})
+    return folder
+
+
+def folder_bytes(folder: str | os.PathLike) -> int:
+    """Bytes of the files directly in ``folder`` (what a checkpoint costs in ``assets/``)."""
+    return sum(p.stat().st_size for p in Path(folder).iterdir() if p.is_file())
 
 
 def count_parameters(module) -> int:

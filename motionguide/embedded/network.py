@@ -224,7 +224,11 @@ class EmbeddedVideoModel(nn.Module):
         not spoiled to gain on hard ones.
         """
         check_clip(clip, "clip", self.config)
-        x0 = clip * 2 - 1
+        # batches are rendered on the CPU; the model may train on an accelerator
+        dev = next(self.transformer.parameters()).device
+        x0 = clip.to(dev) * 2 - 1
+        known = known.to(dev)
+        ref, out_scale = (None if x is None else x.to(x0) for x in (ref, out_scale))
         b = x0.shape[0]
         if noised is not None:
             lo, hi = t_range if t_range is not None else (0.0, float(t_max))
