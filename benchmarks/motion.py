@@ -284,8 +284,8 @@ def main(argv=None) -> int:
                   f"epe {met['epe']:5.2f} (from last known {met['epe_anchor']:5.2f})  {sec:6.2f} s/clip", file=sys.stderr)
         # the adapters' learned blend of two warped sources alone (no network): how much of "both" it is
         blend = trained.gates.blend_head if trained.gates is not None else None
-        # (only where two sources share pixels: the extension's fill source takes only what the last frame
-        # does not see, so there the blend head has nothing to choose)
+        # (only where two sources share pixels: the extension has one source, the last frame, so there the
+        # blend head has nothing to choose)
         if blend is not None and bool(((case.est.weights > 0).sum(2) >= 2).any()):
             from motionguide.embedded.generation import flow_only
 

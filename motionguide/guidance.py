@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from flow.checks import check_finite
-from flow.warp import accumulate_flows, backward_warp, compose_flows, reverse_flow
+from flow.warp import backward_warp, compose_flows, reverse_flow
 
 __all__ = [
     "Guidance",
@@ -409,7 +409,6 @@ def extension(
     mode: Literal["constant", "reference"] = "constant",
     damping: float = 0.0,
     reference: torch.Tensor | None = None,
-    fill_back: int = 3,
     motion_scale: float = 1.0,
     strength: float = 1.0,
 ) -> Guidance:
@@ -420,26 +419,14 @@ def extension(
     the target's backward flow comes from reversing that forward motion, so regions no pixel moves into
     (disocclusions, content entering the frame) get weight 0 and are left to the model.
     ``reference``: motion ``F_{k->0}`` of a reference clip applied to the last frame.
-
-    ``fill_back`` (``constant`` only): a second source, the known frame ``fill_back`` frames before the last
-    (or the first, in a shorter clip), fills what the last frame does not see, with its own motion to the
-    last frame continued at the same velocity. Background uncovered behind a moving object is often visible
-    there: the object was elsewhere. It gets weight only where the last frame's is 0 and a pixel of that
-    frame lands; 0 turns it off (one source). How much it helps depends on the flow: on the benchmark's
-    held-out extend clips (``benchmarks/motion.py --clips 24 --seed 100``, ``flow_only`` rows, sessions 5
-    and 6), with the true flow it lifts the warp alone from 22.84 to 24.32 dB; with DIS flow at 32 px it
-    changes little (23.24 to 23.15 dB): the smoothed flow drags the background along with the object that
-    uncovers it, so few holes open, and not where the truth has them.
+    Either way each extended frame has one source, the last known frame (K = 1).
 
     Args:
         clip: ``(B, 3, T, H, W)`` known frames (T >= 2 for ``constant``).
         num_new: frames to add (>= 1); output has ``T + num_new`` frames, the first T known.
         reference: ``(B, 3, >= num_new + 1, H, W)`` for ``mode='reference'``.
-        fill_back: how far back the fill source is (frames before the last; >= 0, 0 = none).
     """
     clip = _check_clip(clip, "clip", 2 if mode == "constant" else 1)
-    if isinstance(fill_back, bool) or not isinstance(fill_back, int) or fill_back < 0:
-        raise ValueError(f"fill_back: expected an int >= 0 (frames before the last; 0 = no fill source), got {fill_back!r}")
     motion_scale, strength = check_motion_scale(motion_scale), check_strength(strength)
     if not isinstance(num_new, int) or num_new < 1:
         raise ValueError(f"num_new: expected a positive int, got {num_new!r}")
@@ -448,15 +435,8 @@ def extension(
     t_known = clip.shape[2]
     last = clip[:, :, -1]
     entries: dict = {}
-    n_src = 1
     if mode == "constant":
         velocity = -_estimate(estimator, last, clip[:, :, -2], "last frame -> previous frame")
-        back_n = min(fill_back, t_known - 1)
-        if back_n:  # the fill source's motion to the last frame: consecutive pairs chained (large motion)
-            s0 = t_known - 1 - back_n
-            to_last = accumulate_flows([_estimate(estimator, clip[:, :, i], clip[:, :, i + 1], f"frames {i}->{i + 1}")
-                                        for i in range(s0, t_known - 1)])[:, -1]
-            n_src = 2
         for k in range(1, num_new + 1):
             steps = sum((1.0 - damping) ** i for i in range(k))
             fwd = velocity * (steps * motion_scale)
@@ -464,14 +444,7 @@ def extension(
             wt = (hit > 1e-3).to(clip.dtype)
             back = back * wt - fwd * (1 - wt)  # holes: fill with the plain reversed motion (weight 0 anyway)
             wt = wt * _valid(back)
-            items = [(t_known - 1, back, wt)]
-            if back_n:
-                # frame s0 -> target at constant velocity (its pixels move back_n frames to the last one,
-                # then steps * motion_scale more), reversed by splatting like the main source
-                fwd0 = to_last * (1.0 + steps * motion_scale / back_n)
-                back0, hit0 = reverse_flow(fwd0, 1.0)
-                items.append((s0, back0, (1 - wt) * (hit0 > 1e-3).to(clip.dtype) * _valid(back0)))
-            entries[t_known - 1 + k] = items
+            entries[t_known - 1 + k] = [(t_known - 1, back, wt)]
     elif mode == "reference":
         reference = _check_clip(reference, "reference", num_new + 1)
         if reference.shape[-2:] != clip.shape[-2:]:
@@ -482,7 +455,7 @@ def extension(
             entries[t_known - 1 + k] = [(t_known - 1, fl, _valid(fl))]
     else:
         raise ValueError(f"mode: expected 'constant' or 'reference', got {mode!r}")
-    return _assemble(clip, list(range(t_known)), t_known + num_new, entries, n_src, motion_scale, strength)
+    return _assemble(clip, list(range(t_known)), t_known + num_new, entries, 1, motion_scale, strength)
 
 
 def keyframes(

@@ -291,14 +291,13 @@ def extend(
     mode: str = "both",
     flow: str = "dis",
     damping: float = 0.0,
-    fill_back: int = 3,
     progress: Callable[[int], None] | None = None,
     output_size: str = "input",
     fill: str = "warp",
 ) -> JobResult:
     """Continue ``clip`` by ``frames`` new frames (at most :data:`MAX_EXTEND`), guided by its last motion
-    continued at constant velocity (``damping`` slows it per frame); what the last frame does not see comes
-    from the frame ``fill_back`` before it (:func:`motionguide.guidance.extension`)."""
+    continued at constant velocity (``damping`` slows it per frame; :func:`motionguide.guidance.extension`);
+    the last frame is the only source, so what it does not see has weight 0 in the guidance."""
     clip = _check_clip(clip, "input clip", 2)
     if not isinstance(frames, int) or frames < 1:
         raise ValueError(f"--frames: expected a positive number of new frames, got {frames}")
@@ -308,7 +307,7 @@ def extend(
     size = _model_size(model) or tuple(clip.shape[-2:])
     _note_resize("the input", clip.shape[-2:], size, output_size)
     g = extension_guidance(clip.transpose(0, 1)[None], frames, estimator=get_estimator(flow), damping=damping,
-                           fill_back=fill_back, motion_scale=motion_scale, strength=strength)
+                           motion_scale=motion_scale, strength=strength)
     return _run(model, g, size, mode=mode, strength=strength, steps=steps, seed=seed, progress=progress, inputs=clip,
                 output_size=output_size, fill=fill)
 

@@ -118,9 +118,6 @@ def register(subparsers) -> None:
     p.add_argument("input", nargs="?", metavar="VIDEO", help="input video")
     p.add_argument("--frames", type=int, default=None, help="frames to add (1 .. 64)")
     p.add_argument("--damping", type=float, default=0.0, help="slow the continued motion per frame (0 .. <1)")
-    p.add_argument("--fill-back", type=int, default=3, metavar="N",
-                   help="fill what the last frame does not see (background a moving object uncovers) from the "
-                        "input frame N frames before it; 0 = the last frame alone")
     _common(p)
     p.set_defaults(func=run, job="extend")
 
@@ -171,8 +168,6 @@ def _check_args(args) -> None:
                              f"extend in several runs of at most {MAX_EXTEND}")
         if not (math.isfinite(args.damping) and 0 <= args.damping < 1):
             raise ValueError(f"--damping: expected 0 .. <1 (0 keeps the motion), got {args.damping}")
-        if args.fill_back < 0:
-            raise ValueError(f"--fill-back: expected 0 or more frames, got {args.fill_back}")
     if job == "transfer" and args.frames is not None and not 2 <= args.frames <= MAX_OUTPUT_FRAMES:
         raise ValueError(f"--frames: expected 2 .. {MAX_OUTPUT_FRAMES}, got {args.frames}; make longer clips in "
                          f"several runs")
@@ -276,11 +271,6 @@ def _check_inputs(args, d) -> None:
         what = "--reference" if args.job == "transfer" else "the input"
         raise ValueError(f"{what} has 1 frame; {args.job} estimates motion between frames, so it needs a video of "
                          f"at least 2 frames")
-    if args.job == "extend":
-        n = d["clip"].shape[0]
-        if args.fill_back > n - 1:
-            _notice(f"--fill-back {args.fill_back}: the input has {n} frames, so the fill source is its first frame "
-                    f"({n - 1} before the last)")
 
 
 def run(args) -> int:
@@ -321,7 +311,7 @@ def run(args) -> int:
         elif args.job == "speed":
             res = jobs.speed(d["clip"], args.factor, interpolator=_interpolator(args), **common)
         else:
-            res = jobs.extend(d["clip"], args.frames, damping=args.damping, fill_back=args.fill_back, **common)
+            res = jobs.extend(d["clip"], args.frames, damping=args.damping, **common)
     finally:
         if bar is not None:
             bar.close()
@@ -361,7 +351,7 @@ def _run_pipeline(args, d) -> int:
     elif args.job == "speed":
         res = jobs.speed(d["clip"], args.factor, interpolator=_interpolator(args), **common)
     else:
-        res = jobs.extend(d["clip"], args.frames, damping=args.damping, fill_back=args.fill_back, **common)
+        res = jobs.extend(d["clip"], args.frames, damping=args.damping, **common)
     res = jobs.pipeline_job(pipe, res, size=args.pipeline_hw, output_size=args.output_size, strength=args.strength,
                             steps=args.steps, seed=args.seed, adapter=args.adapters, prompt=args.prompt)
     fps = args.fps or d.get("fps") or 8.0

@@ -169,14 +169,13 @@ class ClipDataset(torch.utils.data.Dataset):
         }
 
 
-def true_guidance(clips: list, positions: tuple[int, ...], num_frames: int, fill_back: int = 3):
+def true_guidance(clips: list, positions: tuple[int, ...], num_frames: int):
     """A :class:`~motionguide.guidance.Guidance` from the exact flows of rendered clips (one batch).
 
     Unknown frame ``k`` takes the known frames before (``a``) and after (``b``) it as sources, weighted
     ``(1 - tau)`` and ``tau`` (``tau = (k - a) / (b - a)``) times their visibility (occluded and out-of-frame
-    points get 0, the model fills them); after the last known frame ``a`` and, where ``a`` does not see, the
-    known frame up to ``fill_back`` before it (as :func:`motionguide.guidance.extension` does). Layout as the
-    plugin's builders.
+    points get 0, the model fills them); after the last known frame, that frame alone (as
+    :func:`motionguide.guidance.extension` does). Layout as the plugin's builders.
     """
     frames = torch.stack([c.frames.permute(1, 0, 2, 3) for c in clips])  # (B, 3, T, H, W)
     b, _, _, h, w = frames.shape
@@ -192,7 +191,6 @@ def true_guidance(clips: list, positions: tuple[int, ...], num_frames: int, fill
             continue
         before = [i for i, p in enumerate(pos) if p < k]
         after = [i for i, p in enumerate(pos) if p > k]
-        fill = before[-1 - min(fill_back, len(before) - 1)] if not after else before[-1]
         ends = [(before[-1], 1.0)] if not after else [
             (before[-1], (pos[after[0]] - k) / (pos[after[0]] - pos[before[-1]])),
             (after[0], (k - pos[before[-1]]) / (pos[after[0]] - pos[before[-1]]))]
@@ -205,12 +203,6 @@ def true_guidance(clips: list, positions: tuple[int, ...], num_frames: int, fill
                 weights[n, k, j] = wt * (1 - torch.clamp(occ + out, max=1))
         tot = weights[:, k].sum(1, keepdim=True)
         weights[:, k] = torch.where(tot > 0, weights[:, k] / tot.clamp(min=1e-6), weights[:, k])
-        if fill != before[-1]:  # continuation: an earlier frame fills what the last one does not see
-            sources[k, 1] = fill
-            for n, c in enumerate(clips):
-                f, occ, out = c.scene.flow(c.times[k], c.times[pos[fill]])
-                flows[n, k, 1] = f
-                weights[n, k, 1] = (1 - weights[n, k, 0]) * (1 - torch.clamp(occ + out, max=1))
     return Guidance(frames[:, :, pos], tuple(pos), num_frames, sources, flows, weights)
 
 

@@ -121,7 +121,7 @@ def test_speed_positions_for_speed_up():
 
 def test_extension_continues_2px_per_frame():
     clip = translating_clip(3)
-    g = extension(clip, 3, estimator=EST, fill_back=0)  # the last frame alone (the fill source: next test)
+    g = extension(clip, 3, estimator=EST)  # one source: the last frame
     assert g.num_frames == 6 and g.positions == (0, 1, 2) and g.sources.shape[1] == 1
     for k in (1, 2, 3):
         t = 2 + k
@@ -137,14 +137,10 @@ def test_extension_continues_2px_per_frame():
     assert torch.equal(gr.flows[0, 4, 0, 0], torch.full((H, W), -2.0))  # reference moves 1 px/frame
 
 
-def test_extension_fill_source_shows_background_the_last_frame_lost():
+def test_extension_leaves_the_background_a_moving_object_uncovers_to_the_model():
     """A 2 px block moves right 2 px/frame over a static texture. In the first new frame the background it
-    uncovers (columns 10-11) is nowhere in the last frame, but frame 2 (the block was at 8-9) shows it: the
-    fill source one frame back gets the whole weight there and the warp shows the true background; where the
-    last frame sees, the fill source gets none. (From further back the flow chains through frames where
-    background near the block is covered and follows the block there: see extension.)"""
-    from motionguide.embedded.generation import flow_only
-
+    uncovers (columns 10-11) is nowhere in the last frame: the last frame is the only source and gets weight
+    0 there, 1 where it sees, and no earlier frame is a source."""
     bg = texture(5)[:, :, :, :W]
     frames = []
     for i in range(4):
@@ -163,20 +159,12 @@ def test_extension_fill_source_shows_background_the_last_frame_lost():
         assert abs(i - j) == 1
         return block_flow(4 + 2 * i, 2.0 * (j - i))
 
-    assert extension(clip, 2, estimator=est).sources[4].tolist() == [3, 0]  # default: 3 frames back
-    g = extension(clip, 2, estimator=est, fill_back=1)
-    assert g.sources.shape[1] == 2 and g.sources[4].tolist() == [3, 2] and g.sources[5].tolist() == [3, 2]
-    w_last, w_fill = g.weights[0, 4, 0, 0], g.weights[0, 4, 1, 0]
-    assert bool((w_last[:, 10:12] == 0).all()) and bool((w_fill[:, 10:12] == 1).all())
-    assert bool((w_last[:, 16:] == 1).all()) and bool((w_fill[:, 16:] == 0).all())
-    assert float((g.weights.sum(2) - 1).max()) <= 1e-6
-    out = flow_only(g)
-    assert torch.allclose(out[:, :, 4, :, 10:12], bg[:, :, :, 10:12], atol=1e-5)  # the lost background
-    one = flow_only(extension(clip, 2, estimator=est, fill_back=0))
-    assert extension(clip, 2, estimator=est, fill_back=0).sources.shape[1] == 1
-    assert float((one[:, :, 4, :, 10:12] - bg[:, :, :, 10:12]).abs().mean()) > 0.05  # without it: guessed
-    with pytest.raises(ValueError, match="fill_back"):
-        extension(clip, 2, estimator=est, fill_back=-1)
+    g = extension(clip, 2, estimator=est)
+    assert g.sources.shape[1] == 1 and g.sources[4:].tolist() == [[3], [3]]
+    w_last = g.weights[0, 4, 0, 0]
+    assert bool((w_last[:, 10:12] == 0).all()) and bool((w_last[:, 16:] == 1).all())
+    with pytest.raises(TypeError, match="fill_back"):
+        extension(clip, 2, estimator=est, fill_back=1)
 
 
 def test_keyframes_inbetween():

@@ -120,15 +120,12 @@ def test_bad_inputs_raise_clear_errors(tiny_dirs):
         extend(c, 100, model=None, mode="flow_only")
     with pytest.raises(ValueError, match="at least 2 frames"):
         extend(c[:1], 2, model=None, mode="flow_only")
-    with pytest.raises(ValueError, match="fill_back: expected an int >= 0"):
-        extend(c, 2, model=None, mode="flow_only", fill_back=-1)
 
 
 def test_cli_errors_leave_no_output(tiny_dirs, tmp_path):
     out = tmp_path / "x.mp4"
     assert main(["speed", "--demo", "--factor", "-2", "-o", str(out), *_args(tiny_dirs)]) == 2
     assert main(["extend", "--demo", "--frames", "500", "-o", str(out), *_args(tiny_dirs)]) == 2
-    assert main(["extend", "--demo", "--fill-back", "-1", "-o", str(out), *_args(tiny_dirs)]) == 2
     assert main(["transfer", "-o", str(out), *_args(tiny_dirs)]) == 2  # no --reference/--image
     # a corrupt checkpoint: one-line error, exit 2
     bad = tmp_path / "bad"

@@ -69,7 +69,6 @@ def test_a_bad_compare_is_refused_before_the_video_is_written(media, tmp_path, c
     (["speed", "CLIP", "--factor", "0.5", "--steps", "0"], "--steps: expected 1 .. 1000"),
     (["extend", "CLIP", "--frames", "100"], "extend in several runs"),
     (["extend", "CLIP", "--frames", "4", "--damping", "1"], "--damping"),
-    (["extend", "CLIP", "--frames", "4", "--fill-back", "-1"], "--fill-back"),
     (["transfer", "--image", "IMG"], "transfer needs --reference"),
     (["transfer", "--demo", "--reference", "CLIP"], "--demo uses built-in clips"),
     (["speed", "CLIP", "--factor", "0.5", "--motion-scale", "nan"], "--motion-scale"),
@@ -84,11 +83,10 @@ def test_values_are_checked_before_any_work(media, tmp_path, capsys, monkeypatch
 
 
 def test_values_that_cannot_apply_get_a_notice(media, tmp_path, capsys):
-    rc = main(["extend", str(media / "clip.mp4"), "--frames", "2", "--fill-back", "100", "--mode", "flow_only",
+    rc = main(["extend", str(media / "clip.mp4"), "--frames", "2", "--mode", "flow_only",
                "--steps", "5", "--prompt", "a cat", "-o", str(tmp_path / "e.mp4")])
     err = capsys.readouterr().err
     assert rc == 0 and (tmp_path / "e.mp4").is_file()
-    assert "--fill-back 100: the input has 9 frames" in err
     assert "--prompt applies to --pipeline only" in err and "--steps, --model and --adapters do not apply" in err
 
 
@@ -124,6 +122,13 @@ def test_help_has_examples_one_default_each_and_says_what_it_writes(job, capsys)
     assert "examples:" in text and f"motionguide {job} --demo" in text
     assert "(default: None)" not in text and text.count("[default: 1.0]") <= 2
     assert "32x32" in text and "frame count" in text
+
+
+def test_extend_has_one_source_so_fill_back_is_an_unknown_option(media, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["extend", str(media / "clip.mp4"), "--frames", "2", "--fill-back", "3", "-o", str(tmp_path / "e.mp4")])
+    assert e.value.code == 2 and "unrecognized arguments: --fill-back" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 def _garbage_files(media, d):
