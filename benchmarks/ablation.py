@@ -4,15 +4,9 @@ Every variant is the shipped model (``assets/embedded``) in mode ``both`` with o
 
 * ``no_gate_head``: the :class:`~motionguide.embedded.heads.GateHead`'s output is zero (the per-trust-level
   gates alone);
-* ``no_blend_head``: no :class:`~motionguide.embedded.heads.BlendHead` (the fixed blend of flow-only warping);
-* ``no_continuation_head``: no :class:`~motionguide.embedded.heads.ContinuationHead` (the network's
-  continuation frames as they come);
 * ``one_gate``: each per-trust-level gate replaced by the mean of its levels (one value for every pixel);
-* ``no_lora``: the LoRA's B matrices zeroed (the frozen base blocks with the latent and feature adapters);
 * ``latent_only`` / ``feature_only``: mode ``latent`` / ``feature`` (one guidance level of the plugin);
-* ``training_free``: no trained part at all (the plugin's training-free mode on the base model);
-* ``no_fill_source`` (extend only): the extension's second source off (``fill_back=0``), for the model and
-  for the warp (``flow_only_no_fill``), against ``flow_only`` with the default ``fill_back``.
+* ``training_free``: no trained part at all (the plugin's training-free mode on the base model).
 
 Rows: ``<variant>@model``: the model's output as it is (``output_size="model"``), scored at the model's size;
 ``<variant>@input``: at the input's size with the model filling what the confidence does not trust
@@ -21,9 +15,13 @@ tasks and scoring are ``benchmarks/real_footage.py``'s (its hold-out tasks, its 
 
 The table prints, per job and size, each variant's paired per-clip difference ``full - variant`` with its
 standard error: positive means the part lifts the score (it pays), negative means the model is better
-without it. The shipped parts were chosen on synthetic clips; these clips were not used to choose them.
+without it. A part pays when it lifts at least one job by 0.1 dB or more at two standard errors at the
+model's size and loses none by more than two; the shipped parts were chosen on synthetic clips, and these
+clips were not used to choose them. The parts that did not pay (a learned blend of two warps, a learned mix
+of the output with the warp, a LoRA on every block, the extension's second source) are not in the model;
+their rows are in ``benchmarks/results/ablation.json``, measured before they were taken out.
 
-    python benchmarks/ablation.py [--clips 4] [--json benchmarks/results/ablation.json] [--videos DIR]
+    python benchmarks/ablation.py [--clips 4] [--json OUT] [--videos DIR] [--variants ...] [--jobs ...]
 """
 from __future__ import annotations
 
@@ -42,8 +40,7 @@ import torch  # noqa: E402
 from flow.atomic import atomic_path  # noqa: E402
 from motionguide import jobs  # noqa: E402
 
-VARIANTS = ("full", "no_gate_head", "no_blend_head", "no_continuation_head", "one_gate", "no_lora", "latent_only",
-            "feature_only", "training_free", "no_fill_source")
+VARIANTS = ("full", "no_gate_head", "one_gate", "latent_only", "feature_only", "training_free")
 #: the mode each variant generates in
 _MODE = {"latent_only": "latent", "feature_only": "feature", "training_free": "training_free"}
 
@@ -56,33 +53,21 @@ def variant_model(name: str):
         last = g.gate_head.net[-1]
         torch.nn.init.zeros_(last.weight)
         torch.nn.init.zeros_(last.bias)
-    elif name == "no_blend_head":
-        g.blend_head = None
-    elif name == "no_continuation_head":
-        g.continuation_head = None
     elif name == "one_gate":
         with torch.no_grad():
             g.reference_gate.fill_(float(g.reference_gate.mean()))
             g.correction_gate.fill_(float(g.correction_gate.mean()))
-    elif name == "no_lora":
-        with torch.no_grad():
-            zeroed = [p.zero_() for n, p in model.transformer.named_parameters() if "lora_B" in n]
-        if not zeroed:
-            raise RuntimeError("the shipped adapters carry no LoRA to take out")
     return model
 
 
 def build(variants, seed: int, shared) -> dict:
     methods = {"flow_only": rf.job_method(None, seed, shared, mode="flow_only")}
-    rf.APPLIES["flow_only_no_fill"] = ("extend",)
-    methods["flow_only_no_fill"] = rf.job_method(None, seed, shared, mode="flow_only", fill_back=0)
     for v in variants:
-        model = variant_model("full" if v == "no_fill_source" else v)
+        model = variant_model(v)
         mode = _MODE.get(v, "both")
-        kw = {"fill_back": 0} if v == "no_fill_source" else {}
-        rf.APPLIES[v] = ("extend",) if v == "no_fill_source" else rf.JOBS
-        methods[f"{v}@model"] = rf.job_method(model, seed, shared, mode=mode, output_size="model", **kw)
-        methods[f"{v}@input"] = rf.job_method(model, seed, shared, mode=mode, output_size="input", fill="model", **kw)
+        rf.APPLIES[v] = rf.JOBS
+        methods[f"{v}@model"] = rf.job_method(model, seed, shared, mode=mode, output_size="model")
+        methods[f"{v}@input"] = rf.job_method(model, seed, shared, mode=mode, output_size="input", fill="model")
     return methods
 
 
@@ -99,7 +84,7 @@ def _paired(per_clip, job, a, b, size, key):
 def summarise(per_clip, variants) -> dict:
     rows, pairs = [], []
     for job in rf.JOBS:
-        for v in ("flow_only", "flow_only_no_fill") + tuple(variants):
+        for v in ("flow_only",) + tuple(variants):
             for size in rf.SIZES:
                 rr = [r for r in per_clip if (r["job"], r["mode"], r["size"]) == (job, v, size)]
                 if rr:
@@ -113,7 +98,7 @@ def summarise(per_clip, variants) -> dict:
                 p = _paired(per_clip, job, "full", v, size, key)
                 if p is not None:
                     pairs.append(p)
-        for a, b in (("full", "flow_only"), ("flow_only", "flow_only_no_fill")):
+        for a, b in (("full", "flow_only"),):
             for size in rf.SIZES:
                 p = _paired(per_clip, job, a, b, size, "psnr")
                 if p is not None:

@@ -4,13 +4,11 @@
 What it does, in order (one JSON file, rewritten after every step, so a run cut short keeps what it finished):
 
 1. ``probe``: each stage of ``motionguide.embedded.recipes.SHIPPED_RECIPE`` (referenced by name, so the script
-   follows it when stages change) runs ``--probe-steps`` steps with small pools into ``OUT/probe``, through
-   ``run_recipe`` unchanged. The loop's log lines are timed: seconds per step (the second half of the probe,
-   one checkpoint included, so an overestimate) and the set-up (model load, pool building: seconds per pool
-   clip) of every stage.
-2. ``plan`` / ``train``: one factor ``s`` scales every stage's steps (``stage.steps * s``) and the blend and
-   continuation pools (their ``TrainConfig`` defaults ``* s``, with a floor) so that the measured costs fill
-   the training budget; the stages then run in ``OUT/train`` one by one, and before each one the factor is
+   follows it when stages change) runs ``--probe-steps`` steps into ``OUT/probe``, through ``run_recipe``
+   unchanged. The loop's log lines are timed: seconds per step (the second half of the probe, one checkpoint
+   included, so an overestimate) and the set-up (model load) of every stage.
+2. ``plan`` / ``train``: one factor ``s`` scales every stage's steps (``stage.steps * s``) so that the
+   measured costs fill the training budget; the stages then run in ``OUT/train`` one by one, and before each one the factor is
    solved again for the time actually left.
 3. ``checkpoint``: ``OUT/checkpoint/base`` (the base stage's model) and ``OUT/checkpoint/adapters`` (the last
    stage's adapters), the layout of ``assets/embedded``; when the float32 files exceed the asset budget
@@ -66,18 +64,10 @@ GPU_MODEL = {"height": 128, "width": 128, "num_frames": 8, "num_layers": 6, "num
 #: --tiny: a non-square, non-default size with a one-block model (checks the code; figures mean nothing)
 TINY_MODEL = {"height": 48, "width": 64, "num_frames": 8, "num_layers": 1, "num_heads": 2, "head_dim": 12,
               "ffn_dim": 32, "text_dim": 8, "freq_dim": 16, "steps": 2}
-#: the pool fields of TrainConfig, by stage kind, and their smallest planned size
-POOL_FIELD = {"blend": "blend_pool", "continuation": "continuation_pool"}
-POOL_FLOOR = {"blend": 48, "continuation": 48}
-TINY_POOL_FLOOR = {"blend": 4, "continuation": 4}
 ASSET_MB = 20.0
 MB = 1e6
-#: steps are scaled by at most this (the shipped step counts, doubled), pools never above their defaults
+#: steps are scaled by at most this (the shipped step counts, doubled)
 MAX_SCALE = 2.0
-
-
-def _defaults() -> dict:
-    return {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
 
 
 def _write(path: Path, data: dict) -> None:
@@ -112,29 +102,21 @@ def probe_costs(clock: StageClock, end: float) -> dict:
     return {"step_s": step_s, "setup_s": max(0.0, t1 - clock.start - k1 * step_s), "total_s": end - clock.start}
 
 
-def plan_stage(stage, scale: float, pool_floor: dict, min_steps: int) -> dict:
-    """Steps and pool of ``stage`` at step factor ``scale``."""
-    plan = {"steps": max(min_steps, round(stage.steps * scale))}
-    if stage.kind in POOL_FIELD:
-        f = POOL_FIELD[stage.kind]
-        default = int(stage.options.get(f, _defaults()[f]))
-        plan[f] = int(min(default, max(pool_floor[stage.kind], round(default * scale))))
-    return plan
+def plan_stage(stage, scale: float, min_steps: int) -> dict:
+    """Steps of ``stage`` at step factor ``scale`` (never below the probe's)."""
+    return {"steps": max(min_steps, round(stage.steps * scale))}
 
 
-def predict(stage, costs: dict, plan: dict) -> float:
-    """Seconds the ``stage`` takes with ``plan``, from its probe ``costs`` (``pool_s``: seconds per pool clip)."""
-    t = costs["fixed_s"] + plan["steps"] * costs["step_s"]
-    if stage.kind in POOL_FIELD:
-        t += plan[POOL_FIELD[stage.kind]] * costs["pool_s"]
-    return t
+def predict(costs: dict, plan: dict) -> float:
+    """Seconds a stage takes with ``plan``, from its probe ``costs``."""
+    return costs["fixed_s"] + plan["steps"] * costs["step_s"]
 
 
-def solve_scale(stages, costs: dict, seconds: float, pool_floor: dict, min_steps: int) -> float:
+def solve_scale(stages, costs: dict, seconds: float, min_steps: int) -> float:
     """The largest step factor (at most MAX_SCALE) whose predicted time for ``stages`` fits ``seconds``
     (bisection; the smallest factor when nothing fits)."""
     def total(s):
-        return sum(predict(st, costs[st.name], plan_stage(st, s, pool_floor, min_steps)) for st in stages)
+        return sum(predict(costs[st.name], plan_stage(st, s, min_steps)) for st in stages)
 
     lo, hi = 0.0, MAX_SCALE
     if total(hi) <= seconds:
@@ -145,18 +127,14 @@ def solve_scale(stages, costs: dict, seconds: float, pool_floor: dict, min_steps
     return lo
 
 
-def cost_model(stage, probe: dict, probe_pool: int) -> dict:
-    """Probe figures -> ``{"step_s", "fixed_s", "pool_s"}``: a head stage's set-up is charged to its pool
-    (seconds per clip, an overestimate: loading is counted in it); other stages' set-up is fixed."""
-    c = {"step_s": probe["step_s"], "fixed_s": probe["setup_s"], "pool_s": 0.0}
-    if stage.kind in POOL_FIELD:
-        c["fixed_s"], c["pool_s"] = 0.0, probe["setup_s"] / probe_pool
-    return c
+def cost_model(probe: dict) -> dict:
+    """Probe figures -> ``{"step_s", "fixed_s"}`` (the set-up is charged once per stage)."""
+    return {"step_s": probe["step_s"], "fixed_s": probe["setup_s"]}
 
 
 # ------------------------------------------------------------------------------------------ training
 def train_all(data: dict, path: Path, root: Path, *, model: dict, tiny: bool, budget_s: float, probe_steps: int,
-              probe_pool: int, t0: float, log) -> None:
+              t0: float, log) -> None:
     """Probe every stage, then train them all into ``root/train`` within ``budget_s`` (from ``t0``)."""
     common = {"model": model, "progress": False}
     if "mixed_precision" in {f.name for f in dataclasses.fields(TrainConfig)} and torch.cuda.is_available():
@@ -166,24 +144,21 @@ def train_all(data: dict, path: Path, root: Path, *, model: dict, tiny: bool, bu
     data["training"] = {"recipe": [s.name for s in SHIPPED_RECIPE], "model": EmbeddedConfig.from_dict(model).to_dict(),
                         "overrides": {k: v for k, v in common.items() if k != "model"}, "probe": {}, "stages": {}}
     tr = data["training"]
-    pool_floor = TINY_POOL_FLOOR if tiny else POOL_FLOOR
     costs = {}
     for stage in SHIPPED_RECIPE:  # 1. probe
         clock = StageClock(log)
         over = {**common, "checkpoint_every": max(1, probe_steps // 2)}
-        if stage.kind in POOL_FIELD:
-            over[POOL_FIELD[stage.kind]] = probe_pool
         with contextlib.redirect_stderr(io.StringIO()):
             run_recipe(root / "probe", (stage,), steps_scale=probe_steps / stage.steps, overrides=over, log=clock)
         tr["probe"][stage.name] = probe_costs(clock, time.perf_counter())
-        costs[stage.name] = cost_model(stage, tr["probe"][stage.name], probe_pool)
+        costs[stage.name] = cost_model(tr["probe"][stage.name])
         _write(path, data)
     shutil.rmtree(root / "probe", ignore_errors=True)
     for i, stage in enumerate(SHIPPED_RECIPE):  # 2. plan and train, the factor solved again before each stage
         left = budget_s - (time.perf_counter() - t0)
-        scale = solve_scale(SHIPPED_RECIPE[i:], costs, left, pool_floor, probe_steps)
-        plan = plan_stage(stage, scale, pool_floor, probe_steps)
-        predicted = predict(stage, costs[stage.name], plan)
+        scale = solve_scale(SHIPPED_RECIPE[i:], costs, left, probe_steps)
+        plan = plan_stage(stage, scale, probe_steps)
+        predicted = predict(costs[stage.name], plan)
         log(f"plan {stage.name}: factor {scale:.3f} of the shipped steps -> {plan} (predicted {predicted:.0f} s of "
             f"{left:.0f} s left)")
         clock = StageClock(log)
@@ -332,7 +307,7 @@ def _environment(tiny: bool) -> dict:
 
 def run(*, tiny: bool = False, out: str | Path | None = None, budget_s: float | None = None,
         total_s: float | None = None,
-        model: dict | None = None, probe_steps: int | None = None, probe_pool: int | None = None,
+        model: dict | None = None, probe_steps: int | None = None,
         asset_mb: float = ASSET_MB, videos: str | None = None, clips_per_video: int | None = None,
         max_size: int | None = None, jobs_=None, score_real: bool = True, log=print) -> dict:
     """Train, export, check and score; returns the results (also written to ``out`` after every step)."""
@@ -351,8 +326,7 @@ def run(*, tiny: bool = False, out: str | Path | None = None, budget_s: float | 
     data = {"environment": _environment(tiny), "budget_s": budget_s, "total_s": total_s, "errors": {},
             "seconds": {}}
     steps = [("train", lambda: train_all(data, path, root, model=model, tiny=tiny, budget_s=budget_s,
-                                         probe_steps=probe_steps or (2 if tiny else 8),
-                                         probe_pool=probe_pool or (4 if tiny else 32), t0=t0, log=log)),
+                                         probe_steps=probe_steps or (2 if tiny else 8), t0=t0, log=log)),
              ("checkpoint", lambda: data.__setitem__("checkpoint", export_checkpoint(root, asset_mb))),
              ("check", lambda: data.__setitem__("check", check_checkpoint(data["checkpoint"])))]
     if score_real:

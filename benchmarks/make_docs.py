@@ -112,9 +112,49 @@ def interpolate(d: dict) -> list[str]:
     return lines + [""] + [f"- {t}" for t in d.get("targets", [])]
 
 
+#: what each ablation variant takes out, and why the model keeps it or not (None: it is taken out)
+_KEPT_ANYWAY = ("kept although it does not pay at 32x32: it is the plugin's MoG mechanism, which the pipeline "
+                "trainer gives users' DiTs; the larger embedded model (benchmarks/gpu_embedded.sh) decides it again")
+_ABLATED = {"no_gate_head": ("the gate head", "in the model"),
+            "one_gate": ("the per-trust-level gates (one value)", "in the model"),
+            "latent_only": ("the feature level", _KEPT_ANYWAY), "feature_only": ("the latent level", "in the model"),
+            "training_free": ("every trained part (training-free mode)", _KEPT_ANYWAY),
+            "no_blend_head": ("the learned blend of two warps", None),
+            "no_continuation_head": ("the learned mix of the output with the warp", None),
+            "no_lora": ("the LoRA on every block", None), "no_fill_source": ("the extension's second source", None)}
+
+
+def ablation(d: dict) -> list[str]:
+    """full - variant per job and size; a part pays when it lifts one job by >= 0.1 dB at >= 2 SE at the
+    model's size and loses none by more than 2 SE (benchmarks/ablation.py)."""
+    by = {(p["job"], p["b"], p["size"], p["key"]): p for p in d["paired"] if p["a"] == "full"}
+    jobs_ = [j for j in ("speed0.5", "speed0.25", "extend", "transfer") if any(k[0] == j for k in by)]
+    cell = lambda p: "-" if p is None else f"{p['mean']:+.2f} +- {p['se']:.2f}"  # noqa: E731
+    rows, verdicts = [], []
+    for v, (what, kept) in _ABLATED.items():
+        model = [by.get((j, v, "model", "psnr")) for j in jobs_]
+        if not any(model):
+            continue
+        rows.append([what, *[cell(p) for p in model], cell(by.get(("transfer" if v != "no_fill_source" else "extend",
+                                                                     v, "input", "psnr_fill")))])
+        ms = [p for p in model if p]
+        pays = any(p["mean"] >= 0.1 and p["mean"] >= 2 * p["se"] for p in ms) and not any(
+            p["mean"] < -2 * p["se"] for p in ms)
+        verdicts.append(f"- {what}: {'pays' if pays else 'does not pay'}; {kept or 'taken out'}")
+    lines = [f"Paired per-clip PSNR differences, full model minus the model without the part (dB, +- SE; "
+             f"{len(d['meta']['clips'])} clips; positive: the part lifts the score), at the model's size "
+             f"(`both`, its own output) and, last column, inside the pixels it fills at the input's size "
+             f"(transfer; extend for the second source). {d['meta'].get('note', '')}", ""]
+    lines += _table(["part taken out", *[f"{j} (model size)" for j in jobs_], "filled pixels"], rows)
+    return lines + ["", "A part pays when it lifts at least one job by 0.1 dB or more at two standard errors at the "
+                    "model's size and loses none by more than two:", ""] + verdicts
+
+
 SECTIONS = [
     ("real_footage", "Jobs on real footage", "python benchmarks/real_footage.py --json benchmarks/results/real_footage.json",
      real_footage),
+    ("ablation", "Each part of the embedded model on real footage",
+     "python benchmarks/ablation.py --clips 4 --json benchmarks/results/ablation.json", ablation),
     ("motion", "Steering on synthetic clips (mechanism, not quality; its seeds chose the model's parts, so they "
                "are a validation set)", "python benchmarks/motion.py --clips 6 --json benchmarks/results/motion.json",
      motion),

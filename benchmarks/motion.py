@@ -21,10 +21,6 @@ from flow estimated by DIS on the known frames, ``_estimated``):
   transfer (only frame 0 known) it equals ``epe``;
 * ``seconds``: generation time per clip.
 
-For jobs with two sources sharing the pixels of a generated frame (speed) and adapters with a learned blend
-(:class:`motionguide.embedded.heads.BlendHead`), the blend alone, without the network (JSON ``learned_blend``): how
-much of the guided result's gain over flow-only comes from choosing per pixel between the two warps.
-
 Plus: motion scale 0.5 and 2 (mean measured motion magnitude over the one at scale 1, for the guided result
 and for the flow-only warp, transfer job, estimated guidance), strength 0 (max abs difference to
 unguided), and the median time of one clip at batch 1 with the default steps.
@@ -257,7 +253,6 @@ def main(argv=None) -> int:
     steps = args.steps or trained.config.steps
     seeds = list(range(args.seed, args.seed + args.clips))
     rows = []
-    learned_blend = {}
     meter_floor, meter_floor_anchor = {}, {}
     cases = {}
     print(f"held-out clips: {len(seeds)} per job; {steps} sampling steps; model {trained.config.height}x"
@@ -282,17 +277,6 @@ def main(argv=None) -> int:
             print(f"  {job:8s} {name:24s} psnr {met['psnr']:6.2f}  ssim {met['ssim']:.3f}  free {met['psnr_free']:6.2f} "
                   f"(disocc {met['psnr_disoccluded']:6.2f}, out {met['psnr_out_of_frame']:6.2f})  "
                   f"epe {met['epe']:5.2f} (from last known {met['epe_anchor']:5.2f})  {sec:6.2f} s/clip", file=sys.stderr)
-        # the adapters' learned blend of two warped sources alone (no network): how much of "both" it is
-        blend = trained.gates.blend_head if trained.gates is not None else None
-        # (only where two sources share pixels: the extension has one source, the last frame, so there the
-        # blend head has nothing to choose)
-        if blend is not None and bool(((case.est.weights > 0).sum(2) >= 2).any()):
-            from motionguide.embedded.generation import flow_only
-
-            with torch.no_grad():
-                bt, be = (measure(case, flow_only(g, blend), meter) for g in (case.true, case.est))
-            learned_blend[job] = {"psnr": round(bt["psnr"], 4), "psnr_estimated": round(be["psnr"], 4),
-                                  "psnr_clips_estimated": [round(x, 4) for x in be["psnr_clips"]]}
     # motion scale: transfer with estimated guidance (what a user runs), guided (both) and flow-only
     import motionguide as mg
 
@@ -325,7 +309,7 @@ def main(argv=None) -> int:
     clip_seconds = statistics.median(times)
 
     result = {"rows": rows, "meter_floor_epe": meter_floor, "meter_floor_epe_anchor": meter_floor_anchor, "motion_scale": motion_scale, "noop_maxdiff": noop, "clip_seconds": round(clip_seconds, 3),
-              "clips": len(seeds), "steps": steps, "learned_blend": learned_blend}
+              "clips": len(seeds), "steps": steps}
     print(format_table(result))
     if args.json:
         from flow.atomic import atomic_path
@@ -376,12 +360,6 @@ def format_table(r: dict) -> str:
                      f"(>= {TARGETS['psnr_gain']}: {'met' if gain >= TARGETS['psnr_gain'] else 'NOT met'}); "
                      f"estimated: both {be['psnr']:.2f} vs flow-only {fe['psnr']:.2f} dB "
                      f"({'met' if be['psnr'] >= fe['psnr'] else 'NOT met'}{paired})")
-    for job, v in r.get("learned_blend", {}).items():
-        be = by[(job, "both_estimated")]
-        lines.append(f"- {job}, where the gain comes from: the adapters' learned blend of the two warped sources alone "
-                     f"(no network) scores {v['psnr_estimated']:.2f} dB estimated ({v['psnr']:.2f} true); the network on "
-                     f"top of it {be['psnr'] - v['psnr_estimated']:+.2f} dB"
-                     f"{paired_difference(be.get('psnr_clips'), v.get('psnr_clips_estimated'))}")
     for k, v in r["motion_scale"].items():
         dev = abs(v["guided"] / max(v["flow_only"], 1e-9) - 1)
         lines.append(f"- motion scale {k}: guided ratio {v['guided']:.3f}, flow-only {v['flow_only']:.3f} "

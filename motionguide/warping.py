@@ -41,14 +41,9 @@ def known_of(guidance) -> tuple[torch.Tensor, torch.Tensor]:
     return kf, known
 
 
-def flow_only(guidance, blend=None) -> torch.Tensor:
+def flow_only(guidance) -> torch.Tensor:
     """Plain warping without the model ``(B, 3, T, H, W)`` in [0, 1]: each target frame is the weighted blend
-    of its warped sources (border padding), the first source alone where the weights vanish.
-
-    blend: an object whose ``blend(warps (N, 2, 3, H, W), weights (N, 2, 1, H, W), flows (N, 2, 2, H, W))``
-    blends the frames with two sources per pixel instead of the guidance's fixed weights (the embedded
-    model's learned :class:`~motionguide.embedded.heads.BlendHead`); None (the flow-only baseline) keeps them.
-    """
+    of its warped sources (border padding), the first source alone where the weights vanish."""
     kf, known = known_of(guidance)
     out = kf.clone()
     for t in range(guidance.num_frames):
@@ -57,10 +52,6 @@ def flow_only(guidance, blend=None) -> torch.Tensor:
         srcs = source_warps(guidance, t)
         if not srcs:  # no source at all: hold the nearest known frame
             out[:, :, t] = kf[:, :, int(torch.nonzero(known[0, : t + 1])[-1])]
-            continue
-        if blend is not None and len(srcs) == 2:
-            warps, weights, flows = (torch.stack(x, 1) for x in zip(*srcs))
-            out[:, :, t] = blend.blend(warps.to(kf), weights.to(kf), flows.to(kf))
             continue
         acc = sum(wt * warped for warped, wt, _ in srcs)
         wsum = sum(wt for _, wt, _ in srcs)

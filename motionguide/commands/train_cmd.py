@@ -13,7 +13,7 @@ import json
 
 from ._help import HelpFormatter
 
-_KINDS = ("base", "adapters", "blend", "continuation")
+_KINDS = ("base", "adapters")
 #: options of 'train pipeline' only (their defaults are None: given = not None)
 _PIPELINE_ONLY = ("pipeline", "videos", "frames", "size", "layouts", "clips", "stride", "flow", "interpolator",
                   "prompt", "lora_rank", "lora_blocks", "train_blocks", "feature_blocks", "mixed_precision", "dtype",
@@ -21,7 +21,7 @@ _PIPELINE_ONLY = ("pipeline", "videos", "frames", "size", "layouts", "clips", "s
 _PIPELINE_FLAGS = ("last_frame", "gradient_checkpointing")
 #: options of the embedded model's kinds that 'train pipeline' refuses when given
 _EMBEDDED_ONLY = {"base": None, "init": None, "model_config": None, "extend_share": None, "matched_p": 0.0,
-                  "matched_loss": "velocity", "blend_pool": 400, "continuation_pool": 960, "steps_scale": 1.0}
+                  "matched_loss": "velocity", "steps_scale": 1.0}
 
 
 def _recipe_text() -> str:
@@ -34,14 +34,12 @@ def _recipe_text() -> str:
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "train",
-        help="train the embedded video model, its motion-guidance adapters, or their heads",
+        help="train the embedded video model, its motion-guidance adapters, or your pipeline's adapters",
         description=(
             "Train the embedded image-to-video model ('base') on clips with known motion rendered from the "
-            "photographs bundled with scikit-image; the MoG guidance adapters on top of it ('adapters'); the "
-            "adapters' learned blend of the two warped sources of in-between frames ('blend', added to the "
-            "--init adapters; trains on warps alone, minutes); or their per-pixel mix of the generated "
-            "continuation frames with the warp ('continuation', added to the --init adapters; trains on the "
-            "model's own outputs, minutes). 'recipe' runs all the stages of the shipped weights in order. "
+            "photographs bundled with scikit-image, or the MoG guidance adapters on top of it ('adapters': "
+            "the latent adapter, the feature gates and the trust gates with their per-pixel head). 'recipe' runs "
+            "all the stages of the shipped weights in order. "
             "Writes DIR/checkpoint (every --checkpoint-every steps; a second run resumes from it), "
             "DIR/model (base) or DIR/adapters, and DIR/loss.png. Works under `accelerate launch` unchanged.\n\n"
             "'pipeline' trains the MoG adapters (zero-initialised latent channels and feature gates; optionally a "
@@ -56,7 +54,7 @@ def register(subparsers) -> None:
             "examples:\n"
             "  motionguide train base --steps 1000 --out runs/base\n"
             "  motionguide train adapters --steps 1000 --out runs/adapters --base runs/base/model\n"
-            "  motionguide train recipe --out runs                 # every stage below, about 98 min on 2 cores\n"
+            "  motionguide train recipe --out runs                 # every stage below, in order (resumable)\n"
             "  motionguide train recipe --out /tmp/try --steps-scale 0.01 --batch-size 2   # a quick trial\n"
             "  python examples/tiny_pipeline.py --arch wan -o /tmp/tiny-wan   # a tiny random pipeline to try it\n"
             "  motionguide train pipeline --pipeline /tmp/tiny-wan --videos ../shared/data/videos --size 32x32 \\\n"
@@ -65,7 +63,7 @@ def register(subparsers) -> None:
             "      --out runs/wan14b --lora-rank 16 --mixed-precision bf16 --dtype bfloat16 --gradient-checkpointing\n"
             "  accelerate launch --num_processes 8 -m motionguide train pipeline ...   # the same on 8 GPUs (DDP)\n\n"
             "the stages of the shipped weights (assets/embedded/base = runs/base/model, assets/embedded/adapters "
-            "= runs/continuation/adapters):\n" + _recipe_text()
+            "= runs/adapters_head/adapters):\n" + _recipe_text()
         ),
         formatter_class=HelpFormatter,
     )
@@ -75,20 +73,17 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="DIR",
                    help="output folder: checkpoint/, model/ or adapters/, loss.png (recipe: one folder per stage)")
     p.add_argument("--batch-size", type=int, default=None,
-                   help="clips per step and process (blend, continuation: 8 x this many frames from the pool) "
-                        "[default: 8; recipe: each stage's own]")
+                   help="clips per step and process [default: 8; recipe: each stage's own]")
     p.add_argument("--lr", type=float, default=None,
-                   help="peak learning rate [default: 5e-4 base, 1e-3 adapters, 1e-2 blend, 3e-3 continuation, "
-                        "1e-4 pipeline]")
+                   help="peak learning rate [default: 5e-4 base, 1e-3 adapters, 1e-4 pipeline]")
     p.add_argument("--seed", type=int, default=0, help="seed of the clips, noise and initialisation")
     p.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if DIR/checkpoint exists")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads [default: torch's choice]")
     p.add_argument("--base", default=None, metavar="DIR",
-                   help="adapters, blend, continuation: base model folder [default: assets/embedded/base]")
+                   help="adapters: base model folder [default: assets/embedded/base]")
     p.add_argument("--init", default=None, metavar="DIR",
-                   help="warm start: base from the weights of this model folder, adapters from this adapter folder; "
-                        "blend, continuation: the adapters to add the head to (required)")
+                   help="warm start: base from the weights of this model folder, adapters from this adapter folder")
     p.add_argument("--matched-p", type=float, default=0.0,
                    help="adapters: share of batches noised from the guided reference (where guided sampling starts) "
                         "instead of from the true clip")
@@ -98,10 +93,6 @@ def register(subparsers) -> None:
     p.add_argument("--extend-share", type=float, default=None,
                    help="adapters: share of batches with the continuation layouts (2-4 known first frames); the "
                         "others keep their ratios [default: 0.20; first frame only 0.35, in-betweening 0.45]")
-    p.add_argument("--blend-pool", type=int, default=400,
-                   help="blend: training clips rendered once and held in memory (slow motion x1/2, x1/3, x1/4)")
-    p.add_argument("--continuation-pool", type=int, default=960,
-                   help="continuation: training clips the model generates once (continuation after 1-4 known frames)")
     p.add_argument("--model-config", default=None, metavar="JSON",
                    help="base: EmbeddedConfig fields that size the model, e.g. '{\"num_layers\": 2}'")
     p.add_argument("--steps-scale", type=float, default=1.0,
@@ -260,8 +251,7 @@ def run(args) -> int:
         kind=args.kind, steps=args.steps, out=args.out, batch_size=args.batch_size or 8, lr=args.lr,
         seed=args.seed, checkpoint_every=args.checkpoint_every, resume=not args.no_resume, threads=args.threads,
         base=args.base, init=args.init, matched_p=args.matched_p, matched_loss=args.matched_loss,
-        extend_share=args.extend_share, blend_pool=args.blend_pool, continuation_pool=args.continuation_pool,
-        model=model, progress=not args.no_progress,
+        extend_share=args.extend_share, model=model, progress=not args.no_progress,
     )
     res = train(cfg, log=tqdm.write)
     print(f"trained {args.kind} to step {res['step']}; outputs in {res['out']}")

@@ -1,14 +1,17 @@
-"""MoG adapters on the embedded model: the plugin's latent channels and feature gates, a LoRA on every
-block (selective fine-tuning), and the gates that move the reference clip toward the warp.
+"""MoG adapters on the embedded model: the plugin's latent channels and feature gates on frozen base
+blocks, and the gates that move the reference clip toward the warp.
 
-The optional parts have one owner, :class:`GuidanceGates` (``model.gates``), with one save format: the
-plugin's ``motion_guidance.{safetensors,json}`` (:func:`motionguide.save_motion_guidance`, LoRA included),
-``gates.safetensors`` (the gates and heads, by their parameter names) and a ``manifest.json`` of checksums.
+The gates have one owner, :class:`GuidanceGates` (``model.gates``), with one save format: the plugin's
+``motion_guidance.{safetensors,json}`` (:func:`motionguide.save_motion_guidance`), ``gates.safetensors``
+(the gates and their head, by their parameter names) and a ``manifest.json`` of checksums. The embedded
+model carries no LoRA: on real footage the shipped one lifted no job (``benchmarks/ablation.py``), so a folder
+that carries one is refused.
 Loading validates everything before the transformer is touched, so a refused folder leaves the model as
 it was (peft's validate-then-mutate).
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -19,20 +22,19 @@ from safetensors.torch import load_file, save_file
 from flow.atomic import atomic_path
 
 from ..adapter import MotionGuidanceConfig, apply_motion_guidance, remove_motion_guidance
-from ..adapter_weights import add_lora, load_motion_guidance, save_motion_guidance
+from ..adapter_weights import load_motion_guidance, save_motion_guidance
 from ..errors import CheckpointError, MotionGuidanceError
 from ..registry import VAECompression
 from .checkpoint import DEFAULT_ASSETS, verify_manifest, write_manifest
-from .heads import TRUST_LEVELS, BlendHead, ContinuationHead, GateHead
+from .heads import TRUST_LEVELS, GateHead
 from .network import EmbeddedVideoModel
 
-__all__ = ["GATE_SCALE", "GATES_FILE", "LORA_TARGETS", "GuidanceGates", "pixel_vae", "attach_adapters",
-           "set_lora_scale", "save_adapters", "load_adapters"]
+__all__ = ["GATE_SCALE", "GATES_FILE", "GuidanceGates", "pixel_vae", "attach_adapters", "save_adapters",
+           "load_adapters"]
 
 #: a gate is ``GATE_SCALE * p`` with ``p`` initialised to 0, so Adam moves it at a useful rate
 GATE_SCALE = 25.0
 GATES_FILE = "gates.safetensors"
-LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "net.0.proj", "net.2")
 _PLUGIN_FILES = ("motion_guidance.safetensors", "motion_guidance.json")
 _FIX = "train them with `motionguide train adapters --out DIR` and pass --adapters DIR/adapters"
 
@@ -45,38 +47,29 @@ def pixel_vae() -> VAECompression:
 class GuidanceGates(nn.Module):
     """The gates of guided generation (:mod:`motionguide.embedded.generation`), one value per trust level
     (:func:`~motionguide.embedded.heads.trust_levels`: no source sees the pixel, one does, two agree), and
-    the per-pixel heads:
+    their per-pixel head:
 
     * ``reference_gate`` ``(TRUST_LEVELS,)``: how far the reference clip moves from the static frame toward
       the warp;
     * ``correction_gate`` ``(TRUST_LEVELS,)``: how much of the network's correction is damped;
-    * ``gate_head``: per-pixel corrections of both gates; ``blend_head`` (optional): the blend of two warped
-      sources; ``continuation_head`` (optional): the mix of the output with the warp on continuation frames.
+    * ``gate_head``: per-pixel corrections of both gates.
 
     Everything starts at zero output: fresh gates leave the base model's output unchanged.
     """
 
-    def __init__(self, *, gate_hidden: int = 24, blend_hidden: int | None = None,
-                 continuation_hidden: int | None = None):
+    def __init__(self, *, gate_hidden: int = 24):
         super().__init__()
         self.reference_gate = nn.Parameter(torch.zeros(TRUST_LEVELS))
         self.correction_gate = nn.Parameter(torch.zeros(TRUST_LEVELS))
         self.gate_head = GateHead(gate_hidden)
-        self.blend_head = BlendHead(blend_hidden) if blend_hidden else None
-        self.continuation_head = ContinuationHead(continuation_hidden) if continuation_hidden else None
 
     @classmethod
     def from_state_dict(cls, state: dict[str, torch.Tensor], where: str) -> "GuidanceGates":
-        """Gates with the heads ``state`` holds, sized from it and loaded strictly; a state of another shape
-        raises :class:`CheckpointError` naming ``where``."""
-
-        def hidden(prefix: str) -> int | None:
-            w = state.get(f"{prefix}.net.0.weight")
-            return int(w.shape[0]) if w is not None else None
-
+        """Gates sized from ``state`` and loaded strictly; a state of another shape (or with parts this
+        version does not have) raises :class:`CheckpointError` naming ``where``."""
+        w = state.get("gate_head.net.0.weight")
         try:
-            gates = cls(gate_hidden=hidden("gate_head") or 24, blend_hidden=hidden("blend_head"),
-                        continuation_hidden=hidden("continuation_head"))
+            gates = cls(gate_hidden=int(w.shape[0]) if w is not None else 24)
             gates.load_state_dict(state, strict=True)
         except (RuntimeError, IndexError, ValueError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -85,36 +78,21 @@ class GuidanceGates(nn.Module):
         return gates.requires_grad_(False)
 
 
-def attach_adapters(model: EmbeddedVideoModel, *, lora_rank: int = 16, mode: str = "trained") -> None:
-    """Apply the guidance plugin to ``model.transformer`` (latent + feature levels) and, in trained mode, a
-    LoRA on every block plus fresh :class:`GuidanceGates` (``model.gates``).
+def attach_adapters(model: EmbeddedVideoModel, *, mode: str = "trained") -> None:
+    """Apply the guidance plugin to ``model.transformer`` (latent + feature levels) and, in trained mode,
+    fresh :class:`GuidanceGates` (``model.gates``).
 
-    Everything new starts at zero (LoRA B matrices, latent adapter, gates), so the attached model still
-    computes exactly the base model until trained.
+    Everything new starts at zero (latent adapter, gates), so the attached model still computes exactly the
+    base model until trained.
     """
     cfg = MotionGuidanceConfig(mode=mode, latent=True, feature=True, vae=pixel_vae())
     apply_motion_guidance(model.transformer, cfg)
     if mode == "trained":
-        try:
-            add_lora(model.transformer, rank=lora_rank, blocks="all", targets=LORA_TARGETS)
-        except BaseException:
-            remove_motion_guidance(model.transformer)
-            raise
         model.gates = GuidanceGates()
 
 
-def set_lora_scale(model: EmbeddedVideoModel, scale: float) -> None:
-    """Scale every LoRA layer of the transformer (0 = exactly the base weights' output)."""
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    for m in model.transformer.modules():
-        if isinstance(m, BaseTunerLayer):
-            for name in list(getattr(m, "scaling", {})):
-                m.set_scale(name, float(scale))
-
-
 def save_adapters(model: EmbeddedVideoModel, folder: str | os.PathLike, *, metrics: dict | None = None) -> Path:
-    """Save the plugin adapter (+ LoRA), the gates and a manifest of checksums into ``folder``."""
+    """Save the plugin adapter, the gates and a manifest of checksums into ``folder``."""
     if model.gates is None:
         raise MotionGuidanceError("the model carries no trained adapters to save; attach_adapters or "
                                   "load_adapters first")
@@ -141,6 +119,13 @@ def load_adapters(model: EmbeddedVideoModel, folder: str | os.PathLike | None = 
         raise CheckpointError(f"motion-guidance adapters in {folder} are missing {missing}; {_FIX}")
     if verify:
         verify_manifest(folder, "adapter", _FIX)
+    try:
+        meta = json.loads((folder / "motion_guidance.json").read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"adapters in {folder}: motion_guidance.json could not be read ({e}); {_FIX}") from None
+    if meta.get("lora"):
+        raise CheckpointError(f"adapters in {folder} carry a LoRA, which the embedded model does not use (it "
+                              f"lifted no job on real footage, benchmarks/ablation.py); {_FIX}")
     try:
         state = load_file(str(folder / GATES_FILE))
     except (OSError, RuntimeError, ValueError) as e:

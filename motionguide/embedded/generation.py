@@ -1,19 +1,16 @@
 """Guided generation on the embedded model: the plugin's latent guidance on pixels, the reference clip
-moved toward the warp by the learned gates, the sampler, and the continuation mix.
+moved toward the warp by the learned gates, and the sampler.
 
 How a guided call works (modes ``latent`` / ``both``):
 
-1. the **warp** (:func:`flow_only`): each target frame is the weighted blend of its warped sources, through
-   the adapters' :class:`~motionguide.embedded.heads.BlendHead` where two sources share a pixel;
+1. the **warp** (:func:`flow_only`): each target frame is the weighted blend of its warped sources;
 2. the **gates** (:func:`gate_maps`): per pixel, the reference gate and the correction gate, looked up by
    trust level and corrected by the :class:`~motionguide.embedded.heads.GateHead`;
 3. the **reference** the network corrects moves from the static frame toward the warp,
    ``ref = static + strength * g * (warp - static)``, and the network's correction is scaled by
    ``1 - strength * c`` (:func:`guided_reference_and_scale`);
 4. sampling starts from that reference noised to a low time (SDEdit-style, ``start``) with the plugin's
-   latent and feature guidance set on the transformer;
-5. in mode ``both`` the generated continuation frames are mixed with their warp by the
-   :class:`~motionguide.embedded.heads.ContinuationHead` (:func:`mix_continuation`).
+   latent and feature guidance set on the transformer (mode ``both``; ``latent`` sets the latent level only).
 
 Strength 0 is exactly the unguided sampler. Shapes: clips ``(B, 3, T, H, W)`` float in [0, 1].
 """
@@ -28,13 +25,12 @@ from ..compositing import confidence
 from ..guidance import check_strength
 from ..latent import LatentGuidance, latent_guidance
 from ..warping import flow_only, known_of, source_warps
-from .adapters import GATE_SCALE, pixel_vae, set_lora_scale
+from .adapters import GATE_SCALE, pixel_vae
 from .heads import gate_features, trust_levels
 from .network import EmbeddedVideoModel
 
 __all__ = ["MODES", "GUIDED_START", "latent_guidance_of", "gate_maps", "guided_reference_and_scale",
-           "source_warps", "known_of", "flow_only", "continuation_frames", "continuation_inputs",
-           "mix_continuation", "generate_guided"]
+           "source_warps", "known_of", "flow_only", "generate_guided"]
 
 MODES = ("unguided", "latent", "feature", "both", "training_free", "flow_only")
 #: where guided sampling starts at strength 1 (1.0 = from pure noise); the adapters train from there
@@ -76,65 +72,18 @@ def guided_reference_and_scale(model: EmbeddedVideoModel, guidance, lg: LatentGu
     reference ``(B, 3, T, H, W)`` in [-1, 1]: ``static + strength * g * (warp - static)``; correction scale
     ``(B, 1, T, H, W)``: ``1 - strength * c``, the factor on the network's correction (its 4x4-patch noise
     costs more than it gains where the flow is right, so training learns how much to damp it there);
-    warp: :func:`flow_only` in [0, 1] through the adapters' blend head (no gradient: the blend trains
-    alone). ``g``, ``c``: :func:`gate_maps`. static: the static reference in [-1, 1].
+    warp: :func:`flow_only` in [0, 1]. ``g``, ``c``: :func:`gate_maps`. static: the static reference in [-1, 1].
     """
     gates = model.gates
     if gates is None:
         raise ValueError("guided generation with the latent level needs trained adapters on the model "
                          "(attach_adapters or load_adapters)")
     with torch.no_grad():
-        warp01 = flow_only(guidance, gates.blend_head)
+        warp01 = flow_only(guidance)
         warp = (warp01 * 2 - 1).to(static)
     g, c = gate_maps(gates, static, lg, warp)
     s = float(strength)
     return static + g * s * (warp.to(static) - static), 1.0 - s * c, warp01
-
-
-def continuation_frames(guidance) -> list[tuple[int, int]]:
-    """``[(t, frames since the last known frame)]`` for the generated frames after the last known frame that
-    have a source (the frames the :class:`~motionguide.embedded.heads.ContinuationHead` mixes)."""
-    known = [p for p in guidance.positions if p is not None]
-    last = max(known)
-    return [(t, t - last) for t in range(last + 1, guidance.num_frames)
-            if t not in known and bool((guidance.sources[t] >= 0).any())]
-
-
-def continuation_inputs(guidance, out: torch.Tensor, warp: torch.Tensor) -> tuple[list[int], tuple[torch.Tensor, ...]]:
-    """``(frames, (out, warp, weight, flow, ahead))`` of the continuation frames of a clip ``out`` and its
-    warp ``warp`` (both ``(B, 3, T, H, W)`` in [0, 1]), stacked over frames and batch as
-    :meth:`~motionguide.embedded.heads.ContinuationHead.mix` takes them."""
-    cont = continuation_frames(guidance)
-    if not cont:
-        return [], ()
-    b = out.shape[0]
-    cols = [(out[:, :, t], warp[:, :, t], guidance.weights[:, t].sum(1), guidance.flows[:, t, 0],
-             torch.full((b,), float(d))) for t, d in cont]
-    return [t for t, _ in cont], tuple(torch.cat(x).to(out) for x in zip(*cols))
-
-
-def mix_continuation(model: EmbeddedVideoModel, guidance, out: torch.Tensor, strength: float,
-                     warp: torch.Tensor | None = None) -> torch.Tensor:
-    """``out (B, 3, T, H, W)`` with its continuation frames mixed with the warp by the adapters'
-    :class:`~motionguide.embedded.heads.ContinuationHead` (unchanged without one). warp: the call's
-    :func:`flow_only` clip in [0, 1] when the caller has it (it costs about a tenth of a clip to recompute)."""
-    head = model.gates.continuation_head if model.gates is not None else None
-    if head is None:
-        return out
-    with torch.no_grad():
-        if warp is None:
-            warp = flow_only(guidance, model.gates.blend_head)
-        warp = warp.to(out)
-        frames, x = continuation_inputs(guidance, out, warp)
-        if not frames:
-            return out
-        p = next(head.parameters())
-        mixed = head.mix(*(v.to(p) for v in x), strength=strength).to(out)
-        res = out.clone()
-        b = out.shape[0]
-        for i, t in enumerate(frames):
-            res[:, :, t] = mixed[i * b:(i + 1) * b]
-    return res
 
 
 def generate_guided(
@@ -176,7 +125,6 @@ def generate_guided(
     if mode == "unguided":
         if adapter is not None:
             set_guidance(model.transformer, None)
-        set_lora_scale(model, 0.0)
         return model.generate(kf, known, steps=steps, seed=seed, progress=progress)
     if adapter is None:
         raise ValueError(f"mode {mode!r} needs motion-guidance adapters on the model (attach_adapters/load_adapters)")
@@ -190,13 +138,11 @@ def generate_guided(
     callback = None
     ref = None
     out_scale = None
-    warp = None
     init = None
     if mode == "training_free":
         # No trained parts: the sampler starts from the warp re-noised to the guided start (not from pure
         # noise), and after every step the latents are held to the re-noised warp where the confidence trusts
         # it (to the warp itself after the last), so the model works only where the flow fails.
-        set_lora_scale(model, 0.0)
         g = torch.Generator().manual_seed(int(seed) + 1)
         noise = torch.randn(lg.latents.shape, generator=g).to(p)
         target = (flow_only(guidance) * 2 - 1).to(p)
@@ -208,18 +154,14 @@ def generate_guided(
                 return None
             renoised = (1 - t_next) * target + t_next * noise if t_next > 0 else target
             return x + s * hold * (renoised - x)
-    else:
-        set_lora_scale(model, s)
-        if mode in ("latent", "both"):
-            kn = known.to(p.device)
-            static = EmbeddedVideoModel.reference((kf.to(p) * 2 - 1) * kn[:, None, :, None, None], kn)  # as generate's
-            ref, out_scale, warp = guided_reference_and_scale(model, guidance, lg, static, s)
+    elif mode in ("latent", "both"):
+        kn = known.to(p.device)
+        static = EmbeddedVideoModel.reference((kf.to(p) * 2 - 1) * kn[:, None, :, None, None], kn)  # as generate's
+        ref, out_scale, _ = guided_reference_and_scale(model, guidance, lg, static, s)
     t_start = 1.0 - s * (1.0 - float(start)) if mode in ("latent", "both", "training_free") else 1.0
     try:
         set_guidance(model.transformer, lg)
-        out = model.generate(kf, known, steps=steps, seed=seed, ref=ref, out_scale=out_scale, callback=callback,
-                             progress=progress, t_start=t_start, init=init)
-        return mix_continuation(model, guidance, out, s, warp) if mode == "both" else out
+        return model.generate(kf, known, steps=steps, seed=seed, ref=ref, out_scale=out_scale, callback=callback,
+                              progress=progress, t_start=t_start, init=init)
     finally:
         set_guidance(model.transformer, None)
-        set_lora_scale(model, 1.0)

@@ -1,18 +1,13 @@
-"""The adapters' small per-pixel heads: where to trust the warp, how to blend two warps, how to mix the
-network's output with the warp. Each is a few convolutions whose last layer starts at zero, so a fresh head
-changes nothing; each is trained alone by its recipe stage (:mod:`motionguide.embedded.recipes`).
-
-* :class:`GateHead`: per-pixel corrections of the reference and correction gates (before the network runs);
-* :class:`BlendHead`: the blend of an in-between frame's two warped sources;
-* :class:`ContinuationHead`: the mix of the generated continuation frames with their warp (after it runs).
+"""The adapters' per-pixel head: where to trust the warp. :class:`GateHead` is a few convolutions whose
+last layer starts at zero, so a fresh head changes nothing; it trains with the adapters
+(:mod:`motionguide.embedded.recipes`). Its effect on real footage is a row of ``benchmarks/ablation.py``.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 
-__all__ = ["TRUST_LEVELS", "GateHead", "gate_features", "outside_mask", "BlendHead", "blend_features",
-           "ContinuationHead", "continuation_features", "trust_levels"]
+__all__ = ["TRUST_LEVELS", "GateHead", "gate_features", "outside_mask", "trust_levels"]
 
 #: the per-pixel trust levels of the guidance (see :func:`trust_levels`)
 TRUST_LEVELS = 3
@@ -96,110 +91,3 @@ def outside_mask(flow: torch.Tensor) -> torch.Tensor:
                             torch.arange(w, dtype=flow.dtype, device=flow.device), indexing="ij")
     x, y = xs + flow[:, 0], ys + flow[:, 1]
     return ((x < -0.5) | (x > w - 0.5) | (y < -0.5) | (y > h - 0.5)).to(flow.dtype)[:, None]
-
-
-class _PixelHead(nn.Module):
-    """Four 3x3 convolutions (the second dilated) from ``IN_CHANNELS`` per-pixel features to one logit per
-    pixel; the last layer starts at zero, so a fresh head changes nothing. Subclasses set ``IN_CHANNELS``
-    and ``FEATURES`` (the function that builds their input)."""
-
-    IN_CHANNELS = 0
-    FEATURES = ""
-
-    def __init__(self, hidden: int = 24):
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Conv2d(self.IN_CHANNELS, hidden, 3, padding=1), nn.SiLU(),
-            nn.Conv2d(hidden, hidden, 3, padding=2, dilation=2), nn.SiLU(),
-            nn.Conv2d(hidden, hidden, 3, padding=1), nn.SiLU(),
-            nn.Conv2d(hidden, 1, 3, padding=1),
-        )
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
-
-    def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        if feats.ndim != 4 or feats.shape[1] != self.IN_CHANNELS:
-            raise ValueError(f"{type(self).__name__} expects (N, {self.IN_CHANNELS}, H, W) features ({self.FEATURES}), "
-                             f"got {tuple(feats.shape)}")
-        return self.net(feats)
-
-
-class BlendHead(_PixelHead):
-    """A learned per-pixel blend of the two warped sources of an in-between frame (speed, keyframes).
-
-    Why: flow-only warping blends the two sources with fixed weights (time, and the holes flow reversal
-    leaves); where the estimated flow of one side is wrong (motion boundaries, fast or thin objects, content
-    at the border) the fixed blend shows both versions. Which side is right shows in the two warps
-    themselves (they disagree there), in their flows and in which sample falls outside its frame. MoG's
-    interpolation network predicts the same kind of mask M. Trained alone on the blended warp
-    (``motionguide train blend``); its effect is the ``learned_blend`` line of ``benchmarks/motion.py``.
-
-    Input: :func:`blend_features` ``(N, IN_CHANNELS, H, W)``; output ``(N, 1, H, W)``: a correction of the
-    logit of source 0's weight. The last layer starts at zero: a fresh head blends exactly as
-    :func:`~motionguide.embedded.generation.flow_only` does.
-    """
-
-    IN_CHANNELS = 3 + 3 + 1 + 2 + 4 + 2
-    FEATURES = "blend_features"
-
-    def blend(self, warps: torch.Tensor, weights: torch.Tensor, flows: torch.Tensor) -> torch.Tensor:
-        """The blended frame ``(N, 3, H, W)`` from two sources: ``warps (N, 2, 3, H, W)`` in [0, 1] (each
-        source warped to the target), ``weights (N, 2, 1, H, W)`` the guidance's blend weights, ``flows
-        (N, 2, 2, H, W)`` the backward flows to the sources. Where both weights are positive source 0 gets
-        ``sigmoid(log w0 - log w1 + head)``; elsewhere the weights stay as they are (the first source alone
-        where both vanish, as flow-only warping)."""
-        w0, w1 = weights[:, 0], weights[:, 1]
-        both = (w0 > 0) & (w1 > 0)
-        logit = torch.log(w0.clamp(min=1e-4)) - torch.log(w1.clamp(min=1e-4))
-        a = torch.sigmoid(logit + self(blend_features(warps, weights, flows)))
-        fixed = torch.where(w0 + w1 > 1e-6, w0 / (w0 + w1).clamp(min=1e-6), torch.ones_like(w0))  # as flow-only warping
-        a = torch.where(both, a, fixed)
-        return a * warps[:, 0] + (1 - a) * warps[:, 1]
-
-
-def blend_features(warps: torch.Tensor, weights: torch.Tensor, flows: torch.Tensor) -> torch.Tensor:
-    """The :class:`BlendHead`'s inputs ``(N, BlendHead.IN_CHANNELS, H, W)``: both warps (in [-1, 1]), how much
-    they disagree (mean absolute difference x 4), both blend weights, both flows / 8 and whether each sample
-    falls outside its source frame. Shapes as :meth:`BlendHead.blend`."""
-    wc = warps.clamp(0, 1)
-    diff = (wc[:, 0] - wc[:, 1]).abs().mean(1, keepdim=True) * 4
-    return torch.cat([wc[:, 0] * 2 - 1, wc[:, 1] * 2 - 1, diff, weights[:, 0], weights[:, 1], flows[:, 0] / 8.0,
-                      flows[:, 1] / 8.0, outside_mask(flows[:, 0]), outside_mask(flows[:, 1])], 1)
-
-
-class ContinuationHead(_PixelHead):
-    """A learned per-pixel mix of the network's output with the warp on continuation frames (generated
-    frames after the last known one: extension, reference motion).
-
-    Why: the :class:`GateHead` decides how much to trust the warp before the network runs; this head sees
-    the output itself, and where it strays from a warp whose source is in frame and trusted, pulls it back:
-    ``mixed = out + strength * (1 - a) * (warp - out)`` with ``a = sigmoid(head + START)`` (a fresh head keeps
-    98 % of the output; strength 0 keeps all of it, so strength 0 is still exactly unguided). Trained alone
-    on the model's own outputs (``motionguide train continuation``).
-
-    Input: :func:`continuation_features` ``(N, IN_CHANNELS, H, W)``; output ``(N, 1, H, W)``: the logit of
-    the output's share, before the ``START`` offset.
-    """
-
-    IN_CHANNELS = 3 + 3 + 3 + 1 + 1 + 2 + 1
-    FEATURES = "continuation_features"
-    START = 4.0
-
-    def mix(self, out: torch.Tensor, warp: torch.Tensor, weight: torch.Tensor, flow: torch.Tensor,
-             ahead: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
-        """The mixed frame ``(N, 3, H, W)`` in [0, 1]: ``out``, ``warp`` ``(N, 3, H, W)`` in [0, 1] (the
-        network's frame and the warp it was guided by), ``weight (N, 1, H, W)`` the guidance's summed source
-        weight, ``flow (N, 2, H, W)`` the first source's backward flow, ``ahead (N,)`` frames since the last
-        known frame."""
-        a = torch.sigmoid(self(continuation_features(out, warp, weight, flow, ahead)) + self.START)
-        return (out + float(strength) * (1 - a) * (warp - out)).clamp(0, 1)
-
-
-def continuation_features(out: torch.Tensor, warp: torch.Tensor, weight: torch.Tensor, flow: torch.Tensor,
-                    ahead: torch.Tensor) -> torch.Tensor:
-    """The :class:`ContinuationHead`'s inputs ``(N, ContinuationHead.IN_CHANNELS, H, W)``: output and warp (in [-1, 1]),
-    their difference x 4, the source weight, whether the first source's sample falls outside its frame, its
-    flow / 8, and the frames since the last known one / 4. Shapes as :meth:`ContinuationHead.mix`."""
-    o, f = out.clamp(0, 1), warp.clamp(0, 1)
-    dist = (ahead.to(o) / 4.0).view(-1, 1, 1, 1).expand_as(weight)
-    return torch.cat([o * 2 - 1, f * 2 - 1, (o - f) * 4, weight, outside_mask(flow), flow / 8.0, dist], 1)

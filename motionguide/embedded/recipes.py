@@ -4,12 +4,8 @@ Each kind of run is a :class:`~motionguide.training.Recipe` on the shared loop
 (:func:`motionguide.training.run_training`):
 
 * ``base``: the image-to-video model, on clips with known motion rendered from photographs;
-* ``adapters``: MoG selective fine-tuning on top of a frozen base: the plugin's latent adapter and feature
-  gates, a LoRA on the blocks, and the :class:`~motionguide.embedded.adapters.GuidanceGates` (their blend
-  and continuation heads stay frozen);
-* ``blend``: the adapters' :class:`~motionguide.embedded.heads.BlendHead` alone, on warps (no network);
-* ``continuation``: the adapters' :class:`~motionguide.embedded.heads.ContinuationHead` alone, on the
-  model's own outputs.
+* ``adapters``: MoG fine-tuning on top of a frozen base: the plugin's latent adapter and feature gates,
+  and the :class:`~motionguide.embedded.adapters.GuidanceGates` with their gate head.
 
 :data:`SHIPPED_RECIPE` lists the stages, in order, that produce ``assets/embedded``; :func:`run_recipe`
 runs them (``motionguide train recipe --out DIR``).
@@ -22,7 +18,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from tqdm.auto import tqdm
 
 from flow.estimators import get_estimator
 
@@ -33,26 +28,17 @@ from ..training import LoopConfig, Recipe, run_training
 from .adapters import attach_adapters, load_adapters, save_adapters
 from .checkpoint import load_embedded, save_embedded
 from .data import ClipDataset, estimated_guidance, make_clip, true_guidance
-from .generation import flow_only, guided_reference_and_scale, latent_guidance_of, source_warps, continuation_inputs
-from .heads import BlendHead, ContinuationHead
+from .generation import guided_reference_and_scale, latent_guidance_of
 from .network import EmbeddedConfig, EmbeddedVideoModel
-from .windows import generate_windows
 
 __all__ = ["KINDS", "DEFAULT_LR", "TrainConfig", "train", "Stage", "SHIPPED_RECIPE", "run_recipe",
-           "stage_command", "LAYOUTS", "LAYOUT_P", "layout_probs", "CONTINUATION_LAYOUTS", "BLEND_FACTORS",
-           "ADAPTER_T_MAX"]
+           "stage_command", "LAYOUTS", "LAYOUT_P", "layout_probs", "ADAPTER_T_MAX"]
 
-KINDS = ("base", "adapters", "blend", "continuation")
+KINDS = ("base", "adapters")
 #: peak learning rate of each kind when none is given
-DEFAULT_LR = {"base": 5e-4, "adapters": 1e-3, "blend": 1e-2, "continuation": 3e-3}
+DEFAULT_LR = {"base": 5e-4, "adapters": 1e-3}
 #: adapter training draws most timesteps below this (guided sampling never starts above it at strength 1)
 ADAPTER_T_MAX = 0.6
-#: the slow-motion factors of the blend head's training clips (in-betweens at t = 1/2, 1/3, 1/4 ...)
-BLEND_FACTORS = (0.5, 1 / 3, 0.25)
-#: the continuation head's training layouts, group by group (estimated_guidance kinds and known positions):
-#: continuation after 1 (reference motion) and 2-4 known frames (extension; 4, as the jobs use, twice)
-CONTINUATION_LAYOUTS = (("first", (0,)), ("extend", (0, 1, 2, 3)), ("extend", (0, 1, 2)),
-                        ("extend", (0, 1, 2, 3)), ("extend", (0, 1)))
 #: known-frame layouts of adapter training, as the jobs use them: generation from a first frame (transfer),
 #: continuation after 2-4 known frames (extend), and in-betweening (speed: real frames every 2nd/3rd/4th/7th)
 LAYOUTS = (
@@ -80,30 +66,23 @@ class TrainConfig:
     threads: int | None = None
     motion_scale_range: tuple[float, float] = (0.5, 2.5)
     base: str | None = None  # adapters, heads: the base model folder (default: shipped assets)
-    init: str | None = None  # base: warm start from this model folder; adapters: from these adapters;
-    #                          blend, continuation: the adapters the head is added to (required)
+    init: str | None = None  # base: warm start from this model folder; adapters: from these adapters
     estimated_flow_p: float = 0.5  # adapters: share of batches guided by DIS-estimated flow
     guided_t_p: float = 0.75  # adapters: share of batches with timesteps scaled into guided sampling's range
     matched_p: float = 0.0  # adapters: share of batches noised from the guided reference, as sampling starts
     matched_t: tuple[float, float] = (0.05, 0.3)  # adapters: their timesteps (GUIDED_START = 0.1 inside)
     matched_loss: str = "velocity"  # adapters: loss of those batches, "velocity" or "psnr" (per-frame log MSE)
     extend_share: float | None = None  # adapters: share of the continuation layouts (default: LAYOUT_P's 0.20)
-    blend_pool: int = 400  # blend: held-in-memory training clips (slow motion at BLEND_FACTORS, DIS flow)
-    continuation_pool: int = 960  # continuation: clips the model generates once (CONTINUATION_LAYOUTS)
     model: dict = field(default_factory=dict)
     progress: bool = True
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
-        if self.kind in ("blend", "continuation") and not self.init:
-            raise ValueError(f"training the {self.kind} head needs the adapters it is added to: pass --init "
-                             f"DIR/adapters (the shipped recipe uses the previous stage's adapters)")
         if self.lr is None:
             self.lr = DEFAULT_LR[self.kind]
-        if self.blend_pool < 1 or self.continuation_pool < 1 or self.batch_size < 1:
-            raise ValueError(f"blend_pool, continuation_pool and batch_size must be >= 1, got {self.blend_pool}, "
-                             f"{self.continuation_pool}, {self.batch_size}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if not (0 <= self.estimated_flow_p <= 1 and 0 <= self.guided_t_p <= 1 and 0 <= self.matched_p <= 1):
             raise ValueError(f"estimated_flow_p, guided_t_p and matched_p must be in [0, 1], got "
                              f"{self.estimated_flow_p}, {self.guided_t_p}, {self.matched_p}")
@@ -182,14 +161,14 @@ class BaseRecipe(Recipe):
 
 
 class AdapterRecipe(Recipe):
-    """MoG selective fine-tuning: the plugin's latent adapter and feature gates, a LoRA on the blocks and
-    the gates train; the base weights stay frozen. ``estimated_flow_p`` of the batches are guided by flow
+    """MoG fine-tuning: the plugin's latent adapter and feature gates and the gates (with their head)
+    train; the base weights stay frozen. ``estimated_flow_p`` of the batches are guided by flow
     estimated with DIS on the true frames, so the model learns to correct flow errors."""
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
         if cfg.init:
-            self.model = _adapted_model(cfg)  # warm start: loading applies the plugin, LoRA and gates
+            self.model = _adapted_model(cfg)  # warm start: loading applies the plugin and the gates
         else:
             self.model = load_embedded(cfg.base) if cfg.base else load_embedded()
             for p in self.model.parameters():
@@ -202,7 +181,7 @@ class AdapterRecipe(Recipe):
         self.estimator = get_estimator("dis")
 
     def trainable(self):
-        ids = {id(p) for p in trainable_parameters(self.model.transformer, blocks=(), lora=True)}
+        ids = {id(p) for p in trainable_parameters(self.model.transformer, blocks=(), lora=False)}
         own = ("gates.reference_gate", "gates.correction_gate")
         return [(n, p) for n, p in self.model.named_parameters()
                 if id(p) in ids or n in own or n.startswith("gates.gate_head.")]
@@ -220,9 +199,12 @@ class AdapterRecipe(Recipe):
             guidance = estimated_guidance(frames, kind, positions, self.estimator)
         else:
             guidance = true_guidance(clips, positions, mc.num_frames)
-        lg = latent_guidance_of(guidance, strength=1.0)
-        known = torch.zeros(b, mc.num_frames, dtype=torch.bool)
+        # the batch is rendered and guided on the CPU; the gates and the network may sit on an accelerator
+        dev = next(self.model.transformer.parameters()).device
+        lg = latent_guidance_of(guidance, strength=1.0).to(dev)
+        known = torch.zeros(b, mc.num_frames, dtype=torch.bool, device=dev)
         known[:, list(positions)] = True
+        frames = frames.to(dev)
         x0 = frames * 2 - 1
         static = EmbeddedVideoModel.reference(x0 * known[:, None, :, None, None], known)
         ref, out_scale, _ = guided_reference_and_scale(self.model, guidance, lg, static, 1.0)
@@ -244,129 +226,7 @@ class AdapterRecipe(Recipe):
         save_adapters(self.model, folder, metrics=metrics)
 
 
-class _HeadRecipe(Recipe):
-    """One small head of the ``--init`` adapters trains alone, on a pool of frames built once; only the
-    parameters under ``PREFIX`` train; the export is the whole adapters."""
-
-    PREFIX = ""
-    INPUTS: tuple[str, ...] = ()  # the pool entries the head takes, in order
-
-    def __init__(self, cfg: TrainConfig):
-        self.cfg = cfg
-        self.model = _adapted_model(cfg)
-        self.estimator = get_estimator("dis")
-
-    def trainable(self):
-        return [(n, p) for n, p in self.model.named_parameters() if n.startswith(self.PREFIX)]
-
-    def _apply(self, *inputs: torch.Tensor) -> torch.Tensor:
-        """The head's frames ``(N, 3, H, W)`` from the pool entries named by ``INPUTS``."""
-        raise NotImplementedError
-
-    def loss(self, step, rank, generator):
-        """Per-frame log MSE (the PSNR the benchmarks report) of ``8 x batch_size`` pool frames."""
-        idx = torch.randint(0, self.pool["truth"].shape[0], (8 * self.cfg.batch_size,), generator=generator)
-        p = next(p for n, p in self.model.named_parameters() if n.startswith(self.PREFIX))
-        out = self._apply(*(self.pool[k][idx].to(p) for k in self.INPUTS))
-        mse = ((out - self.pool["truth"][idx].to(p)) ** 2).mean(dim=(1, 2, 3))
-        return torch.log(mse + 1e-5).mean()
-
-    def export(self, folder, metrics):
-        save_adapters(self.model, folder, metrics=metrics)
-
-
-class BlendRecipe(_HeadRecipe):
-    """The :class:`~motionguide.embedded.heads.BlendHead` on the blended warp: the network never runs, so a
-    step costs milliseconds. The pool: the in-between frames of ``blend_pool`` training clips in slow motion
-    at :data:`BLEND_FACTORS`, with flow estimated by DIS on the real frames, as the speed job builds it."""
-
-    PREFIX = "gates.blend_head."
-    INPUTS = ("warps", "weights", "flows")
-
-    def __init__(self, cfg: TrainConfig):
-        super().__init__(cfg)
-        if self.model.gates.blend_head is None:
-            self.model.gates.blend_head = BlendHead()
-        self.pool = self._pool()
-
-    def _pool(self) -> dict[str, torch.Tensor]:
-        mc = self.model.config
-        n_out, group = 15, 16
-        parts: dict[str, list] = {"warps": [], "weights": [], "flows": [], "truth": []}
-        start = (self.cfg.seed * 1_000_003 + 900_000_000) % (2**31 - 1 - self.cfg.blend_pool)
-        bar = tqdm(total=self.cfg.blend_pool, desc="blend clips", disable=not self.cfg.progress, dynamic_ncols=True)
-        for i in range(0, self.cfg.blend_pool, group):
-            factor = BLEND_FACTORS[(i // group) % len(BLEND_FACTORS)]
-            seeds = range(start + i, start + min(i + group, self.cfg.blend_pool))
-            clips = [make_clip(s, split="train", num_frames=mc.num_frames, size=(mc.height, mc.width),
-                               times=[factor * j for j in range(n_out)], with_flow=False) for s in seeds]
-            truth = torch.stack([c.frames.permute(1, 0, 2, 3) for c in clips])
-            real = [j for j in range(n_out) if abs(factor * j - round(factor * j)) < 1e-6]
-            g = speed_guidance(truth[:, :, real], factor, estimator=self.estimator)  # ends at the last real frame
-            for t in range(g.num_frames):
-                srcs = source_warps(g, t) if t not in real else []
-                if len(srcs) == 2:
-                    for key, v in zip(("warps", "weights", "flows"), zip(*srcs)):
-                        parts[key].append(torch.stack(v, 1))
-                    parts["truth"].append(truth[:, :, t])
-            bar.update(len(seeds))
-        bar.close()
-        return {k: torch.cat(v) for k, v in parts.items()}
-
-    def _apply(self, *inputs):
-        return self.model.gates.blend_head.blend(*inputs)
-
-
-class ContinuationRecipe(_HeadRecipe):
-    """The :class:`~motionguide.embedded.heads.ContinuationHead` on the model's own outputs: the model (the
-    ``--init`` adapters without a continuation head) generates the continuation frames of
-    ``continuation_pool`` training clips once (:data:`CONTINUATION_LAYOUTS`, default sampling), guided by
-    DIS flow on the known frames (as the jobs build it) for half the clips and by the true flow for the
-    other half, since a head that only ever saw estimated flow, which leaves few holes, pulls a true-flow
-    output toward the warp inside the holes."""
-
-    PREFIX = "gates.continuation_head."
-    INPUTS = ("out", "warp", "weight", "flow", "ahead")
-
-    def __init__(self, cfg: TrainConfig):
-        super().__init__(cfg)
-        head = self.model.gates.continuation_head
-        self.model.gates.continuation_head = None  # the pool is the network's output before any mix
-        self.pool = self._pool()
-        self.model.gates.continuation_head = head if head is not None else ContinuationHead()
-
-    def _pool(self) -> dict[str, torch.Tensor]:
-        mc = self.model.config
-        group = 16
-        parts: dict[str, list] = {k: [] for k in self.INPUTS + ("truth",)}
-        start = (self.cfg.seed * 1_000_003 + 800_000_000) % (2**31 - 1 - self.cfg.continuation_pool)
-        bar = tqdm(total=self.cfg.continuation_pool, desc="continuation clips", disable=not self.cfg.progress,
-                   dynamic_ncols=True)
-        with torch.no_grad():
-            for i in range(0, self.cfg.continuation_pool, group):
-                j = i // group
-                kind, positions = CONTINUATION_LAYOUTS[j % len(CONTINUATION_LAYOUTS)]
-                exact = (j // len(CONTINUATION_LAYOUTS)) % 2 == 1  # every other round of layouts: true flow
-                seeds = range(start + i, start + min(i + group, self.cfg.continuation_pool))
-                clips = [make_clip(s, split="train", num_frames=mc.num_frames, size=(mc.height, mc.width),
-                                   with_flow=exact) for s in seeds]
-                truth = torch.stack([c.frames.permute(1, 0, 2, 3) for c in clips])
-                g = (true_guidance(clips, positions, mc.num_frames) if exact
-                     else estimated_guidance(truth, kind, positions, self.estimator))
-                out = generate_windows(self.model, g, mode="both", seed=i)
-                frames, x = continuation_inputs(g, out, flow_only(g, self.model.gates.blend_head))
-                for k, v in zip(self.INPUTS, x):
-                    parts[k].append(v)
-                parts["truth"].append(torch.cat([truth[:, :, t] for t in frames]))
-                bar.update(len(seeds))
-        bar.close()
-        return {k: torch.cat(v) for k, v in parts.items()}
-
-    def _apply(self, *inputs):
-        return self.model.gates.continuation_head.mix(*inputs)
-
-
-_RECIPES = {"base": BaseRecipe, "adapters": AdapterRecipe, "blend": BlendRecipe, "continuation": ContinuationRecipe}
+_RECIPES = {"base": BaseRecipe, "adapters": AdapterRecipe}
 
 
 def train(cfg: TrainConfig, *, log: Callable[[str], None] = print) -> dict:
@@ -394,13 +254,11 @@ class Stage:
 SHIPPED_RECIPE = (
     Stage("base", "base", 1000),
     Stage("adapters", "adapters", 1000, base="base"),
-    # the fine-tune that trains where guided sampling starts, with the per-frame PSNR loss
+    # the fine-tunes that train where guided sampling starts, with the per-frame PSNR loss
     Stage("adapters_ft", "adapters", 1200, base="base", init="adapters",
           options={"matched_p": 0.9, "matched_loss": "psnr", "lr": 5e-4}),
-    Stage("blend", "blend", 1200, base="base", init="adapters_ft", options={"batch_size": 6}),
-    Stage("adapters_head", "adapters", 1000, base="base", init="blend",
+    Stage("adapters_head", "adapters", 1000, base="base", init="adapters_ft",
           options={"seed": 1, "matched_p": 0.9, "matched_loss": "psnr", "lr": 5e-4}),
-    Stage("continuation", "continuation", 1500, base="base", init="adapters_head", options={"batch_size": 6}),
 )
 
 

@@ -76,8 +76,3 @@ def test_table_reports_every_target(bench):
     table = bench.format_table(r)
     assert table.count("(NOT met; per clip -0.50 +- 0.10 dB (SE, 2 clips))") == 3
     assert "within 21.1%: NOT met" in table and "strength 0: max |diff to unguided| 0.00e+00 (met)" in table
-    assert "learned blend" not in table  # older JSON / adapters without a blend head
-    r["learned_blend"] = {"speed": {"psnr": 21.5, "psnr_estimated": 20.75, "psnr_clips_estimated": [20.75, 20.75]}}
-    table = bench.format_table(r)
-    assert ("- speed, where the gain comes from: the adapters' learned blend of the two warped sources alone (no network) "
-            "scores 20.75 dB estimated (21.50 true); the network on top of it -0.75 dB; per clip -0.75 +- 0.10 dB") in table
