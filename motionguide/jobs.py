@@ -11,6 +11,9 @@ takes it from a flow-based interpolation model). Then, by ``output_size``:
 * ``"model"``: the guidance resized to the embedded model's 32x32 grid and generated in windows of its
   length (:mod:`motionguide.embedded.windows`), the model's output as it is.
 
+Either way the model is guided by the warp made at the input's resolution and area-downscaled to its size
+(sharper and better placed than a warp at the 32 px grid).
+
 Frames that are real input frames are kept exactly. An image whose size differs from the reference
 (``transfer``) is resized to the reference's size with a notice. A diffusers pipeline (``--pipeline``) takes
 the embedded model's place: :func:`pipeline_job` runs the guidance through it at :func:`pipeline_size` and
@@ -39,7 +42,7 @@ from .embedded.checkpoint import load_embedded
 from .embedded.data import make_clip
 from .embedded.generation import MODES
 from .embedded.network import EmbeddedVideoModel
-from .embedded.windows import generate_windows, resize_guidance, window
+from .embedded.windows import generate_windows, resize_clip, resize_guidance, window
 from .compositing import composite, confidence
 from .errors import UserError
 from .guidance import extension as extension_guidance
@@ -169,7 +172,7 @@ def _run(model, g, size, *, mode, strength, steps, seed, progress, inputs, outpu
         if model is None or (fill == "warp" and mode != "unguided"):
             return JobResult(_clip(warp), g, _clip(warp), inputs, _clip(confidence(g)), 0.0)
         small = generate_windows(model, resize_guidance(g, size), mode=mode, strength=strength, steps=steps,
-                                 seed=seed, progress=progress)
+                                 seed=seed, progress=progress, warp=resize_clip(warp, size))
         if mode == "unguided":  # nothing to composite with: the model's clip, upsampled
             up, _ = composite(warp, small, torch.zeros_like(warp[:, :1]))
             return JobResult(_clip(up), g, _clip(warp), inputs, None, 1.0)
@@ -178,9 +181,14 @@ def _run(model, g, size, *, mode, strength, steps, seed, progress, inputs, outpu
         kf, known = known_of(g)
         out[:, :, known[0]] = kf[:, :, known[0]]  # known frames exactly, not through the pyramid's rounding
         return JobResult(_clip(out), g, _clip(warp), inputs, _clip(conf), share)
-    g = resize_guidance(g, size)
-    frames = generate_windows(model, g, mode=mode, strength=strength, steps=steps, seed=seed, progress=progress)
-    warped = generate_windows(None, g, mode="flow_only")
+    if mode == "flow_only":  # the warp at the model's grid
+        g = resize_guidance(g, size)
+        frames = warped = generate_windows(None, g, mode="flow_only")
+    else:  # the model's own output, guided by the input-resolution warp downscaled
+        warped = resize_clip(flow_only(g), size)
+        g = resize_guidance(g, size)
+        frames = generate_windows(model, g, mode=mode, strength=strength, steps=steps, seed=seed,
+                                  progress=progress, warp=warped)
     inp = F.interpolate(inputs, size=size, mode="area") if tuple(inputs.shape[-2:]) != tuple(size) else inputs
     return JobResult(_clip(frames), g, _clip(warped), inp, None, 1.0)
 

@@ -65,21 +65,23 @@ def gate_maps(gates, static: torch.Tensor, lg: LatentGuidance,
 
 
 def guided_reference_and_scale(model: EmbeddedVideoModel, guidance, lg: LatentGuidance, static: torch.Tensor,
-                               strength: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                               strength: float, warp: torch.Tensor | None = None
+                               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(reference, correction scale, warp)`` of one guided call, as generation and adapter training both
     need them.
 
     reference ``(B, 3, T, H, W)`` in [-1, 1]: ``static + strength * g * (warp - static)``; correction scale
     ``(B, 1, T, H, W)``: ``1 - strength * c``, the factor on the network's correction (its 4x4-patch noise
     costs more than it gains where the flow is right, so training learns how much to damp it there);
-    warp: :func:`flow_only` in [0, 1]. ``g``, ``c``: :func:`gate_maps`. static: the static reference in [-1, 1].
+    warp: :func:`flow_only` in [0, 1] (or the ``warp`` given, the same synthesis made elsewhere, e.g. at a
+    higher resolution and downscaled). ``g``, ``c``: :func:`gate_maps`. static: the static reference in [-1, 1].
     """
     gates = model.gates
     if gates is None:
         raise ValueError("guided generation with the latent level needs trained adapters on the model "
                          "(attach_adapters or load_adapters)")
     with torch.no_grad():
-        warp01 = flow_only(guidance)
+        warp01 = flow_only(guidance) if warp is None else warp
         warp = (warp01 * 2 - 1).to(static)
     g, c = gate_maps(gates, static, lg, warp)
     s = float(strength)
@@ -96,6 +98,7 @@ def generate_guided(
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
     start: float = GUIDED_START,
+    warp: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Generate the clip a :class:`~motionguide.guidance.Guidance` describes ``(B, 3, T, H, W)`` in [0, 1].
 
@@ -108,6 +111,10 @@ def generate_guided(
     reference (the warp, for ``training_free``) noised to ``t = 1 - strength * (1 - start)`` (1 = from pure
     noise; strength 0 gives exactly
     the unguided sampler). The guidance must match the model's frames and size (the jobs window and resize).
+    warp: ``(B, 3, T, H, W)`` in [0, 1], the guidance's flow-based synthesis made at the input's resolution and
+    area-downscaled to the model's (the jobs pass it): the reference, the latent level and the training-free
+    target use it instead of :func:`flow_only` at the model's grid, which blurs and misplaces what a 32 px
+    warp cannot resolve. None: :func:`flow_only` of ``guidance``.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -135,6 +142,13 @@ def generate_guided(
                             feature=mode in ("feature", "both", "training_free"))
     p = next(model.transformer.parameters())
     lg = lg.to(p.device, p.dtype)
+    if warp is not None:
+        if tuple(warp.shape) != tuple(lg.latents.shape[:1]) + (3,) + tuple(lg.latents.shape[2:]):
+            raise ValueError(f"warp: expected {(lg.latents.shape[0], 3, *lg.latents.shape[2:])} (B, 3, T, H, W) at the "
+                             f"model's size, got {tuple(warp.shape)}")
+        warp = warp.to(p.device, p.dtype)
+        if mode in ("latent", "both"):  # the latent level: the sources' weighted warp, as from_sources makes it
+            lg = LatentGuidance(lg.mask * (warp * 2 - 1), lg.mask, lg.sources, lg.flows, lg.weights, lg.strength)
     callback = None
     ref = None
     out_scale = None
@@ -145,7 +159,7 @@ def generate_guided(
         # it (to the warp itself after the last), so the model works only where the flow fails.
         g = torch.Generator().manual_seed(int(seed) + 1)
         noise = torch.randn(lg.latents.shape, generator=g).to(p)
-        target = (flow_only(guidance) * 2 - 1).to(p)
+        target = ((flow_only(guidance) if warp is None else warp) * 2 - 1).to(p)
         hold = confidence(guidance, agreement=False).to(p)
         init = target
 
@@ -157,7 +171,7 @@ def generate_guided(
     elif mode in ("latent", "both"):
         kn = known.to(p.device)
         static = EmbeddedVideoModel.reference((kf.to(p) * 2 - 1) * kn[:, None, :, None, None], kn)  # as generate's
-        ref, out_scale, _ = guided_reference_and_scale(model, guidance, lg, static, s)
+        ref, out_scale, _ = guided_reference_and_scale(model, guidance, lg, static, s, warp)
     t_start = 1.0 - s * (1.0 - float(start)) if mode in ("latent", "both", "training_free") else 1.0
     try:
         set_guidance(model.transformer, lg)

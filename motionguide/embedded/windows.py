@@ -19,7 +19,7 @@ from ..guidance import Guidance
 from .generation import flow_only, generate_guided
 from .network import EmbeddedVideoModel
 
-__all__ = ["resize_guidance", "window", "generate_windows", "count_windows"]
+__all__ = ["resize_guidance", "resize_clip", "window", "generate_windows", "count_windows"]
 
 
 def resize_guidance(g, size: tuple[int, int]):
@@ -32,14 +32,25 @@ def resize_guidance(g, size: tuple[int, int]):
     t, k = g.flows.shape[1:3]
     mode = "area" if h <= hh and w <= ww else "bilinear"
     kw = {} if mode == "area" else {"align_corners": False}
-    frames = F.interpolate(g.frames.transpose(1, 2).reshape(b * n, 3, hh, ww), size=(h, w), mode=mode, **kw)
-    frames = frames.reshape(b, n, 3, h, w).transpose(1, 2).clamp(0, 1)
+    frames = resize_clip(g.frames, size)
     flows = resize_flow(g.flows.reshape(b * t * k, 2, hh, ww), (h, w)).reshape(b, t, k, 2, h, w)
     weights = F.interpolate(g.weights.reshape(b * t * k, 1, hh, ww), size=(h, w), mode=mode, **kw)
     weights = weights.reshape(b, t, k, 1, h, w).clamp(0, 1)
     tot = weights.sum(2, keepdim=True)
     weights = torch.where(tot > 1, weights / tot.clamp(min=1e-6), weights)
     return Guidance(frames, g.positions, g.num_frames, g.sources, flows, weights, g.motion_scale, g.strength)
+
+
+def resize_clip(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``(B, C, T, H, W)`` frames at another size: area when shrinking, bilinear when enlarging, in [0, 1]."""
+    b, c, t, hh, ww = x.shape
+    h, w = size
+    if (hh, ww) == (h, w):
+        return x
+    mode = "area" if h <= hh and w <= ww else "bilinear"
+    y = F.interpolate(x.transpose(1, 2).reshape(b * t, c, hh, ww), size=(h, w), mode=mode,
+                      **({} if mode == "area" else {"align_corners": False}))
+    return y.reshape(b, t, c, h, w).transpose(1, 2).clamp(0, 1)
 
 
 def window(g, start: int, length: int, generated: dict[int, torch.Tensor]):
@@ -79,6 +90,7 @@ def generate_windows(
     context: int = 2,
     progress: Callable[[int], None] | None = None,
     start: float | None = None,
+    warp: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Generate every frame of Guidance ``g`` (batch B, any length) window by window: ``(B, 3, T, H, W)``.
 
@@ -86,8 +98,13 @@ def generate_windows(
     None = its default).
 
     ``mode='flow_only'`` needs no model (warping alone). ``context``: known frames kept before the first
-    missing frame of each window.
+    missing frame of each window. ``warp``: ``(B, 3, T, H, W)``, the guidance's flow-based synthesis made at a
+    higher resolution and downscaled to ``g``'s, for the frames each window generates
+    (:func:`~motionguide.embedded.generation.generate_guided`); None: each window warps at ``g``'s grid.
     """
+    if warp is not None and tuple(warp.shape) != (g.frames.shape[0], 3, g.num_frames, *g.size):
+        raise ValueError(f"warp: expected {(g.frames.shape[0], 3, g.num_frames, *g.size)} (B, 3, T, H, W), got "
+                         f"{tuple(warp.shape)}")
     t_out = g.num_frames
     win = model.config.num_frames if model is not None else max(t_out, 1)
     have = {p for p in g.positions if p is not None}
@@ -103,6 +120,13 @@ def generate_windows(
         w0 = max(0, min(first - min(first, context), t_out - win))  # the window's first frame
         wg = window(g, w0, win, generated)
         kw = {} if start is None else {"start": start}
+        if warp is not None and mode != "flow_only":
+            ww = flow_only(wg)  # known frames and frames past the end as the window's own warp has them
+            known_w = {p for p in wg.positions if p is not None}
+            for j in range(win):
+                if w0 + j < t_out and j not in known_w:
+                    ww[:, :, j] = warp[:, :, w0 + j]
+            kw["warp"] = ww
         out = generate_guided(model, wg, mode=mode, strength=strength, steps=steps, seed=seed + 1000 * n,
                               progress=progress, **kw) if mode != "flow_only" else flow_only(wg)
         for j in range(win):
