@@ -26,7 +26,6 @@ their rows are in ``benchmarks/results/ablation.json``, measured before they wer
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
@@ -37,7 +36,6 @@ import real_footage as rf  # noqa: E402  (sets sys.path and OMP_WAIT_POLICY befo
 
 import torch  # noqa: E402
 
-from flow.atomic import atomic_path  # noqa: E402
 from motionguide import jobs  # noqa: E402
 
 VARIANTS = ("full", "no_gate_head", "one_gate", "latent_only", "feature_only", "training_free")
@@ -165,9 +163,7 @@ def main(argv=None) -> int:
             print(f"{p['job']:10s} {p['size']:6s} {p['a']} - {p['b']}: {p['mean']:+.2f} +- {p['se']:.2f} dB")
     print(f"\nrun time {result['meta']['seconds']:.0f} s ({len(clips)} clips)")
     if args.json:
-        with atomic_path(args.json) as tmp:
-            Path(tmp).write_text(json.dumps(result, indent=1))
-        print(f"wrote {args.json}")
+        rf.write_json(args.json, result)
     return 0
 
 

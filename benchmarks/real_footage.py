@@ -951,10 +951,15 @@ def _main(args) -> int:
     print("\n".join(result.pop("_lines")))
     print(f"\nrun time {elapsed:.0f} s ({len(clips)} clips)")
     if args.json:
-        with atomic_path(args.json) as tmp:
-            Path(tmp).write_text(json.dumps(result, indent=1))
-        print(f"wrote {args.json}")
+        write_json(args.json, result)
     return 0
+
+
+def write_json(path, result: dict) -> None:
+    """``result`` as JSON at ``path``, atomically (a run cut short leaves no half-written file)."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(result, indent=1))
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
