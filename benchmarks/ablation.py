@@ -19,7 +19,7 @@ without it. A part pays when it lifts at least one job by 0.1 dB or more at two 
 model's size and loses none by more than two; the shipped parts were chosen on synthetic clips, and these
 clips were not used to choose them. The parts that did not pay (a learned blend of two warps, a learned mix
 of the output with the warp, a LoRA on every block, the extension's second source) are not in the model;
-their rows are in ``benchmarks/results/ablation.json``, measured before they were taken out.
+their rows are in ``benchmarks/results/ablation_removed.json``, measured before they were taken out.
 
     python benchmarks/ablation.py [--clips 4] [--json OUT] [--videos DIR] [--variants ...] [--jobs ...]
 """

@@ -126,12 +126,22 @@ _ABLATED = {"no_gate_head": ("the gate head", "in the model"),
 
 def ablation(d: dict) -> list[str]:
     """full - variant per job and size; a part pays when it lifts one job by >= 0.1 dB at >= 2 SE at the
-    model's size and loses none by more than 2 SE (benchmarks/ablation.py)."""
+    model's size and loses none by more than 2 SE (benchmarks/ablation.py). The parts taken out are measured
+    in ``ablation_removed.json``, the run before they were removed."""
+    removed = _load("ablation_removed")
+    lines = _ablation_table(d, {v: x for v, x in _ABLATED.items() if x[1] is not None})
+    if removed:
+        lines += ["", "The parts taken out, measured in the run before (the model still had them):", ""]
+        lines += _ablation_table(removed, {v: x for v, x in _ABLATED.items() if x[1] is None})
+    return lines
+
+
+def _ablation_table(d: dict, variants: dict) -> list[str]:
     by = {(p["job"], p["b"], p["size"], p["key"]): p for p in d["paired"] if p["a"] == "full"}
     jobs_ = [j for j in ("speed0.5", "speed0.25", "extend", "transfer") if any(k[0] == j for k in by)]
     cell = lambda p: "-" if p is None else f"{p['mean']:+.2f} +- {p['se']:.2f}"  # noqa: E731
     rows, verdicts = [], []
-    for v, (what, kept) in _ABLATED.items():
+    for v, (what, kept) in variants.items():
         model = [by.get((j, v, "model", "psnr")) for j in jobs_]
         if not any(model):
             continue
