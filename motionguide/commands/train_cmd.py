@@ -1,5 +1,5 @@
-"""``motionguide train KIND --steps N --out DIR``: train the embedded model, its MoG adapters or one of the
-adapters' heads; ``motionguide train recipe --out DIR`` runs every stage of the shipped weights' recipe;
+"""``motionguide train KIND --steps N --out DIR``: train the embedded model or its MoG adapters;
+``motionguide train recipe --out DIR`` runs every stage of the shipped weights' recipe;
 ``motionguide train pipeline --pipeline DIR --videos DIR --steps N --out DIR`` trains MoG adapters for a
 user's own diffusers pipeline (:mod:`motionguide.finetune`).
 
@@ -21,7 +21,7 @@ _PIPELINE_ONLY = ("pipeline", "videos", "frames", "size", "layouts", "clips", "s
 _PIPELINE_FLAGS = ("last_frame", "gradient_checkpointing")
 #: options of the embedded model's kinds that 'train pipeline' refuses when given
 _EMBEDDED_ONLY = {"base": None, "init": None, "model_config": None, "extend_share": None, "matched_p": 0.0,
-                  "matched_loss": "velocity", "steps_scale": 1.0}
+                  "matched_loss": "velocity", "steps_scale": 1.0, "guide_scale": 1}
 
 
 def _recipe_text() -> str:
@@ -93,6 +93,9 @@ def register(subparsers) -> None:
     p.add_argument("--extend-share", type=float, default=None,
                    help="adapters: share of batches with the continuation layouts (2-4 known first frames); the "
                         "others keep their ratios [default: 0.20; first frame only 0.35, in-betweening 0.45]")
+    p.add_argument("--guide-scale", type=int, default=1, metavar="S",
+                   help="adapters: render and guide the training clips at S times the model's size, then hand the "
+                        "model the downscaled guidance and warp, as the jobs guide it from the input's size")
     p.add_argument("--model-config", default=None, metavar="JSON",
                    help="base: EmbeddedConfig fields that size the model, e.g. '{\"num_layers\": 2}'")
     p.add_argument("--steps-scale", type=float, default=1.0,
@@ -251,7 +254,7 @@ def run(args) -> int:
         kind=args.kind, steps=args.steps, out=args.out, batch_size=args.batch_size or 8, lr=args.lr,
         seed=args.seed, checkpoint_every=args.checkpoint_every, resume=not args.no_resume, threads=args.threads,
         base=args.base, init=args.init, matched_p=args.matched_p, matched_loss=args.matched_loss,
-        extend_share=args.extend_share, model=model, progress=not args.no_progress,
+        extend_share=args.extend_share, guide_scale=args.guide_scale, model=model, progress=not args.no_progress,
     )
     res = train(cfg, log=tqdm.write)
     print(f"trained {args.kind} to step {res['step']}; outputs in {res['out']}")

@@ -29,7 +29,7 @@ from .adapters import GATE_SCALE, pixel_vae
 from .heads import gate_features, trust_levels
 from .network import EmbeddedVideoModel
 
-__all__ = ["MODES", "GUIDED_START", "latent_guidance_of", "gate_maps", "guided_reference_and_scale",
+__all__ = ["MODES", "GUIDED_START", "latent_guidance_of", "with_warp", "gate_maps", "guided_reference_and_scale",
            "source_warps", "known_of", "flow_only", "generate_guided"]
 
 MODES = ("unguided", "latent", "feature", "both", "training_free", "flow_only")
@@ -48,6 +48,13 @@ def latent_guidance_of(guidance, *, strength: float | None = None, latent: bool 
     if not feature:
         lg = LatentGuidance(lg.latents, lg.mask, strength=lg.strength)
     return lg
+
+
+def with_warp(lg: LatentGuidance, warp: torch.Tensor) -> LatentGuidance:
+    """``lg`` with its latent level taken from ``warp`` ``(B, 3, T, H, W)`` in [0, 1] (a synthesis made at a
+    higher resolution and downscaled): the sources' weighted warp, as ``LatentGuidance.from_sources`` makes it
+    (the mask times the blend, in [-1, 1] pixels)."""
+    return LatentGuidance(lg.mask * (warp.to(lg.mask) * 2 - 1), lg.mask, lg.sources, lg.flows, lg.weights, lg.strength)
 
 
 def gate_maps(gates, static: torch.Tensor, lg: LatentGuidance,
@@ -147,8 +154,8 @@ def generate_guided(
             raise ValueError(f"warp: expected {(lg.latents.shape[0], 3, *lg.latents.shape[2:])} (B, 3, T, H, W) at the "
                              f"model's size, got {tuple(warp.shape)}")
         warp = warp.to(p.device, p.dtype)
-        if mode in ("latent", "both"):  # the latent level: the sources' weighted warp, as from_sources makes it
-            lg = LatentGuidance(lg.mask * (warp * 2 - 1), lg.mask, lg.sources, lg.flows, lg.weights, lg.strength)
+        if mode in ("latent", "both"):
+            lg = with_warp(lg, warp)
     callback = None
     ref = None
     out_scale = None

@@ -28,8 +28,9 @@ from ..training import LoopConfig, Recipe, run_training
 from .adapters import attach_adapters, load_adapters, save_adapters
 from .checkpoint import load_embedded, save_embedded
 from .data import ClipDataset, estimated_guidance, make_clip, true_guidance
-from .generation import guided_reference_and_scale, latent_guidance_of
+from .generation import flow_only, guided_reference_and_scale, latent_guidance_of, with_warp
 from .network import EmbeddedConfig, EmbeddedVideoModel
+from .windows import resize_clip, resize_guidance
 
 __all__ = ["KINDS", "DEFAULT_LR", "TrainConfig", "train", "Stage", "SHIPPED_RECIPE", "run_recipe",
            "stage_command", "LAYOUTS", "LAYOUT_P", "layout_probs", "ADAPTER_T_MAX"]
@@ -73,6 +74,8 @@ class TrainConfig:
     matched_t: tuple[float, float] = (0.05, 0.3)  # adapters: their timesteps (GUIDED_START = 0.1 inside)
     matched_loss: str = "velocity"  # adapters: loss of those batches, "velocity" or "psnr" (per-frame log MSE)
     extend_share: float | None = None  # adapters: share of the continuation layouts (default: LAYOUT_P's 0.20)
+    guide_scale: int = 1  # adapters: clips rendered and guided at this many times the model's size, then the
+    #                       guidance and its warp downscaled, as the jobs guide the model from the input's size
     model: dict = field(default_factory=dict)
     progress: bool = True
 
@@ -83,6 +86,8 @@ class TrainConfig:
             self.lr = DEFAULT_LR[self.kind]
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if isinstance(self.guide_scale, bool) or not isinstance(self.guide_scale, int) or not 1 <= self.guide_scale <= 16:
+            raise ValueError(f"guide_scale must be an int in 1 .. 16, got {self.guide_scale!r}")
         if not (0 <= self.estimated_flow_p <= 1 and 0 <= self.guided_t_p <= 1 and 0 <= self.matched_p <= 1):
             raise ValueError(f"estimated_flow_p, guided_t_p and matched_p must be in [0, 1], got "
                              f"{self.estimated_flow_p}, {self.guided_t_p}, {self.matched_p}")
@@ -190,8 +195,10 @@ class AdapterRecipe(Recipe):
         mc = self.model.config
         b = self.cfg.batch_size
         start = (self.cfg.seed * 1_000_003 + (step * 64 + rank) * b + 500_000_000) % (2**31 - 1 - b)
-        clips = [make_clip(i, split="train", num_frames=mc.num_frames, size=(mc.height, mc.width),
-                           motion_scale=self.data.motion_scale(i), with_prev_flow=False) for i in range(start, start + b)]
+        gs = self.cfg.guide_scale
+        clips = [make_clip(i, split="train", num_frames=mc.num_frames, size=(mc.height * gs, mc.width * gs),
+                           motion_scale=self.data.motion_scale(i), with_prev_flow=False)
+                 for i in range(start, start + b)]
         li = int(torch.multinomial(layout_probs(self.cfg.extend_share), 1, generator=generator))
         kind, positions = LAYOUTS[li]
         frames = torch.stack([c.frames.permute(1, 0, 2, 3) for c in clips])
@@ -199,15 +206,23 @@ class AdapterRecipe(Recipe):
             guidance = estimated_guidance(frames, kind, positions, self.estimator)
         else:
             guidance = true_guidance(clips, positions, mc.num_frames)
+        warp = None
+        if gs > 1:  # what the jobs give the model: the guidance and its warp made large, then downscaled
+            size = (mc.height, mc.width)
+            warp = resize_clip(flow_only(guidance), size)
+            guidance, frames = resize_guidance(guidance, size), resize_clip(frames, size)
         # the batch is rendered and guided on the CPU; the gates and the network may sit on an accelerator
         dev = next(self.model.transformer.parameters()).device
         lg = latent_guidance_of(guidance, strength=1.0).to(dev)
+        if warp is not None:
+            warp = warp.to(dev)
+            lg = with_warp(lg, warp)
         known = torch.zeros(b, mc.num_frames, dtype=torch.bool, device=dev)
         known[:, list(positions)] = True
         frames = frames.to(dev)
         x0 = frames * 2 - 1
         static = EmbeddedVideoModel.reference(x0 * known[:, None, :, None, None], known)
-        ref, out_scale, _ = guided_reference_and_scale(self.model, guidance, lg, static, 1.0)
+        ref, out_scale, _ = guided_reference_and_scale(self.model, guidance, lg, static, 1.0, warp)
         # Guided sampling starts low (GUIDED_START at strength 1) from the guided reference noised there:
         # matched_p of the batches train exactly that start (x_t made from the reference); of the rest, most
         # train the times below ADAPTER_T_MAX on noised true clips, the others the whole range (a strength

@@ -177,3 +177,29 @@ def test_train_help_lists_the_shipped_stages_from_code(capsys):
     for s in SHIPPED_RECIPE:
         assert f"--out runs/{s.name}" in out
     assert "(default: None)" not in out and "examples:" in out
+
+
+def test_guide_scale_trains_on_guidance_made_large_and_downscaled(stages, tmp_path, monkeypatch):
+    """guide_scale renders and guides the clips at a multiple of the model's size and hands the model the
+    downscaled guidance and warp, as the jobs do from the input's size."""
+    import motionguide.embedded.recipes as rec
+
+    seen = []
+    real = rec.guided_reference_and_scale
+
+    def spy(model, guidance, lg, static, strength, warp=None):
+        seen.append((tuple(guidance.size), None if warp is None else tuple(warp.shape[-2:])))
+        return real(model, guidance, lg, static, strength, warp)
+
+    monkeypatch.setattr(rec, "guided_reference_and_scale", spy)
+    kw = _adapters_kw(stages["base"])
+    r = AdapterRecipe(TrainConfig(steps=1, out=str(tmp_path / "g"), guide_scale=2, **kw))
+    loss = r.loss(0, 0, torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss) and loss.requires_grad
+    assert seen == [((32, 32), (32, 32))]
+    plain = AdapterRecipe(TrainConfig(steps=1, out=str(tmp_path / "p"), **kw))
+    plain.loss(0, 0, torch.Generator().manual_seed(0))
+    assert seen[-1] == ((32, 32), None)
+    for bad in (0, 1.5, True, 17):
+        with pytest.raises(ValueError, match="guide_scale"):
+            TrainConfig(kind="adapters", guide_scale=bad)
