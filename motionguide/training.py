@@ -161,7 +161,7 @@ def run_training(cfg: LoopConfig, make_recipe: Callable[[], Recipe], *, config: 
     make_recipe: builds the recipe after the seed is set (its random initialisation is part of the run).
     config: what the run was asked to do, saved in the checkpoint's ``state.json`` for the record.
     """
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DistributedDataParallelKwargs
     from accelerate.state import AcceleratorState
     from safetensors.torch import load_file, save_file
     from tqdm.auto import tqdm
@@ -186,7 +186,12 @@ def run_training(cfg: LoopConfig, make_recipe: Callable[[], Recipe], *, config: 
     # accelerate keeps one state per process and refuses another mixed precision in a second run of the same
     # process (a notebook, the tests); its distributed part (PartialState) is kept
     AcceleratorState._reset_state()
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision)
+    # The processes draw their own layouts, and a layout need not use every trainable parameter (an
+    # extension's one source leaves the second source's parts idle), so DDP must not wait for the gradients
+    # of parameters one process did not use: it would hang in backward.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision,
+                              kwargs_handlers=[ddp])
     recipe = make_recipe()
     named = recipe.trainable()
     params = [p for _, p in named]
