@@ -46,3 +46,26 @@ def photo():
     from skimage.data import astronaut
 
     return torch.from_numpy(astronaut()).permute(2, 0, 1).float() / 255.0
+
+
+@pytest.fixture
+def two_ranks(tmp_path):
+    """``run(code) -> [weights printed by each rank]``: ``code`` run by two processes under torchrun
+    (``--standalone``: a free port of its own, so two such tests never meet), each printing
+    ``rank R weights W`` lines; the run must exit 0."""
+    import subprocess
+    import sys
+    import textwrap
+
+    def run(code: str) -> list[str]:
+        script = tmp_path / "ranks.py"
+        script.write_text(textwrap.dedent(code))
+        env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+        res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                              str(script)], capture_output=True, text=True, env=env, timeout=600)
+        assert res.returncode == 0, res.stderr[-2000:]
+        weights = sorted(line.split()[-1] for line in res.stdout.splitlines() if line.startswith("rank "))
+        assert len(weights) == 2, res.stdout
+        return weights
+
+    return run

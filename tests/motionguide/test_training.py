@@ -99,17 +99,11 @@ def test_config_is_validated():
 
 
 @pytest.mark.slow
-def test_a_recipe_outside_the_wrapped_forward_still_averages_gradients_under_torchrun(tmp_path):
+def test_a_recipe_outside_the_wrapped_forward_still_averages_gradients_under_torchrun(tmp_path, two_ranks):
     """Two processes draw different batches (the generator is seeded by rank); the loop averages the
     gradients of a recipe whose loss does not run the DDP-wrapped forward (the embedded recipes), so the
     weights stay identical on both ranks."""
-    import os
-    import subprocess
-    import sys
-    import textwrap
-
-    script = tmp_path / "ddp.py"
-    script.write_text(textwrap.dedent(f"""
+    weights = two_ranks(f"""
         import torch
         from motionguide.training import LoopConfig, Recipe, run_training
 
@@ -128,10 +122,5 @@ def test_a_recipe_outside_the_wrapped_forward_still_averages_gradients_under_tor
 
         run_training(LoopConfig(kind="line", steps=6, out={str(tmp_path / "out")!r}, lr=0.1, checkpoint_every=6,
                                 progress=False), Line, log=lambda m: None)
-    """))
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script)],
-                         capture_output=True, text=True, env=env, timeout=600)
-    assert res.returncode == 0, res.stderr[-2000:]
-    weights = sorted(line.split()[-1] for line in res.stdout.splitlines() if line.startswith("rank "))
-    assert len(weights) == 2 and weights[0] == weights[1], res.stdout
+    """)
+    assert weights[0] == weights[1]

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import diffusers
@@ -154,9 +152,8 @@ def test_gradient_checkpointing_gives_the_same_losses_and_bf16_trains_float32_we
 
 
 @pytest.mark.slow
-def test_two_processes_under_torchrun_average_their_gradients(pipes, videos, tmp_path):
-    script = tmp_path / "ddp.py"
-    script.write_text(textwrap.dedent(f"""
+def test_two_processes_under_torchrun_average_their_gradients(pipes, videos, tmp_path, two_ranks):
+    weights = two_ranks(f"""
         from motionguide.finetune import PipelineTrainConfig, train_pipeline
         from motionguide.finetune.recipe import PipelineRecipe
         real = PipelineRecipe.loss
@@ -169,13 +166,8 @@ def test_two_processes_under_torchrun_average_their_gradients(pipes, videos, tmp
         train_pipeline(PipelineTrainConfig(pipeline={str(pipes["wan"])!r}, videos={str(videos)!r}, steps=4,
                        out={str(tmp_path / "out")!r}, frames=9, size=(32, 32), clips=2, lr=1e-2, lora_rank=2,
                        progress=False), log=lambda m: None, notice=lambda m: None)
-    """))
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script)],
-                         capture_output=True, text=True, env=env, timeout=600)
-    assert res.returncode == 0, res.stderr[-2000:]
-    weights = sorted(line.split()[-1] for line in res.stdout.splitlines() if line.startswith("rank "))
-    assert len(weights) == 2 and weights[0] == weights[1], res.stdout
+    """)
+    assert weights[0] == weights[1]
 
 
 def test_the_jobs_run_the_trained_adapter_on_the_pipeline(trained, pipes, small_videos, tmp_path, capsys):
