@@ -8,15 +8,19 @@ Every variant is the shipped model (``assets/embedded``) in mode ``both`` with o
 * ``latent_only`` / ``feature_only``: mode ``latent`` / ``feature`` (one guidance level of the plugin);
 * ``training_free``: no trained part at all (the plugin's training-free mode on the base model).
 
-Rows: ``<variant>@model``: the model's output as it is (``output_size="model"``), scored at the model's size;
+Rows: ``<variant>@model``: the job's output at the model's size (``output_size="model"``: the warp, area-
+downscaled, where the confidence trusts it, the model where it does not), scored at the model's size;
 ``<variant>@input``: at the input's size with the model filling what the confidence does not trust
-(``fill="model"``): PSNR over the generated frames and inside the filled pixels (``psnr_fill``). The clips,
-tasks and scoring are ``benchmarks/real_footage.py``'s (its hold-out tasks, its 8-bit rounding).
+(``fill="model"``). Each is scored over the generated frames (``psnr``) and inside the pixels the model
+supplies (``psnr_fill``, weight 1 - confidence; the confidence depends on the guidance alone, so every
+variant fills the same pixels). The clips, tasks and scoring are ``benchmarks/real_footage.py``'s (its
+hold-out tasks, its 8-bit rounding).
 
 The table prints, per job and size, each variant's paired per-clip difference ``full - variant`` with its
 standard error: positive means the part lifts the score (it pays), negative means the model is better
-without it. A part pays when it lifts at least one job by 0.1 dB or more at two standard errors at the
-model's size and loses none by more than two; the shipped parts were chosen on synthetic clips, and these
+without it. A part pays when, inside the pixels the model supplies at its size, it lifts at least one job by
+0.1 dB or more at two standard errors and loses none by more than two (a part acts only there: elsewhere
+the output is the warp); the shipped parts were chosen on synthetic clips, and these
 clips were not used to choose them. The parts that did not pay (a learned blend of two warps, a learned mix
 of the output with the warp, a LoRA on every block, the extension's second source) are not in the model;
 their rows are in ``benchmarks/results/ablation_removed.json``, measured before they were taken out.
@@ -39,6 +43,8 @@ import torch  # noqa: E402
 from motionguide import jobs  # noqa: E402
 
 VARIANTS = ("full", "no_gate_head", "one_gate", "latent_only", "feature_only", "training_free")
+#: (size, key) of each paired column: all generated pixels and the pixels the model supplies, at both sizes
+COLUMNS = (("model", "psnr_fill"), ("model", "psnr"), ("input", "psnr_fill"), ("input", "psnr"))
 #: the mode each variant generates in
 _MODE = {"latent_only": "latent", "feature_only": "feature", "training_free": "training_free"}
 
@@ -92,7 +98,7 @@ def summarise(per_clip, variants) -> dict:
         for v in variants:
             if v == "full":
                 continue
-            for size, key in (("model", "psnr"), ("input", "psnr"), ("input", "psnr_fill")):
+            for size, key in COLUMNS:
                 p = _paired(per_clip, job, "full", v, size, key)
                 if p is not None:
                     pairs.append(p)
@@ -105,7 +111,7 @@ def summarise(per_clip, variants) -> dict:
 
 
 def format_table(result: dict, variants) -> list[str]:
-    cols = [("model", "psnr"), ("input", "psnr"), ("input", "psnr_fill")]
+    cols = COLUMNS
     head = "| job | variant | " + " | ".join(f"full - variant, {s} {k}" for s, k in cols) + " |"
     lines = [head, "|" + "---|" * (2 + len(cols))]
     by = {(p["job"], p["b"], p["size"], p["key"]): p for p in result["paired"] if p["a"] == "full"}

@@ -17,8 +17,9 @@ What it does, in order (one JSON file, rewritten after every step, so a run cut 
    synthetic clip (shape checked, PSNR against its truth, CPU seconds per 8-frame window).
 4. ``score`` (if time is left and real footage is found, ``../shared/data`` or ``--videos``): the trained
    model against the shipped one on real clips with benchmarks/real_footage.py's tasks and scoring, on the
-   CPU as the jobs ship: ``out`` (``output_size="model"``, the model's frames as they are, scored at the
-   input's size, upsampled, and at the shipped model's 32 x 32 grid) and ``fill`` (``fill="model"``: the warp
+   CPU as the jobs ship: ``out`` (``real_footage.raw_model_method``: the model's own clip under the jobs'
+   guidance, every pixel its own, scored at the input's size, upsampled, and at the shipped model's 32 x 32
+   grid) and ``fill`` (``fill="model"``: the warp
    at the input's size with the model where the confidence does not trust it), plus ``flow_only``; paired
    per-clip PSNR differences with their SE. Without footage it says so and skips.
 
@@ -246,13 +247,13 @@ def score(data: dict, path: Path, ck: dict, *, videos: str | None, clips_per_vid
     shipped = jobs.load_models()
     common = (shipped.config.height, shipped.config.width)
     shared = rf.SharedInterpolator()
-    methods = {"large": rf.job_method(large, 0, shared, mode="both", output_size="model"),
-               "shipped": rf.job_method(shipped, 0, shared, mode="both", output_size="model"),
+    methods = {"large": rf.raw_model_method(large, 0, shared),
+               "shipped": rf.raw_model_method(shipped, 0, shared),
                "large_fill@input": rf.job_method(large, 0, shared, mode="both", output_size="input", fill="model"),
                "shipped_fill@input": rf.job_method(shipped, 0, shared, mode="both", output_size="input", fill="model"),
                "flow_only@input": rf.job_method(None, 0, shared, mode="flow_only")}
     sc.update(rows_mean="per (job, mode, size): mean over clips", common_grid=list(common), clips=[], per_clip=[],
-              modes={"large": "trained model, output_size model", "shipped": "assets/embedded, output_size model",
+              modes={"large": "trained model, its own clip", "shipped": "assets/embedded, its own clip",
                      "large_fill": "trained model, fill model at the input's size",
                      "shipped_fill": "shipped model, fill model", "flow_only": "the job's warp"},
               sizes={"input": "the input's resolution (outputs upsampled bicubic)",

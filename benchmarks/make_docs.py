@@ -139,25 +139,32 @@ def ablation(d: dict) -> list[str]:
 def _ablation_table(d: dict, variants: dict) -> list[str]:
     by = {(p["job"], p["b"], p["size"], p["key"]): p for p in d["paired"] if p["a"] == "full"}
     jobs_ = [j for j in ("speed0.5", "speed0.25", "extend", "transfer") if any(k[0] == j for k in by)]
+    # the rule's measure: inside the pixels the model supplies at its size (runs before the jobs composed at
+    # the model's size have no such column: their model-size output was the model's own clip)
+    key = "psnr_fill" if any(k[2:] == ("model", "psnr_fill") for k in by) else "psnr"
     cell = lambda p: "-" if p is None else f"{p['mean']:+.2f} +- {p['se']:.2f}"  # noqa: E731
     rows, verdicts = [], []
     for v, (what, kept) in variants.items():
-        model = [by.get((j, v, "model", "psnr")) for j in jobs_]
+        model = [by.get((j, v, "model", key)) for j in jobs_]
         if not any(model):
             continue
-        rows.append([what, *[cell(p) for p in model], cell(by.get(("transfer" if v != "no_fill_source" else "extend",
-                                                                     v, "input", "psnr_fill")))])
+        every = [by.get((j, v, "model", "psnr")) for j in jobs_] if key != "psnr" else []
+        rows.append([what, *[cell(p) for p in model], *[cell(p) for p in every]])
         ms = [p for p in model if p]
         pays = any(p["mean"] >= 0.1 and p["mean"] >= 2 * p["se"] for p in ms) and not any(
-            p["mean"] < -2 * p["se"] for p in ms)
+            p["mean"] < -2 * p["se"] for p in ms + [p for p in every if p])
         verdicts.append(f"- {what}: {'pays' if pays else 'does not pay'}; {kept or 'taken out'}")
+    where = ("inside the pixels the model supplies (the warp elsewhere), then over all generated pixels"
+             if key != "psnr" else "the model's own clip over all generated pixels")
     lines = [f"Paired per-clip PSNR differences, full model minus the model without the part (dB, +- SE; "
-             f"{len(d['meta']['clips'])} clips; positive: the part lifts the score), at the model's size "
-             f"(`both`, its own output) and, last column, inside the pixels it fills at the input's size "
-             f"(transfer; extend for the second source). {d['meta'].get('note', '')}", ""]
-    lines += _table(["part taken out", *[f"{j} (model size)" for j in jobs_], "filled pixels"], rows)
+             f"{len(d['meta']['clips'])} clips; positive: the part lifts the score), at the model's size: {where}. "
+             f"{d['meta'].get('note', '')}", ""]
+    head = [f"{j} (in its pixels)" if key != "psnr" else f"{j} (model size)" for j in jobs_]
+    head += [f"{j} (all)" for j in jobs_] if key != "psnr" else []
+    lines += _table(["part taken out", *head], rows)
     return lines + ["", "A part pays when it lifts at least one job by 0.1 dB or more at two standard errors at the "
-                    "model's size and loses none by more than two:", ""] + verdicts
+                    "model's size (" + ("inside its pixels" if key != "psnr" else "its own clip") + ") and loses "
+                    "none by more than two:", ""] + verdicts
 
 
 SECTIONS = [
@@ -203,6 +210,14 @@ def readme_block() -> str:
         modes = [m for m in modes if any((j, m) in rows for j in jobs_)]
         lines += _table(["job", *modes], [[j, *[_f(rows[(j, m)]["psnr"]) if (j, m) in rows else "-" for m in modes]]
                                           for j in jobs_])
+        small = {(r["job"], r["mode"]): r for r in d["rows"] + d.get("extra_rows", []) if r["size"] == "model"}
+        mm = [m for m in ("flow_only", "both", "training_free", "both_raw", "flow_only_grid", "unguided")
+              if any((j, m) in small for j in jobs_)]
+        if mm:
+            lines += ["", "At the embedded model's 32x32 (output and truth area-resized to it; `both_raw` is the "
+                      "model's own clip, every pixel its own; `flow_only_grid` the warp made at the 32 px grid):", ""]
+            lines += _table(["job", *mm], [[j, *[_f(small[(j, m)]["psnr"]) if (j, m) in small else "-" for m in mm]]
+                                           for j in jobs_])
         lines += ["", "Targets:", ""] + [f"- {t}" for t in d.get("targets", [])] + [""]
     d = _load("interpolate")
     if d:

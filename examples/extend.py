@@ -20,7 +20,7 @@ def main(out_dir: str = "out", frames: str = "4") -> None:
     model = jobs.load_models(mode="both")
     d = jobs.demo_inputs("extend", seed=0)  # the first 4 frames of a held-out clip
     res = jobs.extend(d["clip"], int(frames), model=model, seed=0,
-                      output_size="model")  # the model's own output (the default keeps the input's size)
+                      output_size="model")  # at the model's 32x32 (the default keeps the input's size)
     write_video(out / "extend.mp4", res.frames, d["fps"])
     jobs.save_compare(out / "extend.png", res)
     print(f"wrote {out / 'extend.mp4'} ({res.frames.shape[0]} frames) and {out / 'extend.png'}")

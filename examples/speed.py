@@ -20,7 +20,7 @@ def main(out_dir: str = "out", factor: str = "0.5") -> None:
     model = jobs.load_models(mode="both")
     d = jobs.demo_inputs("speed", seed=0)  # a held-out clip (8, 3, 32, 32)
     res = jobs.speed(d["clip"], float(factor), model=model, seed=0,
-                      output_size="model")  # the model's own output (the default keeps the input's size)
+                      output_size="model")  # at the model's 32x32 (the default keeps the input's size)
     write_video(out / "speed.mp4", res.frames, d["fps"])
     jobs.save_compare(out / "speed.png", res)
     print(f"wrote {out / 'speed.mp4'} ({res.frames.shape[0]} frames) and {out / 'speed.png'}")

@@ -21,7 +21,7 @@ def main(out_dir: str = "out") -> None:
     model = jobs.load_models(mode="both")  # embedded base + trained MoG adapters from assets/
     d = jobs.demo_inputs("transfer", seed=0)  # reference (8, 3, 32, 32), image (3, 32, 32)
     res = jobs.transfer(d["reference"], d["image"], model=model, motion_scale=1.0, strength=1.0, seed=0,
-                         output_size="model")  # the model's own output
+                         output_size="model")  # at the model's 32x32 size
     write_video(out / "transfer.mp4", res.frames, d["fps"])
     jobs.save_compare(out / "transfer.png", res)
     print(f"wrote {out / 'transfer.mp4'} and {out / 'transfer.png'}")

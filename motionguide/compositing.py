@@ -4,8 +4,8 @@ replacement of the pixels it does not trust by a generative model's output.
 A generative model is worth running only where the flow cannot explain a pixel; flow-based synthesis is
 cheap at any resolution and exact where motion is simple. So a job composes the two, as flow-guided video
 inpainting systems do: the warp at the input's resolution wherever the flow is trusted, the model's output
-(at its own size, upsampled) where it is not, blended across the scales of a Laplacian pyramid so that no
-seam shows (Burt & Adelson 1983). The confidence is 1 on known frames and, on generated ones, the product of
+where it is not (at its own size: the bands it resolves, the warp's detail above them), blended across the
+scales of a Laplacian pyramid so that no seam shows (Burt & Adelson 1983). The confidence is 1 on known frames and, on generated ones, the product of
 
 * **visibility**: the sum of the sources' weights, which the guidance builders set to 0 where a source
   cannot see the pixel (occluded by the forward-backward check, or sampled outside its frame);
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from .warping import known_of, source_warps
 
-__all__ = ["AGREEMENT_SCALE", "confidence", "laplacian_blend", "composite"]
+__all__ = ["AGREEMENT_SCALE", "confidence", "laplacian_blend", "upsample", "composite"]
 
 #: colour difference (in [0, 1] units) at which two warped sources agree with weight exp(-1)
 AGREEMENT_SCALE = 0.1
@@ -106,21 +106,52 @@ def laplacian_blend(base: torch.Tensor, other: torch.Tensor, alpha: torch.Tensor
     return out
 
 
-def composite(warp: torch.Tensor, generated: torch.Tensor, conf: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """The warp where ``conf`` trusts it, the generated clip where it does not: ``(out, share)``.
+def _fit(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    # area when shrinking on both sides (each pixel the mean of those it covers), bicubic otherwise
+    if x.shape[-2] >= size[0] and x.shape[-1] >= size[1]:
+        return F.interpolate(x, size=size, mode="area")
+    return upsample(x, size)
 
-    warp: ``(B, 3, T, H, W)`` the flow-based synthesis at the output's size; generated: ``(B, 3, T, h, w)``
-    the model's clip, at its own size (upsampled here, bicubic); conf: ``(B, 1, T, H, W)``. share: the mean
-    of ``1 - conf`` over the frames, the fraction of the pixels the model supplied.
+
+def upsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``(N, C, h, w)`` frames in [0, 1] enlarged to ``size`` (bicubic, clamped)."""
+    return F.interpolate(x, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+def composite(warp: torch.Tensor, generated: torch.Tensor, conf: torch.Tensor, *,
+              at_generated: bool = False) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """The warp where ``conf`` trusts it, the generated clip where it does not: ``(out, conf, share)``.
+
+    warp: ``(B, 3, T, H, W)`` the flow-based synthesis; generated: ``(B, 3, T, h, w)`` the model's clip at its
+    own size; conf: ``(B, 1, T, H, W)`` at the warp's size.
+
+    at_generated False (the input's size): the output is at the warp's size. A model smaller than the warp
+    knows nothing finer than its own grid, so it supplies the bands it resolves and the warp keeps its detail
+    above them: the fill is ``up(generated) + warp - up(down(warp))`` (down: area to the model's size, up:
+    bicubic), which is the warp itself wherever the model reproduces the downscaled warp. Upsampled alone, a
+    32 px model's output is a blur of a 640 px frame, and it scores below the warp even inside the pixels
+    the warp gets wrong (``benchmarks/real_footage.py``).
+
+    at_generated True (the model's size): the output is at the generated clip's size, the warp and the
+    confidence area-downscaled to it, so the model supplies the same pixels at either size.
+
+    Returns the output, the confidence on its grid, and share: the mean of ``1 - conf`` over the frames, the
+    fraction of the pixels the model supplied.
     """
     b, _, t, h, w = warp.shape
     if generated.shape[:3] != warp.shape[:3] or conf.shape != (b, 1, t, h, w):
         raise ValueError(f"composite: warp {tuple(warp.shape)}, generated {tuple(generated.shape)} and confidence "
                          f"{tuple(conf.shape)} must share (B, T), the confidence the warp's size")
     flat = lambda x: x.transpose(1, 2).reshape(b * t, x.shape[1], *x.shape[-2:])  # noqa: E731
-    gen = flat(generated)
-    if gen.shape[-2:] != (h, w):
-        gen = F.interpolate(gen, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
-    alpha = 1 - flat(conf)
-    out = laplacian_blend(flat(warp), gen, alpha).clamp(0, 1)
-    return out.reshape(b, t, 3, h, w).transpose(1, 2), float(alpha.mean())
+    base, gen, c = flat(warp), flat(generated), flat(conf)
+    small = tuple(gen.shape[-2:])
+    if at_generated and small != (h, w):
+        base, c = _fit(base, small), _fit(c, small)
+    elif small[0] <= h and small[1] <= w and small != (h, w):
+        gen = (upsample(gen, (h, w)) + base - upsample(_fit(base, small), (h, w))).clamp(0, 1)
+    elif small != (h, w):  # a model larger than the output on one side (e.g. --pipeline-size): its own detail
+        gen = _fit(gen, (h, w))
+    alpha = 1 - c
+    out = laplacian_blend(base, gen, alpha).clamp(0, 1)
+    unflat = lambda x: x.reshape(b, t, x.shape[1], *x.shape[-2:]).transpose(1, 2)  # noqa: E731
+    return unflat(out), unflat(c), float(alpha.mean())

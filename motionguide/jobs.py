@@ -6,10 +6,12 @@ takes it from a flow-based interpolation model). Then, by ``output_size``:
 
 * ``"input"`` (default): the flow-based synthesis at the input's resolution (:mod:`motionguide.warping`),
   with a per-pixel confidence (:mod:`motionguide.compositing`); the pixels it does not trust are filled by
-  ``fill``: the warp itself (default: the 32x32 embedded model scores below it there on real footage,
-  ``benchmarks/real_footage.py``), or the embedded model's output, upsampled and blended in across scales;
-* ``"model"``: the guidance resized to the embedded model's 32x32 grid and generated in windows of its
-  length (:mod:`motionguide.embedded.windows`), the model's output as it is.
+  ``fill``: the warp itself (default), or the embedded model's output: the bands its 32x32 grid resolves,
+  the warp's detail above them, blended in across scales;
+* ``"model"``: the same at the embedded model's 32x32 size: the model generates in windows of its length
+  (:mod:`motionguide.embedded.windows`) and supplies the same pixels, composited into the warp and the
+  confidence area-downscaled to its size (its trusted pixels would otherwise carry the sampler's small
+  errors); the unguided model's output is used as it is.
 
 Either way the model is guided by the warp made at the input's resolution and area-downscaled to its size
 (sharper and better placed than a warp at the 32 px grid).
@@ -43,7 +45,7 @@ from .embedded.data import make_clip
 from .embedded.generation import MODES
 from .embedded.network import EmbeddedVideoModel
 from .embedded.windows import generate_windows, resize_clip, resize_guidance, window
-from .compositing import composite, confidence
+from .compositing import composite, confidence, upsample
 from .errors import UserError
 from .guidance import extension as extension_guidance
 from .guidance import reference_motion
@@ -81,10 +83,10 @@ def _notice(msg: str) -> None:
 
 
 #: where a job's output is made: at the input's resolution (the warp, with the model where the flow fails)
-#: or at the model's own size (the model's output as it is)
+#: or at the model's own size (the same composite, the warp and the confidence downscaled to it)
 OUTPUT_SIZES = ("input", "model")
 #: what fills the pixels the confidence does not trust, at the input's resolution: the warp itself (the
-#: default: the embedded 32x32 model, upsampled, scores below the warp inside those pixels on real footage,
+#: default: inside those pixels on real footage the embedded 32x32 model ties with it, and costs time,
 #: `benchmarks/real_footage.py`), or the model's output
 FILLS = ("warp", "model")
 
@@ -96,7 +98,7 @@ class JobResult:
     frames: ``(T, 3, h, w)`` the output; guidance: the pixel Guidance on that grid (batch 1); warped:
     ``(T, 3, h, w)`` the flow-only synthesis of the guidance; inputs: ``(N, 3, h, w)`` the inputs on that
     grid; confidence: ``(T, 1, h, w)`` where the warp is trusted (1) and where the model supplied the pixel
-    (0), None when the model's output is used as it is; model_share: the fraction of the output's
+    (0), None when the model's output is used as it is (unguided); model_share: the fraction of the output's
     pixels (known frames included) the model supplied (0 for warping alone, 1 when the model's output is used
     as it is).
     """
@@ -159,53 +161,51 @@ def _clip(x: torch.Tensor) -> torch.Tensor:
 
 def _run(model, g, size, *, mode, strength, steps, seed, progress, inputs, output_size="input",
          fill="warp") -> JobResult:
-    """Generate Guidance ``g`` (built at the input's size): at the model's size ``size`` when
-    ``output_size == "model"``; else at the input's size: the warp, with the pixels the confidence does not
-    trust filled by ``fill`` (the model's output composited in, :func:`motionguide.compositing.composite`,
-    or the warp itself); the unguided model's output is upsampled as it is."""
+    """Generate Guidance ``g`` (built at the input's size). The model (at its size ``size``, guided by the
+    input-resolution warp downscaled) supplies the pixels the confidence does not trust, composited into the
+    warp (:func:`motionguide.compositing.composite`): at the input's size when ``output_size == "input"``
+    (and ``fill == "model"``; ``fill == "warp"`` keeps the warp there too), at the model's size when
+    ``"model"``. The unguided model's output is used as it is (upsampled at the input's size)."""
     if output_size not in OUTPUT_SIZES:
         raise ValueError(f"output_size: expected one of {OUTPUT_SIZES}, got {output_size!r}")
     if fill not in FILLS:
         raise ValueError(f"fill: expected one of {FILLS}, got {fill!r}")
-    if model is None or output_size == "input":
-        warp = flow_only(g)
-        if model is None or (fill == "warp" and mode != "unguided"):
-            return JobResult(_clip(warp), g, _clip(warp), inputs, _clip(confidence(g)), 0.0)
-        small = generate_windows(model, resize_guidance(g, size), mode=mode, strength=strength, steps=steps,
-                                 seed=seed, progress=progress, warp=resize_clip(warp, size))
-        if mode == "unguided":  # nothing to composite with: the model's clip, upsampled
-            up, _ = composite(warp, small, torch.zeros_like(warp[:, :1]))
-            return JobResult(_clip(up), g, _clip(warp), inputs, None, 1.0)
-        conf = confidence(g)
-        out, share = composite(warp, small, conf)
-        kf, known = known_of(g)
-        out[:, :, known[0]] = kf[:, :, known[0]]  # known frames exactly, not through the pyramid's rounding
-        return JobResult(_clip(out), g, _clip(warp), inputs, _clip(conf), share)
-    if mode == "flow_only":  # the warp at the model's grid
-        g = resize_guidance(g, size)
-        frames = warped = generate_windows(None, g, mode="flow_only")
-    else:  # the model's own output, guided by the input-resolution warp downscaled
-        warped = resize_clip(flow_only(g), size)
-        g = resize_guidance(g, size)
-        frames = generate_windows(model, g, mode=mode, strength=strength, steps=steps, seed=seed,
-                                  progress=progress, warp=warped)
-    inp = F.interpolate(inputs, size=size, mode="area") if tuple(inputs.shape[-2:]) != tuple(size) else inputs
-    return JobResult(_clip(frames), g, _clip(warped), inp, None, 1.0)
+    warp, at_model = flow_only(g), output_size == "model" and model is not None
+    inp = F.interpolate(inputs, size=size, mode="area") if at_model and tuple(inputs.shape[-2:]) != tuple(size) else inputs
+    if at_model and mode == "flow_only":  # the warp at the model's grid
+        small_g = resize_guidance(g, size)
+        frames = generate_windows(None, small_g, mode="flow_only")
+        return JobResult(_clip(frames), small_g, _clip(frames), inp, None, 1.0)
+    if model is None or mode == "flow_only" or (not at_model and fill == "warp" and mode != "unguided"):
+        return JobResult(_clip(warp), g, _clip(warp), inputs, _clip(confidence(g)), 0.0)
+    small_g, small_warp = resize_guidance(g, size), resize_clip(warp, size)
+    small = generate_windows(model, small_g, mode=mode, strength=strength, steps=steps, seed=seed,
+                             progress=progress, warp=small_warp)
+    if mode == "unguided":  # nothing to composite with: the model's clip as it is
+        up = small if at_model else upsample(small[0].transpose(0, 1), g.size).transpose(0, 1)[None]
+        return JobResult(_clip(up), small_g if at_model else g, _clip(small_warp if at_model else warp), inp,
+                         None, 1.0)
+    out, conf, share = composite(warp, small, confidence(g), at_generated=at_model)
+    kf, known = known_of(small_g if at_model else g)
+    out[:, :, known[0]] = kf[:, :, known[0]]  # known frames exactly, not through the pyramid's rounding
+    return JobResult(_clip(out), small_g if at_model else g, _clip(small_warp if at_model else warp), inp,
+                     _clip(conf), share)
 
 
 def _model_size(model) -> tuple[int, int]:
     return (model.config.height, model.config.width) if model is not None else None
 
 
-def _note_resize(what: str, hw, size, output_size: str) -> None:
-    if size is None or tuple(hw) == tuple(size):
-        return
+def _note_resize(what: str, hw, size, output_size: str, fill: str) -> None:
+    if size is None or tuple(hw) == tuple(size) or (output_size == "input" and fill == "warp"):
+        return  # (with fill="warp" at the input's size the model supplies nothing: nothing to note)
     if output_size == "model":
         _notice(f"{what} is {hw[1]}x{hw[0]} (WxH); the embedded model works at {size[1]}x{size[0]}, so the output "
                 f"is {size[1]}x{size[0]} (--output-size input keeps the input's size)")
     else:
         _notice(f"{what} is {hw[1]}x{hw[0]} (WxH); the output keeps that size: the warp where the flow is "
-                f"trusted, the embedded model ({size[1]}x{size[0]}, upsampled) where it is not")
+                f"trusted, the embedded model ({size[1]}x{size[0]}: the content it resolves, the warp's detail) "
+                f"where it is not")
 
 
 def transfer(
@@ -242,7 +242,7 @@ def transfer(
         image = F.interpolate(image[None], size=reference.shape[-2:], mode="bilinear", align_corners=False,
                               antialias=True)[0].clamp(0, 1)
     size = _model_size(model) or tuple(reference.shape[-2:])
-    _note_resize("the reference", reference.shape[-2:], size, output_size)
+    _note_resize("the reference", reference.shape[-2:], size, output_size, fill)
     g = reference_motion(image[None], reference.transpose(0, 1)[None], estimator=get_estimator(flow),
                             motion_scale=motion_scale, strength=strength)
     return _run(model, g, size, mode=mode, strength=strength, steps=steps, seed=seed, progress=progress,
@@ -279,7 +279,7 @@ def speed(
     if not lo <= factor <= hi:
         raise ValueError(f"--factor: expected {lo} .. {hi} (0.25 = 4x slow motion, 4 = 4x faster), got {factor}")
     size = _model_size(model) or tuple(clip.shape[-2:])
-    _note_resize("the input", clip.shape[-2:], size, output_size)
+    _note_resize("the input", clip.shape[-2:], size, output_size, fill)
     inter = get_interpolator(interpolator) if isinstance(interpolator, str) else interpolator
     g = speed_guidance(clip.transpose(0, 1)[None], float(factor), estimator=None if inter else get_estimator(flow),
                        intermediate=inter, motion_scale=motion_scale, strength=strength)
@@ -313,7 +313,7 @@ def extend(
         raise ValueError(f"--frames {frames} is more than this job adds ({MAX_EXTEND}): the guidance continues the "
                          f"last motion from the last frame and leaves the picture; extend in several runs")
     size = _model_size(model) or tuple(clip.shape[-2:])
-    _note_resize("the input", clip.shape[-2:], size, output_size)
+    _note_resize("the input", clip.shape[-2:], size, output_size, fill)
     g = extension_guidance(clip.transpose(0, 1)[None], frames, estimator=get_estimator(flow), damping=damping,
                            motion_scale=motion_scale, strength=strength)
     return _run(model, g, size, mode=mode, strength=strength, steps=steps, seed=seed, progress=progress, inputs=clip,
@@ -490,7 +490,8 @@ def pipeline_job(
     confidence trusts it, the pipeline's output (upsampled) where it does not, through
     :func:`motionguide.compositing.composite`; frames past the pipeline's frame count keep the warp, known
     frames are exact, ``model_share`` is the fraction of the output's pixels the pipeline supplied.
-    ``"model"``: the pipeline's output as it is, at its size and frame count. run_kwargs: :func:`run_pipeline`'s.
+    ``"model"``: the same at the pipeline's size and frame count (the warp and the confidence area-downscaled
+    to it). run_kwargs: :func:`run_pipeline`'s.
     """
     if output_size not in OUTPUT_SIZES:
         raise ValueError(f"output_size: expected one of {OUTPUT_SIZES}, got {output_size!r}")
@@ -505,8 +506,8 @@ def pipeline_job(
            f"the input's aspect inside its default call size, multiples of {_pipeline_grid(pipe)[0]}; "
            f"--pipeline-size WxH sets it")
     if output_size == "model":
-        _notice(f"{name} runs at {w}x{h} (WxH; {why}); the output is its frames as they are (--output-size input "
-                f"keeps the input's {ww}x{hh})")
+        _notice(f"{name} runs at {w}x{h} (WxH; {why}); the output is at that size: the warp where the flow is "
+                f"trusted, the pipeline's frames where it is not (--output-size input keeps the input's {ww}x{hh})")
     else:
         _notice(f"{name} runs at {w}x{h} (WxH; {why}); the output keeps the input's {ww}x{hh}: the warp where the "
                 f"flow is trusted, the pipeline's output{' upsampled' if h * w < hh * ww else ''} where it is not")
@@ -516,13 +517,14 @@ def pipeline_job(
         _notice(f"{name} takes {n} of the {t} frames (its VAE's frame counts); {rest}")
     small = resize_guidance(window(g, 0, n, {}) if n != t else g, (h, w))
     frames = run_pipeline(pipe, small, **run_kwargs)
-    if output_size == "model":
-        inp = F.interpolate(result.inputs, size=(h, w), mode="area") if (h, w) != (hh, ww) else result.inputs
-        return JobResult(frames, small, _clip(flow_only(small)), inp, None, 1.0)
+    at_model = output_size == "model"
     warp, c = result.warped.transpose(0, 1)[None], conf.transpose(0, 1)[None]  # (1, C, T, H, W)
-    out, _ = composite(warp[:, :, :n], frames.transpose(0, 1)[None].to(warp), c[:, :, :n])
-    out = torch.cat([out, warp[:, :, n:]], 2)
-    kf, known = known_of(g)
+    out, c_out, _ = composite(warp[:, :, :n], frames.transpose(0, 1)[None].to(warp), c[:, :, :n], at_generated=at_model)
+    if not at_model:
+        out, c_out = torch.cat([out, warp[:, :, n:]], 2), c
+    kf, known = known_of(small if at_model else g)
     out[:, :, known[0]] = kf[:, :, known[0]]  # known frames exactly, not through the pyramid's rounding
-    share = float((1 - c[:, :, :n]).sum()) / c.numel()
-    return JobResult(_clip(out), g, result.warped, result.inputs, conf, share)
+    share = float((1 - c_out[:, :, :n]).sum()) / c_out.numel()
+    inp = F.interpolate(result.inputs, size=(h, w), mode="area") if at_model and (h, w) != (hh, ww) else result.inputs
+    return JobResult(_clip(out), small if at_model else g, _clip(flow_only(small)) if at_model else result.warped,
+                     inp, _clip(c_out) if at_model else conf, share)

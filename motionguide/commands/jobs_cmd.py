@@ -19,10 +19,10 @@ MAX_OUTPUT_FRAMES = 256
 _OUTPUT_NOTE = (
     "output: a video (.mp4/.mkv/.mov) at the input's frame rate (or --fps) and the input's size: the "
     "flow-based warp, and where the flow is not trusted the warp too (--fill warp, the default) or the embedded "
-    "model (32x32, upsampled) blended in without seams (--fill model); --output-size model writes the model's "
-    "32x32 frames instead. With --pipeline DIR the pipeline takes the model's place: it runs at --pipeline-size "
+    "model (32x32, upsampled) blended in without seams (--fill model); --output-size model writes 32x32 "
+    "frames instead, the warp downscaled with the model where the flow is not trusted. With --pipeline DIR the pipeline takes the model's place: it runs at --pipeline-size "
     "(default: the input's aspect inside its default call size, e.g. 832x480 for Wan) and fills what the flow "
-    "does not explain (--fill model is its default), or --output-size model writes its frames as they are"
+    "does not explain (--fill model is its default), or --output-size model does the same at its size"
 )
 
 
@@ -58,7 +58,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=float, default=None, help="output frame rate [default: the input's]")
     p.add_argument("--output-size", choices=("input", "model"), default="input",
                    help="input: the input's size, the model only where the flow fails; model: the model's own "
-                        "size (32x32, or --pipeline-size with --pipeline), its output as it is")
+                        "size (32x32, or --pipeline-size with --pipeline), the model where the flow fails there "
+                        "too (--mode unguided: its output as it is)")
     p.add_argument("--fill", choices=("warp", "model"), default=None,
                    help="at the input's size, what fills the pixels the flow does not explain (the confidence map, "
                         "a row of --compare): the warp, or the model's output blended in [default: warp for the "
@@ -343,7 +344,7 @@ def _run_pipeline(args, d) -> int:
     if args.pipeline_hw is not None:  # a size the pipeline cannot take is refused before the work
         jobs.pipeline_size(pipe, tuple(clip.shape[-2:]), args.pipeline_hw)
     print(f"{args.job}: {_output_frames(args, d)} output frames, "
-          + (f"{name}'s output as it is" if args.output_size == "model" else
+          + (f"at {name}'s size: the warp downscaled, {name} where the flow is not trusted" if args.output_size == "model" else
              f"the warp at the input's size, {name} where the flow is not trusted"), file=sys.stderr)
     common = dict(model=None, motion_scale=args.motion_scale, strength=args.strength, mode="flow_only", flow=args.flow)
     if args.job == "transfer":

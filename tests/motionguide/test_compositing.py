@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import motionguide as mg
 from motionguide import jobs
@@ -65,9 +66,41 @@ def test_composite_upsamples_the_model_and_reports_its_share():
     gen = torch.ones(1, 3, 2, 8, 8)
     conf = torch.ones(1, 1, 2, 32, 32)
     conf[:, :, 1, :, :16] = 0
-    out, share = composite(warp, gen, conf)
-    assert out.shape == warp.shape and share == pytest.approx(0.25)
+    out, c, share = composite(warp, gen, conf)
+    assert out.shape == warp.shape and share == pytest.approx(0.25) and c is not None and torch.equal(c, conf)
     assert float(out[:, :, 0].abs().max()) < 1e-6 and float(out[0, 0, 1, 16, 2]) > 0.98
+
+
+def test_a_smaller_model_supplies_its_bands_and_the_warp_keeps_its_detail():
+    torch.manual_seed(0)
+    warp = torch.rand(1, 3, 2, 64, 64)  # detail at every scale
+    conf = torch.zeros(1, 1, 2, 64, 64)  # nothing trusted: the model supplies every pixel
+    same = F.interpolate(warp[0].transpose(0, 1), size=(16, 16), mode="area").transpose(0, 1)[None]
+    out, _, share = composite(warp, same, conf)  # a model that reproduces the downscaled warp changes nothing
+    assert share == 1 and float((out - warp).abs().max()) < 1e-4
+    brighter = (same + 0.1).clamp(0, 1)  # a model that changes the coarse content moves it, detail kept
+    out, _, _ = composite(warp, brighter, conf)
+    moved = F.interpolate((out - warp)[0].transpose(0, 1), size=(16, 16), mode="area")
+    assert 0.07 < float(moved.mean()) < 0.11
+    hf = lambda x: x - F.avg_pool2d(x, 3, 1, 1)  # noqa: E731
+    assert float((hf(out[0, :, 0]) - hf(warp[0, :, 0])).abs().mean()) < 0.05 * float(hf(warp[0, :, 0]).abs().mean()) + 0.01
+
+
+def test_composite_at_the_generated_size_downscales_the_warp_and_the_confidence():
+    warp = torch.rand(1, 3, 2, 64, 64)
+    gen = torch.ones(1, 3, 2, 32, 32)
+    conf = torch.ones(1, 1, 2, 64, 64)
+    conf[:, :, 1, :, :32] = 0
+    out, c, share = composite(warp, gen, conf, at_generated=True)
+    assert out.shape == gen.shape and c.shape == (1, 1, 2, 32, 32) and share == pytest.approx(0.25)
+    small = F.interpolate(warp[:, :, 0], size=(32, 32), mode="area")
+    assert torch.allclose(out[:, :, 0], small, atol=1e-5)  # fully trusted: the warp, downscaled
+    assert float(out[0, :, 1, :, :8].min()) > 0.98  # untrusted, away from the seam: the model
+    warp[:, :, 1] = 0.25
+    out, _, _ = composite(warp, gen, conf, at_generated=True)
+    assert float((out[0, :, 1, :, -8:] - 0.25).abs().max()) < 0.05  # trusted, away from the seam: the warp
+    big, _, _ = composite(warp[..., :16, :16], gen, conf[..., :16, :16])  # a model larger than the output
+    assert big.shape == (1, 3, 2, 16, 16) and float(big[0, :, 1, :, :4].min()) > 0.98
 
 
 def test_jobs_keep_the_input_size_and_the_warp_fills_by_default():
@@ -82,7 +115,15 @@ def test_jobs_keep_the_input_size_and_the_warp_fills_by_default():
     assert mixed.frames.shape == (9, 3, 40, 56) and 0 < mixed.model_share < 0.5
     assert torch.equal(mixed.frames[:6], c)  # the input frames exactly
     small = jobs.extend(c, 3, model=model, mode="both", output_size="model")
-    assert small.frames.shape == (9, 3, 32, 32) and small.model_share == 1
+    assert small.frames.shape == (9, 3, 32, 32) and 0 < small.model_share < 0.5
+    assert small.confidence.shape == (9, 1, 32, 32) and torch.equal(small.frames[:6], small.inputs)
+    # at the model's size the model supplies the same pixels: where the downscaled confidence is 1 within the
+    # blend's reach, the output is the downscaled warp
+    far = F.max_pool2d(1 - small.confidence, 17, stride=1, padding=8) == 0
+    diff = (small.frames - small.warped).abs().amax(1, keepdim=True)
+    assert int(far[6:].sum()) > 0 and float(diff[6:][far[6:]].max()) < 1 / 255
+    raw = jobs.extend(c, 3, model=model, mode="unguided", output_size="model")
+    assert raw.confidence is None and raw.model_share == 1
     s = jobs.speed(c, 0.5, model=None, mode="flow_only", interpolator="dis")
     assert s.frames.shape == (11, 3, 40, 56) and torch.equal(s.frames[::2], c)
     with pytest.raises(ValueError, match="fill"):

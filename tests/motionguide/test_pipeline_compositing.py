@@ -1,7 +1,7 @@
 """A job's ``--pipeline`` composed at the input's size: the pipeline runs at a size that fits it (its default
 call size, or ``--pipeline-size``), and its output fills only what the flow does not explain, through the
-same :func:`motionguide.compositing.composite` as the embedded model; ``--output-size model`` keeps the
-pipeline's own frames. One tiny random Wan I2V pipeline, built in code; the jobs run in this process."""
+same :func:`motionguide.compositing.composite` as the embedded model; ``--output-size model`` composes at
+the pipeline's own size and frame count. One tiny random Wan I2V pipeline, built in code; the jobs run in this process."""
 from __future__ import annotations
 
 import re
@@ -71,7 +71,7 @@ def test_the_output_is_the_warp_where_trusted_and_the_pipeline_elsewhere(pipe, c
     assert "runs at 48x32 (WxH; --pipeline-size)" in err and "frames 10..11 keep the warp" in err
     # the embedded model's compositing, unchanged, on the frames the pipeline made
     c = warp.confidence.transpose(0, 1)[None]
-    ref, _ = composite(warp.warped.transpose(0, 1)[None][:, :, :9], small.transpose(0, 1)[None], c[:, :, :9])
+    ref, _, _ = composite(warp.warped.transpose(0, 1)[None][:, :, :9], small.transpose(0, 1)[None], c[:, :, :9])
     gen = [t for t in range(9) if t % 2]  # factor 0.5: even output frames are the input's
     assert torch.equal(res.frames[gen], ref[0].transpose(0, 1)[gen])
     assert torch.equal(res.frames[9], warp.warped[9])  # past the pipeline's frames: the warp
@@ -85,6 +85,21 @@ def test_the_output_is_the_warp_where_trusted_and_the_pipeline_elsewhere(pipe, c
     assert float(diff[gen].max()) > 0.05  # and elsewhere the pipeline did supply pixels
     share = float(untrusted[:9].sum()) / untrusted.numel()
     assert res.model_share == pytest.approx(share) and 0 < share < 1
+
+
+def test_output_size_model_composes_at_the_pipelines_size(pipe, clip, monkeypatch):
+    warp = jobs.speed(clip, 0.5, model=None, mode="flow_only", interpolator="dis")
+    made = _spy(monkeypatch, "run_pipeline")
+    res = jobs.pipeline_job(pipe, warp, size=SIZE, output_size="model", steps=1, prompt="", guidance_scale=1.0)
+    small = made[0]
+    assert res.frames.shape == small.shape == (9, 3, *SIZE) and res.confidence.shape == (9, 1, *SIZE)
+    down = F.interpolate(warp.warped[:9], size=SIZE, mode="area")
+    gen = [t for t in range(9) if t % 2]
+    far = F.max_pool2d(1 - res.confidence, 17, stride=1, padding=8) == 0
+    diff = (res.frames - down).abs().amax(1, keepdim=True)
+    assert int(far[gen].sum()) > 0 and float(diff[gen][far[gen]].max()) < 1 / 255  # trusted: the warp, downscaled
+    assert float((res.frames - small).abs()[gen].max()) > 0.05 or res.model_share == 0
+    assert 0 < res.model_share < 1
 
 
 def test_default_pipeline_size_fits_the_call_defaults(pipe):
@@ -133,7 +148,7 @@ def test_cli_default_size_and_output_size_model(wan, video, tmp_path, capsys):
     assert rc == 0, cap.err
     frames, _ = read_video(out)
     assert frames.shape == (5, 3, 32, 48)  # the pipeline's own size and frame count (8 -> 5)
-    assert "its output as it is" in cap.out and "the output has those frames only" in cap.err
+    assert "the pipeline supplied" in cap.out and "the output has those frames only" in cap.err
     out = tmp_path / "default.mp4"
     rc = main(["extend", str(video), "--frames", "3", "--pipeline", str(wan), "--steps", "1", "--no-progress",
                "-o", str(out)])
