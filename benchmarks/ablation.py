@@ -2,8 +2,6 @@
 
 Every variant is the shipped model (``assets/embedded``) in mode ``both`` with one part taken out:
 
-* ``no_gate_head``: the :class:`~motionguide.embedded.heads.GateHead`'s output is zero (the per-trust-level
-  gates alone);
 * ``one_gate``: each per-trust-level gate replaced by the mean of its levels (one value for every pixel);
 * ``latent_only`` / ``feature_only``: mode ``latent`` / ``feature`` (one guidance level of the plugin);
 * ``training_free``: no trained part at all (the plugin's training-free mode on the base model).
@@ -21,9 +19,11 @@ standard error: positive means the part lifts the score (it pays), negative mean
 without it. A part pays when, inside the pixels the model supplies at its size, it lifts at least one job by
 0.1 dB or more at two standard errors and loses none by more than two (a part acts only there: elsewhere
 the output is the warp); the shipped parts were chosen on synthetic clips, and these
-clips were not used to choose them. The parts that did not pay (a learned blend of two warps, a learned mix
-of the output with the warp, a LoRA on every block, the extension's second source) are not in the model;
-their rows are in ``benchmarks/results/ablation_removed.json``, measured before they were taken out.
+clips were not used to choose them. The parts that did not pay are not in the model, and their rows were
+measured before they were taken out: a learned blend of two warps, a learned mix of the output with the
+warp, a LoRA on every block and the extension's second source in ``benchmarks/results/ablation_removed.json``;
+a per-pixel gate head (corrections of the per-trust-level gates from the warp, the flow and the distance to
+the source) as ``no_gate_head`` in the ``benchmarks/results/ablation.json`` of commit 0528308.
 
     python benchmarks/ablation.py [--clips 4] [--json OUT] [--videos DIR] [--variants ...] [--jobs ...]
 """
@@ -42,7 +42,7 @@ import torch  # noqa: E402
 
 from motionguide import jobs  # noqa: E402
 
-VARIANTS = ("full", "no_gate_head", "one_gate", "latent_only", "feature_only", "training_free")
+VARIANTS = ("full", "one_gate", "latent_only", "feature_only", "training_free")
 #: (size, key) of each paired column: all generated pixels and the pixels the model supplies, at both sizes
 COLUMNS = (("model", "psnr_fill"), ("model", "psnr"), ("input", "psnr_fill"), ("input", "psnr"))
 #: the mode each variant generates in
@@ -53,11 +53,7 @@ def variant_model(name: str):
     """The shipped model with one part taken out (module docstring)."""
     model = jobs.load_models(mode=_MODE.get(name, "both"))
     g = model.gates
-    if name == "no_gate_head":
-        last = g.gate_head.net[-1]
-        torch.nn.init.zeros_(last.weight)
-        torch.nn.init.zeros_(last.bias)
-    elif name == "one_gate":
+    if name == "one_gate":
         with torch.no_grad():
             g.reference_gate.fill_(float(g.reference_gate.mean()))
             g.correction_gate.fill_(float(g.correction_gate.mean()))

@@ -115,7 +115,7 @@ def interpolate(d: dict) -> list[str]:
 #: what each ablation variant takes out, and why the model keeps it or not (None: it is taken out)
 _KEPT_ANYWAY = ("kept although it does not pay at 32x32: it is the plugin's MoG mechanism, which the pipeline "
                 "trainer gives users' DiTs; the larger embedded model (benchmarks/gpu_embedded.sh) decides it again")
-_ABLATED = {"no_gate_head": ("the gate head", "in the model"),
+_ABLATED = {"no_gate_head": ("the gate head", None),
             "one_gate": ("the per-trust-level gates (one value)", "in the model"),
             "latent_only": ("the feature level", _KEPT_ANYWAY), "feature_only": ("the latent level", "in the model"),
             "training_free": ("every trained part (training-free mode)", _KEPT_ANYWAY),

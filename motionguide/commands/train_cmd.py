@@ -38,7 +38,7 @@ def register(subparsers) -> None:
         description=(
             "Train the embedded image-to-video model ('base') on clips with known motion rendered from the "
             "photographs bundled with scikit-image, or the MoG guidance adapters on top of it ('adapters': "
-            "the latent adapter, the feature gates and the trust gates with their per-pixel head). 'recipe' runs "
+            "the latent adapter, the feature gates and the per-trust-level gates). 'recipe' runs "
             "all the stages of the shipped weights in order. "
             "Writes DIR/checkpoint (every --checkpoint-every steps; a second run resumes from it), "
             "DIR/model (base) or DIR/adapters, and DIR/loss.png. Works under `accelerate launch` unchanged.\n\n"
@@ -63,7 +63,7 @@ def register(subparsers) -> None:
             "      --out runs/wan14b --lora-rank 16 --mixed-precision bf16 --dtype bfloat16 --gradient-checkpointing\n"
             "  accelerate launch --num_processes 8 -m motionguide train pipeline ...   # the same on 8 GPUs (DDP)\n\n"
             "the stages of the shipped weights (assets/embedded/base = runs/base/model, assets/embedded/adapters "
-            "= runs/adapters_head/adapters):\n" + _recipe_text()
+            "= runs/adapters_ft/adapters):\n" + _recipe_text()
         ),
         formatter_class=HelpFormatter,
     )

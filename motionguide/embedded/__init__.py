@@ -5,7 +5,8 @@ other way round.
   from photographs, and their ground-truth or estimated guidance;
 * :mod:`~motionguide.embedded.network`: config, transformer, loss and sampler;
 * :mod:`~motionguide.embedded.checkpoint`: save, load and verify;
-* :mod:`~motionguide.embedded.adapters`, :mod:`~motionguide.embedded.heads`: MoG adapters, gates and heads;
+* :mod:`~motionguide.embedded.adapters`, :mod:`~motionguide.embedded.heads`: MoG adapters, their gates and the
+  trust levels the gates are looked up by;
 * :mod:`~motionguide.embedded.generation`: guided generation;
 * :mod:`~motionguide.embedded.windows`: cutting a job's guidance into model windows;
 * :mod:`~motionguide.embedded.recipes`: the training recipes and the stages of the shipped weights.

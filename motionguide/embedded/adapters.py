@@ -3,9 +3,10 @@ blocks, and the gates that move the reference clip toward the warp.
 
 The gates have one owner, :class:`GuidanceGates` (``model.gates``), with one save format: the plugin's
 ``motion_guidance.{safetensors,json}`` (:func:`motionguide.save_motion_guidance`), ``gates.safetensors``
-(the gates and their head, by their parameter names) and a ``manifest.json`` of checksums. The embedded
-model carries no LoRA: on real footage the shipped one lifted no job (``benchmarks/ablation.py``), so a folder
-that carries one is refused.
+(the per-trust-level gates, by their parameter names) and a ``manifest.json`` of checksums. The embedded
+model carries no LoRA and no per-pixel gate head: on real footage neither lifted a job
+(``benchmarks/ablation.py``, scored inside the pixels the model supplies where the jobs composite its output
+into the warp by a confidence map), so a folder that carries one is refused.
 Loading validates everything before the transformer is touched, so a refused folder leaves the model as
 it was (peft's validate-then-mutate).
 """
@@ -26,7 +27,7 @@ from ..adapter_weights import load_motion_guidance, save_motion_guidance
 from ..errors import CheckpointError, MotionGuidanceError
 from ..registry import VAECompression
 from .checkpoint import DEFAULT_ASSETS, verify_manifest, write_manifest
-from .heads import TRUST_LEVELS, GateHead
+from .heads import TRUST_LEVELS
 from .network import EmbeddedVideoModel
 
 __all__ = ["GATE_SCALE", "GATES_FILE", "GuidanceGates", "pixel_vae", "attach_adapters", "save_adapters",
@@ -37,6 +38,8 @@ GATE_SCALE = 25.0
 GATES_FILE = "gates.safetensors"
 _PLUGIN_FILES = ("motion_guidance.safetensors", "motion_guidance.json")
 _FIX = "train them with `motionguide train adapters --out DIR` and pass --adapters DIR/adapters"
+#: the parameters of a per-pixel gate head, which this version's gates do not have
+_GATE_HEAD = "gate_head."
 
 
 def pixel_vae() -> VAECompression:
@@ -46,30 +49,35 @@ def pixel_vae() -> VAECompression:
 
 class GuidanceGates(nn.Module):
     """The gates of guided generation (:mod:`motionguide.embedded.generation`), one value per trust level
-    (:func:`~motionguide.embedded.heads.trust_levels`: no source sees the pixel, one does, two agree), and
-    their per-pixel head:
+    (:func:`~motionguide.embedded.heads.trust_levels`: no source sees the pixel, one does, two agree):
 
     * ``reference_gate`` ``(TRUST_LEVELS,)``: how far the reference clip moves from the static frame toward
       the warp;
-    * ``correction_gate`` ``(TRUST_LEVELS,)``: how much of the network's correction is damped;
-    * ``gate_head``: per-pixel corrections of both gates.
+    * ``correction_gate`` ``(TRUST_LEVELS,)``: how much of the network's correction is damped.
 
-    Everything starts at zero output: fresh gates leave the base model's output unchanged.
+    Both start at zero: fresh gates leave the base model's output unchanged.
     """
 
-    def __init__(self, *, gate_hidden: int = 24):
+    def __init__(self):
         super().__init__()
         self.reference_gate = nn.Parameter(torch.zeros(TRUST_LEVELS))
         self.correction_gate = nn.Parameter(torch.zeros(TRUST_LEVELS))
-        self.gate_head = GateHead(gate_hidden)
 
     @classmethod
     def from_state_dict(cls, state: dict[str, torch.Tensor], where: str) -> "GuidanceGates":
-        """Gates sized from ``state`` and loaded strictly; a state of another shape (or with parts this
-        version does not have) raises :class:`CheckpointError` naming ``where``."""
-        w = state.get("gate_head.net.0.weight")
+        """Gates loaded strictly from ``state``; a state of another shape, or with parts this version does not
+        have (a per-pixel gate head among them), raises :class:`CheckpointError` naming ``where``."""
+        head = sorted(k for k in state if k.startswith(_GATE_HEAD))
+        if head:
+            raise CheckpointError(
+                f"the gates in {where} carry a per-pixel gate head ({len(head)} {_GATE_HEAD}* tensors, e.g. "
+                f"{head[0]}); this version's GuidanceGates hold only reference_gate and correction_gate (the gate "
+                f"head is not part of the embedded model: it lifted no job on real footage, benchmarks/ablation.py); "
+                f"{_FIX}, or "
+                f"keep their per-trust-level gates alone: rewrite {GATES_FILE} without its {_GATE_HEAD}* tensors "
+                f"and update its checksum in manifest.json") from None
         try:
-            gates = cls(gate_hidden=int(w.shape[0]) if w is not None else 24)
+            gates = cls()
             gates.load_state_dict(state, strict=True)
         except (RuntimeError, IndexError, ValueError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

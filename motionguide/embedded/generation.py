@@ -4,8 +4,8 @@ moved toward the warp by the learned gates, and the sampler.
 How a guided call works (modes ``latent`` / ``both``):
 
 1. the **warp** (:func:`flow_only`): each target frame is the weighted blend of its warped sources;
-2. the **gates** (:func:`gate_maps`): per pixel, the reference gate and the correction gate, looked up by
-   trust level and corrected by the :class:`~motionguide.embedded.heads.GateHead`;
+2. the **gates** (:func:`gate_maps`): per pixel, the reference gate and the correction gate of its trust
+   level (:func:`~motionguide.embedded.heads.trust_levels`);
 3. the **reference** the network corrects moves from the static frame toward the warp,
    ``ref = static + strength * g * (warp - static)``, and the network's correction is scaled by
    ``1 - strength * c`` (:func:`guided_reference_and_scale`);
@@ -26,7 +26,7 @@ from ..guidance import check_strength
 from ..latent import LatentGuidance, latent_guidance
 from ..warping import flow_only, known_of, source_warps
 from .adapters import GATE_SCALE, pixel_vae
-from .heads import gate_features, trust_levels
+from .heads import trust_levels
 from .network import EmbeddedVideoModel
 
 __all__ = ["MODES", "GUIDED_START", "latent_guidance_of", "with_warp", "gate_maps", "guided_reference_and_scale",
@@ -57,18 +57,13 @@ def with_warp(lg: LatentGuidance, warp: torch.Tensor) -> LatentGuidance:
     return LatentGuidance(lg.mask * (warp.to(lg.mask) * 2 - 1), lg.mask, lg.sources, lg.flows, lg.weights, lg.strength)
 
 
-def gate_maps(gates, static: torch.Tensor, lg: LatentGuidance,
-              warp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def gate_maps(gates, lg: LatentGuidance) -> tuple[torch.Tensor, torch.Tensor]:
     """``(reference gate, correction gate)``, each ``(B, 1, T, H, W)``, in units of ``GATE_SCALE * gate``
     before the strength: the :class:`~motionguide.embedded.adapters.GuidanceGates`' per-trust-level values
-    looked up per pixel, plus the gate head's per-pixel corrections. static / warp: the static reference and
-    the warp, ``(B, 3, T, H, W)`` in [-1, 1]."""
+    looked up per pixel by :func:`~motionguide.embedded.heads.trust_levels`."""
     mask = lg.mask
     levels = trust_levels(lg).to(mask.device)
-    ref = GATE_SCALE * gates.reference_gate.to(mask)[levels]
-    corr = GATE_SCALE * gates.correction_gate.to(mask)[levels]
-    d = gates.gate_head(gate_features(static.to(mask), warp.to(mask), lg, levels))
-    return ref + d[:, :1], corr + d[:, 1:]
+    return GATE_SCALE * gates.reference_gate.to(mask)[levels], GATE_SCALE * gates.correction_gate.to(mask)[levels]
 
 
 def guided_reference_and_scale(model: EmbeddedVideoModel, guidance, lg: LatentGuidance, static: torch.Tensor,
@@ -90,7 +85,7 @@ def guided_reference_and_scale(model: EmbeddedVideoModel, guidance, lg: LatentGu
     with torch.no_grad():
         warp01 = flow_only(guidance) if warp is None else warp
         warp = (warp01 * 2 - 1).to(static)
-    g, c = gate_maps(gates, static, lg, warp)
+    g, c = gate_maps(gates, lg)
     s = float(strength)
     return static + g * s * (warp.to(static) - static), 1.0 - s * c, warp01
 

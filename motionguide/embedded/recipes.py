@@ -5,7 +5,7 @@ Each kind of run is a :class:`~motionguide.training.Recipe` on the shared loop
 
 * ``base``: the image-to-video model, on clips with known motion rendered from photographs;
 * ``adapters``: MoG fine-tuning on top of a frozen base: the plugin's latent adapter and feature gates,
-  and the :class:`~motionguide.embedded.adapters.GuidanceGates` with their gate head.
+  and the per-trust-level :class:`~motionguide.embedded.adapters.GuidanceGates`.
 
 :data:`SHIPPED_RECIPE` lists the stages, in order, that produce ``assets/embedded``; :func:`run_recipe`
 runs them (``motionguide train recipe --out DIR``).
@@ -66,7 +66,7 @@ class TrainConfig:
     resume: bool = True
     threads: int | None = None
     motion_scale_range: tuple[float, float] = (0.5, 2.5)
-    base: str | None = None  # adapters, heads: the base model folder (default: shipped assets)
+    base: str | None = None  # adapters: the base model folder (default: shipped assets)
     init: str | None = None  # base: warm start from this model folder; adapters: from these adapters
     estimated_flow_p: float = 0.5  # adapters: share of batches guided by DIS-estimated flow
     guided_t_p: float = 0.75  # adapters: share of batches with timesteps scaled into guided sampling's range
@@ -166,7 +166,7 @@ class BaseRecipe(Recipe):
 
 
 class AdapterRecipe(Recipe):
-    """MoG fine-tuning: the plugin's latent adapter and feature gates and the gates (with their head)
+    """MoG fine-tuning: the plugin's latent adapter and feature gates and the per-trust-level gates
     train; the base weights stay frozen. ``estimated_flow_p`` of the batches are guided by flow
     estimated with DIS on the true frames, so the model learns to correct flow errors."""
 
@@ -188,8 +188,7 @@ class AdapterRecipe(Recipe):
     def trainable(self):
         ids = {id(p) for p in trainable_parameters(self.model.transformer, blocks=(), lora=False)}
         own = ("gates.reference_gate", "gates.correction_gate")
-        return [(n, p) for n, p in self.model.named_parameters()
-                if id(p) in ids or n in own or n.startswith("gates.gate_head.")]
+        return [(n, p) for n, p in self.model.named_parameters() if id(p) in ids or n in own]
 
     def loss(self, step, rank, generator):
         mc = self.model.config
@@ -269,11 +268,9 @@ class Stage:
 SHIPPED_RECIPE = (
     Stage("base", "base", 1000),
     Stage("adapters", "adapters", 1000, base="base"),
-    # the fine-tunes that train where guided sampling starts, with the per-frame PSNR loss
+    # the fine-tune that trains where guided sampling starts, with the per-frame PSNR loss
     Stage("adapters_ft", "adapters", 1200, base="base", init="adapters",
           options={"matched_p": 0.9, "matched_loss": "psnr", "lr": 5e-4}),
-    Stage("adapters_head", "adapters", 1000, base="base", init="adapters_ft",
-          options={"seed": 1, "matched_p": 0.9, "matched_loss": "psnr", "lr": 5e-4}),
 )
 
 

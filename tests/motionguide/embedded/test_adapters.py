@@ -1,4 +1,4 @@
-"""The embedded model's adapters, gates and heads, and guided generation with them."""
+"""The embedded model's adapters and per-trust-level gates, and guided generation with them."""
 from __future__ import annotations
 
 import json
@@ -18,7 +18,7 @@ from motionguide.embedded.generation import (
     latent_guidance_of,
     source_warps,
 )
-from motionguide.embedded.heads import GateHead, gate_features, trust_levels
+from motionguide.embedded.heads import trust_levels
 from motionguide.embedded.network import EmbeddedConfig, EmbeddedVideoModel
 from motionguide.errors import CheckpointError
 
@@ -112,7 +112,7 @@ def test_guided_reference_follows_the_whole_warp_and_the_gates_round_trip(tiny, 
     fresh = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
     load_adapters(fresh, tmp_path / "ad")
     assert torch.equal(fresh.gates.reference_gate, model.gates.reference_gate)
-    assert [n for n, _ in fresh.gates.named_children()] == ["gate_head"]
+    assert sorted(fresh.gates.state_dict()) == ["correction_gate", "reference_gate"]  # no per-pixel head
     assert not any("lora" in n for n, _ in fresh.transformer.named_parameters())  # the embedded model has no LoRA
     # a folder whose gates carry a head this version does not have, or a LoRA, is refused untouched
     from safetensors.torch import load_file
@@ -148,32 +148,9 @@ def _write_gates(folder, gates: dict) -> None:
     (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
-def _check_noop_round_trip_and_refusal(tiny, tmp_path, model, g, guided, prefix: str, match: str):
-    """For adapters carrying a trained head: strength 0 is still the unguided model, save/load gives the same
-    ``guided`` output, and a head of another shape (``prefix + "net.0.weight"`` replaced) is refused before
-    the transformer is touched. Returns the reloaded model."""
-    from safetensors.torch import load_file
-
-    unguided = generate_guided(model, g, mode="unguided", seed=0)
-    assert float((generate_guided(model, g.with_strength(0.0), mode="both", seed=0) - unguided).abs().max()) <= 1e-5
-    save_adapters(model, tmp_path / "ad")
-    fresh = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
-    fresh.load_state_dict(tiny.state_dict())
-    load_adapters(fresh, tmp_path / "ad")
-    assert torch.allclose(generate_guided(fresh, g, mode="both", seed=0), guided, atol=1e-6)
-    gates = load_file(str(tmp_path / "ad" / "gates.safetensors"))
-    gates[prefix + "net.0.weight"] = torch.zeros(24, 5, 3, 3)
-    _write_gates(tmp_path / "ad", gates)
-    other = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
-    with pytest.raises(CheckpointError, match=match):
-        load_adapters(other, tmp_path / "ad")
-    assert getattr(other.transformer, "motion_guidance", None) is None and other.gates is None
-    return fresh
-
-
 def test_refused_adapters_leave_the_model_untouched(tiny, tmp_path):
-    """Gates of the wrong size, or missing, are refused before the plugin touches the transformer; a model
-    that already carries adapters is refused too."""
+    """Gates of the wrong size, or missing, or carrying a per-pixel gate head, are refused before the plugin
+    touches the transformer; a model that already carries adapters is refused too."""
     from safetensors.torch import load_file
 
     model = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
@@ -187,63 +164,52 @@ def test_refused_adapters_leave_the_model_untouched(tiny, tmp_path):
         with pytest.raises(CheckpointError, match="do not match this version's GuidanceGates"):
             load_adapters(fresh, tmp_path / "ad")
         assert getattr(fresh.transformer, "motion_guidance", None) is None and fresh.gates is None
-    _write_gates(tmp_path / "ad", good)
+    # a folder saved with a per-pixel gate head (the tensors of the head this version does not have)
+    head = {"gate_head.net.0.weight": torch.zeros(24, 14, 3, 3), "gate_head.net.0.bias": torch.zeros(24),
+            "gate_head.net.2.weight": torch.zeros(24, 24, 3, 3), "gate_head.net.2.bias": torch.zeros(24),
+            "gate_head.net.4.weight": torch.zeros(2, 24, 3, 3), "gate_head.net.4.bias": torch.zeros(2)}
+    _write_gates(tmp_path / "ad", {**good, **head})
+    with pytest.raises(CheckpointError, match="carry a per-pixel gate head") as e:
+        load_adapters(fresh, tmp_path / "ad")
+    msg = str(e.value)
+    assert "6 gate_head.* tensors" in msg  # what came
+    assert "only reference_gate and correction_gate" in msg  # what is expected
+    assert "motionguide train adapters" in msg and "without its gate_head.* tensors" in msg  # how to fix
+    assert getattr(fresh.transformer, "motion_guidance", None) is None and fresh.gates is None
+    assert not any("motion_guidance" in n for n, _ in fresh.transformer.named_parameters())
+    _write_gates(tmp_path / "ad", good)  # the fix it names: the same gates without the head's tensors
     load_adapters(fresh, tmp_path / "ad")  # the same folder, mended, loads into the untouched model
     assert fresh.transformer.motion_guidance is not None and fresh.gates.reference_gate.numel() == 3
     with pytest.raises(mg.MotionGuidanceError, match="already carries"):
         load_adapters(fresh, tmp_path / "ad")
 
 
-def test_gate_features_mark_samples_outside_the_frame_and_the_distance_to_the_source():
-
-    g = _constant_guidance(shift=2.0)  # frame k samples the first frame 2k px to the left
-    kf, known = known_of(g)
-    static = EmbeddedVideoModel.reference(kf * 2 - 1, known)
-    warp = flow_only(g) * 2 - 1
-    f = gate_features(static, warp, latent_guidance_of(g))
-    assert f.shape == (1, GateHead.IN_CHANNELS, 8, 32, 32)
-    outside, dist = f[:, 10], f[:, 13]
-    for k in range(8):
-        # x - 2k < -0.5: the first 2k columns fall outside the source frame
-        assert torch.equal(outside[0, k], (torch.arange(32) < 2 * k).float().expand(32, 32)), k
-        assert torch.allclose(dist[0, k], torch.full((32, 32), k / 8))
-    assert torch.allclose(f[:, 11], g.flows[:, :, 0, 0] / 8)  # x flow / 8
-    assert bool((f[:, 7:10].sum(1) == 1).all()) and bool((f[:, 8] == 1).all())  # one-hot: one source everywhere
-    # the first source that exists is used, whichever slot it sits in
-    sources = torch.stack([torch.full((8,), -1), torch.zeros(8, dtype=torch.long)], 1)
-    flows = torch.cat([torch.full_like(g.flows, 5.0), g.flows], 2)
-    weights = torch.cat([torch.zeros_like(g.weights), g.weights], 2)
-    moved = mg.Guidance(g.frames, g.positions, g.num_frames, sources, flows, weights, 1.0, 1.0)
-    assert torch.equal(gate_features(static, warp, latent_guidance_of(moved))[:, 10:14], f[:, 10:14])
-
-
-def test_gate_head_starts_neutral_changes_the_output_when_trained_and_round_trips(tiny, tmp_path):
-    """A fresh head (zero last layer) leaves the per-level gates exactly as they were; a trained one moves
-    them per pixel, strength 0 is still the unguided model, and save/load keeps it."""
+def test_gate_maps_are_the_per_level_lookup(tiny):
+    """Each pixel gets the reference and correction gate of its trust level, and they move the output."""
 
     model = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
     model.load_state_dict(tiny.state_dict())
     attach_adapters(model)
-    assert isinstance(model.gates.gate_head, GateHead)
     with torch.no_grad():
-        model.gates.reference_gate.copy_(torch.tensor([0.01, 0.04, 0.04]))
-        model.gates.correction_gate.copy_(torch.tensor([0.0, 0.03, 0.03]))
+        model.gates.reference_gate.copy_(torch.tensor([0.01, 0.04, 0.02]))
+        model.gates.correction_gate.copy_(torch.tensor([0.0, 0.03, 0.01]))
     g = _constant_guidance()
-    kf, known = known_of(g)
-    static = EmbeddedVideoModel.reference(kf * 2 - 1, known)
-    warp = flow_only(g) * 2 - 1
-    lg = latent_guidance_of(g)
-    with_head = gate_maps(model.gates, static, lg, warp)
+    wts = g.weights.clone()
+    wts[..., :16] = 0.0  # the left half: no source sees it
+    half = mg.Guidance(g.frames, g.positions, g.num_frames, g.sources, g.flows, wts, 1.0, 1.0)
+    lg = latent_guidance_of(half)
+    ref, corr = gate_maps(model.gates, lg)
     levels = trust_levels(lg)
-    per_level = (GATE_SCALE * model.gates.reference_gate[levels], GATE_SCALE * model.gates.correction_gate[levels])
-    assert all(torch.equal(a, b) for a, b in zip(with_head, per_level))  # a fresh head adds exactly 0
+    assert ref.shape == corr.shape == levels.shape == (1, 1, 8, 32, 32)
+    assert torch.equal(ref, GATE_SCALE * model.gates.reference_gate[levels])
+    assert torch.equal(corr, GATE_SCALE * model.gates.correction_gate[levels])
+    unknown = ~known_of(half)[1][0]
+    assert bool((ref[:, :, unknown, :, :16] == GATE_SCALE * 0.01).all())
+    assert bool((ref[:, :, unknown, :, 16:] == GATE_SCALE * 0.04).all())
     before = generate_guided(model, g, mode="both", seed=0)
     with torch.no_grad():
-        for prm in model.gates.gate_head.parameters():
-            prm.normal_(0, 0.2)
-    guided = generate_guided(model, g, mode="both", seed=0)
-    assert float((guided - before).abs().max()) > 1e-3
-    _check_noop_round_trip_and_refusal(tiny, tmp_path, model, g, guided, "gate_head.", "do not match")
+        model.gates.reference_gate.mul_(2.0)
+    assert float((generate_guided(model, g, mode="both", seed=0) - before).abs().max()) > 1e-3
 
 
 def test_trust_levels_count_the_sources_that_see_a_pixel():

@@ -12,7 +12,6 @@ from motionguide.embedded.adapters import load_adapters
 from motionguide.embedded.checkpoint import DEFAULT_ASSETS, load_embedded, save_embedded
 from motionguide.embedded.data import make_clip
 from motionguide.embedded.generation import generate_guided
-from motionguide.embedded.heads import GateHead
 from motionguide.embedded.network import EmbeddedConfig, EmbeddedVideoModel
 from motionguide.errors import CheckpointError
 
@@ -131,10 +130,11 @@ def test_shipped_checkpoint_loads_and_generates():
     assert out.shape == clip.shape and torch.isfinite(out).all()
     total = sum(p.stat().st_size for p in DEFAULT_ASSETS.parent.rglob("*") if p.is_file())
     assert total <= 20 * 2**20  # issue 5: shipped weights at most 20 MB
-    # the shipped adapters carry the one learned head the recipe trains, and extend with them
+    # the shipped adapters carry the per-trust-level gates alone (no head), and extend with them
 
     load_adapters(model)
-    assert isinstance(model.gates.gate_head, GateHead) and [n for n, _ in model.gates.named_children()] == ["gate_head"]
+    assert sorted(model.gates.state_dict()) == ["correction_gate", "reference_gate"]
+    assert list(model.gates.children()) == []
     from flow.estimators import get_estimator
 
     frames = make_clip(7, split="heldout", num_frames=8).frames.permute(1, 0, 2, 3)[None]

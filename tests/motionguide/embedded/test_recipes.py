@@ -80,7 +80,7 @@ def test_adapter_stage_trains_the_adapters_and_gates_only(stages):
     state = json.loads((stages["root"] / "ad" / "checkpoint" / "state.json").read_text())
     assert state["kind"] == "adapters" and state["step"] == 2
     names = load_file(stages["root"] / "ad" / "checkpoint" / "trainable.safetensors").keys()
-    assert "gates.reference_gate" in names and "gates.gate_head.net.4.weight" in names
+    assert sorted(n for n in names if n.startswith("gates.")) == ["gates.correction_gate", "gates.reference_gate"]
     assert not any("lora_" in n for n in names) and any("motion_guidance" in n for n in names)
     assert not any(n.startswith("transformer.blocks.0.attn1.to_q.base_layer") for n in names)  # base frozen
     load_adapters(load_embedded(stages["base"]), stages["adapters"])
@@ -124,6 +124,7 @@ def test_shipped_recipe_chains_earlier_stages_and_prints_as_commands():
         TrainConfig(kind=s.kind, steps=s.steps, init="x" if s.init else None, **s.options)  # options are valid
         seen.add(s.name)
     assert {s.kind for s in SHIPPED_RECIPE} == {"base", "adapters"}
+    assert [s.name for s in SHIPPED_RECIPE] == ["base", "adapters", "adapters_ft"]
     assert stage_command(SHIPPED_RECIPE[2]) == ("motionguide train adapters --steps 1200 --out runs/adapters_ft "
                                                 "--base runs/base/model --init runs/adapters/adapters "
                                                 "--matched-p 0.9 --matched-loss psnr --lr 0.0005")
