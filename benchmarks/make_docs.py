@@ -124,15 +124,23 @@ _ABLATED = {"no_gate_head": ("the gate head", None),
             "no_lora": ("the LoRA on every block", None), "no_fill_source": ("the extension's second source", None)}
 
 
+#: the runs that measured the parts taken out, each with the model that still had them: results file ->
+#: the variants it decided
+_REMOVED_IN = {"ablation_removed_head": ("no_gate_head",),
+               "ablation_removed": ("no_blend_head", "no_continuation_head", "no_lora", "no_fill_source")}
+
+
 def ablation(d: dict) -> list[str]:
     """full - variant per job and size; a part pays when it lifts one job by >= 0.1 dB at >= 2 SE at the
-    model's size and loses none by more than 2 SE (benchmarks/ablation.py). The parts taken out are measured
-    in ``ablation_removed.json``, the run before they were removed."""
-    removed = _load("ablation_removed")
+    model's size and loses none by more than 2 SE (benchmarks/ablation.py). Each part taken out is shown
+    from the run that decided it (``_REMOVED_IN``), the model still having it."""
     lines = _ablation_table(d, {v: x for v, x in _ABLATED.items() if x[1] is not None})
-    if removed:
-        lines += ["", "The parts taken out, measured in the run before (the model still had them):", ""]
-        lines += _ablation_table(removed, {v: x for v, x in _ABLATED.items() if x[1] is None})
+    for name, variants in _REMOVED_IN.items():
+        removed = _load(name)
+        if removed:
+            lines += ["", f"Taken out after the run in `benchmarks/results/{name}.json` (the model still had "
+                      f"the part then):", ""]
+            lines += _ablation_table(removed, {v: _ABLATED[v] for v in variants})
     return lines
 
 

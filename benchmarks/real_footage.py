@@ -44,9 +44,10 @@ the consecutive pairs that hold a generated frame, lower is steadier (the true f
 warp and flow error alone); ``seconds_per_frame``: wall time per generated frame. Outputs are rounded to 8
 bits as made, and again on the grid they are scored on, as if saved at that size (at the model's size a warp
 made at the input's size and area-downscaled would otherwise be finer than 8 bits, and ahead of any 32x32
-output by up to 2 dB on near-static clips for that alone). Where a job reports its confidence (``fill="model"`` rows), ``psnr_fill`` /
-``psnr_fill_warp``: PSNR of the output / of the job's own warp inside the pixels the model supplied (weight
-1 - confidence), JSON ``fill``.
+output by up to 3 dB on near-static clips for that alone). Where a job reports its confidence (the rows the
+model fills), ``psnr_fill`` / ``psnr_fill_warp``: PSNR of the output / of the job's own warp inside the pixels
+the model supplied (weight 1 - confidence), at the size the job made its output at; JSON ``fill`` summarises
+them at the input's size.
 
 Target lines: paired per-clip PSNR differences a - b with their standard error (sd / sqrt(clips)), and
 "met" / "not met" for the targets of issue 17 this benchmark measures.

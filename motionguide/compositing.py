@@ -5,7 +5,8 @@ A generative model is worth running only where the flow cannot explain a pixel; 
 cheap at any resolution and exact where motion is simple. So a job composes the two, as flow-guided video
 inpainting systems do: the warp at the input's resolution wherever the flow is trusted, the model's output
 where it is not (at its own size: the bands it resolves, the warp's detail above them), blended across the
-scales of a Laplacian pyramid so that no seam shows (Burt & Adelson 1983). The confidence is 1 on known frames and, on generated ones, the product of
+scales of a Laplacian pyramid so that no seam shows (Burt & Adelson 1983). The confidence is 1 on known
+frames and, on generated ones, the product of
 
 * **visibility**: the sum of the sources' weights, which the guidance builders set to 0 where a source
   cannot see the pixel (occluded by the forward-backward check, or sampled outside its frame);

@@ -163,15 +163,15 @@ def _run(model, g, size, *, mode, strength, steps, seed, progress, inputs, outpu
          fill="warp") -> JobResult:
     """Generate Guidance ``g`` (built at the input's size). The model (at its size ``size``, guided by the
     input-resolution warp downscaled) supplies the pixels the confidence does not trust, composited into the
-    warp (:func:`motionguide.compositing.composite`): at the input's size when ``output_size == "input"``
-    (and ``fill == "model"``; ``fill == "warp"`` keeps the warp there too), at the model's size when
-    ``"model"``. The unguided model's output is used as it is (upsampled at the input's size)."""
+    warp (:func:`motionguide.compositing.composite`) at the input's size (``fill == "model"``; ``"warp"`` keeps
+    the warp) or at the model's. The unguided model's output is used as it is (upsampled at the input's size)."""
     if output_size not in OUTPUT_SIZES:
         raise ValueError(f"output_size: expected one of {OUTPUT_SIZES}, got {output_size!r}")
     if fill not in FILLS:
         raise ValueError(f"fill: expected one of {FILLS}, got {fill!r}")
     warp, at_model = flow_only(g), output_size == "model" and model is not None
-    inp = F.interpolate(inputs, size=size, mode="area") if at_model and tuple(inputs.shape[-2:]) != tuple(size) else inputs
+    resize = at_model and tuple(inputs.shape[-2:]) != tuple(size)
+    inp = F.interpolate(inputs, size=size, mode="area") if resize else inputs
     if at_model and mode == "flow_only":  # the warp at the model's grid
         small_g = resize_guidance(g, size)
         frames = generate_windows(None, small_g, mode="flow_only")
