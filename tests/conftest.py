@@ -51,8 +51,11 @@ def photo():
 @pytest.fixture
 def two_ranks(tmp_path):
     """``run(code) -> [weights printed by each rank]``: ``code`` run by two processes under torchrun
-    (``--standalone``: a free port of its own, so two such tests never meet), each printing
-    ``rank R weights W`` lines; the run must exit 0."""
+    (``--standalone``: a free port of its own, so two such tests never meet), each printing one
+    ``rank R <word> W`` line; the run must exit 0. The two processes share one stdout pipe, so one's line can
+    land inside the other's (``rank 1 w 0.39rank 0 w 0.39``): the pairs are found anywhere in the output, not
+    line by line."""
+    import re
     import subprocess
     import sys
     import textwrap
@@ -64,8 +67,8 @@ def two_ranks(tmp_path):
         res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                               str(script)], capture_output=True, text=True, env=env, timeout=600)
         assert res.returncode == 0, res.stderr[-2000:]
-        weights = sorted(line.split()[-1] for line in res.stdout.splitlines() if line.startswith("rank "))
-        assert len(weights) == 2, res.stdout
-        return weights
+        found = re.findall(r"rank (\d+) [a-z]+ (-?\d[\d.]*(?:e[-+]?\d+)?)", res.stdout)
+        assert sorted(r for r, _ in found) == ["0", "1"], res.stdout
+        return sorted(w for _, w in found)
 
     return run

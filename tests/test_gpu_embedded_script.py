@@ -92,7 +92,7 @@ def test_bfloat16_checkpoint_loads_and_generates_at_its_size(tmp_path):
 def test_tiny_run_trains_every_stage_and_writes_a_loadable_checkpoint(tmp_path):
     ge = _script()
     out = tmp_path / "gpu_embedded.json"
-    data = ge.run(tiny=True, out=out, budget_s=20, total_s=60, asset_mb=0.05, log=lambda m: None)
+    data = ge.run(tiny=True, out=out, budget_s=20, total_s=60, asset_mb=0.01, log=lambda m: None)
     saved = json.loads(out.read_text())
     assert data["errors"] == {} and saved["errors"] == {} and saved["environment"]["tiny"] is True
     tr = saved["training"]
