@@ -19,8 +19,9 @@ MAX_OUTPUT_FRAMES = 256
 _OUTPUT_NOTE = (
     "output: a video (.mp4/.mkv/.mov) at the input's frame rate (or --fps) and the input's size: the "
     "flow-based warp, and where the flow is not trusted the warp too (--fill warp, the default) or the embedded "
-    "model (32x32, upsampled) blended in without seams (--fill model); --output-size model writes 32x32 "
-    "frames instead, the warp downscaled with the model where the flow is not trusted. With --pipeline DIR the pipeline takes the model's place: it runs at --pipeline-size "
+    "model (32x32: the content it resolves, the warp's detail above it) blended in without seams (--fill "
+    "model); --output-size model writes 32x32 frames instead, the warp downscaled with the model where the "
+    "flow is not trusted. With --pipeline DIR the pipeline takes the model's place: it runs at --pipeline-size "
     "(default: the input's aspect inside its default call size, e.g. 832x480 for Wan) and fills what the flow "
     "does not explain (--fill model is its default), or --output-size model does the same at its size"
 )
@@ -63,7 +64,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fill", choices=("warp", "model"), default=None,
                    help="at the input's size, what fills the pixels the flow does not explain (the confidence map, "
                         "a row of --compare): the warp, or the model's output blended in [default: warp for the "
-                        "embedded model, which scores below the warp there on real footage (docs/BENCHMARKS.md); "
+                        "embedded model, which ties with the warp there on real footage and costs time "
+                        "(docs/BENCHMARKS.md); "
                         "model with --pipeline, whose output is what it runs for]")
     p.add_argument("--demo", action="store_true", help="use built-in held-out clips as input (no files needed)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -344,8 +346,8 @@ def _run_pipeline(args, d) -> int:
     if args.pipeline_hw is not None:  # a size the pipeline cannot take is refused before the work
         jobs.pipeline_size(pipe, tuple(clip.shape[-2:]), args.pipeline_hw)
     print(f"{args.job}: {_output_frames(args, d)} output frames, "
-          + (f"at {name}'s size: the warp downscaled, {name} where the flow is not trusted" if args.output_size == "model" else
-             f"the warp at the input's size, {name} where the flow is not trusted"), file=sys.stderr)
+          + (f"the warp at {'the input' if args.output_size == 'input' else name}'s size, {name} where the flow "
+             f"is not trusted"), file=sys.stderr)
     common = dict(model=None, motion_scale=args.motion_scale, strength=args.strength, mode="flow_only", flow=args.flow)
     if args.job == "transfer":
         res = jobs.transfer(d["reference"], d["image"], frames=args.frames, **common)
