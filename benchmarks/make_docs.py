@@ -147,8 +147,8 @@ def ablation(d: dict) -> list[str]:
 def _ablation_table(d: dict, variants: dict) -> list[str]:
     by = {(p["job"], p["b"], p["size"], p["key"]): p for p in d["paired"] if p["a"] == "full"}
     jobs_ = [j for j in ("speed0.5", "speed0.25", "extend", "transfer") if any(k[0] == j for k in by)]
-    # the rule's measure: inside the pixels the model supplies at its size (runs before the jobs composed at
-    # the model's size have no such column: their model-size output was the model's own clip)
+    # the rule's measure: inside the pixels the model supplies at its size; a results file without that
+    # column (ablation_removed.json, whose model-size rows are the model's own clip) is judged on all pixels
     key = "psnr_fill" if any(k[2:] == ("model", "psnr_fill") for k in by) else "psnr"
     cell = lambda p: "-" if p is None else f"{p['mean']:+.2f} +- {p['se']:.2f}"  # noqa: E731
     rows, verdicts = [], []

@@ -104,7 +104,6 @@ from flow.video import VideoReader  # noqa: E402
 from flow.warp import backward_warp, resize_flow, reverse_flow  # noqa: E402
 from motionguide import jobs  # noqa: E402
 from motionguide.embedded.windows import generate_windows, resize_clip, resize_guidance  # noqa: E402
-from motionguide.warping import flow_only  # noqa: E402
 
 DATA = Path(os.environ.get("MOTIONGUIDE_DATA", REPO.parent / "shared" / "data"))
 JOBS = ("speed0.5", "speed0.25", "extend", "transfer")
@@ -430,9 +429,9 @@ def raw_model_method(model, seed: int = 0, shared: SharedInterpolator | None = N
     size = (model.config.height, model.config.width)
 
     def run(job: str, i: dict):
-        g = guide(job, i)[1]["guidance"]
-        out = generate_windows(model, resize_guidance(g, size), mode="both", seed=seed,
-                               warp=resize_clip(flow_only(g), size))
+        extra = guide(job, i)[1]  # the job's guidance and its warp at the input's size, (T, 3, H, W)
+        g, warp = extra["guidance"], extra["warped"].transpose(0, 1)[None]
+        out = generate_windows(model, resize_guidance(g, size), mode="both", seed=seed, warp=resize_clip(warp, size))
         return out[0].transpose(0, 1)
 
     return run

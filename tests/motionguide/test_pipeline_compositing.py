@@ -98,7 +98,7 @@ def test_output_size_model_composes_at_the_pipelines_size(pipe, clip, monkeypatc
     far = F.max_pool2d(1 - res.confidence, 17, stride=1, padding=8) == 0
     diff = (res.frames - down).abs().amax(1, keepdim=True)
     assert int(far[gen].sum()) > 0 and float(diff[gen][far[gen]].max()) < 1 / 255  # trusted: the warp, downscaled
-    assert float((res.frames - small).abs()[gen].max()) > 0.05 or res.model_share == 0
+    assert float(diff[gen].max()) > 0.05  # and where the flow is not trusted, the pipeline supplied pixels
     assert 0 < res.model_share < 1
 
 
