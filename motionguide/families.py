@@ -95,6 +95,8 @@ class ModelFamily:
         native_height, native_width, native_frames: what the released checkpoints make by default (a
             checkpoint's own config can say otherwise: :meth:`native`).
         objective: the trainer's objective, ``flow_matching`` or ``ddpm``.
+        full_precision: components that stay float32 when the pipeline loads in a lower dtype, as the
+            family's diffusers docs load them (Wan: the VAE and the CLIP image encoder).
     """
 
     name: str
@@ -105,6 +107,7 @@ class ModelFamily:
     native_width: int
     native_frames: int
     objective: Literal["flow_matching", "ddpm"]
+    full_precision: tuple[str, ...] = ()
 
     # -- pipelines ----------------------------------------------------------------------------------------
     def entry(self, class_name: str) -> PipelineEntry:
@@ -184,7 +187,8 @@ FAMILIES: dict[str, ModelFamily] = {f.name: f for f in (
         name="wan", transformer="WanTransformer3DModel",
         pipelines=(PipelineEntry("WanPipeline", "none"),
                    PipelineEntry("WanImageToVideoPipeline", "image", last_image=True)),
-        latent_norm="mean_std", native_height=480, native_width=832, native_frames=81, objective="flow_matching"),
+        latent_norm="mean_std", native_height=480, native_width=832, native_frames=81, objective="flow_matching",
+        full_precision=("vae", "image_encoder")),
     ModelFamily(
         name="cogvideox", transformer="CogVideoXTransformer3DModel",
         pipelines=(PipelineEntry("CogVideoXImageToVideoPipeline", "image"),),

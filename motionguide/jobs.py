@@ -25,7 +25,6 @@ Shapes: clips ``(T, 3, H, W)`` float in [0, 1] (one clip, no batch) at this API.
 """
 from __future__ import annotations
 
-import inspect
 import math
 import sys
 from dataclasses import dataclass, replace
@@ -44,15 +43,20 @@ from .embedded.checkpoint import load_embedded
 from .embedded.data import make_clip
 from .embedded.generation import MODES
 from .embedded.network import EmbeddedVideoModel
-from .embedded.windows import generate_windows, resize_clip, resize_guidance, window
+from .embedded.windows import generate_windows
 from .compositing import composite, confidence, upsample
 from .errors import UserError
 from .guidance import extension as extension_guidance
 from .guidance import reference_motion
 from .guidance import speed as speed_guidance
-from .pipeline import generate_with_guidance
-from .registry import get_spec, vae_from_pipeline
+from .pipeline_job import (COMPOSITES, OFFLOADS, fit_frames, load_pipeline, native_shape, pipeline_grid,
+                           pipeline_size, run_pipeline)
 from .warping import flow_only, known_of
+from .windows import resize_clip, resize_guidance
+
+composite_clips = composite  # pipeline_job's ``composite`` argument names the choice
+#: the names the pipeline section had here (:mod:`motionguide.pipeline_job` holds them)
+_pipeline_grid, _pipeline_frames = pipeline_grid, fit_frames
 
 __all__ = [
     "JobResult",
@@ -69,6 +73,8 @@ __all__ = [
     "run_pipeline",
     "pipeline_size",
     "pipeline_job",
+    "COMPOSITES",
+    "OFFLOADS",
 ]
 
 #: speed factors the job accepts (0.25 = 4x slow motion, 4 = 4x faster)
@@ -125,24 +131,6 @@ def load_models(
     elif mode == "training_free":
         attach_adapters(model, mode="training_free")
     return model
-
-
-def load_pipeline(name: str):
-    """A diffusers pipeline from a local folder or a hub id already in the local cache (never downloads)."""
-    from diffusers import DiffusionPipeline
-
-    looks_local = Path(name).expanduser().exists() or name.startswith((".", "/", "~")) or name.count("/") > 1
-    if looks_local and not (Path(name).expanduser() / "model_index.json").is_file():
-        what = "does not exist" if not Path(name).expanduser().exists() else "has no model_index.json"
-        raise UserError(f"--pipeline {name}: the folder {what}; pass a folder written by a pipeline's "
-                        f"save_pretrained (python examples/tiny_pipeline.py --arch wan -o DIR makes a tiny one)")
-    try:
-        return DiffusionPipeline.from_pretrained(name, local_files_only=True)
-    except (OSError, ValueError, EnvironmentError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        fix = ("check that the folder is complete (every component save_pretrained wrote)" if looks_local else
-               f"download it first where there is network (huggingface-cli download {name}) or pass a local folder")
-        raise UserError(f"--pipeline {name!r} could not be loaded from disk ({first}); {fix}") from None
 
 
 # ------------------------------------------------------------------------------------------------- jobs
@@ -374,127 +362,34 @@ def save_compare(path: str | Path, result: JobResult, *, columns: int = 8, zoom:
 
 
 # ------------------------------------------------------------------------------------- diffusers pipelines
-def _pipeline_grid(pipe) -> tuple[int, int, int]:
-    """``(multiple, VAE spatial factor, patch)``: a pipeline's frame sides are multiples of the first."""
-    spec = get_spec(pipe.transformer)
-    s, p = vae_from_pipeline(pipe, spec).spatial, spec.patch_size(pipe.transformer)[1]
-    return s * p, s, p
-
-
-def _call_size(pipe) -> tuple[int, int] | None:
-    """``(h, w)`` the pipeline makes when its call names no size: its ``__call__``'s ``height``/``width``
-    defaults, or (CogVideoX, whose defaults are None) its transformer's sample size times the VAE factor."""
-    try:
-        params = inspect.signature(pipe.__call__).parameters
-    except (TypeError, ValueError):
-        params = {}
-    h, w = (params[k].default if k in params else None for k in ("height", "width"))
-    if isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0:
-        return h, w
-    cfg, s = getattr(pipe.transformer, "config", None), _pipeline_grid(pipe)[1]
-    sh, sw = getattr(cfg, "sample_height", None), getattr(cfg, "sample_width", None)
-    return (int(sh) * s, int(sw) * s) if isinstance(sh, int) and isinstance(sw, int) else None
-
-
-def pipeline_size(pipe, input_size: tuple[int, int], size: tuple[int, int] | None = None) -> tuple[int, int]:
-    """``(h, w)`` a job runs ``pipe`` at for an input of ``input_size = (H, W)``.
-
-    size: the size asked for (``--pipeline-size``), checked: positive multiples of the pipeline's multiple
-    (VAE spatial factor x patch, 16 for Wan). None: the input's aspect ratio fitted inside the pipeline's
-    default call size (:func:`_call_size`, e.g. Wan's 832x480, turned to the input's orientation so a portrait
-    input gets 480x832), never above the input's size, rounded down to the multiple; the input's size rounded
-    down when the pipeline names no default.
-    """
-    m, s, p = _pipeline_grid(pipe)
-    if size is not None:
-        h, w = (int(v) for v in size)
-        if h <= 0 or w <= 0:
-            raise ValueError(f"--pipeline-size: expected a positive WxH in pixels (e.g. 832x480), got {w}x{h}")
-        if h % m or w % m:
-            fit = lambda v, up: max(m, (v // m + up) * m)  # noqa: E731
-            raise ValueError(f"--pipeline-size {w}x{h}: {type(pipe).__name__} takes sides that are multiples of {m} "
-                             f"(VAE {s}x times patch {p}); use {fit(w, 0)}x{fit(h, 0)} or {fit(w, 1)}x{fit(h, 1)}")
-        return h, w
-    hh, ww = (float(v) for v in input_size)
-    box = _call_size(pipe)
-    if box is not None:
-        bh, bw = box if (box[0] > box[1]) == (hh > ww) else box[::-1]
-        k = min(bh / hh, bw / ww, 1.0)
-        hh, ww = hh * k, ww * k
-    return max(m, int(hh + 1e-6) // m * m), max(m, int(ww + 1e-6) // m * m)
-
-
-def _pipeline_frames(pipe, n: int) -> int:
-    """The longest frame count up to ``n`` that the pipeline's VAE takes (e.g. 4k+1 for Wan)."""
-    vae = vae_from_pipeline(pipe, get_spec(pipe.transformer))
-    while n > 1:
-        try:
-            vae.check_num_frames(n)
-            return n
-        except ValueError:
-            n -= 1
-    return n
-
-
-def run_pipeline(
-    pipe,
-    guidance,
-    *,
-    strength: float | None = None,
-    steps: int | None = None,
-    seed: int = 0,
-    adapter: str | None = None,
-    **call_kwargs,
-) -> torch.Tensor:
-    """Run a job's guidance through a diffusers pipeline (``motionguide.pipeline.generate_with_guidance``).
-
-    The guidance (batch 1) is fitted to what the pipeline takes: frames trimmed to the longest count its VAE
-    accepts (e.g. 4k+1 for Wan) and the size rounded to a multiple of the VAE factor times the patch, each
-    with a notice. Returns ``(T, 3, H, W)`` in [0, 1], the pipeline's output as it is.
-    """
-    n = _pipeline_frames(pipe, guidance.num_frames)
-    if n != guidance.num_frames:
-        _notice(f"{type(pipe).__name__} takes {n} of the {guidance.num_frames} frames (its VAE's frame counts)")
-        guidance = window(guidance, 0, n, {})
-    m = _pipeline_grid(pipe)[0]
-    h, w = guidance.size
-    size = (max(m, round(h / m) * m), max(m, round(w / m) * m))
-    if size != (h, w):
-        _notice(f"resizing the guidance from {w}x{h} to {size[1]}x{size[0]} (WxH, multiples of {m} for this pipeline)")
-        guidance = resize_guidance(guidance, size)
-    call_kwargs.setdefault("output_type", "pt")
-    if steps is not None:
-        call_kwargs.setdefault("num_inference_steps", int(steps))
-    call_kwargs.setdefault("generator", torch.Generator().manual_seed(int(seed)))
-    out = generate_with_guidance(pipe, guidance, adapter=adapter, strength=strength, **call_kwargs)
-    frames = out.frames[0] if hasattr(out, "frames") else out[0][0]
-    frames = torch.as_tensor(frames)
-    if frames.ndim == 4 and frames.shape[-1] == 3 and frames.shape[1] != 3:  # (T, H, W, 3) numpy layout
-        frames = frames.permute(0, 3, 1, 2)
-    return frames.float().clamp(0, 1)
-
-
 def pipeline_job(
     pipe,
     result: JobResult,
     *,
     size: tuple[int, int] | None = None,
     output_size: str = "input",
+    composite: str = "confidence",
+    frames: int | None = None,
     **run_kwargs,
 ) -> JobResult:
     """A job's guidance through a diffusers pipeline at :func:`pipeline_size` (``size``: the ``(h, w)`` asked
-    for, None: the default), composed at the input's size as the embedded model's output is.
+    for, None: the default; a fixed-size model runs at its own), every output frame made in windows of at most
+    ``frames`` (:func:`motionguide.pipeline_job.run_pipeline`).
 
     result: what a job made without a model (``transfer``/``speed``/``extend`` with ``model=None``): the
-    guidance, the warp and the confidence at the input's size. output_size ``"input"``: the warp where the
-    confidence trusts it, the pipeline's output (upsampled) where it does not, through
-    :func:`motionguide.compositing.composite`; frames past the pipeline's frame count keep the warp, known
-    frames are exact, ``model_share`` is the fraction of the output's pixels the pipeline supplied.
-    ``"model"``: the same at the pipeline's size and frame count (the warp and the confidence area-downscaled
-    to it). run_kwargs: :func:`run_pipeline`'s.
+    guidance, the warp and the confidence at the input's size.
+
+    composite ``"confidence"``: output_size ``"input"``: the warp where the confidence trusts it, the
+    pipeline's output (resized) where it does not, through :func:`motionguide.compositing.composite`; known
+    frames are exact; ``model_share`` is the fraction of the output's pixels the pipeline supplied.
+    ``"model"``: the same at the pipeline's size (the warp and the confidence area-downscaled to it).
+    composite ``"off"``: the pipeline's own clip, known frames as it made them, at the input's size (resized)
+    or at its own; ``confidence`` None, ``model_share`` 1. run_kwargs: ``run_pipeline``'s.
     """
     if output_size not in OUTPUT_SIZES:
         raise ValueError(f"output_size: expected one of {OUTPUT_SIZES}, got {output_size!r}")
+    if composite not in COMPOSITES:
+        raise ValueError(f"composite: expected one of {COMPOSITES}, got {composite!r}")
     conf = result.confidence
     if conf is None or conf.shape[0] != result.warped.shape[0] or conf.shape[-2:] != result.warped.shape[-2:]:
         raise ValueError("result: expected what a job made with model=None (the warp and its confidence at the "
@@ -502,29 +397,29 @@ def pipeline_job(
     g, name = result.guidance, type(pipe).__name__
     (hh, ww), t = tuple(g.size), g.num_frames
     h, w = pipeline_size(pipe, (hh, ww), size)
-    why = ("--pipeline-size" if size is not None else
-           f"the input's aspect inside its default call size, multiples of {_pipeline_grid(pipe)[0]}; "
-           f"--pipeline-size WxH sets it")
-    if output_size == "model":
-        _notice(f"{name} runs at {w}x{h} (WxH; {why}); the output is at that size: the warp where the flow is "
-                f"trusted, the pipeline's frames where it is not (--output-size input keeps the input's {ww}x{hh})")
-    else:
-        _notice(f"{name} runs at {w}x{h} (WxH; {why}); the output keeps the input's {ww}x{hh}: the warp where the "
-                f"flow is trusted, the pipeline's output{' upsampled' if h * w < hh * ww else ''} where it is not")
-    n = _pipeline_frames(pipe, t)
-    if n != t:
-        rest = "the output has those frames only" if output_size == "model" else f"frames {n + 1}..{t} keep the warp"
-        _notice(f"{name} takes {n} of the {t} frames (its VAE's frame counts); {rest}")
-    small = resize_guidance(window(g, 0, n, {}) if n != t else g, (h, w))
-    frames = run_pipeline(pipe, small, **run_kwargs)
     at_model = output_size == "model"
+    why = ("--pipeline-size" if size is not None else "its learned positional embeddings take no other size; the "
+           "input is resized to it" if native_shape(pipe).fixed else f"the input's aspect inside its native size, multiples of "
+           f"{pipeline_grid(pipe)[0]}; --pipeline-size WxH sets it")
+    if composite == "off":
+        what = (f"the output is its own clip at that size" if at_model else
+                f"the output is its own clip, resized back to the input's {ww}x{hh}")
+    elif at_model:
+        what = (f"the output is at that size: the warp where the flow is trusted, the pipeline's frames where it is "
+                f"not (--output-size input keeps the input's {ww}x{hh})")
+    else:
+        what = (f"the output keeps the input's {ww}x{hh}: the warp where the flow is trusted, the pipeline's "
+                f"output{' upsampled' if h * w < hh * ww else ''} where it is not")
+    _notice(f"{name} runs at {w}x{h} (WxH; {why}); {what}")
+    small = resize_guidance(g, (h, w))
+    made = run_pipeline(pipe, small, frames=frames, **run_kwargs).transpose(0, 1)[None]  # (1, 3, T, h, w)
     warp, c = result.warped.transpose(0, 1)[None], conf.transpose(0, 1)[None]  # (1, C, T, H, W)
-    out, c_out, _ = composite(warp[:, :, :n], frames.transpose(0, 1)[None].to(warp), c[:, :, :n], at_generated=at_model)
-    if not at_model:
-        out, c_out = torch.cat([out, warp[:, :, n:]], 2), c
+    inp = F.interpolate(result.inputs, size=(h, w), mode="area") if at_model and (h, w) != (hh, ww) else result.inputs
+    small_warp = _clip(flow_only(small)) if at_model else result.warped
+    if composite == "off":
+        out = made if at_model else resize_clip(made, (hh, ww))
+        return JobResult(_clip(out), small if at_model else g, small_warp, inp, None, 1.0)
+    out, c_out, share = composite_clips(warp, made.to(warp), c, at_generated=at_model)
     kf, known = known_of(small if at_model else g)
     out[:, :, known[0]] = kf[:, :, known[0]]  # known frames exactly, not through the pyramid's rounding
-    share = float((1 - c_out[:, :, :n]).sum()) / c_out.numel()
-    inp = F.interpolate(result.inputs, size=(h, w), mode="area") if at_model and (h, w) != (hh, ww) else result.inputs
-    return JobResult(_clip(out), small if at_model else g, _clip(flow_only(small)) if at_model else result.warped,
-                     inp, _clip(c_out) if at_model else conf, share)
+    return JobResult(_clip(out), small if at_model else g, small_warp, inp, _clip(c_out) if at_model else conf, share)

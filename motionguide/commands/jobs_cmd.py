@@ -52,6 +52,25 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="the size --pipeline runs at, e.g. 832x480; sides are multiples of the pipeline's VAE factor "
                         "times its patch (16 for Wan) [default: the input's aspect ratio inside the pipeline's "
                         "default call size, never above the input's size]")
+    p.add_argument("--pipeline-frames", type=int, default=None, metavar="N",
+                   help="the most frames --pipeline makes per call; longer outputs are made in overlapping windows, "
+                        "each starting from frames known or made before it (N: a count its VAE takes, 4k+1 for Wan) "
+                        "[default: its native count: 81 for Wan, 49 for CogVideoX, 161 for LTX]")
+    p.add_argument("--composite", choices=("confidence", "off"), default="confidence",
+                   help="with --pipeline: confidence: the warp where the flow is trusted, the pipeline where it is "
+                        "not (a row of --compare shows where); off: the pipeline's own clip, every frame as it made "
+                        "it (known frames included), resized to the output's size")
+    p.add_argument("--device", default=None, help="where --pipeline runs: cpu, cuda or cuda:N [default: cuda when "
+                                                  "available, else cpu]")
+    p.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), default=None,
+                   help="the dtype --pipeline loads in [default: bfloat16 on CUDA, float32 on the CPU]; the "
+                        "components its family needs in float32 stay float32 (Wan's VAE and image encoder)")
+    p.add_argument("--offload", choices=("none", "model", "group", "sequential"), default="none",
+                   help="keep --pipeline's weights on the CPU and move them to the device as they run: a whole "
+                        "model at a time (model), groups of blocks (group) or layer by layer (sequential): each "
+                        "needs less GPU memory and runs slower than the one before")
+    p.add_argument("--vae-tiling", action="store_true",
+                   help="decode --pipeline's frames in tiles (less memory at large sizes)")
     p.add_argument("--model", default=None, metavar="DIR", help="embedded base model folder [default: assets/embedded/base]")
     p.add_argument("--adapters", default=None, metavar="DIR",
                    help="adapter folder [default: assets/embedded/adapters for the embedded model, none for --pipeline]")
@@ -193,7 +212,7 @@ def _check_args(args) -> None:
         if not args.pipeline:
             _notice("--pipeline-size applies to --pipeline only; the embedded model works at 32x32, so it is ignored")
     if args.pipeline:
-        if args.output_size == "input" and args.fill == "warp":
+        if args.output_size == "input" and args.fill == "warp" and args.composite == "confidence":
             raise UserError("--fill warp keeps the warp in every pixel, so --pipeline would run for nothing; drop "
                             "--fill warp (the pipeline fills what the flow does not explain) or drop --pipeline "
                             "(the warp alone)")
@@ -221,9 +240,42 @@ def _check_args(args) -> None:
                     f"use; add --fill model or --output-size model")
         if args.mode in ("unguided", "training_free") and args.adapters:
             _notice(f"--mode {args.mode} does not use trained adapters, so --adapters is ignored")
+    _check_pipeline_options(args, explicit_fill)
     inputs = [x for x in (getattr(args, "reference", None), getattr(args, "image", None), getattr(args, "input", None)) if x]
     check_outputs({"-o": args.output, "--compare": args.compare}, inputs=inputs,
                   kinds={"-o": "video", **({"--compare": "png"} if args.compare else {})})
+
+
+def _check_pipeline_options(args, explicit_fill) -> None:
+    """The options of --pipeline, and what its folder says, checked before a frame is decoded or a weight loads."""
+    from ..errors import UserError
+
+    given = [f for f, v in (("--pipeline-frames", args.pipeline_frames), ("--device", args.device),
+                            ("--dtype", args.dtype), ("--offload", args.offload != "none"),
+                            ("--vae-tiling", args.vae_tiling)) if v]
+    if not args.pipeline:
+        if args.composite == "off":
+            raise UserError("--composite off gives a pipeline's own clip, but no --pipeline was given; add --pipeline "
+                            "DIR, or drop --composite off (the embedded model's output is composited by the "
+                            "confidence, or used as it is with --mode unguided)")
+        if given:
+            _notice(f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to --pipeline only; the embedded "
+                    f"model runs on the CPU in float32, so {'it is' if len(given) == 1 else 'they are'} ignored")
+        return
+    if args.composite == "off" and explicit_fill is not None:
+        _notice(f"--fill {explicit_fill} chooses what fills the pixels the flow does not explain; --composite off "
+                f"writes the pipeline's own clip, so it does not apply")
+    if args.pipeline_frames is not None and args.pipeline_frames < 2:
+        raise ValueError(f"--pipeline-frames: expected at least 2 frames per call, got {args.pipeline_frames}")
+    from ..pipeline_job import check_request, find_pipeline, resolve_device, resolve_dtype
+
+    src = find_pipeline(args.pipeline)
+    device = resolve_device(args.device)
+    resolve_dtype(args.dtype, device)
+    check_request(src, size=args.pipeline_hw, frames=args.pipeline_frames, offload=args.offload,
+                  vae_tiling=args.vae_tiling, device=device, adapter=args.adapters)
+    if device.type == "cpu" and args.offload != "none":
+        _notice(f"--offload {args.offload} with --device cpu moves weights from the CPU to the CPU: it saves no memory")
 
 
 def _inputs(args) -> dict:
@@ -338,16 +390,18 @@ def _run_pipeline(args, d) -> int:
 
     from .. import jobs
 
-    pipe = jobs.load_pipeline(args.pipeline)
+    pipe = jobs.load_pipeline(args.pipeline, device=args.device, dtype=args.dtype, offload=args.offload,
+                              vae_tiling=args.vae_tiling)
     if args.no_progress and hasattr(pipe, "set_progress_bar_config"):
         pipe.set_progress_bar_config(disable=True)
     name = type(pipe).__name__
     clip = d["reference"] if args.job == "transfer" else d["clip"]
     if args.pipeline_hw is not None:  # a size the pipeline cannot take is refused before the work
         jobs.pipeline_size(pipe, tuple(clip.shape[-2:]), args.pipeline_hw)
+    where = "the input" if args.output_size == "input" else name
     print(f"{args.job}: {_output_frames(args, d)} output frames, "
-          + (f"the warp at {'the input' if args.output_size == 'input' else name}'s size, {name} where the flow "
-             f"is not trusted"), file=sys.stderr)
+          + (f"{name}'s own clip at {where}'s size" if args.composite == "off" else
+             f"the warp at {where}'s size, {name} where the flow is not trusted"), file=sys.stderr)
     common = dict(model=None, motion_scale=args.motion_scale, strength=args.strength, mode="flow_only", flow=args.flow)
     if args.job == "transfer":
         res = jobs.transfer(d["reference"], d["image"], frames=args.frames, **common)
@@ -355,7 +409,8 @@ def _run_pipeline(args, d) -> int:
         res = jobs.speed(d["clip"], args.factor, interpolator=_interpolator(args), **common)
     else:
         res = jobs.extend(d["clip"], args.frames, damping=args.damping, **common)
-    res = jobs.pipeline_job(pipe, res, size=args.pipeline_hw, output_size=args.output_size, strength=args.strength,
+    res = jobs.pipeline_job(pipe, res, size=args.pipeline_hw, output_size=args.output_size, composite=args.composite,
+                            frames=args.pipeline_frames, strength=args.strength,
                             steps=args.steps, seed=args.seed, adapter=args.adapters, prompt=args.prompt)
     fps = args.fps or d.get("fps") or 8.0
     write_video(args.output, res.frames, fps)

@@ -1,8 +1,8 @@
-"""Cutting a job's guidance into the embedded model's windows, and fitting guidance to another grid.
+"""Cutting a job's guidance into the embedded model's windows.
 
 A job builds one :class:`~motionguide.guidance.Guidance` for its whole output at the input's resolution;
-:func:`resize_guidance` fits it to the model's size, and :func:`generate_windows` generates it window by
-window of the model's length: a window starts just before the first frame still missing, so its first
+:func:`~motionguide.windows.resize_guidance` fits it to the model's size, and :func:`generate_windows`
+generates it window by window of the model's length: a window starts just before the first frame still missing, so its first
 frames are known (input frames or frames the previous window generated) and the rest is generated under
 the guidance. Frames that are real input frames are kept exactly.
 """
@@ -11,72 +11,13 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
-from flow.warp import resize_flow
-
-from ..guidance import Guidance
+from ..windows import resize_clip, resize_guidance, window
 from .generation import flow_only, generate_guided
 from .network import EmbeddedVideoModel
 
+#: resize_guidance, resize_clip and window live in :mod:`motionguide.windows` (the pipeline path uses them too)
 __all__ = ["resize_guidance", "resize_clip", "window", "generate_windows", "count_windows"]
-
-
-def resize_guidance(g, size: tuple[int, int]):
-    """The same Guidance at another pixel size: frames area-resized, flows resized with their magnitudes
-    rescaled (:func:`flow.warp.resize_flow`), weights area-averaged."""
-    h, w = size
-    if tuple(g.size) == (h, w):
-        return g
-    b, _, n, hh, ww = g.frames.shape
-    t, k = g.flows.shape[1:3]
-    mode = "area" if h <= hh and w <= ww else "bilinear"
-    kw = {} if mode == "area" else {"align_corners": False}
-    frames = resize_clip(g.frames, size)
-    flows = resize_flow(g.flows.reshape(b * t * k, 2, hh, ww), (h, w)).reshape(b, t, k, 2, h, w)
-    weights = F.interpolate(g.weights.reshape(b * t * k, 1, hh, ww), size=(h, w), mode=mode, **kw)
-    weights = weights.reshape(b, t, k, 1, h, w).clamp(0, 1)
-    tot = weights.sum(2, keepdim=True)
-    weights = torch.where(tot > 1, weights / tot.clamp(min=1e-6), weights)
-    return Guidance(frames, g.positions, g.num_frames, g.sources, flows, weights, g.motion_scale, g.strength)
-
-
-def resize_clip(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``(B, C, T, H, W)`` frames at another size: area when shrinking, bilinear when enlarging, in [0, 1]."""
-    b, c, t, hh, ww = x.shape
-    h, w = size
-    if (hh, ww) == (h, w):
-        return x
-    mode = "area" if h <= hh and w <= ww else "bilinear"
-    y = F.interpolate(x.transpose(1, 2).reshape(b * t, c, hh, ww), size=(h, w), mode=mode,
-                      **({} if mode == "area" else {"align_corners": False}))
-    return y.reshape(b, t, c, h, w).transpose(1, 2).clamp(0, 1)
-
-
-def window(g, start: int, length: int, generated: dict[int, torch.Tensor]):
-    """The part of ``g`` for output frames ``start .. start+length-1`` (frames past the end are free),
-    with frames generated so far (``generated[t]: (B, 3, H, W)``) known."""
-    frames = [g.frames[:, :, i] for i in range(g.frames.shape[2])]
-    positions: list = [p - start if p is not None and start <= p < start + length else None for p in g.positions]
-    for t in sorted(generated):
-        if start <= t < start + length and (t - start) not in positions:
-            frames.append(generated[t])
-            positions.append(t - start)
-    b, _, _, h, w = g.frames.shape
-    k = g.sources.shape[1]
-    sources = torch.full((length, k), -1, dtype=torch.long)
-    flows = g.flows.new_zeros(b, length, k, 2, h, w)
-    weights = g.flows.new_zeros(b, length, k, 1, h, w)
-    for j in range(length):
-        t = start + j
-        if j in positions:
-            sources[j, 0] = positions.index(j)
-            weights[:, j, 0] = 1.0
-        elif t < g.num_frames:
-            sources[j] = g.sources[t]
-            flows[:, j] = g.flows[:, t]
-            weights[:, j] = g.weights[:, t]
-    return Guidance(torch.stack(frames, 2), tuple(positions), length, sources, flows, weights, g.motion_scale, g.strength)
 
 
 def generate_windows(

@@ -66,24 +66,24 @@ def test_the_output_is_the_warp_where_trusted_and_the_pipeline_elsewhere(pipe, c
     res = jobs.pipeline_job(pipe, warp, size=SIZE, steps=1, prompt="", guidance_scale=1.0)
     err = capsys.readouterr().err
     small = made[0]
-    assert small.shape == (9, 3, *SIZE)  # Wan takes 4k+1 frames: 9 of the 11
+    assert small.shape == (11, 3, *SIZE)  # every frame: Wan takes 4k+1 frames, so one call of 13, cut back to 11
     assert res.frames.shape == (11, 3, 64, 96) and res.confidence is warp.confidence
-    assert "runs at 48x32 (WxH; --pipeline-size)" in err and "frames 10..11 keep the warp" in err
+    assert "runs at 48x32 (WxH; --pipeline-size)" in err
+    assert "in 1 call of at most 81 frames (frames 0..10; the last call runs 2 free frames past the end" in err
     # the embedded model's compositing, unchanged, on the frames the pipeline made
     c = warp.confidence.transpose(0, 1)[None]
-    ref, _, _ = composite(warp.warped.transpose(0, 1)[None][:, :, :9], small.transpose(0, 1)[None], c[:, :, :9])
-    gen = [t for t in range(9) if t % 2]  # factor 0.5: even output frames are the input's
+    ref, _, _ = composite(warp.warped.transpose(0, 1)[None], small.transpose(0, 1)[None], c)
+    gen = [t for t in range(11) if t % 2]  # factor 0.5: even output frames are the input's
     assert torch.equal(res.frames[gen], ref[0].transpose(0, 1)[gen])
-    assert torch.equal(res.frames[9], warp.warped[9])  # past the pipeline's frames: the warp
     assert torch.equal(res.frames[0::2], clip)  # the known frames exactly
     # where the confidence is 1 within the blend's reach (24 px at this size), the pixel is the warp's
     untrusted = 1 - warp.confidence
     far = F.max_pool2d(untrusted, 49, stride=1, padding=24) == 0
-    assert int(far[gen].sum()) > 1000  # of 4 x 64 x 96 generated pixels
+    assert int(far[gen].sum()) > 1000  # of 5 x 64 x 96 generated pixels
     diff = (res.frames - warp.warped).abs().amax(1, keepdim=True)
     assert float(diff[far].max()) <= 1 / 255
     assert float(diff[gen].max()) > 0.05  # and elsewhere the pipeline did supply pixels
-    share = float(untrusted[:9].sum()) / untrusted.numel()
+    share = float(untrusted.sum()) / untrusted.numel()
     assert res.model_share == pytest.approx(share) and 0 < share < 1
 
 
@@ -92,9 +92,9 @@ def test_output_size_model_composes_at_the_pipelines_size(pipe, clip, monkeypatc
     made = _spy(monkeypatch, "run_pipeline")
     res = jobs.pipeline_job(pipe, warp, size=SIZE, output_size="model", steps=1, prompt="", guidance_scale=1.0)
     small = made[0]
-    assert res.frames.shape == small.shape == (9, 3, *SIZE) and res.confidence.shape == (9, 1, *SIZE)
-    down = F.interpolate(warp.warped[:9], size=SIZE, mode="area")
-    gen = [t for t in range(9) if t % 2]
+    assert res.frames.shape == small.shape == (11, 3, *SIZE) and res.confidence.shape == (11, 1, *SIZE)
+    down = F.interpolate(warp.warped, size=SIZE, mode="area")
+    gen = [t for t in range(11) if t % 2]
     far = F.max_pool2d(1 - res.confidence, 17, stride=1, padding=8) == 0
     diff = (res.frames - down).abs().amax(1, keepdim=True)
     assert int(far[gen].sum()) > 0 and float(diff[gen][far[gen]].max()) < 1 / 255  # trusted: the warp, downscaled
@@ -147,14 +147,16 @@ def test_cli_default_size_and_output_size_model(wan, video, tmp_path, capsys):
     cap = capsys.readouterr()
     assert rc == 0, cap.err
     frames, _ = read_video(out)
-    assert frames.shape == (5, 3, 32, 48)  # the pipeline's own size and frame count (8 -> 5)
-    assert "the pipeline supplied" in cap.out and "the output has those frames only" in cap.err
+    assert frames.shape == (8, 3, 32, 48)  # the pipeline's own size, every frame
+    assert "the pipeline supplied" in cap.out
+    # extend hands the pipeline its last frames only: one call of 9 from frame 1 (5 known frames, 2 new, 2 free)
+    assert "frames 1..7; the last call runs 2 free frames past the end" in cap.err
     out = tmp_path / "default.mp4"
     rc = main(["extend", str(video), "--frames", "3", "--pipeline", str(wan), "--steps", "1", "--no-progress",
                "-o", str(out)])
     cap = capsys.readouterr()
     assert rc == 0, cap.err
-    assert "runs at 96x64 (WxH; the input's aspect inside its default call size" in cap.err
+    assert "runs at 96x64 (WxH; the input's aspect inside its native size" in cap.err
     assert read_video(out)[0].shape == (9, 3, 64, 96)
 
 
