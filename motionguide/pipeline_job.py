@@ -378,16 +378,29 @@ def window_context(pipe, frames: int) -> int:
 
 
 # ----------------------------------------------------------------------------------------------- windows
-def _length(ok: list[int], remaining: int, w0: int, first: int, ends: set[int] | None) -> int:
-    """A window's frame count from the valid ones ``ok``: the shortest that reaches the output's end, else the
-    longest; with ``ends`` (FLF2V: frames that can be its last image), the longest that ends on one of them
-    past ``first``, where one is in reach."""
-    fit = [n for n in ok if n >= remaining]
+def _plan(ok: list[int], t_out: int, first: int, context: int, ends: set[int] | None) -> tuple[int, int]:
+    """``(start, frames)`` of the window that makes frame ``first`` (the first still to make; every frame before
+    it is known or made), from the frame counts ``ok`` the pipeline takes.
+
+    It starts ``context`` frames before ``first`` and is the shortest count that reaches the output's end, else
+    the longest. With ``ends`` (a first-last-frame model: the frames that can be its last image), it ends on
+    one of them past ``first`` where one is in reach: the longest count, ending on the latest such frame,
+    starting at least one frame before ``first``.
+
+    >>> _plan([5, 9, 13], 11, 1, 5, None), _plan([5, 9, 13], 40, 9, 5, None)
+    ((0, 13), (4, 13))
+    >>> _plan([5, 9, 13], 11, 1, 5, {0, 2, 4, 6, 8, 10}), _plan([5, 9, 13], 11, 9, 5, {0, 2, 4, 6, 8, 10})
+    ((0, 9), (2, 9))
+    """
+    w0 = max(0, first - context)
+    fit = [n for n in ok if n >= t_out - w0]
     n = fit[0] if fit else ok[-1]
     if ends:
-        on = [m for m in ok if m <= n and w0 + m - 1 > first and w0 + m - 1 in ends]
-        n = on[-1] if on else n
-    return n
+        for m in reversed(ok):
+            last = [e for e in ends if first < e < t_out and 0 <= e - m + 1 < first]
+            if last:
+                return max(last) - m + 1, m
+    return w0, n
 
 
 def _frames_of(out: Any) -> torch.Tensor:
@@ -455,9 +468,7 @@ def run_pipeline(
         rest = [t for t in todo if t not in made]
         if not rest:
             break
-        first = rest[0]
-        w0 = max(0, first - ctx_n)
-        n = _length(ok, t_out - w0, w0, first, ends)
+        w0, n = _plan(ok, t_out, rest[0], ctx_n, ends)
         wg = compact(window(guidance, w0, n, {t: f for t, f in generated.items() if w0 <= t < w0 + n}))
         kw = dict(call_kwargs, generator=torch.Generator().manual_seed(int(seed) + 1000 * len(calls)))
         try:

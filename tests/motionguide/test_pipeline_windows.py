@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from motionguide import jobs, pipeline_job, testing
 from motionguide.guidance import Guidance
-from motionguide.pipeline_job import _length, run_pipeline, window_context, window_frames
+from motionguide.pipeline_job import _plan, run_pipeline, window_context, window_frames
 from motionguide.windows import compact, window
 
 torch.set_flush_denormal(True)
@@ -89,14 +89,27 @@ def test_one_window_is_padded_to_the_vae_count_and_cut_back(wan, calls, capsys):
     assert "the last call runs 2 free frames past the end, cut back" in capsys.readouterr().err
 
 
-def test_window_length_choice():
+def test_window_plan():
     ok = [5, 9, 13, 17]
-    assert _length(ok, 7, 0, 1, None) == 9  # the shortest that reaches the end
-    assert _length(ok, 40, 0, 1, None) == 17  # else the longest
+    assert _plan(ok, 7, 1, 5, None) == (0, 9)  # the shortest that reaches the end
+    assert _plan(ok, 40, 1, 5, None) == (0, 17)  # else the longest
+    assert _plan(ok, 40, 20, 5, None) == (15, 17)  # starting 5 frames before the first frame to make
     # first-last-frame models: the longest that ends on a known frame past the first missing one
-    assert _length(ok, 40, 0, 1, {0, 2, 4, 8, 12}) == 13
-    assert _length(ok, 40, 3, 4, {3, 11}) == 9
-    assert _length(ok, 40, 3, 4, {3}) == 17  # none in reach: the default (the call then says what it needs)
+    assert _plan(ok, 40, 1, 5, {0, 2, 4, 8, 12}) == (0, 13)
+    assert _plan(ok, 40, 4, 5, {3, 11}) == (3, 9)
+    assert _plan(ok, 40, 4, 5, {0, 1, 2, 3}) == (0, 17)  # none in reach: the default (the call says what it needs)
+
+
+def test_first_last_frame_windows_end_on_known_frames(calls):
+    flf = testing.tiny_pipeline("wan", image_encoder=True, last_image=True)
+    res = jobs.speed(_clip(6), 0.5, model=None, mode="flow_only", interpolator="dis")  # 11 frames, even ones known
+    made = run_pipeline(flf, res.guidance, frames=9, steps=1, prompt="", guidance_scale=1.0)
+    assert made.shape == (11, 3, 32, 48)
+    assert [(g.num_frames, g.positions[:1]) for g, _ in calls] == [(9, (0,)), (9, (0,))]  # frames 0..8, 2..10
+    for g, _ in calls:
+        assert g.num_frames - 1 in g.positions  # its last image is a known frame
+    with pytest.raises(ValueError, match="FLF2V transformer"):  # extend knows no last frame
+        run_pipeline(flf, jobs.extend(_clip(3), 2, model=None, mode="flow_only").guidance, frames=9, steps=1)
 
 
 def test_compact_keeps_the_frames_a_window_uses():
