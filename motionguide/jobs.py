@@ -18,8 +18,9 @@ Either way the model is guided by the warp made at the input's resolution and ar
 
 Frames that are real input frames are kept exactly. An image whose size differs from the reference
 (``transfer``) is resized to the reference's size with a notice. A diffusers pipeline (``--pipeline``) takes
-the embedded model's place: :func:`pipeline_job` runs the guidance through it at :func:`pipeline_size` and
-composes its output with the warp the same way.
+the embedded model's place: :func:`pipeline_job` runs the guidance through it at :func:`pipeline_size`, in
+windows of its frame count (:mod:`motionguide.pipeline_job`), and composes its output with the warp the same
+way, or returns its own clip (``composite="off"``).
 
 Shapes: clips ``(T, 3, H, W)`` float in [0, 1] (one clip, no batch) at this API.
 """

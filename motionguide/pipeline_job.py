@@ -145,10 +145,8 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     """The dtype the pipeline loads in: ``dtype`` checked against the device, or bfloat16 on CUDA (float16
     where the GPU has no bfloat16) and float32 on the CPU."""
     if dtype is None:
-        if device.type != "cuda":
-            return torch.float32
-        if torch.cuda.is_bf16_supported():
-            return torch.bfloat16
+        if device.type != "cuda" or torch.cuda.is_bf16_supported():
+            return torch.bfloat16 if device.type == "cuda" else torch.float32
         _notice(f"{torch.cuda.get_device_name(device)} has no bfloat16; the pipeline runs in float16")
         return torch.float16
     name = str(dtype).removeprefix("torch.")
@@ -215,9 +213,8 @@ def _check_adapter(src: PipelineSource, folder: Path) -> None:
         raise UserError(f"--adapters {folder}: trained for a {meta.get('architecture')}, but {src.name} has a {want}; "
                         f"pass an adapter trained on this pipeline")
     t = src.transformer_config
-    here = {"num_blocks": t.get("num_layers"), "hidden_dim": (t.get("num_attention_heads") or 0) * (t.get("attention_head_dim") or 0) or None}
-    diff = [f"{k}: adapter {meta.get(k)} vs pipeline {v}" for k, v in here.items()
-            if v is not None and meta.get(k) is not None and meta.get(k) != v]
+    here = {"num_blocks": t.get("num_layers"), "hidden_dim": t.get("num_attention_heads", 0) * t.get("attention_head_dim", 0)}
+    diff = [f"{k}: adapter {meta[k]} vs pipeline {v}" for k, v in here.items() if v and meta.get(k) not in (None, v)]
     if diff:
         raise UserError(f"--adapters {folder}: trained for another size of {want} ({'; '.join(diff)}); pass an "
                         f"adapter trained on this pipeline")
@@ -495,6 +492,5 @@ def run_pipeline(
     for i, p in enumerate(guidance.positions):
         if p is not None:
             clip[p] = guidance.frames[0, :, i].float().cpu()
-    for t, f in made.items():
-        clip[t] = f
+    clip[list(made)] = torch.stack(list(made.values()))
     return clip

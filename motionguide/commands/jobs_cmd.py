@@ -22,8 +22,9 @@ _OUTPUT_NOTE = (
     "model (32x32: the content it resolves, the warp's detail above it) blended in without seams (--fill "
     "model); --output-size model writes 32x32 frames instead, the warp downscaled with the model where the "
     "flow is not trusted. With --pipeline DIR the pipeline takes the model's place: it runs at --pipeline-size "
-    "(default: the input's aspect inside its default call size, e.g. 832x480 for Wan) and fills what the flow "
-    "does not explain (--fill model is its default), or --output-size model does the same at its size"
+    "(default: the input's aspect inside its native size, e.g. 832x480 for Wan) and fills what the flow "
+    "does not explain (--fill model is its default), or --output-size model does the same at its size; "
+    "--composite off writes the pipeline's own clip instead"
 )
 
 
