@@ -487,7 +487,8 @@ def run_pipeline(
         _notice(f"{name} made the {t_out} output frames in {len(calls)} call{'s' if len(calls) > 1 else ''} of at most "
                 f"{win} frames (frames {spans}"
                 + (f"; each call after the first starts from {ctx_n} frames known or made before it" if len(calls) > 1 else "")
-                + (f"; the last call runs {pad} free frames past the end, cut back" if pad > 0 else "") + ")")
+                + (f"; the last call runs {pad} free frame{'s' if pad > 1 else ''} past the end, cut back" if pad > 0
+                   else "") + ")")
     clip = torch.zeros(t_out, 3, *size)
     for i, p in enumerate(guidance.positions):
         if p is not None:

@@ -161,3 +161,17 @@ def test_a_fixed_size_model_runs_at_its_size_and_frame_count(cog5b, calls, capsy
         jobs.pipeline_size(cog5b, (64, 64), (32, 32))
     with pytest.raises(ValueError, match="makes 9 frames per call only"):
         window_frames(cog5b, 5)
+
+
+@pytest.mark.parametrize("arch", ["ltx", "wan-t2v"])
+def test_other_families_run_in_windows(arch, calls):
+    pipe = testing.tiny_pipeline(arch)
+    clip = _clip(4, 32, 32)
+    made = run_pipeline(pipe, jobs.extend(clip, 8, model=None, mode="flow_only").guidance, frames=9, steps=1,
+                        prompt="", guidance_scale=1.0)
+    assert made.shape == (12, 3, 32, 32)
+    assert all(g.num_frames == 9 for g, _ in calls)  # LTX: 8k+1, Wan: 4k+1
+    # a 9-frame LTX window (8x in time) carries its conditioning frame only: one call, frames 3..11; Wan T2V
+    # carries 5: frames 0..8, then 4..12 (one free frame past the end)
+    assert window_context(pipe, 9) == (1 if arch == "ltx" else 5)
+    assert len(calls) == (1 if arch == "ltx" else 2) and all(0 in g.positions for g, _ in calls)
