@@ -121,7 +121,10 @@ def conditioning_kwargs(pipe: Any, guidance: Guidance, params: set[str] | None =
         out["conditions"] = [LTXVideoCondition(image=frame(0), frame_index=0)]
         return out
     out["image"] = frame(0)
-    if entry is not None and entry.last_image and last in known and last != 0 and "last_image" in params:
+    # Wan 2.1 I2V's CLIP branch takes one image unless the transformer is FLF2V (two images' positions); without
+    # CLIP (Wan 2.2) the last image enters through the VAE condition alone
+    two = family.needs_last_image(pipe.transformer) or getattr(pipe, "image_encoder", None) is None
+    if entry is not None and entry.last_image and two and last in known and last != 0 and "last_image" in params:
         out["last_image"] = frame(last)
     elif family.needs_last_image(pipe.transformer):
         raise ValueError(f"this {name} has a Wan FLF2V transformer, which is conditioned on a first and a last frame; "

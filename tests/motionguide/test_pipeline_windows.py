@@ -175,3 +175,11 @@ def test_other_families_run_in_windows(arch, calls):
     # carries 5: frames 0..8, then 4..12 (one free frame past the end)
     assert window_context(pipe, 9) == (1 if arch == "ltx" else 5)
     assert len(calls) == (1 if arch == "ltx" else 2) and all(0 in g.positions for g, _ in calls)
+
+
+def test_wan21_i2v_with_clip_runs_a_window_that_ends_on_a_known_frame(calls):
+    """Wan 2.1 I2V (CLIP, not FLF2V) embeds one image: a window whose last frame is known gets no last_image."""
+    pipe = testing.tiny_pipeline("wan", image_encoder=True)
+    made = run_pipeline(pipe, jobs.speed(_clip(3), 0.5, model=None, mode="flow_only", interpolator="dis").guidance,
+                        steps=1, prompt="", guidance_scale=1.0)
+    assert made.shape == (5, 3, 32, 48) and calls[0][0].num_frames == 5 and 4 in calls[0][0].positions
