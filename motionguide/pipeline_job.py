@@ -83,9 +83,10 @@ def _read_json(path: Path) -> dict:
     return d if isinstance(d, dict) else {}
 
 
-def find_pipeline(name: str) -> PipelineSource:
+def find_pipeline(name: str | Path) -> PipelineSource:
     """The folder of ``name`` (a local folder, or a hub id already in the local Hugging Face cache; nothing is
     downloaded), checked to hold a supported pipeline class, and what it says about its shape."""
+    name = str(name)
     p = Path(name).expanduser()
     looks_local = p.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1
     if looks_local:
@@ -230,7 +231,7 @@ def _check_adapter(src: PipelineSource, folder: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- loading
-def load_pipeline(name: str, *, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
+def load_pipeline(name: str | Path, *, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
                   offload: str = "none", vae_tiling: bool = False):
     """A diffusers pipeline from a local folder or a hub id already in the local cache (never downloads).
 
