@@ -259,3 +259,17 @@ def test_help_says_what_each_composite_gives(capsys):
     for s in ("--composite {confidence,off}", "off: the pipeline's own clip", "--offload {none,model,group,sequential}",
               "--dtype {bfloat16,float16,float32}", "--pipeline-frames N", "--vae-tiling", "--device DEVICE"):
         assert s in text, s
+
+
+def test_cli_runs_offloaded_in_bfloat16(wan, video, tmp_path, capsys, monkeypatch):
+    loaded, real = [], pipeline_job.load_pipeline
+    monkeypatch.setattr(jobs, "load_pipeline", lambda *a, **k: (loaded.append(k), real(*a, **k))[1])
+    out = tmp_path / "o.mp4"
+    rc = main(["extend", str(video), "--frames", "2", "--pipeline", str(wan), "--device", "cpu", "--dtype", "bfloat16",
+               "--offload", "group", "--vae-tiling", "--pipeline-frames", "5", "--steps", "1", "--no-progress",
+               "-o", str(out)])
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    assert loaded == [dict(device="cpu", dtype="bfloat16", offload="group", vae_tiling=True)]
+    assert read_video(out)[0].shape == (6, 3, 32, 48)
+    assert "--offload group with --device cpu moves weights from the CPU to the CPU: it saves no memory" in cap.err
