@@ -273,3 +273,22 @@ def test_cli_runs_offloaded_in_bfloat16(wan, video, tmp_path, capsys, monkeypatc
     assert loaded == [dict(device="cpu", dtype="bfloat16", offload="group", vae_tiling=True)]
     assert read_video(out)[0].shape == (6, 3, 32, 48)
     assert "--offload group with --device cpu moves weights from the CPU to the CPU: it saves no memory" in cap.err
+
+
+def test_an_adapter_saved_for_the_pipeline_passes_the_folder_check(wan, tmp_path):
+    import motionguide as mg
+    from motionguide.finetune.recipe import transformer_config
+    from motionguide.pipeline_job import check_request
+
+    pipe = load_pipeline(str(wan))
+    mg.apply_motion_guidance(pipe.transformer, mg.MotionGuidanceConfig())
+    folder = mg.save_motion_guidance(pipe.transformer, tmp_path / "ad")
+    (folder / "pipeline.json").write_text(json.dumps({"pipeline_class": "WanImageToVideoPipeline",
+                                                      "transformer_config": transformer_config(pipe.transformer)}))
+    check_request(find_pipeline(wan), adapter=folder)  # no false refusal
+    other = tmp_path / "other"
+    shutil.copytree(folder, other)
+    (other / "pipeline.json").write_text(json.dumps({"pipeline_class": "WanImageToVideoPipeline",
+                                                     "transformer_config": {"in_channels": 16}}))
+    with pytest.raises(UserError, match="trained on a transformer whose in_channels differ"):
+        check_request(find_pipeline(wan), adapter=other)
