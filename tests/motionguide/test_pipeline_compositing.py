@@ -26,7 +26,7 @@ def wan(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pipe(wan):
-    p = jobs.load_pipeline(str(wan))
+    p = jobs.load_pipeline(str(wan), device="cpu")
     p.set_progress_bar_config(disable=True)
     return p
 

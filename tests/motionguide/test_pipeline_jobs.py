@@ -81,13 +81,14 @@ def test_device_and_dtype_defaults(monkeypatch):
         resolve_dtype("bfloat16", cuda)
 
 
-def test_lower_dtypes_keep_the_family_float32_parts(wan, cog5b):
-    pipe = load_pipeline(str(wan), dtype="bfloat16")
+def test_lower_dtypes_keep_the_family_float32_parts(wan, cog5b, monkeypatch):
+    pipe = load_pipeline(str(wan), device="cpu", dtype="bfloat16")
     assert pipe.transformer.dtype == pipe.text_encoder.dtype == torch.bfloat16
     assert pipe.vae.dtype == pipe.image_encoder.dtype == torch.float32  # as Wan's docs load them
     assert pipe._execution_device == torch.device("cpu")
-    cog = load_pipeline(str(cog5b), dtype="float16")
+    cog = load_pipeline(str(cog5b), device="cpu", dtype="float16")
     assert cog.transformer.dtype == cog.vae.dtype == torch.float16  # CogVideoX's docs load it all in one dtype
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert load_pipeline(str(wan)).transformer.dtype == torch.float32  # the CPU's default
 
 
@@ -99,13 +100,13 @@ def _run(pipe, guidance):
 def test_offload_modes_give_the_same_frames(wan, monkeypatch):
     clip = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     g = jobs.speed(clip, 0.5, model=None, mode="flow_only", interpolator="dis").guidance
-    ref = _run(load_pipeline(str(wan)), g)
+    ref = _run(load_pipeline(str(wan), device="cpu"), g)
     asked = []
     for mode, method in (("model", "enable_model_cpu_offload"), ("group", "enable_group_offload")):
-        cls = type(load_pipeline(str(wan)))
+        cls = type(load_pipeline(str(wan), device="cpu"))
         real = getattr(cls, method)
         monkeypatch.setattr(cls, method, lambda self, *a, _r=real, _m=mode, **k: (asked.append((_m, k)), _r(self, *a, **k))[1])
-        pipe = load_pipeline(str(wan), offload=mode)
+        pipe = load_pipeline(str(wan), device="cpu", offload=mode)
         out = _run(pipe, g)
         assert float((out - ref).abs().max()) <= 1e-5, mode  # diffusers' own hooks, CPU to CPU
     assert asked[0] == ("model", {"device": torch.device("cpu")})  # (the call re-applies it at its end)
@@ -126,7 +127,7 @@ def test_offload_modes_give_the_same_frames(wan, monkeypatch):
 
 
 def test_vae_tiling(wan, monkeypatch):
-    pipe = load_pipeline(str(wan), vae_tiling=True)
+    pipe = load_pipeline(str(wan), device="cpu", vae_tiling=True)
     assert pipe.vae.use_tiling
     import diffusers
 
@@ -140,14 +141,14 @@ def test_cli_composite_off_writes_the_pipelines_own_clip(wan, video, tmp_path, c
     made, real = [], jobs.run_pipeline
     monkeypatch.setattr(jobs, "run_pipeline", lambda *a, **k: (made.append(real(*a, **k)), made[-1])[1])
     out = tmp_path / "raw.mp4"
-    rc = main(["speed", str(video), "--factor", "0.5", "--pipeline", str(wan), "--composite", "off",
+    rc = main(["speed", str(video), "--factor", "0.5", "--pipeline", str(wan), "--composite", "off", "--device", "cpu",
                "--pipeline-size", "32x16", "--steps", "1", "--no-progress", "-o", str(out)])
     cap = capsys.readouterr()
     assert rc == 0, cap.err
     frames, _ = read_video(out)
     assert frames.shape == (7, 3, 32, 48) and made[0].shape == (7, 3, 16, 32)
     assert "its output as it is" in cap.out and "the output is its own clip, resized back to the input's 48x32" in cap.err
-    res = jobs.pipeline_job(load_pipeline(str(wan)), jobs.speed(read_video(video)[0], 0.5, model=None,
+    res = jobs.pipeline_job(load_pipeline(str(wan), device="cpu"), jobs.speed(read_video(video)[0], 0.5, model=None,
                             mode="flow_only", interpolator="dis"), size=(16, 32), composite="off", steps=1, prompt="")
     up = F.interpolate(made[1], size=(32, 48), mode="bilinear", align_corners=False).clamp(0, 1)
     assert torch.equal(res.frames, up) and res.confidence is None and res.model_share == 1.0
@@ -280,7 +281,7 @@ def test_an_adapter_saved_for_the_pipeline_passes_the_folder_check(wan, tmp_path
     from motionguide.finetune.recipe import transformer_config
     from motionguide.pipeline_job import check_request
 
-    pipe = load_pipeline(str(wan))
+    pipe = load_pipeline(str(wan), device="cpu")
     mg.apply_motion_guidance(pipe.transformer, mg.MotionGuidanceConfig())
     folder = mg.save_motion_guidance(pipe.transformer, tmp_path / "ad")
     (folder / "pipeline.json").write_text(json.dumps({"pipeline_class": "WanImageToVideoPipeline",
