@@ -1,6 +1,6 @@
 """The README's strips: the three jobs' built-in demos (``motionguide transfer|speed|extend --demo --compare``,
 the CLI's defaults), and real footage: 2x slow motion of a vtest.avi clip and a 4-frame extension of a
-panning Big Buck Bunny clip, at the input's resolution, with the confidence row (white: the warp, black: the
+Big Buck Bunny clip (the bunny moves, the camera follows), at the input's resolution, with the confidence row (white: the warp, black: the
 embedded model).
 
     python examples/real_strips.py [OUT_DIR]   # default docs/images: demo_{transfer,speed,extend}.jpg,
@@ -24,7 +24,7 @@ from motionguide import jobs
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("MOTIONGUIDE_DATA", REPO.parent / "shared" / "data"))
 START = 300  # a stretch of vtest.avi where pedestrians cross each other (occlusions the flow cannot explain)
-PAN = 36  # a stretch of bigbuckbunny.mp4 where the camera pans: content enters at the frame's edge
+PAN = 36  # a stretch of bigbuckbunny.mp4 where the camera follows the bunny: content enters at the frame's edge
 WIDTH = 1290  # the JPEGs' width
 
 

@@ -6,7 +6,9 @@ the input of the per-pixel confidence (:mod:`motionguide.compositing`).
 Where no source sees a pixel (every source's weight 0, or its sample outside its frame: content entering the
 frame, a disocclusion), the flow says nothing, and the warp shows the fill :data:`UNSEEN_FILL`:
 
-* ``"clamp"``: the warp as it is; border padding repeats the frame's edge along the flow (streaks);
+* ``"clamp"``: the warp as it is: the source sampled along the flow the guidance gives there (an extension's
+  plain reversed motion), and where that sample leaves the frame, the frame's nearest edge pixel (border
+  padding: streaks where content enters);
 * ``"hold"``: the first source frame, unwarped, at that pixel (for an extension: the last real frame);
 * ``"telea"`` / ``"ns"``: OpenCV's inpainting (``cv2.inpaint``, Telea 2004 / Navier-Stokes) from the
   pixels around that a source sees, on the 8-bit frame;
@@ -16,9 +18,13 @@ frame, a disocclusion), the flow says nothing, and the warp shows the fill :data
 * ``"mirror_edge"``: there, the first source sampled with reflection padding (the frame mirrored at its edge)
   instead of border padding.
 
-The default is the one that measures best inside those pixels and over the whole frame on held-out real
-footage (``python benchmarks/real_footage.py --jobs extend --modes flow_only,fill_hold,fill_telea,fill_ns``,
-docs/BENCHMARKS.md); pixels a source sees are the same whatever the fill.
+The default is the clamp: inside the pixels no source sees, at the input's size, every other fill (and the
+embedded model's, ``--fill model``) scored below it or tied on validation clips and on held-out ones
+(``python benchmarks/real_footage.py --jobs extend --modes default,both,fill_hold,fill_telea,fill_ns,``
+``fill_hold_edge,fill_telea_edge,fill_ns_edge,fill_mirror_edge``, its "Where no source ... sees" lines): near
+the edge the edge pixel predicts what enters better than a smooth or mirrored guess, and inside the frame the
+reversed motion lands on the right content more often than inpainting does. Pixels a source sees are the same
+whatever the fill.
 
 Shapes: clips ``(B, 3, T, H, W)`` float in [0, 1]; flows in pixels, the convention of :mod:`flow.warp`.
 
