@@ -27,6 +27,9 @@ Rows (``mode``), all in one run on the same clips; a method gets the task's inpu
   ``minterpolate=mi_mode=mci`` of the ``imageio-ffmpeg`` binary, other options at their defaults, on the
   kept frames as PNGs; its time includes the PNG round trip), ``average`` (the neighbouring kept frames
   blended linearly in time);
+* ``fill_<fill>`` (every job, meant for ``extend``): the job's warp with ``fill`` where no source sees a pixel
+  (``motionguide.warping.flow_only(guidance, unseen=fill)``: ``clamp``, today's default, ``hold``, ``telea``,
+  ``ns``, their ``_edge`` forms and ``mirror_edge``); the same pixels as ``flow_only`` everywhere else;
 * extend baselines: ``constant_velocity`` (the last frame's pixels keep their last DIS velocity: displacement
   k velocities at new frame k, reversed by splatting, one backward warp of the last frame), ``repeat_last``;
 * ``flow_only_grid`` (printed with *, JSON ``extra_rows``): the job's warp at the model's grid, i.e. the
@@ -47,7 +50,10 @@ made at the input's size and area-downscaled would otherwise be finer than 8 bit
 output by up to 3 dB on near-static clips for that alone). Where a job reports its confidence (the rows the
 model fills), ``psnr_fill`` / ``psnr_fill_warp``: PSNR of the output / of the job's own warp inside the pixels
 the model supplied (weight 1 - confidence), at the size the job made its output at; JSON ``fill`` summarises
-them at the input's size.
+them at the input's size. When a ``fill_*`` row runs, every row at the input's size also gets ``psnr_unseen``: PSNR
+inside the pixels no source of the job's guidance sees (``motionguide.warping.unseen_of``, generated frames),
+and ``psnr_entering``: inside those of them whose every sample leaves the frame (content coming into view);
+JSON ``unseen`` pairs them, and the whole-frame PSNR, per clip against ``fill_clamp``.
 
 Target lines: paired per-clip PSNR differences a - b with their standard error (sd / sqrt(clips)), and
 "met" / "not met" for the targets of issue 17 this benchmark measures.
@@ -58,7 +64,8 @@ Target lines: paired per-clip PSNR differences a - b with their standard error (
 ``--clips``: clips per video (fewer where a video is short: the Sintel sequence holds one). ``--seed``: the
 sampling seed, and where clips sit (0: the middle of equal parts of each video; others: random places, a fresh
 draw). JSON (``--json``, atomic): issue 17's ``rows`` and ``paired``, plus ``extra_rows``, ``extra_paired``,
-``fill``, ``per_clip``, ``truth_stability``, ``targets``, ``meta``. Bad input (no readable video, nothing long
+``fill``, ``unseen``, ``per_clip``, ``truth_stability``, ``targets``, ``meta``; while the run goes, the per-clip rows
+so far (``partial: true``). Bad input (no readable video, nothing long
 enough) exits with status 2 and a message.
 """
 from __future__ import annotations
