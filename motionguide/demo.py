@@ -92,17 +92,20 @@ def _pick(n: int, k: int) -> list[int]:
 
 
 def _columns(t_out: int, generated: list[int], columns: int) -> list[int]:
-    """The output frames the strip shows, in time order: every frame when they fit; else ``columns``
-    consecutive ones (consecutive frames show the motion best) starting one before the first generated frame
-    (an extension shows its last input frame, then what it made), or, for outputs longer than twice
-    ``columns``, frames spread evenly."""
+    """The output frames the strip shows, in time order: every frame when they fit; else from one frame
+    before the first generated one (an extension shows its last input frame, then what it made):
+    ``columns`` consecutive frames (consecutive frames show the motion best; always so when generated and
+    input frames alternate, as in slow motion), or, when the generated frames run on for more than twice
+    ``columns``, frames spread evenly over them."""
     if t_out <= columns:
         return list(range(t_out))
-    if t_out > 2 * columns:
-        return _pick(t_out, columns)
     first = min(generated, default=0)
-    start = max(0, min(first - 1, t_out - columns))
-    return list(range(start, start + columns))
+    start = max(0, first - 1)
+    alternate = any(t not in generated for t in range(first, t_out))
+    if alternate or t_out - start <= 2 * columns:
+        start = min(start, t_out - columns)
+        return list(range(start, start + columns))
+    return [start + i for i in _pick(t_out - start, columns)]
 
 
 def save_compare(path: str | Path, result, *, columns: int = 8, zoom: int | None = None) -> None:

@@ -90,4 +90,8 @@ def test_strip_columns_keep_the_generated_frames():
     assert demo._columns(8, [4, 5, 6, 7], 8) == list(range(8))
     assert demo._columns(9, [5, 6, 7, 8], 8) == list(range(1, 9))  # the last input frame, then every new one
     assert demo._columns(15, list(range(1, 15, 2)), 8) == list(range(8))  # slow motion: consecutive frames
-    assert demo._columns(40, list(range(1, 40)), 8) == demo._pick(40, 8)
+    slow4 = [t for t in range(29) if t % 4]
+    assert demo._columns(29, slow4, 8) == list(range(8))  # 4x slow motion: new frames, not only the real ones
+    assert demo._columns(40, list(range(1, 40)), 8) == demo._pick(40, 8)  # a long transfer: spread evenly
+    cols = demo._columns(69, list(range(5, 69)), 8)  # a long extension: the last input frame, then spread
+    assert cols[0] == 4 and cols[-1] == 68 and len(cols) == 8
