@@ -27,6 +27,9 @@ Rows (``mode``), all in one run on the same clips; a method gets the task's inpu
   ``minterpolate=mi_mode=mci`` of the ``imageio-ffmpeg`` binary, other options at their defaults, on the
   kept frames as PNGs; its time includes the PNG round trip), ``average`` (the neighbouring kept frames
   blended linearly in time);
+* ``fill_<fill>`` (every job, meant for ``extend``): the job's warp with ``fill`` where no source sees a pixel
+  (``motionguide.warping.flow_only(guidance, unseen=fill)``: ``clamp``, today's default, ``hold``, ``telea``,
+  ``ns``, their ``_edge`` forms and ``mirror_edge``); the same pixels as ``flow_only`` everywhere else;
 * extend baselines: ``constant_velocity`` (the last frame's pixels keep their last DIS velocity: displacement
   k velocities at new frame k, reversed by splatting, one backward warp of the last frame), ``repeat_last``;
 * ``flow_only_grid`` (printed with *, JSON ``extra_rows``): the job's warp at the model's grid, i.e. the
@@ -47,7 +50,10 @@ made at the input's size and area-downscaled would otherwise be finer than 8 bit
 output by up to 3 dB on near-static clips for that alone). Where a job reports its confidence (the rows the
 model fills), ``psnr_fill`` / ``psnr_fill_warp``: PSNR of the output / of the job's own warp inside the pixels
 the model supplied (weight 1 - confidence), at the size the job made its output at; JSON ``fill`` summarises
-them at the input's size.
+them at the input's size. When a ``fill_*`` row runs, every row at the input's size also gets ``psnr_unseen``: PSNR
+inside the pixels no source of the job's guidance sees (``motionguide.warping.unseen_of``, generated frames),
+and ``psnr_entering``: inside those of them whose every sample leaves the frame (content coming into view);
+JSON ``unseen`` pairs them, and the whole-frame PSNR, per clip against ``fill_clamp``.
 
 Target lines: paired per-clip PSNR differences a - b with their standard error (sd / sqrt(clips)), and
 "met" / "not met" for the targets of issue 17 this benchmark measures.
@@ -58,7 +64,8 @@ Target lines: paired per-clip PSNR differences a - b with their standard error (
 ``--clips``: clips per video (fewer where a video is short: the Sintel sequence holds one). ``--seed``: the
 sampling seed, and where clips sit (0: the middle of equal parts of each video; others: random places, a fresh
 draw). JSON (``--json``, atomic): issue 17's ``rows`` and ``paired``, plus ``extra_rows``, ``extra_paired``,
-``fill``, ``per_clip``, ``truth_stability``, ``targets``, ``meta``. Bad input (no readable video, nothing long
+``fill``, ``unseen``, ``per_clip``, ``truth_stability``, ``targets``, ``meta``; while the run goes, the per-clip rows
+so far (``partial: true``). Bad input (no readable video, nothing long
 enough) exits with status 2 and a message.
 """
 from __future__ import annotations
@@ -104,12 +111,15 @@ from flow.video import VideoReader  # noqa: E402
 from flow.warp import backward_warp, resize_flow, reverse_flow  # noqa: E402
 from motionguide import jobs  # noqa: E402
 from motionguide.embedded.windows import generate_windows, resize_clip, resize_guidance  # noqa: E402
+from motionguide.warping import UNSEEN_FILLS, flow_only, unseen_of  # noqa: E402
 
 DATA = Path(os.environ.get("MOTIONGUIDE_DATA", REPO.parent / "shared" / "data"))
 JOBS = ("speed0.5", "speed0.25", "extend", "transfer")
 MODEL_MODES = ("default", "both", "training_free", "unguided")
+#: the warp's fill where no source sees a pixel (motionguide.warping.UNSEEN_FILLS), one row each
+FILL_MODES = tuple(f"fill_{f}" for f in UNSEEN_FILLS)
 MODES = ("default", "both", "training_free", "unguided", "flow_only", "ifnet_retime", "minterpolate",
-         "constant_velocity", "repeat_last", "average")
+         "constant_velocity", "repeat_last", "average") + FILL_MODES
 #: informational, not a row of issue 17's schema (JSON "extra_rows"): the job's warp at the model's grid
 #: (the model passed, mode flow_only), i.e. the guidance the model is given, to say what the model adds to it
 EXTRA_MODES = ("flow_only_grid", "both_raw")
@@ -117,7 +127,8 @@ SIZES = ("input", "model")
 #: which jobs each mode runs on
 APPLIES = {**{m: JOBS for m in MODEL_MODES + ("flow_only",) + EXTRA_MODES},
            **{m: ("speed0.5", "speed0.25") for m in ("ifnet_retime", "minterpolate", "average")},
-           **{m: ("extend",) for m in ("constant_velocity", "repeat_last")}}
+           **{m: ("extend",) for m in ("constant_velocity", "repeat_last")},
+           **{m: JOBS for m in FILL_MODES}}
 CLIP_FRAMES = 9  # speed: 5 / 3 kept frames -> 9; extend: K + N
 K_EXTEND, N_EXTEND = 5, 4
 TRANSFER_FRAMES = 8  # one window of the embedded model
@@ -437,6 +448,18 @@ def raw_model_method(model, seed: int = 0, shared: SharedInterpolator | None = N
     return run
 
 
+def fill_method(fill: str, seed: int = 0, shared: SharedInterpolator | None = None) -> Method:
+    """``fill_<fill>``: the job's warp (``model=None``) with ``fill`` where no source sees a pixel
+    (``motionguide.warping.flow_only(guidance, unseen=fill)``); the same pixels as ``flow_only`` elsewhere."""
+    guide = job_method(None, seed, shared, mode="flow_only")
+
+    def run(job: str, i: dict):
+        extra = guide(job, i)[1]
+        return flow_only(extra["guidance"], unseen=fill)[0].transpose(0, 1)
+
+    return run
+
+
 def _retime(inputs: dict, between: Callable) -> torch.Tensor:
     """Slow motion from kept frames: ``between(a, b, ts) -> [(1, 3, H, W)]`` fills each gap."""
     kept = inputs["clip"]
@@ -544,6 +567,8 @@ def build_methods(modes, *, seed: int = 0, models: dict | None = None, shared: S
         elif m == "flow_only_grid":
             grid = models.get("default") or jobs.load_models(mode="flow_only")
             out[m] = job_method(grid, seed, shared, mode="flow_only", output_size="model")
+        elif m in FILL_MODES:
+            out[m] = fill_method(m[len("fill_"):], seed, shared)
         elif m == "both_raw":
             out[m] = raw_model_method(models.get("both") or jobs.load_models(mode="both"), seed, shared)
         else:
@@ -622,6 +647,19 @@ class Truth:
         return {"psnr_fill": wpsnr(out), "psnr_fill_warp": wpsnr(warped), "fill_weight": float(w.mean()),
                 "model_share": float(share)}
 
+    def unseen_score(self, out: torch.Tensor, unseen: torch.Tensor, key: str = "unseen") -> dict:
+        """``psnr_<key>``: PSNR of output ``(T, 3, H, W)`` at the input's size inside the pixels no source
+        of the job's guidance sees (``unseen (T, 1, H, W)`` bool, generated frames), and ``<key>_share``: their
+        fraction of the generated frames' pixels. Empty when there are none."""
+        g = self.task.generated
+        m = unseen[g].expand(-1, 3, -1, -1)
+        if tuple(out.shape[-2:]) != tuple(m.shape[-2:]) or not bool(m.any()):
+            return {}
+        o, t = _q8(_resize(out, self.sizes["input"]))[g], self.frames["input"][g]
+        mse = float(((o - t) ** 2)[m].mean())
+        return {f"psnr_{key}": min(10 * math.log10(1 / max(mse, 1e-10)), PSNR_CAP),
+                f"{key}_share": float(m.float().mean())}
+
     def score(self, out: torch.Tensor, size: str) -> dict:
         """PSNR, SSIM (generated frames), stability of output ``(T, 3, h, w)`` at ``size`` (``input`` /
         ``model``); transfer: also ``motion_epe``."""
@@ -650,10 +688,11 @@ def _collect_notices(seen: set):
 
 
 def run_benchmark(clips: list[Clip], methods: dict[str, Method], model_size, *, jobs_=JOBS,
-                  progress: bool = True, shared: SharedInterpolator | None = None) -> dict:
+                  progress: bool = True, shared: SharedInterpolator | None = None,
+                  on_clip: Callable[[list], None] | None = None) -> dict:
     """Every method on every task of every clip; returns ``{"per_clip": [...], "truth_stability": {...}}``.
     Methods are interleaved per task (load changes on a shared machine hit all of them alike); each gets
-    ``task.inputs`` only."""
+    ``task.inputs`` only. ``on_clip(per_clip)``: called after each clip with the rows so far."""
     est = get_estimator("dis")
     per_clip: list[dict] = []
     floor: dict = {}
@@ -664,6 +703,14 @@ def run_benchmark(clips: list[Clip], methods: dict[str, Method], model_size, *, 
         with torch.inference_mode():
             back = est(clip.frames[1:], clip.frames[:-1])  # the true frames' flow, shared by the tasks
         for job, task in make_tasks(clip.frames, clip.name, jobs_).items():
+            unseen = None
+            if any(name in FILL_MODES for name in methods):  # the pixels no source of the job's guidance sees
+                with _collect_notices(seen), torch.inference_mode():
+                    g = job_method(None, shared=shared, mode="flow_only")(job, task.inputs)[1]["guidance"]
+                    unseen = unseen_of(g)[0].transpose(0, 1)  # (T, 1, H, W)
+                    entering = unseen_of(g, outside=True)[0].transpose(0, 1)  # the samples leave the frame
+                if shared is not None:
+                    shared.charge()
             with torch.inference_mode():
                 truth = Truth(task, est, model_size, back)
                 for s in SIZES:
@@ -684,10 +731,15 @@ def run_benchmark(clips: list[Clip], methods: dict[str, Method], model_size, *, 
                     with torch.inference_mode():
                         m = truth.score(out, s)
                         m.update(truth.fill_scores(out, extra, s))
+                        if unseen is not None and s == "input":
+                            m.update(truth.unseen_score(out, unseen))
+                            m.update(truth.unseen_score(out, entering, "entering"))
                     per_clip.append({"clip": clip.name, "job": job, "mode": mode, "size": s,
                                      "out_size": list(out.shape[-2:]), "input_size": list(task.truth.shape[-2:]),
                                      **{k: round(v, 4) for k, v in m.items()},
                                      "seconds_per_frame": round(sec / len(task.generated), 4)})
+        if on_clip is not None:
+            on_clip(per_clip)
     return {"per_clip": per_clip,
             "truth_stability": {f"{j}/{s}": round(statistics.fmean(v), 4) for (j, s), v in floor.items()}}
 
@@ -754,6 +806,27 @@ def fill_summary(per_clip: list[dict]) -> list[dict]:
     return out
 
 
+def unseen_summary(per_clip: list[dict], base: str = "fill_clamp") -> list[dict]:
+    """Per (job, mode) at the input's size, where the run measured the pixels no source sees (the fill rows
+    ran): mean ``psnr_unseen`` (inside those pixels) and ``psnr`` (whole generated frames), each paired per
+    clip against ``base`` (the border clamp: the warp as it is) with its SE, and ``unseen_share``."""
+    out = []
+    for job in JOBS:
+        for mode in MODES:
+            rr = [r for r in per_clip if (r["job"], r["mode"], r["size"]) == (job, mode, "input") and "psnr_unseen" in r]
+            if not rr:
+                continue
+            row = {"job": job, "mode": mode, "clips": len(rr), "psnr_unseen": _mean(r["psnr_unseen"] for r in rr),
+                   "psnr_entering": _mean(r.get("psnr_entering") for r in rr), "psnr": _mean(r["psnr"] for r in rr),
+                   "unseen_share": _mean(r["unseen_share"] for r in rr),
+                   "entering_share": _mean(r.get("entering_share", 0.0) for r in rr)}
+            for key in ("psnr_unseen", "psnr_entering", "psnr"):
+                p = paired([r for r in per_clip if key in r], job, mode, base, "input", key)
+                row[f"{key}_vs_{base}"] = None if p is None else {"mean": p["mean"], "se": p["se"]}
+            out.append(row)
+    return out
+
+
 def all_paired(per_clip: list[dict], pairs=PAIRS, sizes=SIZES) -> list[dict]:
     out = []
     for job in JOBS:
@@ -816,6 +889,15 @@ def format_tables(result: dict) -> list[str]:
         lines += [f"  {f['job']:9s} {f['mode']:13s} output {_f(f['psnr_fill'])} vs warp {_f(f['psnr_fill_warp'])}: "
                   f"{_pm(f)}; those pixels are {100 * f['fill_weight']:.1f}% of the frames (model share "
                   f"{100 * f['model_share']:.1f}%)" for f in result["fill"]]
+    if result.get("unseen"):
+        lines += ["", "Where no source of the job's guidance sees a pixel (generated frames, input's size): PSNR inside "
+                  "those pixels, in those of them whose every sample leaves the frame (entering: content coming into "
+                  "view) and over the whole frames, each paired per clip against fill_clamp (the warp's border "
+                  "clamp) (dB):"]
+        lines += [f"  {u['job']:9s} {u['mode']:17s} unseen {_f(u['psnr_unseen'])} ({_pm(u['psnr_unseen_vs_fill_clamp'], False)})"
+                  f"; of them entering {_f(u['psnr_entering'])} ({_pm(u['psnr_entering_vs_fill_clamp'], False)}); frame "
+                  f"{_f(u['psnr'])} ({_pm(u['psnr_vs_fill_clamp'], False)}); {100 * u['unseen_share']:.2f}% / "
+                  f"{100 * u['entering_share']:.2f}% of the pixels" for u in result["unseen"]]
     lines += ["", "Paired per-clip PSNR differences a - b, mean +- SE (dB), in / mdl:"]
     pairs = result["paired"] + result.get("extra_paired", [])
     keys = list(dict.fromkeys((p["job"], p["a"], p["b"]) for p in pairs))
@@ -884,7 +966,7 @@ def build_result(res: dict, clips: list[Clip], model_size, *, seed: int = 0, sec
     result = {"rows": summarise(res["per_clip"]), "paired": all_paired(res["per_clip"]),
               "extra_rows": summarise(res["per_clip"], EXTRA_MODES),
               "extra_paired": all_paired(res["per_clip"], EXTRA_PAIRS, ("model",)),
-              "fill": fill_summary(res["per_clip"]),
+              "fill": fill_summary(res["per_clip"]), "unseen": unseen_summary(res["per_clip"]),
               "per_clip": res["per_clip"], "truth_stability": res["truth_stability"],
               "meta": {"clips": [c.name for c in clips], "clip_frames": CLIP_FRAMES, "model_size": list(model_size),
                        "seed": seed, "threads": torch.get_num_threads(),
@@ -972,7 +1054,10 @@ def _main(args) -> int:
                     fn(job, task.inputs)
     shared.clear()
     shared.charge()
-    res = run_benchmark(clips, methods, model_size, jobs_=jobs_, progress=not args.no_progress, shared=shared)
+    # a long run writes its per-clip rows as it goes (the final document replaces them)
+    partial = (lambda rows: write_json(args.json, {"partial": True, "per_clip": rows}, quiet=True)) if args.json else None
+    res = run_benchmark(clips, methods, model_size, jobs_=jobs_, progress=not args.no_progress, shared=shared,
+                        on_clip=partial)
     elapsed = time.perf_counter() - t_start
     result = build_result(res, clips, model_size, seed=args.seed, seconds=elapsed)
     print("\n".join(result.pop("_lines")))
@@ -982,11 +1067,12 @@ def _main(args) -> int:
     return 0
 
 
-def write_json(path, result: dict) -> None:
+def write_json(path, result: dict, quiet: bool = False) -> None:
     """``result`` as JSON at ``path``, atomically (a run cut short leaves no half-written file)."""
     with atomic_path(path) as tmp:
         Path(tmp).write_text(json.dumps(result, indent=1))
-    print(f"wrote {path}")
+    if not quiet:
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ def main(out_dir: str = "out", frames: str = "4") -> None:
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
     model = jobs.load_models(mode="both")
-    d = jobs.demo_inputs("extend", seed=0)  # the first 4 frames of a held-out clip
+    d = jobs.demo_inputs("extend", seed=0)  # the first 4 frames of the speed demo's pan
     res = jobs.extend(d["clip"], int(frames), model=model, seed=0,
                       output_size="model")  # at the model's 32x32 (the default keeps the input's size)
     write_video(out / "extend.mp4", res.frames, d["fps"])

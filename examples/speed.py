@@ -18,7 +18,7 @@ def main(out_dir: str = "out", factor: str = "0.5") -> None:
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
     model = jobs.load_models(mode="both")
-    d = jobs.demo_inputs("speed", seed=0)  # a held-out clip (8, 3, 32, 32)
+    d = jobs.demo_inputs("speed", seed=0)  # a camera pan over a photograph (8, 3, 384, 576)
     res = jobs.speed(d["clip"], float(factor), model=model, seed=0,
                       output_size="model")  # at the model's 32x32 (the default keeps the input's size)
     write_video(out / "speed.mp4", res.frames, d["fps"])

@@ -1,9 +1,9 @@
-"""Motion transfer with the embedded model: motion of one held-out clip, appearance of another's first frame.
+"""Motion transfer with the embedded model: the demo's camera motion over one photograph, the look of another.
 
     python examples/transfer.py [OUT_DIR]
 
 Writes OUT_DIR/transfer.mp4 and OUT_DIR/transfer.png (inputs, guidance warp, output, flows). Nothing is
-downloaded: the inputs come from the held-out clip generator and the model from assets/.
+downloaded: the inputs are rendered from scikit-image's photographs and the model comes from assets/.
 """
 import sys
 from pathlib import Path
@@ -19,7 +19,7 @@ def main(out_dir: str = "out") -> None:
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
     model = jobs.load_models(mode="both")  # embedded base + trained MoG adapters from assets/
-    d = jobs.demo_inputs("transfer", seed=0)  # reference (8, 3, 32, 32), image (3, 32, 32)
+    d = jobs.demo_inputs("transfer", seed=0)  # reference (8, 3, 384, 576), image (3, 384, 576)
     res = jobs.transfer(d["reference"], d["image"], model=model, motion_scale=1.0, strength=1.0, seed=0,
                          output_size="model")  # at the model's 32x32 size
     write_video(out / "transfer.mp4", res.frames, d["fps"])

@@ -21,21 +21,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .warping import in_frame as _in_frame
 from .warping import known_of, source_warps
 
 __all__ = ["AGREEMENT_SCALE", "confidence", "laplacian_blend", "upsample", "composite"]
 
 #: colour difference (in [0, 1] units) at which two warped sources agree with weight exp(-1)
 AGREEMENT_SCALE = 0.1
-
-
-def _in_frame(flow: torch.Tensor) -> torch.Tensor:
-    """``(B, 1, H, W)``: 1 where ``x + flow(x)`` lies inside the frame (half a pixel of slack)."""
-    _, _, h, w = flow.shape
-    ys = torch.arange(h, dtype=flow.dtype, device=flow.device).view(1, h, 1)
-    xs = torch.arange(w, dtype=flow.dtype, device=flow.device).view(1, 1, w)
-    x, y = xs + flow[:, 0], ys + flow[:, 1]
-    return ((x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)).to(flow.dtype)[:, None]
 
 
 def confidence(guidance, *, agreement: bool = True) -> torch.Tensor:

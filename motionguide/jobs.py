@@ -37,15 +37,14 @@ import torch.nn.functional as F
 
 from flow.estimators import get_estimator
 from flow.interpolate import get_interpolator
-from flow.viz import save_strip
 
 from .embedded.adapters import attach_adapters, load_adapters
 from .embedded.checkpoint import load_embedded
-from .embedded.data import make_clip
 from .embedded.generation import MODES
 from .embedded.network import EmbeddedVideoModel
 from .embedded.windows import generate_windows
 from .compositing import composite, confidence, upsample
+from .demo import demo_inputs, save_compare
 from .errors import UserError
 from .guidance import extension as extension_guidance
 from .guidance import reference_motion
@@ -310,56 +309,7 @@ def extend(
 
 
 # ------------------------------------------------------------------------------------------ demo, compare
-def demo_inputs(job: str, seed: int = 0) -> dict:
-    """Built-in inputs from the held-out clip generator (no files, no downloads).
-
-    transfer: motion of held-out clip ``seed``, first frame of held-out clip ``seed + 1`` (another scene);
-    speed: held-out clip ``seed`` (8 frames, factor 0.5 by default); extend: its first 4 frames.
-    """
-    c = make_clip(seed, split="heldout", num_frames=8)
-    if job == "transfer":
-        other = make_clip(seed + 1, split="heldout", num_frames=8)
-        return {"reference": c.frames, "image": other.frames[0], "fps": 8.0}
-    if job == "speed":
-        return {"clip": c.frames, "fps": 8.0}
-    if job == "extend":
-        return {"clip": c.frames[:4], "fps": 8.0}
-    raise ValueError(f"unknown job {job!r}; expected transfer, speed or extend")
-
-
-def _pick(n: int, k: int) -> list[int]:
-    if n <= k:
-        return list(range(n))
-    return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)})
-
-
-def save_compare(path: str | Path, result: JobResult, *, columns: int = 8, zoom: int | None = None) -> None:
-    """A strip: inputs, guidance (flow-only warp), output, the guidance flows (colour wheel) and, when the
-    output was composited, the confidence (white = the warp, black = the model). zoom: nearest-neighbour
-    enlargement (default: up to 4x, so small outputs stay visible)."""
-    g = result.guidance
-    t_out, _, h, w = result.frames.shape
-    zoom = zoom or max(1, min(4, 128 // max(1, min(h, w))))
-
-    def up(x):
-        return F.interpolate(x[None], scale_factor=zoom, mode="nearest")[0] if zoom > 1 else x
-
-    # consecutive frames show the motion best; long outputs are sampled evenly
-    cols = list(range(min(t_out, columns))) if t_out <= 2 * columns else _pick(t_out, columns)
-    flows = []
-    for t in cols:
-        k0 = int(g.sources[t, 0])
-        fl = g.flows[0, t, 0] if k0 >= 0 else torch.zeros(2, *g.size)
-        flows.append(up(fl) * zoom)
-    rows = [
-        [up(result.inputs[i]) for i in _pick(result.inputs.shape[0], columns)],
-        [up(result.warped[t]) for t in cols],
-        [up(result.frames[t]) for t in cols],
-        flows,
-    ]
-    if result.confidence is not None:
-        rows.append([up(result.confidence[t].expand(3, -1, -1)) for t in cols])
-    save_strip(path, rows)
+# demo_inputs and save_compare live in motionguide.demo (imported above); jobs re-exports them
 
 
 # ------------------------------------------------------------------------------------- diffusers pipelines

@@ -3,15 +3,66 @@ backward-warped by the guidance flows and blended by the guidance weights, at wh
 guidance is. It is the flow-only baseline of every job, the warp that guided generation starts from, and
 the input of the per-pixel confidence (:mod:`motionguide.compositing`).
 
+Where no source sees a pixel (every source's weight 0, or its sample outside its frame: content entering the
+frame, a disocclusion), the flow says nothing, and the warp shows the fill :data:`UNSEEN_FILL`:
+
+* ``"clamp"``: the warp as it is: the source sampled along the flow the guidance gives there (an extension's
+  plain reversed motion), and where that sample leaves the frame, the frame's nearest edge pixel (border
+  padding: streaks where content enters);
+* ``"hold"``: the first source frame, unwarped, at that pixel (for an extension: the last real frame);
+* ``"telea"`` / ``"ns"``: OpenCV's inpainting (``cv2.inpaint``, Telea 2004 / Navier-Stokes) from the
+  pixels around that a source sees, on the 8-bit frame;
+* ``"hold_edge"``, ``"telea_edge"``, ``"ns_edge"``: the same only where every source's sample leaves its
+  frame (content entering the frame, where the clamp draws streaks); where the sample stays inside (a
+  disocclusion, a gap of the forward splat) the warp as it is;
+* ``"mirror_edge"``: there, the first source sampled with reflection padding (the frame mirrored at its edge)
+  instead of border padding.
+
+The default is the clamp: inside the pixels no source sees, at the input's size, every other fill (and the
+embedded model's, ``--fill model``) scored below it or tied on validation clips and on held-out ones
+(``python benchmarks/real_footage.py --jobs extend --modes default,both,fill_hold,fill_telea,fill_ns,``
+``fill_hold_edge,fill_telea_edge,fill_ns_edge,fill_mirror_edge``, its "Where no source ... sees" lines): near
+the edge the edge pixel predicts what enters better than a smooth or mirrored guess, and inside the frame the
+reversed motion lands on the right content more often than inpainting does. Pixels a source sees are the same
+whatever the fill.
+
 Shapes: clips ``(B, 3, T, H, W)`` float in [0, 1]; flows in pixels, the convention of :mod:`flow.warp`.
+
+>>> import torch
+>>> frame, unseen = torch.zeros(1, 3, 4, 4), torch.zeros(1, 1, 4, 4, dtype=torch.bool)
+>>> unseen[..., 3] = True  # the last column: no source sees it
+>>> out = fill_unseen(frame, unseen, torch.ones(1, 3, 4, 4), "hold")
+>>> out[0, 0, 0].tolist()
+[0.0, 0.0, 0.0, 1.0]
 """
 from __future__ import annotations
 
+import cv2
+import numpy as np
 import torch
 
 from flow.warp import backward_warp
 
-__all__ = ["source_warps", "known_of", "flow_only"]
+__all__ = ["UNSEEN_FILLS", "UNSEEN_FILL", "in_frame", "source_warps", "known_of", "unseen_of", "fill_unseen",
+           "flow_only"]
+
+#: what the warp shows where no source sees a pixel (module docstring)
+UNSEEN_FILLS = ("clamp", "hold", "telea", "ns", "hold_edge", "telea_edge", "ns_edge", "mirror_edge")
+#: the default fill: chosen on validation clips, confirmed on held-out ones (module docstring)
+UNSEEN_FILL = "clamp"
+#: cv2.inpaint's neighbourhood radius in pixels (its documented usual value)
+INPAINT_RADIUS = 3
+_CV2_INPAINT = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
+
+
+def in_frame(flow: torch.Tensor) -> torch.Tensor:
+    """``(B, 1, H, W)``: 1 where ``x + flow(x)`` lies inside the frame (half a pixel of slack), for
+    ``flow: (B, 2, H, W)`` in pixels."""
+    _, _, h, w = flow.shape
+    ys = torch.arange(h, dtype=flow.dtype, device=flow.device).view(1, h, 1)
+    xs = torch.arange(w, dtype=flow.dtype, device=flow.device).view(1, 1, w)
+    x, y = xs + flow[:, 0], ys + flow[:, 1]
+    return ((x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)).to(flow.dtype)[:, None]
 
 
 def source_warps(guidance, t: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -41,9 +92,64 @@ def known_of(guidance) -> tuple[torch.Tensor, torch.Tensor]:
     return kf, known
 
 
-def flow_only(guidance) -> torch.Tensor:
+def _unseen(srcs, outside: bool = False) -> torch.Tensor:
+    """(B, 1, H, W) bool: no source sees the pixel (outside: and every source samples outside its frame)."""
+    vis = sum(wt * in_frame(fl) for _, wt, fl in srcs) <= 1e-6
+    return vis & (sum(in_frame(fl) for _, _, fl in srcs) == 0) if outside else vis
+
+
+def unseen_of(guidance, *, outside: bool = False) -> torch.Tensor:
+    """``(B, 1, T, H, W)`` bool: True where no source of a generated frame sees the pixel (the sum of the
+    sources' weights, each 0 where its sample leaves its frame, vanishes); False on known frames.
+    outside: only those where every source's sample leaves its frame (content entering the frame)."""
+    _, known = known_of(guidance)
+    b, _, _, h, w = guidance.frames.shape
+    out = torch.zeros(b, 1, guidance.num_frames, h, w, dtype=torch.bool)
+    for t in range(guidance.num_frames):
+        if not bool(known[0, t]):
+            srcs = source_warps(guidance, t)
+            out[:, :, t] = _unseen(srcs, outside) if srcs else True
+    return out
+
+
+def fill_unseen(frame: torch.Tensor, unseen: torch.Tensor, held: torch.Tensor, how: str = UNSEEN_FILL) -> torch.Tensor:
+    """``frame`` with its ``unseen`` pixels filled by ``how`` (one of :data:`UNSEEN_FILLS`); every other pixel
+    is returned as it is.
+
+    frame, held: ``(B, 3, H, W)`` float in [0, 1] (held: what ``"hold"`` shows there); unseen:
+    ``(B, 1, H, W)`` bool. Inpainting reads the pixels around the hole from ``frame``; a frame no source sees
+    at all has nothing to inpaint from and holds ``held``.
+    """
+    if how not in UNSEEN_FILLS:
+        raise ValueError(f"unseen fill: expected one of {UNSEEN_FILLS}, got {how!r}")
+    if frame.ndim != 4 or frame.shape[1] != 3 or unseen.shape != (frame.shape[0], 1, *frame.shape[-2:]):
+        raise ValueError(f"fill_unseen: expected frame (B, 3, H, W) and unseen (B, 1, H, W), got "
+                         f"{tuple(frame.shape)} and {tuple(unseen.shape)}")
+    if how == "clamp" or not bool(unseen.any()):
+        return frame
+    how = how.removesuffix("_edge")  # the mask says where
+    if how in ("hold", "mirror"):  # the caller passes the mirrored warp as held
+        return torch.where(unseen, held.to(frame), frame)
+    out = frame.clone()
+    for i in range(frame.shape[0]):
+        m = unseen[i, 0]
+        if bool(m.all()):
+            out[i] = held[i].to(frame)
+            continue
+        img = (frame[i].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+        filled = cv2.inpaint(np.ascontiguousarray(img), m.cpu().numpy().astype(np.uint8), INPAINT_RADIUS,
+                             _CV2_INPAINT[how])
+        filled = torch.from_numpy(filled).to(frame).permute(2, 0, 1) / 255
+        out[i] = torch.where(m.to(frame.device), filled, frame[i])
+    return out
+
+
+def flow_only(guidance, *, unseen: str = UNSEEN_FILL) -> torch.Tensor:
     """Plain warping without the model ``(B, 3, T, H, W)`` in [0, 1]: each target frame is the weighted blend
-    of its warped sources (border padding), the first source alone where the weights vanish."""
+    of its warped sources (border padding), the first source alone where the weights vanish, and where no
+    source sees a pixel the fill ``unseen`` (:data:`UNSEEN_FILLS`; held: the first source frame)."""
+    if unseen not in UNSEEN_FILLS:
+        raise ValueError(f"unseen: expected one of {UNSEEN_FILLS}, got {unseen!r}")
     kf, known = known_of(guidance)
     out = kf.clone()
     for t in range(guidance.num_frames):
@@ -55,5 +161,11 @@ def flow_only(guidance) -> torch.Tensor:
             continue
         acc = sum(wt * warped for warped, wt, _ in srcs)
         wsum = sum(wt for _, wt, _ in srcs)
-        out[:, :, t] = torch.where(wsum > 1e-6, acc / wsum.clamp(min=1e-6), srcs[0][0])
+        frame = torch.where(wsum > 1e-6, acc / wsum.clamp(min=1e-6), srcs[0][0]).clamp(0, 1)
+        if unseen != "clamp":
+            held = guidance.frames[:, :, int(guidance.sources[t][guidance.sources[t] >= 0][0])]
+            if unseen == "mirror_edge":
+                held = backward_warp(held, srcs[0][2], padding_mode="reflection")
+            frame = fill_unseen(frame, _unseen(srcs, outside=unseen.endswith("_edge")), held, unseen)
+        out[:, :, t] = frame
     return out.clamp(0, 1)

@@ -1,7 +1,7 @@
 """``motionguide transfer | speed | extend``: the three motion-guided jobs on the command line.
 
 By default they run the embedded model shipped in ``assets/`` (32x32, 8 frames per window); ``--demo``
-runs a job on built-in held-out clips (no input files, nothing downloaded). Every argument and every
+runs a job on built-in clips rendered from photographs (no input files, nothing downloaded). Every argument and every
 output path is checked before a frame is decoded or a model loads.
 """
 from __future__ import annotations
@@ -87,7 +87,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "embedded model, which ties with the warp there on real footage and costs time "
                         "(docs/BENCHMARKS.md); "
                         "model with --pipeline, whose output is what it runs for]")
-    p.add_argument("--demo", action="store_true", help="use built-in held-out clips as input (no files needed)")
+    p.add_argument("--demo", action="store_true", help="use built-in clips rendered from scikit-image's photographs as input (no files needed)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -111,6 +111,31 @@ def test_held_out_frames_never_reach_a_method(bench, footage):
     assert any("not measured" in t for t in result["targets"])  # the model rows are not in this run
 
 
+def test_fill_rows_score_the_unseen_pixels_against_the_clamp(bench, footage):
+    src = next(s for s in bench.find_sources(footage) if s.name == "pan.mp4")
+    clips = bench.read_clips(src, 2, 0)
+    modes = ["fill_clamp", "fill_hold", "fill_telea_edge"]
+    grown = []
+    res = bench.run_benchmark(clips, bench.build_methods(modes), (32, 32), jobs_=("extend",), progress=False,
+                              on_clip=lambda rows: grown.append(len(rows)))
+    assert grown == [2 * len(modes), 4 * len(modes)]  # the rows so far, after each clip
+    at_input = [r for r in res["per_clip"] if r["size"] == "input"]
+    # the texture pans right and down: content enters at the left and top edges, where no source sees
+    assert all(r["unseen_share"] > 0 and r["entering_share"] > 0 and "psnr_entering" in r for r in at_input)
+    assert not any("psnr_unseen" in r for r in res["per_clip"] if r["size"] == "model")
+    by = {(r["clip"], r["mode"]): r for r in at_input}
+    for c in clips:  # the same pixels everywhere a source sees, other pixels where none does
+        assert by[(c.name, "fill_hold")]["psnr_unseen"] != by[(c.name, "fill_clamp")]["psnr_unseen"]
+    result = json.loads(json.dumps(bench.build_result(res, clips, (32, 32))))
+    u = {r["mode"]: r for r in result["unseen"]}
+    assert set(u) == set(modes) and u["fill_clamp"]["psnr_unseen_vs_fill_clamp"] == {"mean": 0.0, "se": 0.0}
+    d = [by[(c.name, "fill_hold")]["psnr_unseen"] - by[(c.name, "fill_clamp")]["psnr_unseen"] for c in clips]
+    assert u["fill_hold"]["psnr_unseen_vs_fill_clamp"]["mean"] == pytest.approx(sum(d) / 2, abs=1e-3)
+    lines = bench.format_tables(result)
+    assert any(ln.startswith("Where no source") for ln in lines)
+    assert any("fill_telea_edge" in ln and "entering" in ln for ln in lines)
+
+
 def test_model_modes_run_at_both_sizes_with_the_shipped_model(bench):
     """A model mode runs twice: at the input's size with the model filling what the confidence does not
     trust (scored there, with the fill metrics when the model supplied pixels), and at the model's size."""
