@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.metadata as md
+import importlib.util
 import json
 import os
 import pkgutil
@@ -212,6 +213,10 @@ def environment_check(wheels: Path | None) -> dict:
            "cuda": torch.version.cuda, "cuda_available": torch.cuda.is_available(),
            "wheel_problems": check_wheels(wheels) if wheels is not None else [],
            "versions": versions, "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+    rec["locations"] = {}  # where each carried module was found (the bootstrap's folder, not an older copy)
+    for mod in filter(None, MODULES.values()):
+        spec = importlib.util.find_spec(mod)
+        rec["locations"][mod] = None if spec is None else str(Path(spec.origin or next(iter(spec.submodule_search_locations))).parent)
     if torch.cuda.is_available():
         rec["gpu"] = torch.cuda.get_device_name(0)
     rec["imports"] = check_imports()

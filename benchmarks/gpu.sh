@@ -6,7 +6,8 @@
 #   device run: carry [".whl"], command "bash benchmarks/gpu.sh"     (OUT is set there)
 #   bash benchmarks/gpu.sh --tiny         # the whole script at tiny sizes on the CPU (no CUDA check)
 #   options: --parts "trainer pipeline bench" (the order they run in); env PYTHON (python3), WHEELS (.whl;
-#   "none": use the current environment as it is), GPU_SITE (/tmp/site), TOTAL_S (570)
+#   "none": use the current environment as it is), GPU_SITE (/tmp/site), TOTAL_S (570), and TRAINER_ARGS,
+#   PIPELINE_ARGS, BENCH_ARGS: more options for one part (e.g. PIPELINE_ARGS="--modes sequential --blocks 10")
 #
 # 1. bootstrap: the carried wheels installed with pip --no-index --no-deps --target $GPU_SITE, before anything else;
 # 2. benchmarks/device_wheels.py --check: a wheel missing is named (exit 2), every flow/motionguide module is
@@ -88,6 +89,7 @@ for part in $PARTS; do
     args=(--out "$OUT/gpu_$part.json" --budget-s "$budget")
     [ "$part" = bench ] && args=(--out "$OUT/gpu_bench.json" --budget-s "$budget" --sections guidance activation ifnet)
     [ "$TINY" = 1 ] && args+=(--tiny)
+    extra_var="${part^^}_ARGS"; read -r -a extra <<< "${!extra_var:-}"; args+=("${extra[@]}")
     echo "gpu.sh: $part ($script, ${share} s at most)" | tee -a "$LOG"
     timeout --signal=INT --kill-after=15 "$share" "$PY" "$script" "${args[@]}" 2>&1 | tee -a "$LOG"
     rc=${PIPESTATUS[0]}

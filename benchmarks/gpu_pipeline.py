@@ -183,7 +183,9 @@ def timed_call(fn, device: torch.device, steps: int, target: int) -> dict:
 
 
 def run_mode(mode: str, *, tiny: bool, device: torch.device, blocks: int | None, call: dict, steps: int, target: int,
-             guidance_scale: float, compile_backend: str, image, guidance, reference: dict, log) -> dict:
+             guidance_scale: float, compile_backend: str, image, guidance, reference: dict, log,
+             save=lambda res: None) -> dict:
+    """One mode's plain and guided calls; ``save(res)`` after each, so a run stopped mid-mode keeps them."""
     res: dict = {}
     t0 = time.perf_counter()
     pipe, embeds = build(tiny, device, blocks=blocks)  # random init is fastest on the GPU; offload moves it
@@ -220,6 +222,7 @@ def run_mode(mode: str, *, tiny: bool, device: torch.device, blocks: int | None,
             log(f"{mode} {name}: failed: {_error(e)}")
             if device.type == "cuda":
                 torch.cuda.empty_cache()
+        save(res)
     if "error" not in res.get("plain", {"error": 1}) and "error" not in res.get("guided", {"error": 1}):
         p, g = res["plain"], res["guided"]
         res["guided_over_plain_wall"] = g["extrapolated_wall_s"] / p["extrapolated_wall_s"]
@@ -288,7 +291,8 @@ def run(*, tiny: bool = False, out: str | Path | None = None, modes=MODES, steps
         try:
             data["modes"][mode] = run_mode(mode, tiny=tiny, device=dev, blocks=blocks, call=call, steps=steps,
                                            target=target_steps, guidance_scale=guidance_scale, compile_backend=backend,
-                                           image=image, guidance=guidance, reference=reference, log=log)
+                                           image=image, guidance=guidance, reference=reference, log=log,
+                                           save=lambda res: (data["modes"].__setitem__(mode, res), _write(path, data)))
         except Exception as e:  # a build that fails (out of memory, say): recorded, the next mode runs
             data["modes"][mode] = {"error": _error(e)}
             log(f"{mode}: failed: {_error(e)}")
