@@ -2,7 +2,8 @@
 # The prepared GPU run for a bare machine of the `device` tool (Python 3.12, torch 2.11, no diffusers): at most
 # 9.5 minutes, at most 8 files in $OUT, none in a folder.
 #
-#   bash benchmarks/gpu.sh --prepare      # here: the wheels it carries into .whl (core + video, 49 MiB)
+#   bash benchmarks/gpu.sh --prepare      # here: the wheels it carries into .whl (core + video, 49 MiB), with
+#                                         # $PYTHON or the checkout's .venv/bin/python (pip download)
 #   device run: carry [".whl"], command "bash benchmarks/gpu.sh"     (OUT is set there)
 #   bash benchmarks/gpu.sh --tiny         # the whole script at tiny sizes on the CPU (no CUDA check)
 #   options: --parts "trainer pipeline bench" (the order they run in); env PYTHON (python3), WHEELS (.whl;
@@ -34,7 +35,8 @@ while [ $# -gt 0 ]; do
     shift
 done
 PY="${PYTHON:-python3}"; WHEELS="${WHEELS:-.whl}"; SITE="${GPU_SITE:-/tmp/site}"; OUT="${OUT:-./gpu_out}"
-if [ "$PREPARE" = 1 ]; then
+if [ "$PREPARE" = 1 ]; then  # here, with the project's venv when the checkout has one (.venv)
+    [ -z "${PYTHON:-}" ] && [ -x .venv/bin/python ] && PY=.venv/bin/python
     exec "$PY" benchmarks/device_wheels.py -d "$WHEELS" --script gpu
 fi
 

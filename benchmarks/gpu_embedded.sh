@@ -3,7 +3,8 @@
 # most, at most 8 files in $OUT, none in a folder.
 #
 #   bash benchmarks/gpu_embedded.sh --prepare   # here: wheels (core + rife, 33 MiB) into .whl and the scoring
-#                                                # clips of ../shared/data as PNG folders into .gpu_data (9 MiB)
+#                                                # clips of ../shared/data as PNG folders into .gpu_data (9 MiB),
+#                                                # with $PYTHON or the checkout's .venv/bin/python
 #   device run: carry [".whl", ".gpu_data"], command "bash benchmarks/gpu_embedded.sh"   (OUT is set there)
 #   bash benchmarks/gpu_embedded.sh --tiny      # the whole script at tiny sizes on the CPU (no CUDA check)
 #   env: PYTHON (python3), WHEELS (.whl; "none": the current environment as it is), GPU_SITE (/tmp/site),
@@ -29,7 +30,8 @@ for a in "$@"; do
 done
 PY="${PYTHON:-python3}"; WHEELS="${WHEELS:-.whl}"; SITE="${GPU_SITE:-/tmp/site}"; OUT="${OUT:-./gpu_out}"
 DATA="${GPU_DATA:-.gpu_data}"
-if [ "$PREPARE" = 1 ]; then
+if [ "$PREPARE" = 1 ]; then  # here, with the project's venv when the checkout has one (.venv)
+    [ -z "${PYTHON:-}" ] && [ -x .venv/bin/python ] && PY=.venv/bin/python
     "$PY" benchmarks/device_wheels.py -d "$WHEELS" --script gpu_embedded || exit 2
     exec env PYTHONPATH="$PWD" "$PY" benchmarks/gpu_embedded.py --pack-data "$DATA" \
         $( [ "$TINY" = 1 ] && echo --tiny )

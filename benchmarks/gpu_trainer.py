@@ -14,7 +14,8 @@ clips per second.
   is the real ``AutoencoderKLWan`` (random weights; the transformer and text encoder tiny: they take no part
   in the cache), ``--cache-clips`` videos of 81 frames at 832 x 480 (a smooth random texture panning 2 px per
   frame, written with PyAV), the trainer's own defaults for flow and interpolator. The time of the trainer's
-  ``prepare_data`` (every clip's flow, guidance and VAE latents) gives clips per second.
+  cache step (``build_cache``, or ``prepare_data`` in older trainers: every clip's flow, guidance and VAE
+  latents) gives clips per second.
 
     python benchmarks/gpu_trainer.py [--out gpu_out/gpu_trainer.json] [--sections steps cache] [--blocks 4]
     python benchmarks/gpu_trainer.py --tiny     # the same code at tiny sizes on the CPU (tests run this)
@@ -167,7 +168,7 @@ def _pan_frames(num_frames: int, h: int, w: int, seed: int, step: int = 2) -> to
 
 
 def cache_section(tiny: bool, clips: int, log) -> dict:
-    """Clips per second of the trainer's cache build (its own ``prepare_data``, timed from outside)."""
+    """Clips per second of the trainer's cache build (its own cache step, timed from outside)."""
     import diffusers
 
     from flow.video import write_video
@@ -184,17 +185,21 @@ def cache_section(tiny: bool, clips: int, log) -> dict:
         (tmp / "videos").mkdir()
         for i in range(clips):
             write_video(tmp / "videos" / f"clip{i}.mp4", _pan_frames(n, h, w, seed=i), fps=16.0)
-        timed: list[dict] = []
-        orig = recipe.prepare_data
+        timed: list[float] = []
+        # the recipe's cache step: build_cache (each process's share) or, in older trainers, prepare_data
+        hook = "build_cache" if hasattr(recipe, "build_cache") else "prepare_data"
+        orig = getattr(recipe, hook)
 
         def prepare(*a, **kw):
             t0 = time.perf_counter()
             got = orig(*a, **kw)
-            timed.append({"seconds": time.perf_counter() - t0, "entries": len(got.entries)})
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            timed.append(time.perf_counter() - t0)
             return got
 
         logs: list[str] = []
-        recipe.prepare_data = prepare
+        setattr(recipe, hook, prepare)
         try:
             cfg = PipelineTrainConfig(pipeline=str(tmp / "pipe"), videos=str(tmp / "videos"), steps=1,
                                       out=str(tmp / "run"), frames=n, size=(h, w), clips=clips, progress=False,
@@ -203,11 +208,11 @@ def cache_section(tiny: bool, clips: int, log) -> dict:
             train_pipeline(cfg, log=logs.append, notice=logs.append)
             wall = time.perf_counter() - t0
         finally:
-            recipe.prepare_data = orig
+            setattr(recipe, hook, orig)
     if not timed:
-        raise RuntimeError("the trainer did not call prepare_data; the cache build could not be timed")
-    sec, entries = timed[0]["seconds"], timed[0]["entries"]
-    res = {"clips": entries, "size": [h, w], "frames": n, "vae": "AutoencoderKLWan (tiny)" if tiny else
+        raise RuntimeError(f"the trainer did not call {hook}; the cache build could not be timed")
+    sec, entries = timed[0], clips  # each video holds one clip of n frames
+    res = {"clips": entries, "timed": f"motionguide.finetune.recipe.{hook}", "size": [h, w], "frames": n, "vae": "AutoencoderKLWan (tiny)" if tiny else
            "AutoencoderKLWan (real size, random weights)", "cache_s": sec, "clips_per_s": entries / sec,
            "s_per_clip": sec / entries, "train_pipeline_wall_s": wall, "cuda": torch.cuda.is_available(),
            "trainer_log": logs[:40]}

@@ -170,16 +170,35 @@ def test_tiny_scripts_in_this_venv(tmp_path):
     _check_embedded_out(tmp_path / "eout", r)
 
 
+def image_packages(dw) -> list:
+    """This venv's distributions of the GPU image's packages (:data:`IMAGE_PACKAGES`), with what their versions
+    here require (installed here; the image's own versions have theirs), never a carried one."""
+    from packaging.requirements import Requirement
+
+    installed = {dw.norm(d.metadata["Name"]): d for d in md.distributions()}
+    carried = {dw.norm(d) for g in dw.GROUPS.values() for d in g}
+    todo = [n for n in dw.IMAGE_PACKAGES if n in installed]
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in seen or name in carried or name not in installed:
+            continue
+        seen.add(name)
+        for req in installed[name].requires or ():
+            r = Requirement(req)
+            if r.marker is None or r.marker.evaluate({"extra": ""}):
+                todo.append(dw.norm(r.name))
+    return [installed[n] for n in sorted(seen)]
+
+
 def image_venv(folder: Path) -> Path:
-    """A venv whose packages are the GPU image's (:data:`IMAGE_PACKAGES` found in this venv, linked, not
-    copied) and nothing else; returns its python."""
+    """A venv whose packages are the GPU image's (:func:`image_packages`, linked from this venv, not copied)
+    and nothing else; returns its python."""
     dw = _wheels()
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder / "venv")], check=True)
     site = folder / "image_site"
     site.mkdir()
-    for dist in md.distributions():
-        if dw.norm(dist.metadata["Name"]) not in dw.IMAGE_PACKAGES:
-            continue
+    for dist in image_packages(dw):
         tops = {Path(f).parts[0] for f in dist.files or () if not str(f).startswith("..")} - {"__pycache__"}
         for top in tops:
             src = Path(dist.locate_file(top))
