@@ -236,16 +236,20 @@ def main(argv=None) -> int:
     ap.add_argument("--wheels", type=Path, default=None, help="with --check: the wheel folder (its manifest)")
     args = ap.parse_args(argv)
     if args.check is not None:
-        rec = environment_check(args.wheels)
         args.check.parent.mkdir(parents=True, exist_ok=True)
+        problems = check_wheels(args.wheels) if args.wheels is not None else []
+        if problems:  # named at once, before torch loads
+            args.check.write_text(json.dumps({"wheel_problems": problems}, indent=1))
+            for line in problems:
+                print(f"device_wheels: {line}", file=sys.stderr)
+            return 2
+        rec = environment_check(args.wheels)
         args.check.write_text(json.dumps(rec, indent=1))
-        for line in rec["wheel_problems"]:
-            print(f"device_wheels: {line}", file=sys.stderr)
         fails = rec["imports"]["failed"]
         print(f"environment: Python {rec['python']}, torch {rec['torch']}, CUDA {rec['cuda_available']}; "
               f"{rec['imports']['modules']} modules imported, {len(fails)} failed"
               + "".join(f"\n  {m}: {e}" for m, e in fails.items()), flush=True)
-        return 2 if rec["wheel_problems"] else 0
+        return 0
     if args.dest is None:
         ap.error("pass -d DIR (download) or --check JSON (on the GPU machine)")
     groups = args.groups or list(SCRIPT_GROUPS[args.script or "gpu"])

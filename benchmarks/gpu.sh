@@ -34,6 +34,13 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
+# each part's weight in the time: its share of TOTAL_S is its weight over the weights of the parts asked for
+declare -A WEIGHT=([trainer]=190 [pipeline]=250 [bench]=110)
+weights=0
+for part in $PARTS; do
+    [ -n "${WEIGHT[$part]:-}" ] || { echo "gpu.sh: unknown part $part; expected trainer, pipeline or bench" >&2; exit 2; }
+    weights=$(( weights + ${WEIGHT[$part]} ))
+done
 PY="${PYTHON:-python3}"; WHEELS="${WHEELS:-.whl}"; SITE="${GPU_SITE:-/tmp/site}"; OUT="${OUT:-./gpu_out}"
 if [ "$PREPARE" = 1 ]; then  # here, with the project's venv when the checkout has one (.venv)
     [ -z "${PYTHON:-}" ] && [ -x .venv/bin/python ] && PY=.venv/bin/python
@@ -56,12 +63,13 @@ mkdir -p "$OUT"
 export OUT OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}" PYTHONUNBUFFERED=1
 LOG="$OUT/gpu.log"
 : > "$LOG"
-START=$SECONDS; TOTAL_S="${TOTAL_S:-570}"
+TOTAL_S="${TOTAL_S:-570}"
 
 # ---- 2. the environment: wheels, imports under this torch, CUDA ----
+# (its stderr, where a missing wheel is named in one line, stays stderr)
 "$PY" benchmarks/device_wheels.py --check "$OUT/env_check.json" \
-    $( [ "$WHEELS" != none ] && echo --wheels "$WHEELS" ) 2>&1 | tee -a "$LOG"
-[ "${PIPESTATUS[0]}" = 0 ] || { echo "gpu.sh: the environment check failed (see above)" >&2; exit 2; }
+    $( [ "$WHEELS" != none ] && echo --wheels "$WHEELS" ) 2> >(tee -a "$LOG" >&2) | tee -a "$LOG"
+[ "${PIPESTATUS[0]}" = 0 ] || exit 2
 if [ "$TINY" = 0 ]; then
     if ! "$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'" >> "$LOG" 2>&1; then
         echo "gpu.sh: no CUDA device (see $LOG); run with --tiny for the CPU check" >&2
@@ -70,23 +78,18 @@ if [ "$TINY" = 0 ]; then
     nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || true
 fi
 
-# ---- 3. the parts: each gets its share of what is left (seconds: trainer 190, pipeline 250, bench the rest) ----
-declare -A SHARE=([trainer]=190 [pipeline]=250 [bench]=110)
+# ---- 3. the parts, each with its share of TOTAL_S (--parts pipeline alone gets it all), at most what is left ----
 status=0
 for part in $PARTS; do
-    case "$part" in
-        trainer) script=benchmarks/gpu_trainer.py ;;
-        pipeline) script=benchmarks/gpu_pipeline.py ;;
-        bench) script=benchmarks/gpu_bench.py ;;
-        *) echo "gpu.sh: unknown part $part; expected trainer, pipeline or bench" >&2; exit 2 ;;
-    esac
-    left=$(( TOTAL_S - (SECONDS - START) ))
+    script=benchmarks/gpu_$part.py
+    left=$(( TOTAL_S - SECONDS ))  # SECONDS: since the script started, the bootstrap included
     if [ "$left" -lt 30 ]; then
         echo "gpu.sh: $part skipped: ${left} s left" | tee -a "$LOG"
         status=1
         continue
     fi
-    share=${SHARE[$part]}; [ "$share" -gt "$left" ] && share=$left
+    share=$(( ${WEIGHT[$part]} * (TOTAL_S - 20) / weights ))
+    [ "$share" -gt "$left" ] && share=$left
     budget=$(( share * 3 / 4 ))  # no new row or mode starts after this; the rest is for the one running
     args=(--out "$OUT/gpu_$part.json" --budget-s "$budget")
     [ "$part" = bench ] && args=(--out "$OUT/gpu_bench.json" --budget-s "$budget" --sections guidance activation ifnet)
@@ -98,5 +101,5 @@ for part in $PARTS; do
     [ "$rc" = 0 ] || { echo "gpu.sh: $part ended with status $rc" | tee -a "$LOG"; status=1; }
 done
 rm -f "$OUT"/*.tmp
-echo "gpu.sh: done in $(( SECONDS - START )) s, status $status; files in $OUT: $(ls "$OUT" | tr '\n' ' ')" | tee -a "$LOG"
+echo "gpu.sh: done in ${SECONDS} s, status $status; files in $OUT: $(ls "$OUT" | tr '\n' ' ')" | tee -a "$LOG"
 exit "$status"

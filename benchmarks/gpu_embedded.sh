@@ -56,9 +56,10 @@ LOG="$OUT/gpu_embedded.log"
 : > "$LOG"
 
 # ---- 2. the environment: wheels, imports under this torch, CUDA ----
+# (its stderr, where a missing wheel is named in one line, stays stderr)
 "$PY" benchmarks/device_wheels.py --check "$OUT/env_check.json" \
-    $( [ "$WHEELS" != none ] && echo --wheels "$WHEELS" ) 2>&1 | tee -a "$LOG"
-[ "${PIPESTATUS[0]}" = 0 ] || { echo "gpu_embedded.sh: the environment check failed (see above)" >&2; exit 2; }
+    $( [ "$WHEELS" != none ] && echo --wheels "$WHEELS" ) 2> >(tee -a "$LOG" >&2) | tee -a "$LOG"
+[ "${PIPESTATUS[0]}" = 0 ] || exit 2
 if [ "$TINY" = 0 ]; then
     if ! "$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'" >> "$LOG" 2>&1; then
         echo "gpu_embedded.sh: no CUDA device (see $LOG); run with --tiny for the CPU check" >&2

@@ -12,10 +12,10 @@ classifier-free guidance (scale 5), ``output_type="latent"`` (the VAE decode is 
 Guided: ``motionguide.generate_with_guidance`` with its default (training-free) injection and a reference-
 motion guidance of a pan (frame 0 known, every frame guided from it).
 
-Modes (each a freshly built pipeline, so that one mode's hooks never meet another's): ``none`` (all on the
-GPU), ``compile`` (all on the GPU, ``transformer.compile_repeated_blocks(fullgraph=True)``), ``model``
-(``enable_model_cpu_offload``), ``group`` (``enable_group_offload``, block level, one block per group,
-with a CUDA stream on CUDA) and ``sequential`` (``enable_sequential_cpu_offload``). A mode or variant that
+Modes, in this order (each a freshly built pipeline, so that one mode's hooks never meet another's): ``none``
+(all on the GPU), ``model`` (``enable_model_cpu_offload``), ``group`` (``enable_group_offload``, block level,
+one block per group, with a CUDA stream on CUDA), ``sequential`` (``enable_sequential_cpu_offload``) and
+``compile`` (all on the GPU, ``transformer.compile_repeated_blocks(fullgraph=True)``). A mode or variant that
 fails is recorded with its error line and the others still run.
 
 Time: 50 steps of the 14B model take minutes per variant, so ``--steps`` (default 2) steps are run and the
@@ -24,7 +24,7 @@ condition video, setting guidance; wall minus the steps) + its first step + (N -
 steps (the first step also pays compilation and first-use costs). The JSON says which figures are measured
 and which extrapolated.
 
-    python benchmarks/gpu_pipeline.py [--out gpu_out/gpu_pipeline.json] [--modes none compile model group sequential]
+    python benchmarks/gpu_pipeline.py [--out gpu_out/gpu_pipeline.json] [--modes none model group sequential compile]
                                       [--steps 2] [--target-steps 50] [--blocks 40] [--frames 81] [--budget-s 300]
     python benchmarks/gpu_pipeline.py --tiny     # the same code at tiny sizes on the CPU (tests run this)
 """
@@ -51,7 +51,7 @@ import motionguide as mg  # noqa: E402
 from motionguide import testing  # noqa: E402
 
 MODEL = "Wan2.1-I2V-14B-480P"
-MODES = ("none", "compile", "model", "group", "sequential")
+MODES = ("none", "model", "group", "sequential", "compile")  # compile last: the longest (compilation)
 GIB = 2 ** 30
 #: --tiny: the same classes and call at tiny sizes (2 blocks of 2 heads x 16, CLIP image embeddings of width 32)
 TINY_TRANSFORMER = dict(num_attention_heads=2, attention_head_dim=16, ffn_dim=64, text_dim=32, freq_dim=32,

@@ -95,6 +95,39 @@ def test_a_script_without_its_wheels_stops_before_anything_else(tmp_path, script
         assert r.returncode == 2 and "unknown option --bogus" in r.stderr and not (tmp_path / "out").exists()
 
 
+def _tiny_wheel(folder: Path, name: str = "mg_probe", version: str = "1.0") -> Path:
+    """A valid pure-Python wheel with one empty module (what pip installs offline in a second)."""
+    import zipfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}-{version}-py3-none-any.whl"
+    info = f"{name}-{version}.dist-info"
+    files = {f"{name}.py": "", f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+             f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    with zipfile.ZipFile(path, "w") as z:
+        for n, text in files.items():
+            z.writestr(n, text)
+        z.writestr(f"{info}/RECORD", "".join(f"{n},,\n" for n in files) + f"{info}/RECORD,,\n")
+    return path
+
+
+@pytest.mark.parametrize("script", ["gpu.sh", "gpu_embedded.sh"])
+def test_a_wheel_missing_from_the_carried_set_is_named_after_the_bootstrap(tmp_path, script):
+    dw = _wheels()
+    wheels = tmp_path / "whl"
+    present = _tiny_wheel(wheels)
+    (wheels / dw.MANIFEST).write_text(json.dumps({
+        "groups": ["core"], "files": [present.name, "diffusers-0.42.1-py3-none-any.whl"],
+        "wheels": {"mg-probe": {"version": "1.0", "module": "mg_probe"}}}))
+    out = tmp_path / "out"
+    r = _run(script, ["--tiny"], WHEELS=str(wheels), OUT=str(out), PYTHON=sys.executable,
+             GPU_SITE=str(tmp_path / "site"))
+    assert r.returncode == 2 and (tmp_path / "site" / "mg_probe.py").is_file()  # the bootstrap ran first
+    assert f"wheel diffusers-0.42.1-py3-none-any.whl is missing from {wheels}" in r.stderr
+    assert json.loads((out / "env_check.json").read_text())["wheel_problems"][0].startswith("wheel diffusers")
+    assert out_problems(out) == [] and not (out / "gpu_trainer.json").exists()
+
+
 def test_the_out_rule(tmp_path):
     (tmp_path / "a" / "b" / "c").mkdir(parents=True)
     (tmp_path / "a" / "b" / "ok.json").write_text("{}")
@@ -122,7 +155,7 @@ def _check_gpu_out(out: Path, r: subprocess.CompletedProcess) -> None:
         ("Wan2.1-I2V-14B-480P", False)} and all(r["steps_per_s"] > 0 for r in rows)
     assert tr["sections"]["cache"]["clips"] == 2 and tr["sections"]["cache"]["clips_per_s"] > 0
     pl = json.loads((out / "gpu_pipeline.json").read_text())
-    assert list(pl["modes"]) == ["none", "compile", "model", "group", "sequential"]
+    assert list(pl["modes"]) == ["none", "model", "group", "sequential", "compile"]
     assert pl["settings"]["target_steps"] == 50 and "extrapolated" in pl["settings"]["note"]
     for mode, res in pl["modes"].items():  # each variant ran or says in one line why not
         for v in ("plain", "guided"):

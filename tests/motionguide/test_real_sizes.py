@@ -323,5 +323,5 @@ def test_gpu_script_is_valid_bash_and_calls_the_benchmark():
 
     assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
     text = script.read_text()
-    assert "bench) script=benchmarks/gpu_bench.py" in text and '--out "$OUT/gpu_bench.json"' in text
+    assert "script=benchmarks/gpu_$part.py" in text and '--out "$OUT/gpu_bench.json"' in text
     assert 'OUT="${OUT:-./gpu_out}"' in text
