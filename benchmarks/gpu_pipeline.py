@@ -21,8 +21,9 @@ fails is recorded with its error line and the others still run.
 Time: 50 steps of the 14B model take minutes per variant, so ``--steps`` (default 2) steps are run and the
 wall time of ``--target-steps`` (default 50) is extrapolated from them: the call's fixed part (encoding the
 condition video, setting guidance; wall minus the steps) + its first step + (N - 1) x the median of the later
-steps (the first step also pays compilation and first-use costs). The JSON says which figures are measured
-and which extrapolated.
+steps (the first step also pays compilation and first-use costs; plain runs first in each mode, so its fixed
+part also holds the mode's first-use costs: ``guided_over_plain_step`` compares the later steps alone). The
+JSON says which figures are measured and which extrapolated.
 
     python benchmarks/gpu_pipeline.py [--out gpu_out/gpu_pipeline.json] [--modes none model group sequential compile]
                                       [--steps 2] [--target-steps 50] [--blocks 40] [--frames 81] [--budget-s 300]
@@ -226,6 +227,8 @@ def run_mode(mode: str, *, tiny: bool, device: torch.device, blocks: int | None,
     if "error" not in res.get("plain", {"error": 1}) and "error" not in res.get("guided", {"error": 1}):
         p, g = res["plain"], res["guided"]
         res["guided_over_plain_wall"] = g["extrapolated_wall_s"] / p["extrapolated_wall_s"]
+        if p["median_step_s"] and g["median_step_s"]:  # per denoising step: free of the plain call's first-use costs
+            res["guided_over_plain_step"] = g["median_step_s"] / p["median_step_s"]
         if "peak_gib" in p:
             res["guided_minus_plain_peak_gib"] = g["peak_gib"] - p["peak_gib"]
     del pipe
