@@ -18,6 +18,11 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+try:
+    import _common as common
+except ModuleNotFoundError:
+    from benchmarks import _common as common
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 PAGE = REPO / "docs" / "BENCHMARKS.md"
@@ -185,8 +190,8 @@ SECTIONS = [
      motion),
     ("guidance", "The guidance plugin on tiny configs of every class",
      "python benchmarks/guidance.py --json benchmarks/results/guidance.json", guidance),
-    ("flow", "Optical flow on Sintel pairs with ground truth", "python benchmarks/flow.py --json benchmarks/results/flow.json",
-     flow),
+    ("flow_epe", "Optical flow on Sintel pairs with ground truth",
+     "python benchmarks/flow_epe.py --json benchmarks/results/flow_epe.json", flow),
     ("interpolate", "Frame interpolation", "python benchmarks/interpolate.py --json benchmarks/results/interpolate.json",
      interpolate),
 ]
@@ -251,8 +256,8 @@ def main(argv=None) -> int:
             print(f"out of date: {', '.join(stale)}; run python benchmarks/make_docs.py", file=sys.stderr)
             return 1
         return 0
-    PAGE.write_text(new_page)
-    README.write_text(new_readme)
+    common.write_text(PAGE, new_page)
+    common.write_text(README, new_readme)
     print(f"wrote {PAGE.relative_to(REPO)} and the README block")
     return 0
 
