@@ -2,7 +2,9 @@
 
 Importing this module sets ``OMP_WAIT_POLICY=PASSIVE`` (unless already set) before torch loads: on a shared
 CPU, OpenMP threads that spin while waiting for a descheduled partner make small torch ops 10-20x slower,
-and passive waiting changes nothing on an idle machine. So a script imports it before torch.
+and passive waiting changes nothing on an idle machine. So a script imports it before torch. torch, OpenCV,
+tqdm and ``flow`` are imported by the functions that use them, as ``flow`` itself does with its optional
+parts: ``make_docs.py``, which only writes text, stays a quick script without torch.
 
 A script run as ``python benchmarks/NAME.py`` finds this module as ``_common`` (its folder is
 ``sys.path[0]``); imported from the repository root (``benchmarks.NAME``, or loaded from its file by a
@@ -26,12 +28,6 @@ from typing import Any, Callable
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import cv2  # noqa: E402  (everything below after the environment: flow imports torch)
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from flow.atomic import atomic_path  # noqa: E402
-
 __all__ = ["UserError", "notice", "set_threads", "timed", "write_json", "write_text", "cli"]
 
 
@@ -41,6 +37,8 @@ class UserError(Exception):
 
 def notice(msg: str) -> None:
     """``notice: MSG`` on stderr, above any tqdm progress bar (never on its line)."""
+    from tqdm import tqdm
+
     tqdm.write(f"notice: {msg}", file=sys.stderr)
 
 
@@ -48,9 +46,13 @@ def set_threads(threads: int | None, *, opencv: bool = True, flush_denormal: boo
     """torch's (and, with ``opencv``, OpenCV's) thread count when ``threads`` > 0; their defaults otherwise.
     With ``flush_denormal`` (the default), denormal floats are flushed to zero, which keeps tiny values from
     slowing CPU kernels down; a parity benchmark against a peer's own code leaves them as the peer has them."""
+    import torch
+
     if threads and threads > 0:
         torch.set_num_threads(threads)
         if opencv:
+            import cv2
+
             cv2.setNumThreads(threads)
     if flush_denormal:
         torch.set_flush_denormal(True)
@@ -69,6 +71,8 @@ def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[Any, float]:
 def write_text(path: str | os.PathLike, text: str) -> Path:
     """``text`` at ``path``, atomically: written to a temporary sibling and renamed, so a run cut short
     leaves the old file or none, never half of one."""
+    from flow.atomic import atomic_path  # the project's one atomic writer (importing flow loads torch)
+
     path = Path(path)
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text)
