@@ -114,8 +114,10 @@ def memory(d: dict) -> list[str]:
     commands check; a 4K retime; retimes of videos of different lengths."""
     lines = []
     if d.get("sizes"):
-        lines += [f"One interpolated frame with the default backend ({d['sizes'][0].get('backend', '-')}), each size "
-                  "in a fresh process:", ""]
+        desc = d["sizes"][0].get("backend", "-")
+        backend = desc.split(" (")[0] + (", with dis where it is unsure" if "unsure" in desc else "")  # no paths
+        lines += [f"One interpolated frame with the default backend ({backend}), each "
+                  "size in a fresh process; peak resident memory (VmHWM) against the estimate the commands check:", ""]
         lines += _table(["size", "W x H", "s / frame", "peak RSS MB", "estimate MB (`--max-memory` checks it)"],
                         [[r["size"], f"{r['w']}x{r['h']}", _f(r["seconds"], 1), f"{r['peak_rss_mb']:.0f}",
                           f"{r['estimate_mb']:.0f}"] for r in d["sizes"]])
