@@ -36,7 +36,11 @@ import sys
 import time
 from pathlib import Path
 
-import real_footage as rf  # noqa: E402  (sets sys.path and OMP_WAIT_POLICY before torch loads)
+try:  # _common first: it sets OMP_WAIT_POLICY before torch loads
+    import _common as common
+    import real_footage as rf
+except ModuleNotFoundError:
+    from benchmarks import _common as common, real_footage as rf
 
 import torch  # noqa: E402
 
@@ -121,6 +125,7 @@ def format_table(result: dict, variants) -> list[str]:
     return lines
 
 
+@common.cli
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -137,15 +142,13 @@ def main(argv=None) -> int:
     jobs_ = tuple(j.strip() for j in args.jobs.split(",") if j.strip())
     bad = [v for v in variants if v not in VARIANTS] + [j for j in jobs_ if j not in rf.JOBS]
     if bad:
-        print(f"benchmarks/ablation.py: error: unknown variant(s) or job(s) {bad}; variants: {list(VARIANTS)}, "
-              f"jobs: {list(rf.JOBS)}", file=sys.stderr)
-        return 2
+        raise common.UserError(f"unknown variant(s) or job(s) {bad}; variants: {list(VARIANTS)}, jobs: {list(rf.JOBS)}")
     if "full" not in variants:
         variants.insert(0, "full")
     if args.videos is None and not rf.DATA.is_dir():
         print(f"evaluation data not found at {rf.DATA}; nothing to measure")
         return 0
-    torch.set_flush_denormal(True)
+    common.set_threads(None)
     t0 = time.perf_counter()
     sources = rf.find_sources(Path(args.videos) if args.videos else None)
     clips = [c for s in sources for c in rf.read_clips(s, args.clips, args.seed, max_size=args.max_size)]
@@ -165,7 +168,8 @@ def main(argv=None) -> int:
             print(f"{p['job']:10s} {p['size']:6s} {p['a']} - {p['b']}: {p['mean']:+.2f} +- {p['se']:.2f} dB")
     print(f"\nrun time {result['meta']['seconds']:.0f} s ({len(clips)} clips)")
     if args.json:
-        rf.write_json(args.json, result)
+        common.write_json(args.json, result, indent=1)
+        print(f"wrote {args.json}")
     return 0
 
 

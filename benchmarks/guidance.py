@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import statistics
 import sys
 import time
 from pathlib import Path
 
-import torch
+try:
+    import _common as common
+except ModuleNotFoundError:
+    from benchmarks import _common as common
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch  # noqa: E402
 
 import motionguide as mg  # noqa: E402
 from motionguide import testing  # noqa: E402
@@ -131,6 +133,7 @@ def overhead(name: str, size: str, device: str, repeats: int) -> dict:
             "ratio_min": min(t_guided) / min(t_plain)}
 
 
+@common.cli
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", type=Path, help="write the rows as JSON here")
@@ -139,9 +142,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (CPU timing uses process time)")
     ap.add_argument("--arch", nargs="*", default=list(testing.ARCHITECTURES), help="architectures to run")
     args = ap.parse_args(argv)
-    torch.set_flush_denormal(True)
-    if args.device == "cpu":
-        torch.set_num_threads(args.threads)
+    common.set_threads(args.threads if args.device == "cpu" else None, opencv=False)
     rows = []
     for name in args.arch:
         row = {"architecture": name, **exactness(name, args.device)}
@@ -165,12 +166,9 @@ def main(argv=None) -> int:
         ok &= r["noop_maxdiff"] <= 1e-5 and r["removed_maxdiff"] == 0 and r["guided_changes"] and r["overhead"] <= TARGET_OVERHEAD
     print(f"targets (noop <= 1e-5, removed == 0, changes, mid overhead <= {TARGET_OVERHEAD}): {'met' if ok else 'NOT met'}")
     if args.json:
-        from flow.atomic import atomic_path
-
-        with atomic_path(args.json) as tmp:
-            Path(tmp).write_text(json.dumps({"device": args.device, "rows": rows}, indent=2))
+        common.write_json(args.json, {"device": args.device, "rows": rows}, indent=2)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -39,7 +39,6 @@ size and at 1280x720), motionguide-to-peer ratios, and the issue 4 and issue 15 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -50,18 +49,19 @@ import time
 from pathlib import Path
 from typing import Callable
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-# Before torch (and its OpenMP runtime) loads: see "Threads" above.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+try:  # _common first: it sets OMP_WAIT_POLICY before torch loads (see "Threads" above)
+    import _common as common
+    import rife_peers
+except ModuleNotFoundError:
+    from benchmarks import _common as common, rife_peers
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from flow.io import read_image, write_image  # noqa: E402
 from flow.metrics import psnr, ssim  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
 
 DATA = Path(os.environ.get("MOTIONGUIDE_DATA", REPO.parent / "shared" / "data"))
 DATASETS = ("middlebury", "sintel", "vtest", "bbb")
@@ -168,15 +168,13 @@ def _plain_dis() -> Callable:
 
 
 def _peer(version: str) -> Callable | str:
-    from benchmarks.rife_peers import peer_unavailable, run_peer
-
-    why = peer_unavailable(version)
+    why = rife_peers.peer_unavailable(version)
     if why:
         return why
 
     def run(f0, f1):
         with torch.no_grad():
-            return run_peer(version, f0, f1, 0.5)
+            return rife_peers.run_peer(version, f0, f1, 0.5)
 
     return run
 
@@ -405,6 +403,7 @@ def print_auto_targets(rows, summ, say) -> None:
                           f"{ratio:.2f}x (<= 1.0; median of per-frame ratios {_fmt(paired, '.2f')})")
 
 
+@common.cli
 def main(argv=None) -> int:
     global DATA  # --data replaces it for load_dataset
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -423,16 +422,11 @@ def main(argv=None) -> int:
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     bad = [d for d in datasets if d not in DATASETS]
     if bad:
-        raise SystemExit(f"unknown dataset(s) {bad}; expected some of {DATASETS}")
+        raise common.UserError(f"unknown dataset(s) {bad}; expected some of {DATASETS}")
     if not DATA.is_dir():
         print(f"evaluation data not found at {DATA} (pass --data DIR); nothing to benchmark")
         return 0
-    if args.threads > 0:
-        import cv2
-
-        torch.set_num_threads(args.threads)
-        cv2.setNumThreads(args.threads)
-    torch.set_flush_denormal(True)
+    common.set_threads(args.threads)
     methods = build_methods([m.strip() for m in args.methods.split(",")] if args.methods else None)
     print(f"threads={torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
           f"methods: {', '.join(methods)}")
@@ -444,13 +438,10 @@ def main(argv=None) -> int:
     targets = print_tables(rows)
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
     if args.json:
-        from flow.atomic import atomic_path
-
         meta = {"threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "reps": args.reps, "max_triplets": args.max_triplets,
                 "machine": platform.machine(), "cpus": os.cpu_count(), "torch": torch.__version__,
                 "date": time.strftime("%Y-%m-%d %H:%M:%S")}
-        with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps({"rows": rows, "targets": targets, "meta": meta}, indent=1))
+        common.write_json(args.json, {"rows": rows, "targets": targets, "meta": meta}, indent=1)
         print(f"wrote {args.json}")
     return 0
 

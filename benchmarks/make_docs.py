@@ -18,6 +18,11 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+try:
+    import _common as common
+except ModuleNotFoundError:
+    from benchmarks import _common as common
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 PAGE = REPO / "docs" / "BENCHMARKS.md"
@@ -93,9 +98,41 @@ def flow(d: dict) -> list[str]:
     for r in d["rows"]:
         by[r["method"]][r["sequence"]] = r["epe"]
         secs[r["method"]].append(r["seconds"])
-    seqs = sorted({r["sequence"] for r in d["rows"]})
-    return _table(["method", *[f"{s} EPE" for s in seqs], "median s / pair"],
-                  [[m, *[_f(by[m].get(s), 3) for s in seqs], _f(statistics.median(secs[m]), 2)] for m in by])
+    seqs = sorted({r["sequence"] for r in d["rows"]}, key=lambda q: (["easy", "medium", "hard", q].index(q), q))
+    ok = {r["method"]: r["no_worse_than_medium"] for r in d.get("summary", [])}
+    lines = _table(["method", *[f"{s} EPE" for s in seqs], "median s / pair", "<= OpenCV MEDIUM on every pair"],
+                   [[m, *[_f(by[m].get(s), 3) for s in seqs], _f(statistics.median(secs[m]), 2),
+                     {True: "yes", False: "no"}.get(ok.get(m), "-")] for m in by])
+    if d.get("speed_720p"):
+        lines += ["", "One 1280x720 pair (bigbuckbunny.mp4, frames 10 -> 11), median seconds:", ""]
+        lines += _table(["method", "s / pair"], [[r["method"], _f(r["seconds"], 3)] for r in d["speed_720p"]])
+    return lines
+
+
+def memory(d: dict) -> list[str]:
+    """Peak resident memory (VmHWM) and time of one interpolated frame per size, against the estimate the
+    commands check; a 4K retime; retimes of videos of different lengths."""
+    lines = []
+    if d.get("sizes"):
+        desc = d["sizes"][0].get("backend", "-")
+        backend = desc.split(" (")[0] + (", with dis where it is unsure" if "unsure" in desc else "")  # no paths
+        lines += [f"One interpolated frame with the default backend ({backend}), each "
+                  "size in a fresh process; peak resident memory (VmHWM) against the estimate the commands check:", ""]
+        lines += _table(["size", "W x H", "s / frame", "peak RSS MB", "estimate MB (`--max-memory` checks it)"],
+                        [[r["size"], f"{r['w']}x{r['h']}", _f(r["seconds"], 1), f"{r['peak_rss_mb']:.0f}",
+                          f"{r['estimate_mb']:.0f}"] for r in d["sizes"]])
+    r = d.get("retime_4k")
+    if r:
+        lines += ["", f"Retime of a 3840x2160 clip, {r['in_frames']} -> {r['out_frames']} frames (25 -> 50 fps, default "
+                  f"backend): {r['seconds'] / max(1, r['interpolated']):.1f} s per interpolated frame, peak RSS "
+                  f"{r['peak_rss_mb']:.0f} MB."]
+    if d.get("rows"):
+        opts = ", ".join(f"{k} {v}" for k, v in d.get("options", {}).items())
+        lines += ["", f"Retime of 1280x720 videos, 25 -> 50 fps, backend {d.get('backend')} ({opts}):", ""]
+        lines += _table(["input frames", "output frames", "peak RSS MB", "seconds"],
+                        [[x["frames"], x["out_frames"], f"{x['peak_rss_mb']:.0f}", f"{x['seconds']:.0f}"]
+                         for x in d["rows"]])
+    return lines
 
 
 def interpolate(d: dict) -> list[str]:
@@ -185,10 +222,12 @@ SECTIONS = [
      motion),
     ("guidance", "The guidance plugin on tiny configs of every class",
      "python benchmarks/guidance.py --json benchmarks/results/guidance.json", guidance),
-    ("flow", "Optical flow on Sintel pairs with ground truth", "python benchmarks/flow.py --json benchmarks/results/flow.json",
-     flow),
+    ("flow_epe", "Optical flow on Sintel pairs with ground truth",
+     "python benchmarks/flow_epe.py --json benchmarks/results/flow_epe.json", flow),
     ("interpolate", "Frame interpolation", "python benchmarks/interpolate.py --json benchmarks/results/interpolate.json",
      interpolate),
+    ("memory_retime", "Memory and time by frame size and video length",
+     "python benchmarks/memory_retime.py --frames 100,300 --json benchmarks/results/memory_retime.json", memory),
 ]
 
 
@@ -251,8 +290,8 @@ def main(argv=None) -> int:
             print(f"out of date: {', '.join(stale)}; run python benchmarks/make_docs.py", file=sys.stderr)
             return 1
         return 0
-    PAGE.write_text(new_page)
-    README.write_text(new_readme)
+    common.write_text(PAGE, new_page)
+    common.write_text(README, new_readme)
     print(f"wrote {PAGE.relative_to(REPO)} and the README block")
     return 0
 

@@ -28,16 +28,18 @@ import tempfile
 import time
 from pathlib import Path
 
+try:
+    import _common as common
+except ModuleNotFoundError:
+    from benchmarks import _common as common
+
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 DATA = Path(os.environ.get("MOTIONGUIDE_DATA", REPO.parent / "shared" / "data"))
 
 # Runs in the child: retime, then print the peak RSS of this process (Linux ru_maxrss is in KiB).
 _CHILD = r"""
-import json, resource, sys, time
-sys.path.insert(0, {repo!r})
+import json, resource, time
 import torch, cv2
 torch.set_num_threads(1); cv2.setNumThreads(1)
 from flow.retime import retime_video
@@ -60,9 +62,8 @@ print(json.dumps({{"in_frames": r.in_frames, "out_frames": r.out_frames, "second
 
 # Runs in the child: one interpolated frame of h x w with the default backend; peak RSS, seconds, estimate.
 _SIZE = r"""
-import json, os, sys, time
+import json, os, time
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-sys.path.insert(0, {repo!r})
 import torch
 torch.set_flush_denormal(True)
 from flow.interpolate import get_interpolator
@@ -83,9 +84,8 @@ print(json.dumps({{"h": h, "w": w, "seconds": sec, "peak_rss_mb": peak, "estimat
 
 # Runs in the child: a 4-frame synthetic h x w clip, retimed 25 -> 50 fps with the default backend.
 _RETIME_SIZE = r"""
-import json, os, sys, time
+import json, os, time
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-sys.path.insert(0, {repo!r})
 import torch
 torch.set_flush_denormal(True)
 from flow.retime import retime_video
@@ -97,8 +97,6 @@ print(json.dumps({{"in_frames": r.in_frames, "out_frames": r.out_frames, "second
 """
 
 _MAKE_SYNTH = r"""
-import sys
-sys.path.insert(0, {repo!r})
 import torch
 from flow.video import VideoWriter
 h, w = {h}, {w}
@@ -113,8 +111,6 @@ with VideoWriter({path!r}, 25, crf=18, preset="ultrafast") as vw:
 SIZES = {"480p": (480, 640), "720p": (720, 1280), "1080p": (1080, 1920), "4k": (2160, 3840)}
 
 _MAKE = r"""
-import sys
-sys.path.insert(0, {repo!r})
 from pathlib import Path
 from benchmarks.memory_retime import make_video
 make_video(Path({path!r}), {n}, Path({data!r}))
@@ -135,8 +131,14 @@ def make_video(path: Path, n: int, data: Path = DATA) -> None:
             vw.write(src[order[i % len(order)]])
 
 
+def _python(code: str, **kw) -> subprocess.CompletedProcess:
+    """``python -c code`` in a fresh process, run in the repository root (``-c`` puts the working folder
+    first on ``sys.path``, so the child imports this checkout's ``flow`` and ``benchmarks``)."""
+    return subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, **kw)
+
+
 def _child(code: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    out = _python(code, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -145,16 +147,15 @@ def sizes_table(names: list[str], folder: Path) -> dict:
     rows = []
     for name in names:
         h, w = SIZES[name]
-        row = {"size": name, **_child(_SIZE.format(repo=str(REPO), h=h, w=w))}
+        row = {"size": name, **_child(_SIZE.format(h=h, w=w))}
         rows.append(row)
         print(f"{name} {w}x{h}: {row['seconds']:.1f} s, peak RSS {row['peak_rss_mb']:.0f} MB "
               f"(estimate {row['estimate_mb']:.0f} MB)", flush=True)
     retime = None
     if "4k" in names:
         src, dst = folder / "synth4k.mp4", folder / "synth4k_50fps.mp4"
-        subprocess.run([sys.executable, "-c", _MAKE_SYNTH.format(repo=str(REPO), h=2160, w=3840, path=str(src))],
-                       check=True)
-        retime = _child(_RETIME_SIZE.format(repo=str(REPO), src=str(src), dst=str(dst)))
+        _python(_MAKE_SYNTH.format(h=2160, w=3840, path=str(src)))
+        retime = _child(_RETIME_SIZE.format(src=str(src), dst=str(dst)))
     if rows:
         print(f"\none interpolated frame, default backend: {rows[0]['backend']}")
         print("| size | W x H | seconds per frame | peak RSS MB | estimate MB (--max-memory checks this) |")
@@ -179,9 +180,9 @@ def length_table(lengths: list[int], folder: Path, data: Path, backend: str, opt
         src, dst = folder / f"bbb720_{n}.mp4", folder / f"bbb720_{n}_50fps.mp4"
         t = time.perf_counter()
         # In a child too: the parent stays small, and nothing of the making is counted in the retime.
-        subprocess.run([sys.executable, "-c", _MAKE.format(repo=str(REPO), path=str(src), n=n, data=str(data))], check=True)
+        _python(_MAKE.format(path=str(src), n=n, data=str(data)))
         print(f"made {src.name} ({n} frames, 1280x720) in {time.perf_counter() - t:.0f} s", flush=True)
-        row = {"frames": n, **_child(_CHILD.format(repo=str(REPO), src=str(src), dst=str(dst), backend=backend, opts=opts))}
+        row = {"frames": n, **_child(_CHILD.format(src=str(src), dst=str(dst), backend=backend, opts=opts))}
         rows.append(row)
         print(f"retimed {n} -> {row['out_frames']} frames in {row['seconds']:.0f} s, peak RSS {row['peak_rss_mb']:.0f} MB",
               flush=True)
@@ -197,6 +198,7 @@ def length_table(lengths: list[int], folder: Path, data: Path, backend: str, opt
     return rows
 
 
+@common.cli
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="480p,720p,1080p,4k", help=f"comma-separated subset of {','.join(SIZES)} ('' skips)")
@@ -209,11 +211,11 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=None, metavar="DIR",
                     help=f"evaluation data folder, laid out as ../shared/data (default: {DATA})")
     args = ap.parse_args(argv)
-    data = Path(args.data) if args.data else DATA
+    data = (Path(args.data) if args.data else DATA).resolve()  # the children run in the repository root
     sizes = [x.strip().lower() for x in args.sizes.split(",") if x.strip()]
     bad = [x for x in sizes if x not in SIZES]
     if bad:
-        raise SystemExit(f"unknown size(s) {bad}; expected some of {list(SIZES)}")
+        raise common.UserError(f"unknown size(s) {bad}; expected some of {list(SIZES)}")
     lengths = [int(x) for x in args.frames.split(",") if x.strip()]
     opts = {}
     if args.backend in ("dis", "farneback"):
@@ -222,7 +224,7 @@ def main(argv=None) -> int:
         opts["preset"] = args.preset
     result = {"backend": args.backend, "options": opts}
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(args.keep) if args.keep else Path(tmp)
+        folder = (Path(args.keep) if args.keep else Path(tmp)).resolve()
         folder.mkdir(parents=True, exist_ok=True)
         if sizes:
             result.update(sizes_table(sizes, folder))
@@ -232,7 +234,7 @@ def main(argv=None) -> int:
             else:
                 result["rows"] = length_table(lengths, folder, data, args.backend, opts)
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1))
+        common.write_json(args.json, result, indent=1)
     return 0
 
 

@@ -12,7 +12,7 @@ from flow estimated by DIS on the known frames, ``_estimated``):
   job has no such pixels;
 * ``epe``: endpoint error between the motion of the generated frames (DIS on consecutive output frames
   upsampled 4x, chained to frame 0, as in issue 5, then refined by one DIS search from each frame to frame
-  0 started from the chain; ``--chain-only`` skips that search, as sessions 2-3 measured) and the true flow
+  0 started from the chain; ``--chain-only`` skips that search) and the true flow
   to frame 0, over pixels visible in frame 0; the ``truth`` row (JSON ``meter_floor_epe``) measures the true frames themselves: the floor of
   this motion meter;
 * ``epe_anchor``: the same meter from the last known frame before each generated one (chained from there,
@@ -30,18 +30,17 @@ unguided), and the median time of one clip at batch 1 with the default steps.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
 import time
-from pathlib import Path
 
-import torch
+try:
+    import _common as common
+except ModuleNotFoundError:
+    from benchmarks import _common as common
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import torch  # noqa: E402
 
 JOBS = ("transfer", "speed", "extend")
 TARGETS = {
@@ -159,9 +158,8 @@ def chained_flow(clip: torch.Tensor, estimator, refine: bool = True) -> torch.Te
     """``(B, T, 2, H, W)``: flow of each frame to frame 0: DIS on consecutive pairs chained (one call from
     frame 0 to 7 misses large motion at 32 px; chaining does not), then, where the estimator can
     (``refine``), one search from frame k straight to frame 0 started from the chained flow, which removes
-    the drift the chain accumulates: the meter's error on the true held-out frames (the table's ``truth``
-    rows, 6 clips) drops from 1.11 / 1.24 / 1.53 px (chain alone, sessions 2-3) to 0.74 / 0.68 / 0.89 px
-    (transfer / speed / extend)."""
+    the drift the chain accumulates. The meter's own error is its error on the true frames: the table's
+    ``truth`` rows (JSON ``meter_floor_epe``), with ``--chain-only`` for the chain alone (docs/DECISIONS.md)."""
     from flow.warp import compose_flows
 
     b, _, t, h, w = clip.shape
@@ -218,6 +216,7 @@ def mean_motion(clip: torch.Tensor, estimator) -> float:
 
 
 # --------------------------------------------------------------------------------------------- run
+@common.cli
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clips", type=int, default=6, help="held-out clips per job")
@@ -229,14 +228,12 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default=None, help="base model folder (default: shipped assets)")
     ap.add_argument("--adapters", default=None, help="adapter folder (default: shipped assets)")
     ap.add_argument("--chain-only", action="store_true",
-                    help="the motion meter of sessions 2-3: chained DIS without the refining search from each frame "
+                    help="the plain chained motion meter: chained DIS without the refining search from each frame "
                          "to frame 0 (higher error floor; see chained_flow)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", default=None, help="write the results as JSON here")
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(True)
+    common.set_threads(args.threads, opencv=False)
 
     from flow.estimators import get_estimator
     from motionguide.embedded.windows import generate_windows
@@ -248,8 +245,7 @@ def main(argv=None) -> int:
         trained = load_models(args.model, args.adapters, mode="both")
         free = load_models(args.model, None, mode="training_free")
     except (FileNotFoundError, ValueError) as e:
-        print(f"benchmarks/motion.py: {e}", file=sys.stderr)
-        return 2
+        raise common.UserError(str(e)) from None
     steps = args.steps or trained.config.steps
     seeds = list(range(args.seed, args.seed + args.clips))
     rows = []
@@ -312,10 +308,7 @@ def main(argv=None) -> int:
               "clips": len(seeds), "steps": steps}
     print(format_table(result))
     if args.json:
-        from flow.atomic import atomic_path
-
-        with atomic_path(args.json) as tmp:
-            Path(tmp).write_text(json.dumps(result, indent=2))
+        common.write_json(args.json, result, indent=2)
         print(f"wrote {args.json}")
     return 0
 

@@ -30,20 +30,30 @@ tree into ``sys.modules`` (that is how its code imports itself); nothing else is
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
+import copy
 import functools
 import importlib
 import importlib.metadata
 import importlib.util
 import math
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Callable
 
-import torch
-import torch.nn.functional as F
+try:
+    import _common as common
+except ModuleNotFoundError:
+    from benchmarks import _common as common
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from flow.ifnet import load_ifnet  # noqa: E402
 
 __all__ = ["PEERS", "peer_unavailable", "load_peer", "run_peer", "peer_checkpoint"]
 
@@ -233,6 +243,7 @@ def _bisect(infer, img0, img1, ratio, scale, rthreshold=0.02, rmaxcycles=8):
 # ----------------------------------------------------------------------------------------------------------
 
 MIDDLEBURY = ("Dimetrodon", "Grove2", "Hydrangea", "RubberWhale", "Urban2", "Venus")
+DATA = Path(os.environ.get("MOTIONGUIDE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
 def _load_png(path) -> torch.Tensor:
@@ -248,20 +259,12 @@ def _psnr(x: torch.Tensor, gt: torch.Tensor) -> float:
 
 
 def _time(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
+    return common.timed(fn)[1]
 
 
 def parity(versions=("v3.6", "v4.25"), seqs=MIDDLEBURY, reps=3, data=None, multi=False, log=print):
     """Rows of {method, dataset, sequence, psnr, seconds, ...}: the peer and ours for every sequence."""
-    import statistics
-
-    repo = Path(__file__).resolve().parents[1]
-    sys.path.insert(0, str(repo))
-    from flow.ifnet import load_ifnet
-
-    data = Path(data or os.environ.get("MOTIONGUIDE_DATA", repo.parent / "shared" / "data"))
+    data = Path(data or DATA)
     rows = []
     for version in versions:
         reason = peer_unavailable(version)
@@ -306,8 +309,6 @@ def parity(versions=("v3.6", "v4.25"), seqs=MIDDLEBURY, reps=3, data=None, multi
 
 
 def _table(rows) -> str:
-    import statistics
-
     lines = ["| version | sequence | PSNR peer | PSNR ours | diff dB | max abs diff | s/frame peer | s/frame ours | ours/peer |",
              "|---|---|---|---|---|---|---|---|---|"]
     by = {}
@@ -340,14 +341,7 @@ def ablation(version, reps=3, data=None, log=print):
 
     CPU time of one thread is far steadier than wall-clock on a shared machine; variants are interleaved.
     """
-    import copy
-    import statistics
-
-    repo = Path(__file__).resolve().parents[1]
-    sys.path.insert(0, str(repo))
-    from flow.ifnet import load_ifnet
-
-    data = Path(data or os.environ.get("MOTIONGUIDE_DATA", repo.parent / "shared" / "data"))
+    data = Path(data or DATA)
     folder = data / "middlebury" / "Urban2"
     f0, f1 = (_load_png(folder / n) for n in ("frame10.png", "frame11.png"))
     before = torch.get_num_threads()
@@ -382,10 +376,8 @@ def ablation(version, reps=3, data=None, log=print):
     return out
 
 
+@common.cli
 def main(argv=None) -> int:
-    import argparse
-    import json
-
     ap = argparse.ArgumentParser(description="flow.ifnet vs the RIFE wheels' own code: PSNR parity and speed")
     ap.add_argument("--versions", nargs="+", default=["v3.6", "v4.25"], choices=sorted(PEERS))
     ap.add_argument("--seqs", nargs="+", default=list(MIDDLEBURY))
@@ -403,8 +395,7 @@ def main(argv=None) -> int:
             if peer_unavailable(version) is None:
                 ablation(version, args.reps, args.data)
         return 0
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    common.set_threads(args.threads, opencv=False, flush_denormal=False)
     load0 = os.getloadavg()
     rows = parity(args.versions, args.seqs, args.reps, args.data, args.multi, log=lambda m: print(m, flush=True))
     load1 = os.getloadavg()
@@ -413,10 +404,9 @@ def main(argv=None) -> int:
     print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; wall-clock medians of "
           f"{args.reps} interleaved repeats; 1-min load average {load0[0]:.1f} at start, {load1[0]:.1f} at end")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"rows": rows}, f, indent=1)
+        common.write_json(args.json, {"rows": rows}, indent=1)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

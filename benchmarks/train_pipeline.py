@@ -20,18 +20,16 @@ checkpointing slowdown. ``OMP_WAIT_POLICY=PASSIVE`` is set before torch loads (a
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+try:  # _common first: it sets OMP_WAIT_POLICY before torch loads
+    import _common as common
+except ModuleNotFoundError:
+    from benchmarks import _common as common
 
 import torch  # noqa: E402
 
@@ -40,6 +38,7 @@ from motionguide import testing  # noqa: E402
 from motionguide.finetune import PipelineTrainConfig, train_pipeline  # noqa: E402
 from motionguide.finetune.recipe import PipelineRecipe  # noqa: E402
 
+REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "videos" / "vtest.avi"
 
 
@@ -50,7 +49,7 @@ def _video(folder: Path) -> str:
         frames, fps = read_video(DATA, max_frames=40)
         src = f"{DATA} (first 40 frames, 480x360)"
     else:
-        print(f"note: {DATA} not found; training on random frames instead", file=sys.stderr)
+        common.notice(f"{DATA} not found; training on random frames instead")
         frames, fps = torch.rand(40, 3, 96, 128, generator=torch.Generator().manual_seed(0)), 10.0
         src = "random frames 128x96"
     write_video(folder / "clip.mp4", frames, fps)
@@ -90,6 +89,7 @@ def _parse_sizes(text: str) -> list[tuple[tuple[int, int], int]]:
     return out
 
 
+@common.cli
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=30, help="timed steps per row")
@@ -98,9 +98,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     ap.add_argument("--json", default=None, metavar="OUT", help="also write the rows as JSON")
     args = ap.parse_args(argv)
-    torch.set_flush_denormal(True)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    common.set_threads(args.threads, opencv=False)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -124,8 +122,8 @@ def main(argv=None) -> int:
         print(f"{a['size']}, {a['frames']} frames: gradient checkpointing costs {b['ms_per_step'] / a['ms_per_step']:.2f}x "
               f"the time per step")
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "source": src, "torch": torch.__version__,
-                                               "threads": torch.get_num_threads()}, indent=2))
+        common.write_json(args.json, {"rows": rows, "source": src, "torch": torch.__version__,
+                                      "threads": torch.get_num_threads()}, indent=2)
     return 0
 
 

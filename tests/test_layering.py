@@ -1,6 +1,7 @@
 """The house rules, read from the source: import arrows point one way (flow <- plugin <- embedded <-
 jobs/CLI), no library module imports the command line, no module hides its imports of the package inside
-functions, no file is over about 500 lines, and no code text reads as a lab diary."""
+functions, no file is over about 500 lines, and no text of the code, the benchmarks or the docs reads as a
+lab diary (history lives in commit messages, CHANGELOG.md and docs/DECISIONS.md)."""
 from __future__ import annotations
 
 import ast
@@ -10,7 +11,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-MAX_LINES = 530  # "about 500"
+#: the longest a module of flow/ or motionguide/ may be ("about 500" lines; one file is at 530 until its
+#: split lands)
+MAX_LINES = 530
 
 
 def _modules() -> dict[str, Path]:
@@ -99,8 +102,69 @@ def test_files_stay_small(name):
     assert n <= MAX_LINES, f"{MODULES[name].relative_to(REPO)} has {n} lines; split it along its jobs"
 
 
-def test_code_text_is_a_reference_not_a_diary():
-    pattern = re.compile(r"session [0-9]|scratch", re.IGNORECASE)
-    hits = [f"{p.relative_to(REPO)}:{i}" for p in MODULES.values()
+#: TODO(lead): benchmark scripts being split on other branches; clear each entry after its merge
+LENGTH_PENDING = {"benchmarks/real_footage.py"}
+BENCHMARKS = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "benchmarks").glob("*.py"))
+
+
+@pytest.mark.parametrize("name", [b for b in BENCHMARKS if b not in LENGTH_PENDING])
+def test_benchmark_scripts_stay_small(name):
+    n = len((REPO / name).read_text().splitlines())
+    assert n <= MAX_LINES, f"{name} has {n} lines; move what other scripts share into benchmarks/_common.py"
+
+
+#: words that read as a lab diary: which working session did what ("session 4", "sessions 2-3", "in an
+#: earlier session", "no session has had the device"), earlier runs and versions, scratch work, calendar dates
+DIARY = re.compile(r"\bsessions? [0-9]|\b(this|last|next|previous|earlier|later|that) sessions?\b"
+                   r"|\bsessions? ha(s|ve|d)\b|\ban earlier run\b|\bthe first version\b|\bscratch"
+                   r"|\b20[0-9]{2}-[01][0-9]-[0-3][0-9]\b", re.IGNORECASE)
+#: history by design: the change log and the decision log are dated records
+HISTORY = {"CHANGELOG.md", "docs/DECISIONS.md"}
+#: TODO(lead): files other helpers are editing while this check was widened; clear each entry once its
+#: owner's branch is merged and the file passes (the hits are listed in the docs branch's report)
+DIARY_PENDING = {"docs/README_training.md"}
+
+
+def _text_files() -> list[Path]:
+    """Every module of flow/ and motionguide/, and every script and page of benchmarks/ and docs/."""
+    files = list(MODULES.values())
+    files += sorted(p for p in (REPO / "benchmarks").glob("*") if p.suffix in (".py", ".sh"))
+    files += sorted((REPO / "docs").rglob("*.md"))
+    return [p for p in files if p.relative_to(REPO).as_posix() not in HISTORY]
+
+
+def diary_hits(files) -> list[str]:
+    """``path:line: text`` of every line of ``files`` that reads as a lab diary."""
+    return [f"{p.relative_to(REPO).as_posix()}:{i}: {line.strip()}" for p in files
+            for i, line in enumerate(p.read_text().splitlines(), 1) if DIARY.search(line)]
+
+
+def test_the_diary_pattern_reads_what_it_should():
+    for diary in ("as session 4 measured", "the meter of sessions 2-3", "tried in an earlier session",
+                  "no session has had the device", "0.91 s in an earlier run", "a scratch script",
+                  "measured on 2026-12-07"):
+        assert DIARY.search(diary), diary
+    for reference in ("a training session's checkpoint", "the session's device time", "version 2.14.1",
+                      "sessions of a user", "frames 2026 to 2030"):
+        assert not DIARY.search(reference), reference
+
+
+def test_code_and_docs_are_a_reference_not_a_diary():
+    files = [p for p in _text_files() if p.relative_to(REPO).as_posix() not in DIARY_PENDING]
+    hits = diary_hits(files)
+    assert not hits, "history goes in commit messages, CHANGELOG.md or docs/DECISIONS.md:\n" + "\n".join(hits)
+
+
+def test_the_pending_lists_name_files_that_exist():
+    missing = [f for f in DIARY_PENDING | LENGTH_PENDING if not (REPO / f).is_file()]
+    assert not missing, f"{missing}: gone; take them out of DIARY_PENDING / LENGTH_PENDING"
+
+
+def test_docs_hold_no_pasted_machine_output():
+    """A page states what a part guarantees and cites the command that prints a figure; it does not paste a
+    run's output with this machine's paths or load."""
+    pattern = re.compile(r"/root/|/home/[a-z]|load average", re.IGNORECASE)
+    hits = [f"{p.relative_to(REPO).as_posix()}:{i}" for p in sorted((REPO / "docs").rglob("*.md"))
+            if p.relative_to(REPO).as_posix() not in DIARY_PENDING
             for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
     assert not hits, hits

@@ -13,7 +13,7 @@ DIS used directly (``cv2.DISOpticalFlow_create(PRESET_MEDIUM).calc`` on ``cv2.im
 reference of issue 3) plus OpenCV's ULTRAFAST. A second table times the DIS presets and Farneback on
 1280x720 frames of ``videos/bigbuckbunny.mp4`` (no ground truth; speed only).
 
-    python benchmarks/flow.py [--data ../shared/data] [--json OUT.json] [--repeat 3]
+    python benchmarks/flow_epe.py [--data ../shared/data] [--json OUT.json] [--repeat 3]
 
 ``--data DIR`` is the evaluation folder, laid out as ``../shared/data`` (``sintel_clean_gtflow/``,
 ``videos/``); the Sintel folder itself is accepted too.
@@ -21,24 +21,25 @@ reference of issue 3) plus OpenCV's ULTRAFAST. A second table times the DIS pres
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
-import torch
+try:
+    import _common as common
+except ModuleNotFoundError:
+    from benchmarks import _common as common
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from flow.estimators import DIS_PRESETS, find_raft_weights, get_estimator  # noqa: E402
 from flow.io import read_flo, read_image  # noqa: E402
 from flow.metrics import flow_metrics  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
 
 SEQUENCES = ("easy", "medium", "hard")
 DEFAULT_DATA = REPO.parent / "shared" / "data"
@@ -55,15 +56,6 @@ def _load_pair(root: Path, seq: str):
     inv = torch.from_numpy(cv2.imread(str(d / "gt" / "invalid" / "frame_0002.png"), cv2.IMREAD_GRAYSCALE) > 0)
     grey = [cv2.cvtColor(cv2.imread(str(d / n)), cv2.COLOR_BGR2GRAY) for n in ("frame_0002.png", "frame_0003.png")]
     return f0[None], f1[None], gt, occ, inv, grey
-
-
-def _timed(fn, repeat: int):
-    times, out = [], None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return out, statistics.median(times)
 
 
 def _opencv_direct(preset_name: str):
@@ -90,8 +82,8 @@ def _candidates(args):
     for variant, given in (("raft_small", args.raft_small), ("raft_large", args.raft_large)):
         weights = given or find_raft_weights(variant)
         if weights is None:
-            print(f"note: {variant} skipped: no pretrained weights in {Path(torch.hub.get_dir()) / 'checkpoints'} "
-                  f"(pass --{variant.replace('_', '-')} PATH); random weights would say nothing about accuracy")
+            common.notice(f"{variant} skipped: no pretrained weights in {Path(torch.hub.get_dir()) / 'checkpoints'} "
+                          f"(pass --{variant.replace('_', '-')} PATH); random weights would say nothing about accuracy")
             continue
         est = get_estimator(variant, weights=str(weights), device=args.device, num_flow_updates=args.raft_updates)
         out.append((f"{variant} ({args.raft_updates} updates)", lambda p, e=est: e(p[0], p[1])[0], str(weights)))
@@ -108,7 +100,7 @@ def _speed_720p(args):
     """Median seconds per 1280x720 pair for the OpenCV estimators (what interpolation pays per pair)."""
     video = args.root / "videos" / "bigbuckbunny.mp4"
     if not video.exists():
-        print(f"note: 720p timing skipped: {video} not found")
+        common.notice(f"720p timing skipped: {video} not found")
         return []
     from flow.video import read_video
 
@@ -118,14 +110,15 @@ def _speed_720p(args):
     for preset in ("ultrafast", "swift", "fast", "medium", "balanced", "quality"):
         est = get_estimator("dis", preset=preset)
         est(f0, f1)  # warm-up: first call builds the OpenCV objects
-        _, sec = _timed(lambda: est(f0, f1), args.repeat)
+        _, sec = common.timed(lambda: est(f0, f1), args.repeat)
         rows.append({"method": f"dis {preset}", "size": "1280x720", "seconds": sec})
     fb = get_estimator("farneback")
-    _, sec = _timed(lambda: fb(f0, f1), args.repeat)
+    _, sec = common.timed(lambda: fb(f0, f1), args.repeat)
     rows.append({"method": "farneback", "size": "1280x720", "seconds": sec})
     return rows
 
 
+@common.cli
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=None, metavar="DIR",
@@ -148,10 +141,13 @@ def main(argv=None) -> int:
         args.root = args.root.parent
     missing = [s for s in SEQUENCES if not (args.data / s / "gt" / "frame_0002.flo").exists()]
     if missing:
-        print(f"SKIPPED: Sintel pairs with ground truth not found under {args.data} (missing: {', '.join(missing)}); "
-              "pass --data DIR holding sintel_clean_gtflow/easy, medium, hard with frame_0002.png, frame_0003.png and gt/")
-        return 2 if explicit else 0
-    torch.set_flush_denormal(True)
+        msg = (f"Sintel pairs with ground truth not found under {args.data} (missing: {', '.join(missing)}); pass "
+               "--data DIR holding sintel_clean_gtflow/easy, medium, hard with frame_0002.png, frame_0003.png and gt/")
+        if explicit:
+            raise common.UserError(msg)
+        print(f"SKIPPED: {msg}")
+        return 0
+    common.set_threads(None)
 
     pairs = {s: _load_pair(args.data, s) for s in SEQUENCES}
     cands = _candidates(args)
@@ -160,7 +156,7 @@ def main(argv=None) -> int:
         for seq in SEQUENCES:
             p = pairs[seq]
             fn(p)  # warm-up (lazy OpenCV objects, first-call allocations)
-            flow, sec = _timed(lambda: fn(p), args.repeat)
+            flow, sec = common.timed(lambda: fn(p), args.repeat)
             m = flow_metrics(flow, p[2], occlusion=p[3], invalid=p[4])
             rows.append({"method": label, "sequence": seq, "epe": m["epe"], "epe_noc": m["epe_noc"],
                          "px3": m["px3"], "seconds": sec, "note": note})
@@ -195,15 +191,12 @@ def main(argv=None) -> int:
         for r in speed:
             print(f"| {r['method']:16s} | {r['seconds']:7.3f} |")
     if not any(r["method"].startswith("raft") for r in rows):
-        print("\nRAFT rows: not measured in this run (no pretrained weights on this machine, see note above).")
+        print("\nRAFT rows: not measured in this run (no pretrained weights on this machine, see the notice above).")
 
     if args.json:
-        from flow.atomic import atomic_path
-
         payload = {"rows": rows, "summary": summary, "speed_720p": speed,
                    "machine": {"cpus": os.cpu_count(), "load_average": load, "torch": torch.__version__}}
-        with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps(payload, indent=2))
+        common.write_json(args.json, payload, indent=2)
         print(f"\nwrote {args.json}")
     return 0
 
