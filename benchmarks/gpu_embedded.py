@@ -43,7 +43,7 @@ from pathlib import Path
 from unittest import mock
 
 REPO = Path(__file__).resolve().parents[1]
-# the repository first: this folder's own flow.py (benchmarks/flow.py) must not shadow the flow package
+# the repository first, so this checkout's flow and motionguide packages are the ones imported
 sys.path[:] = [str(REPO)] + [p for p in sys.path if p != str(REPO)]
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

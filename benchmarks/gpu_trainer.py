@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# the repository first: this folder's own flow.py (benchmarks/flow.py) must not shadow the flow package
+# the repository first, so this checkout's flow and motionguide packages are the ones imported
 sys.path[:] = [str(REPO)] + [p for p in sys.path if p not in (str(REPO), str(REPO / "benchmarks"))]
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

@@ -90,7 +90,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 REPO = Path(__file__).resolve().parents[1]
-# the repository first: this folder's own flow.py (benchmarks/flow.py) must not shadow the flow package
+# the repository first, so this checkout's flow and motionguide packages are the ones imported
 sys.path[:] = [str(REPO)] + [p for p in sys.path if p != str(REPO)]
 
 # Before torch (and its OpenMP runtime) loads: spinning OpenMP threads on this shared CPU make small ops
