@@ -28,10 +28,11 @@ from typing import Any, Iterator, Literal
 import torch
 from diffusers.hooks import HookRegistry, ModelHook
 
+from .devices import compute_dtype, context_parallel_enabled, execution_device, resting_device
 from .errors import MotionGuidanceError
-from .feature import FEATURE_HOOK, FeatureGuidanceHook
+from .feature import FEATURE_HOOK, FeatureGuidanceHook, token_pairs
 from .guidance import Guidance, check_strength
-from .latent import GuidanceState, LatentAdapter, LatentGuidance, latent_guidance
+from .latent import GuidanceState, LatentAdapter, LatentGuidance, latent_guidance, repeat_batch
 from .registry import ArchSpec, VAECompression, embed_kind_for, get_spec
 
 __all__ = [
@@ -46,6 +47,11 @@ __all__ = [
 ]
 
 ROOT_HOOK = "motionguide_root"
+_CP_MESSAGE = (
+    "motion guidance: feature-level guidance needs every token of a frame in one process, and diffusers' context "
+    "parallelism (enable_parallelism with a ContextParallelConfig) splits the tokens across ranks; use latent-only "
+    "guidance (MotionGuidanceConfig(feature=False)) with context parallelism, or run without it"
+)
 LATENT_HOOK = "motionguide_latent"
 ADAPTER_ATTR = "motion_guidance"
 WEIGHTS_NAME = "motion_guidance.safetensors"
@@ -200,18 +206,25 @@ class _Record:
 
 
 class _RootHook(ModelHook):
-    """Records batch, latent grid and timestep of each call; checks them against the guidance."""
+    """Records batch, latent grid and timestep of each call; checks them against the guidance.
+
+    Everything here reads shapes and Python arguments only; the timestep gate stays a tensor
+    (:meth:`GuidanceState.scale`), so a compiled forward has no host synchronisation.
+    """
 
     def __init__(self, adapter: MotionGuidanceAdapter, signature: inspect.Signature) -> None:
         super().__init__()
-        self.adapter, self.signature = adapter, signature
+        self.adapter = adapter
+        # positional parameter names, to read hidden_states/timestep/... from args without inspect at call time
+        self.names = [n for n, prm in signature.parameters.items()
+                      if prm.kind in (prm.POSITIONAL_ONLY, prm.POSITIONAL_OR_KEYWORD)]
 
     def pre_forward(self, module, *args, **kwargs):
         st, spec, cfg = self.adapter.state, self.adapter.spec, self.adapter.config
-        try:
-            bound = self.signature.bind_partial(*args, **kwargs).arguments
-        except TypeError:
-            bound = dict(kwargs)
+        bound = dict(zip(self.names, args))
+        bound.update(kwargs)
+        if cfg.feature and getattr(getattr(module, "_parallel_config", None), "context_parallel_config", None) is not None:
+            raise MotionGuidanceError(_CP_MESSAGE)  # enabled after apply: refuse before any block runs
         batch, grid, ntok = spec.input_grid(bound)
         g = st.guidance
         if g is not None:
@@ -232,13 +245,17 @@ class _RootHook(ModelHook):
         st.token_grid = spec.token_grid(module, grid) if grid is not None else None
         t = bound.get("timestep")
         if isinstance(t, torch.Tensor) and t.numel():
-            st.timestep = float(t.detach().float().max())
+            st.timestep = t.detach().float().max()  # 0-d tensor: read on the host only by a caller who asks
         elif isinstance(t, (int, float)):
             st.timestep = float(t)
         else:
             st.timestep = None
         lo, hi = cfg.timestep_range
-        st.active = st.timestep is None or lo <= st.timestep / cfg.timestep_scale <= hi
+        if st.timestep is None or (lo, hi) == (0.0, 1.0):
+            st.active = True
+        else:  # a 0-d bool tensor for tensor timesteps, applied by multiplication in the hooks
+            s = st.timestep / cfg.timestep_scale
+            st.active = (s >= lo) & (s <= hi) if isinstance(s, torch.Tensor) else lo <= s <= hi
         return args, kwargs
 
 
@@ -251,32 +268,18 @@ class _LatentHook(ModelHook):
 
     def post_forward(self, module, output):
         st = self.adapter.state
-        g = st.guidance
-        if g is None or not st.active or st.strength == 0:
+        x = st.latent_input
+        if x is None or st.strength == 0 or st.active is False:
             return output
-        key = ("latent_input", st.batch, output.device)
-        x = st.cache.get(key)
-        if x is None:
-            x = torch.cat([g.latents, g.mask], dim=1).to(output.device)
-            x = st.batched("latent_input_raw", x, st.batch)
-            st.cache[key] = x
-        # the adapter's output only changes with the guidance or its weights: at inference (no grad) reuse it
-        # across denoising steps instead of recomputing the projection every forward
-        wt = self.adapter.latent.proj.weight
-        okey = ("latent_out", st.batch, output.device, output.dtype, id(wt), wt._version)
-        add = st.cache.get(okey) if not torch.is_grad_enabled() else None
-        if add is None:
-            add = self.adapter.latent(x)
-            if not torch.is_grad_enabled():
-                for k in [k for k in st.cache if k[0] == "latent_out"]:
-                    del st.cache[k]
-                st.cache[okey] = add
+        if x.device != output.device:  # guidance set for another device: follow the activations once
+            x = st.latent_input = x.to(output.device)
+        add = self.adapter.latent(repeat_batch(x, st.batch))
         if add.shape != output.shape:
             raise ValueError(
                 f"motion guidance: the latent adapter made {tuple(add.shape)} but the patch embedding made "
                 f"{tuple(output.shape)}; the guidance grid does not match the model input"
             )
-        return output + st.strength * add.to(output.dtype)
+        return output + (st.scale(output) * add).to(output.dtype)
 
 
 def _register(module: torch.nn.Module, hook: ModelHook, name: str) -> _Record:
@@ -361,12 +364,20 @@ def apply_motion_guidance(transformer: torch.nn.Module, config: MotionGuidanceCo
     signature = inspect.signature(transformer.forward)
     if "hidden_states" not in signature.parameters:
         raise ValueError(f"{spec.name}: forward has no hidden_states argument; the registry entry does not match")
+    if config.feature and context_parallel_enabled(transformer):
+        raise MotionGuidanceError(_CP_MESSAGE)
     # ---- 2. build the new weights (still nothing attached) ----
-    w = embed.weight
-    latent = LatentAdapter(embed, kind, channels, patch) if (config.latent and config.mode == "trained") else None
+    # They rest where the model's weights rest (the CPU under sequential offload, whose parameters are on meta;
+    # the offload device under group offload) and the hooks bring them to the activations' device on each call,
+    # as the offload hooks do for every other weight: one rule for every offload mode, with no registration in
+    # an offload scheme that a later enable_*_offload would rebuild without them. Model offload moves them with
+    # the transformer, as a submodule. They are in the embedding's compute dtype, never a float8 storage dtype.
+    device, dtype = resting_device(embed), compute_dtype(embed)
+    latent = (LatentAdapter(embed, kind, channels, patch, device=device, dtype=dtype)
+              if (config.latent and config.mode == "trained") else None)
     adapter = MotionGuidanceAdapter(config, spec, latent=latent, blocks=guided, hidden_dim=hidden,
                                     latent_channels=channels, patch=patch, embed_kind=kind, num_blocks=len(blocks),
-                                    device=w.device, dtype=torch.float32 if not w.is_floating_point() else w.dtype)
+                                    device=device, dtype=dtype)
     # ---- 3. attach; roll back on any failure so the model is never left half-modified ----
     try:
         adapter._records.append(_register(transformer, _RootHook(adapter, signature), ROOT_HOOK))
@@ -417,7 +428,8 @@ def remove_motion_guidance(transformer: torch.nn.Module) -> None:
 
 
 def set_guidance(transformer: torch.nn.Module, guidance: LatentGuidance | Guidance | None, *,
-                 latents: torch.Tensor | None = None, strength: float | None = None) -> LatentGuidance | None:
+                 latents: torch.Tensor | None = None, strength: float | None = None,
+                 device: torch.device | str | None = None) -> LatentGuidance | None:
     """Set the guidance every following forward of ``transformer`` uses (until changed or cleared with None).
 
     Args:
@@ -426,8 +438,13 @@ def set_guidance(transformer: torch.nn.Module, guidance: LatentGuidance | Guidan
             ``guidance.latents``), mapped with the adapter's VAE compression; or None to clear (the model
             then runs as the base model).
         strength: overrides the guidance's strength for these calls, in [0, 1].
+        device: where the model computes (``pipe._execution_device`` for a pipeline's transformer); default
+            :func:`motionguide.devices.execution_device` of the transformer, which reads accelerate's and
+            diffusers' offload hooks (never the first parameter's device: ``meta`` under sequential offload).
 
-    Returns the LatentGuidance now in use. The same guidance serves the conditional and unconditional
+    Returns the LatentGuidance now in use, on ``device`` in float32. Everything the hooks derive from it (the
+    latent adapter's input, the feature hooks' token pairs) is built here once, so that the forwards of a
+    sampling call do no host synchronisation. The same guidance serves the conditional and unconditional
     halves of a CFG batch (the model batch may be any multiple of the guidance batch).
     """
     adapter = get_motion_guidance(transformer)
@@ -447,9 +464,14 @@ def set_guidance(transformer: torch.nn.Module, guidance: LatentGuidance | Guidan
         )
     if adapter.config.feature and not guidance.has_flows and adapter.config.mode == "training_free" and not adapter.config.latent:
         raise ValueError("this adapter is feature-level only, which needs sources/flows/weights in the guidance")
-    device = next((p.device for p in transformer.parameters()), torch.device("cpu"))
+    device = execution_device(transformer) if device is None else torch.device(device)
     guidance = guidance.to(device=device, dtype=torch.float32)
-    adapter.state.set(guidance)
+    latent_input = torch.cat([guidance.latents, guidance.mask], dim=1) if adapter.latent is not None else None
+    pairs = None
+    if adapter.guided_blocks and guidance.has_flows:
+        grid = adapter.spec.token_grid(transformer, guidance.grid)
+        pairs = token_pairs(guidance, grid, adapter.patch[0])
+    adapter.state.set(guidance, latent_input=latent_input, pairs=pairs)
     return guidance
 
 
@@ -457,8 +479,9 @@ def set_guidance(transformer: torch.nn.Module, guidance: LatentGuidance | Guidan
 def guidance_context(transformer: torch.nn.Module, guidance: LatentGuidance | Guidance | None, **kwargs) -> Iterator[LatentGuidance | None]:
     """``with guidance_context(model, g): model(...)`` sets the guidance and restores the previous one after."""
     adapter = get_motion_guidance(transformer)
-    previous = adapter.state.guidance
+    st = adapter.state
+    previous = (st.guidance, st.latent_input, st.pairs)
     try:
         yield set_guidance(transformer, guidance, **kwargs)
     finally:
-        adapter.state.set(previous)
+        st.set(previous[0], latent_input=previous[1], pairs=previous[2])
