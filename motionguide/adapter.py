@@ -411,9 +411,9 @@ def remove_motion_guidance(transformer: torch.nn.Module) -> None:
         _unregister(rec)
     adapter._records.clear()
     adapter.state.reset()
-    with torch.no_grad():  # trained pretrained blocks get their original values back
-        for param, value in adapter._block_originals:
-            param.copy_(value)
+    with torch.no_grad():  # trained pretrained blocks get their original values back (offload weights map included)
+        for held, value in adapter._block_originals:
+            held.copy_(value)
     adapter._block_originals.clear()
     lora = getattr(adapter, "_lora", None)
     if lora:
@@ -465,12 +465,12 @@ def set_guidance(transformer: torch.nn.Module, guidance: LatentGuidance | Guidan
     if adapter.config.feature and not guidance.has_flows and adapter.config.mode == "training_free" and not adapter.config.latent:
         raise ValueError("this adapter is feature-level only, which needs sources/flows/weights in the guidance")
     device = execution_device(transformer) if device is None else torch.device(device)
-    guidance = guidance.to(device=device, dtype=torch.float32)
-    latent_input = torch.cat([guidance.latents, guidance.mask], dim=1) if adapter.latent is not None else None
-    pairs = None
+    pairs = None  # from the guidance as given (its frame indices are read on the host once, here)
     if adapter.guided_blocks and guidance.has_flows:
         grid = adapter.spec.token_grid(transformer, guidance.grid)
-        pairs = token_pairs(guidance, grid, adapter.patch[0])
+        pairs = token_pairs(guidance, grid, adapter.patch[0], device=device)
+    guidance = guidance.to(device=device, dtype=torch.float32)
+    latent_input = torch.cat([guidance.latents, guidance.mask], dim=1) if adapter.latent is not None else None
     adapter.state.set(guidance, latent_input=latent_input, pairs=pairs)
     return guidance
 

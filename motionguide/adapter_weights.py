@@ -35,6 +35,7 @@ from .adapter import (
     get_motion_guidance,
     remove_motion_guidance,
 )
+from .devices import offloaded_value
 from .errors import MotionGuidanceError
 from .registry import embed_kind_for, get_spec
 
@@ -119,10 +120,17 @@ def train_blocks(transformer: torch.nn.Module, blocks: Sequence[int]) -> list[to
         raise MotionGuidanceError(f"blocks {list(adapter.trained_blocks)} already train with this adapter; "
                                   f"remove the guidance first")
     idx = MotionGuidanceConfig(blocks=tuple(blocks)).resolve_blocks(adapter.num_blocks)
-    params = [p for _, p in _block_parameters(transformer, adapter, idx)]
+    named = _block_parameters(transformer, adapter, idx)
     adapter.trained_blocks = idx
-    adapter._block_originals = [(p, p.detach().to("cpu", copy=True)) for p in params]
-    return params
+    # the tensors that hold the values (under sequential offload: the offload weights map, not the meta parameter)
+    adapter._block_originals = [(v, v.detach().to("cpu", copy=True)) for v in (_value(transformer, n) for n, _ in named)]
+    return [p for _, p in named]
+
+
+def _value(transformer: torch.nn.Module, name: str) -> torch.Tensor:
+    """The tensor holding parameter ``name``'s value, writable in place (:func:`motionguide.devices.offloaded_value`)."""
+    owner, _, leaf = name.rpartition(".")
+    return offloaded_value(transformer.get_submodule(owner), leaf)
 
 
 def _block_parameters(transformer, adapter, idx) -> list[tuple[str, torch.nn.Parameter]]:
@@ -150,7 +158,7 @@ def save_motion_guidance(transformer: torch.nn.Module, folder: str | Path) -> Pa
         for k, v in get_peft_model_state_dict(transformer, adapter_name=lora["name"]).items():
             tensors["lora::" + k] = v.detach().contiguous().cpu()
     for n, p in _block_parameters(transformer, adapter, adapter.trained_blocks):
-        tensors["block::" + n] = p.detach().contiguous().cpu()
+        tensors["block::" + n] = _value(transformer, n).detach().contiguous().cpu()
     meta = {"format": FORMAT, "version": _BLOCKS_VERSION if adapter.trained_blocks else 1, **adapter.describe(),
             "config": adapter.config.to_dict(), "lora": lora, "trained_blocks": list(adapter.trained_blocks)}
     with atomic_path(folder / WEIGHTS_NAME) as tmp:
@@ -217,8 +225,8 @@ def load_motion_guidance(transformer: torch.nn.Module, folder: str | Path) -> Mo
                 raise MotionGuidanceError(f"trained block weights in {w_path} do not match this model's blocks "
                                           f"{list(adapter.trained_blocks)}")
             with torch.no_grad():
-                for n, p in named.items():
-                    p.copy_(saved[n])
+                for n in named:
+                    _value(transformer, n).copy_(saved[n])
     except BaseException:
         remove_motion_guidance(transformer)
         raise

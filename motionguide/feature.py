@@ -34,7 +34,8 @@ FEATURE_HOOK = "motionguide_feature"
 class TokenPairs:
     """Target/source token-frame pairs with their token-resolution flows (P pairs), for a batch of B.
 
-    ``tgt, src: (P,)`` long token-frame indices; ``flow: (B*P, 2, R, C)`` float32 token cells;
+    ``tgt, src: (P,)`` long token-frame indices (on the CPU: only read into Python lists, here, once);
+    ``flow: (B*P, 2, R, C)`` float32 token cells;
     ``weight: (B, P, R, C, 1)`` float32. Built once per guidance (``set_guidance``); the Python index lists
     derived here (pair groups per target and per source) are what a forward loops over, so a forward reads
     no tensor value on the host.
@@ -49,13 +50,13 @@ class TokenPairs:
         self.batch = self.weight.shape[0]
         self.weight_cf = self.weight.permute(0, 1, 4, 2, 3)                   # (B, P, 1, R, C)
         groups: dict[int, list[int]] = {}
-        for i, t in enumerate(self.tgt.tolist()):
+        for i, t in enumerate(self.tgt.cpu().tolist()):
             groups.setdefault(t, []).append(i)
         self.groups = [(t, idx) for t, idx in groups.items()]
         self.wsum_cf = {t: self.weight_cf[:, idx].sum(1) for t, idx in self.groups}  # (B, 1, R, C)
         # per distinct source frame, its pairs: each source is warped once for all of its targets
         by_src: dict[int, list[int]] = {}
-        for i, sf in enumerate(self.src.tolist()):
+        for i, sf in enumerate(self.src.cpu().tolist()):
             by_src.setdefault(sf, []).append(i)
         self.by_source = list(by_src.items())
         order = [i for _, idx in self.by_source for i in idx]
@@ -63,7 +64,7 @@ class TokenPairs:
         self.unsort = torch.argsort(torch.tensor(order, device=self.flow.device))
 
     def to(self, device: torch.device) -> "TokenPairs":
-        return TokenPairs(self.tgt.to(device), self.src.to(device), self.flow.to(device), self.weight.to(device))
+        return TokenPairs(self.tgt, self.src, self.flow.to(device), self.weight.to(device))
 
 
 def token_pairs(guidance: LatentGuidance, token_grid: tuple[int, int, int], pt: int, batch: int | None = None,
@@ -101,8 +102,8 @@ def token_pairs(guidance: LatentGuidance, token_grid: tuple[int, int, int], pt: 
     flow = torch.stack(flows, 1).repeat(reps, 1, 1, 1, 1).to(device)           # (B, P, 2, R, C)
     weight = torch.stack(weights, 1).repeat(reps, 1, 1, 1, 1).to(device)       # (B, P, 1, R, C)
     return TokenPairs(
-        tgt=torch.tensor(tgt, dtype=torch.long, device=device),
-        src=torch.tensor(src, dtype=torch.long, device=device),
+        tgt=torch.tensor(tgt, dtype=torch.long),
+        src=torch.tensor(src, dtype=torch.long),
         flow=flow.flatten(0, 1),
         weight=weight.permute(0, 1, 3, 4, 2),
     )

@@ -105,9 +105,13 @@ class LatentGuidance:
         return self.flows is not None
 
     def to(self, device=None, dtype=None) -> "LatentGuidance":
+        """A copy on ``device`` / in ``dtype`` (floats only). Not validated again: this one was, and reading its
+        values back to the host would synchronise with the device (or fail on ``meta``)."""
         mv = lambda t: None if t is None else t.to(device=device, dtype=dtype if t.is_floating_point() else None)  # noqa: E731
-        return LatentGuidance(mv(self.latents), mv(self.mask), None if self.sources is None else self.sources.to(device),
-                              mv(self.flows), mv(self.weights), self.strength)
+        out = object.__new__(LatentGuidance)
+        out.__dict__.update(latents=mv(self.latents), mask=mv(self.mask), flows=mv(self.flows), weights=mv(self.weights),
+                            sources=None if self.sources is None else self.sources.to(device), strength=self.strength)
+        return out
 
     @classmethod
     def from_sources(
