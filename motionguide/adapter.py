@@ -412,17 +412,12 @@ def remove_motion_guidance(transformer: torch.nn.Module) -> None:
     adapter._records.clear()
     adapter.state.reset()
     with torch.no_grad():  # trained pretrained blocks get their original values back (offload weights map included)
-        for held, value in adapter._block_originals:
+        for held, value in reversed(adapter._block_originals):  # a merged LoRA sits on trained blocks' values
             held.copy_(value)
     adapter._block_originals.clear()
-    lora = getattr(adapter, "_lora", None)
-    if lora:
-        # our LoRA only: unload_lora puts the original Linear layers back (delete_adapters keeps peft wrappers)
-        others = set(getattr(transformer, "peft_config", {}) or {}) - {lora["name"]}
-        if others:
-            transformer.delete_adapters(lora["name"])
-        else:
-            transformer.unload_lora()
+    undo_lora = getattr(adapter, "_lora_undo", None)
+    if undo_lora is not None:  # the adapter's own peft LoRA goes; the user's LoRAs get their state back
+        undo_lora()
     del transformer._modules[ADAPTER_ATTR]
     _invalidate(transformer)
 

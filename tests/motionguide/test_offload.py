@@ -44,13 +44,14 @@ def guidance(c=4, seed=0):
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
-    """A trained adapter folder with non-zero weights: latent adapter, gates, and trained block 1."""
+    """A trained adapter folder with non-zero weights: latent adapter, gates, a LoRA and trained block 1."""
     m = testing.build("WanTransformer3DModel")
     ad = mg.apply_motion_guidance(m, mg.MotionGuidanceConfig(mode="trained", blocks=(0,)))
+    mg.add_lora(m, rank=2, blocks=(0, 1))
     train_blocks(m, [1])
     g = torch.Generator().manual_seed(3)
     with torch.no_grad():
-        for p in [*ad.parameters(), *m.blocks[1].parameters()]:
+        for p in mg.trainable_parameters(m, blocks=[1]):
             p.add_(torch.randn(p.shape, generator=g) * 0.05)
     folder = mg.save_motion_guidance(m, tmp_path_factory.mktemp("adapter") / "ad")
     mg.remove_motion_guidance(m)
@@ -100,6 +101,10 @@ def test_everything_follows_the_execution_device(offload, saved):
     assert execution_device(m).type == "meta"
     ad = mg.load_motion_guidance(m, saved)
     assert ad.latent.proj.weight.device == CPU and ad.gates["0"].device == CPU  # real, resting on the CPU
+    q = m.blocks[0].attn1.to_q
+    if offload == "sequential":  # the adapter's LoRA is offloaded like the rest: values in a CPU weights map
+        assert q.lora_A["motionguide_lora"].weight.device.type == "meta"
+        assert offloaded_value(q.lora_B["motionguide_lora"], "weight").abs().sum() > 0
     lg = mg.set_guidance(m, guidance())
     assert lg.latents.device.type == "meta" and ad.state.pairs.flow.device.type == "meta"
     with torch.no_grad():
