@@ -116,7 +116,8 @@ def add_lora(transformer: torch.nn.Module, *, rank: int = 8, alpha: float | None
     transformer.add_adapter(cfg, adapter_name=adapter_name)  # diffusers makes it the only active adapter ...
     adapter._lora = {"name": adapter_name, "rank": rank, "alpha": alpha if alpha is not None else rank,
                      "blocks": list(idx), "targets": list(targets)}
-    adapter._lora_undo = lambda: _remove_lora(transformer, adapter_name, before)
+    wrapped = [n for n, m in transformer.named_modules() if isinstance(m, BaseTunerLayer) and m not in before]
+    adapter._lora_undo = lambda: _remove_lora(transformer, adapter_name, before, wrapped)
     layers = [m for m in transformer.modules() if isinstance(m, BaseTunerLayer)]
     for layer in layers:  # ... so every layer gets its previous active set back, plus ours where it has ours
         prev = before[layer][0] if layer in before else []
@@ -165,11 +166,16 @@ def _restore_grads(state: dict) -> None:
             p.requires_grad_(req)
 
 
-def _remove_lora(transformer: torch.nn.Module, name: str, before: dict) -> None:
-    """Delete the adapter's LoRA and put every user LoRA layer back as it was before ``add_lora``."""
+def _remove_lora(transformer: torch.nn.Module, name: str, before: dict, wrapped: list[str]) -> None:
+    """Delete the adapter's LoRA and put every user LoRA layer back as it was before ``add_lora``; the layers
+    that only the adapter's LoRA wrapped get their original module back (as peft's unload does)."""
     others = set(getattr(transformer, "peft_config", {}) or {}) - {name}
     if others:
         transformer.delete_adapters(name)
+        for path in wrapped:
+            parent, _, child = path.rpartition(".")
+            owner = transformer.get_submodule(parent)
+            setattr(owner, child, getattr(owner, child).get_base_layer())
         for layer, (active, scaling, disabled, _) in before.items():
             layer.set_adapter(active)
             layer.scaling.update(scaling)
