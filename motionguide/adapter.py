@@ -381,6 +381,7 @@ def apply_motion_guidance(transformer: torch.nn.Module, config: MotionGuidanceCo
     # ---- 3. attach; roll back on any failure so the model is never left half-modified ----
     try:
         adapter._records.append(_register(transformer, _RootHook(adapter, signature), ROOT_HOOK))
+        adapter._root_forward = transformer.forward
         if latent is not None:
             adapter._records.append(_register(embed, _LatentHook(adapter), LATENT_HOOK))
         for i in guided:
@@ -446,6 +447,7 @@ def set_guidance(transformer: torch.nn.Module, guidance: LatentGuidance | Guidan
     if guidance is None:
         adapter.state.set(None)
         return None
+    _ensure_root_hook(transformer, adapter)
     if isinstance(guidance, Guidance):
         guidance = latent_guidance(guidance, latents, vae=adapter.vae)
     elif not isinstance(guidance, LatentGuidance):
@@ -468,6 +470,23 @@ def set_guidance(transformer: torch.nn.Module, guidance: LatentGuidance | Guidan
     latent_input = torch.cat([guidance.latents, guidance.mask], dim=1) if adapter.latent is not None else None
     adapter.state.set(guidance, latent_input=latent_input, pairs=pairs)
     return guidance
+
+
+def _ensure_root_hook(transformer: torch.nn.Module, adapter: MotionGuidanceAdapter) -> None:
+    """Put the root hook back on top when something replaced ``transformer.forward`` after apply.
+
+    accelerate's ``add_hook_to_module`` rebuilds ``forward`` from the class method: ``enable_model_cpu_offload``
+    does so after every pipeline call (``maybe_free_model_hooks``), which would leave the next call without
+    the root hook. Re-registering it wraps whatever ``forward`` is now (also harmless when a later diffusers
+    hook only wrapped it further).
+    """
+    if transformer.__dict__.get("forward") is adapter._root_forward:
+        return
+    reg = transformer._diffusers_hook
+    hook = reg.get_hook(ROOT_HOOK)
+    reg.remove_hook(ROOT_HOOK, recurse=False)
+    reg.register_hook(hook, ROOT_HOOK)
+    adapter._root_forward = transformer.forward
 
 
 @contextlib.contextmanager

@@ -73,12 +73,14 @@ def execution_device(obj: Any) -> torch.device:
 
 def resting_device(module: torch.nn.Module) -> torch.device:
     """Where ``module``'s real weights are between forwards: its first non-``meta`` parameter's device (the
-    offload device under model or group offload), the CPU when every parameter is on ``meta`` (sequential
-    offload keeps the values in a CPU weights map)."""
+    offload device under model or group offload); when every parameter is on ``meta``, the CPU if an
+    accelerate hook offloads them (sequential offload keeps the values in a CPU weights map), else ``meta``
+    (a model built on ``meta`` for shapes only)."""
     for p in module.parameters():
         if p.device.type != "meta":
             return p.device
-    return torch.device("cpu")
+    offloaded = any(getattr(h, "offload", False) for m in module.modules() for h in _accelerate_hooks(m))
+    return torch.device("cpu") if offloaded else torch.device("meta")
 
 
 def compute_dtype(module: torch.nn.Module) -> torch.dtype:

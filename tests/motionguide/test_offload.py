@@ -181,3 +181,30 @@ def test_generate_with_guidance_under_pipeline_offload(offload, pipe_adapter):
         want = run(None, **extra)
         assert (want - plain).abs().max() > 1e-3
         assert (run(offload, **extra) - want).abs().max() <= 1e-5, (offload, extra)
+
+
+def test_guidance_applied_once_survives_model_offload_rehooking(pipe_adapter):
+    """enable_model_cpu_offload rebuilds the transformer's forward after every call (maybe_free_model_hooks);
+    guidance applied once keeps guiding the next calls, as it does without offloading."""
+    g = torch.Generator().manual_seed(0)
+    clip = torch.rand(1, 3, 1, H, W, generator=g)
+    flows = torch.zeros(1, T, 1, 2, H, W)
+    flows[:, :, 0, 0] = -2.0 * torch.arange(T).view(1, T, 1, 1)
+    gd = mg.Guidance(clip, (0,), T, torch.zeros(T, 1, dtype=torch.long), flows, torch.ones(1, T, 1, 1, H, W))
+    outs = {}
+    for name in (None, "model"):
+        pipe, emb = testing.wan_i2v_pipeline()
+        _pipe_offload(pipe, name)
+        mg.load_motion_guidance(pipe.transformer, pipe_adapter)
+        call = dict(prompt_embeds=emb, negative_prompt_embeds=torch.zeros_like(emb), num_inference_steps=2,
+                    guidance_scale=2.0, output_type="latent")
+        outs[name] = []
+        for _ in range(2):
+            state = pipe.transformer.motion_guidance.state
+            state.reset()  # forget the last call's record: the root hook must record this call's
+            outs[name].append(mg.generate_with_guidance(pipe, gd, generator=torch.Generator().manual_seed(0),
+                                                        **call).frames)
+            assert state.batch == 1 and state.guidance is None  # recorded (cond and uncond run apart); guidance cleared
+    assert torch.equal(outs[None][0], outs[None][1])
+    for out in outs["model"]:
+        assert (out - outs[None][0]).abs().max() <= 1e-5
