@@ -323,8 +323,9 @@ def get_motion_guidance(transformer: torch.nn.Module) -> MotionGuidanceAdapter:
 def apply_motion_guidance(transformer: torch.nn.Module, config: MotionGuidanceConfig | None = None) -> MotionGuidanceAdapter:
     """Attach motion guidance to ``transformer`` (validates everything before changing anything).
 
-    Returns the :class:`MotionGuidanceAdapter` (also ``transformer.motion_guidance``). Its parameters are on
-    the device and dtype of the patch embedding. Raises :class:`MotionGuidanceError` when guidance is already
+    Returns the :class:`MotionGuidanceAdapter` (also ``transformer.motion_guidance``). Its parameters rest
+    where the patch embedding's weights rest (:func:`motionguide.devices.resting_device`: the CPU under
+    sequential offload) in its compute dtype (never a float8 storage dtype). Raises :class:`MotionGuidanceError` when guidance is already
     applied, ``ValueError`` for an unsupported class (the message lists the supported ones) or a model that
     does not match its registry entry.
     """
