@@ -48,25 +48,37 @@ def folder(tmp_path_factory):
     return mg.save_motion_guidance(m, tmp_path_factory.mktemp("lora") / "ad")
 
 
-def with_user_lora(weight=0.7):
-    """A tiny Wan with a user LoRA ``user_style`` (to_q and ffn of every block, non-zero) at ``weight``, and a
-    second one ``user_off`` loaded but inactive."""
+@pytest.fixture(scope="module")
+def user_lora(tmp_path_factory):
+    """A user's LoRA file (to_q and ffn of every block, non-zero), written by diffusers' save_lora_adapter."""
     m = testing.build(WAN)
     m.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=["to_q", "ffn.net.2"]), adapter_name="user_style")
-    m.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=["to_q"]), adapter_name="user_off")
     g = torch.Generator().manual_seed(9)
     with torch.no_grad():
         for n, p in m.named_parameters():
             if "lora_B" in n:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    folder = tmp_path_factory.mktemp("user_lora")
+    m.save_lora_adapter(folder, adapter_name="user_style")
+    return folder
+
+
+def with_user_lora(folder, weight=0.7):
+    """A tiny Wan with the user's LoRA loaded as ``user_style`` (diffusers' load_lora_adapter) at ``weight``,
+    and a second one ``user_off`` loaded but inactive."""
+    m = testing.build(WAN)
+    m.load_lora_adapter(folder, adapter_name="user_style", prefix=None,
+                        weight_name="pytorch_lora_weights.safetensors", use_safetensors=True)
+    m.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=["to_q"]), adapter_name="user_off")
     m.set_adapters(["user_style"], weights=[weight])
     return m
 
 
-def test_user_lora_stays_active_beside_the_adapter_and_is_restored_exactly(folder):
-    m = with_user_lora()
+def test_user_lora_stays_active_beside_the_adapter_and_is_restored_exactly(folder, user_lora):
+    m = with_user_lora(user_lora)
     kw = testing.inputs(m, 2, GRID)
     user_only = run(m, kw)
+    assert (user_only - run(testing.build(WAN), kw)).abs().max() > 1e-3  # the user's LoRA acts
     before, tree = peft_state(m), [n for n, _ in m.named_modules()]
     ad = mg.load_motion_guidance(m, folder)
     assert set(m.active_adapters()) == {"user_style", "motionguide_lora"}
@@ -88,8 +100,8 @@ def test_user_lora_stays_active_beside_the_adapter_and_is_restored_exactly(folde
     assert torch.equal(run(m, kw), user_only)
 
 
-def test_merged_lora_equals_separate_and_removal_restores(folder):
-    m = with_user_lora()
+def test_merged_lora_equals_separate_and_removal_restores(folder, user_lora):
+    m = with_user_lora(user_lora)
     kw = testing.inputs(m, 2, GRID)
     user_only = run(m, kw)
     weights = {k: v.clone() for k, v in m.state_dict().items()}
