@@ -31,9 +31,10 @@ from .adapter_weights import load_motion_guidance
 from .devices import execution_device
 from .guidance import Guidance, check_strength
 from .latent import LatentPull, latent_guidance
+from .families import get_family, to_pil
 from .registry import get_spec, vae_from_pipeline
 
-__all__ = ["encode_frames", "generate_with_guidance"]
+__all__ = ["encode_frames", "conditioning_kwargs", "generate_with_guidance"]
 
 
 def _latent_dist_mode(enc: Any) -> torch.Tensor:
@@ -46,52 +47,90 @@ def _latent_dist_mode(enc: Any) -> torch.Tensor:
 
 
 @torch.no_grad()
-def encode_frames(pipe: Any, frames: torch.Tensor, *, chunk: int = 8) -> torch.Tensor:
-    """Encode known frames one by one with ``pipe.vae``, normalised as the pipeline normalises its latents.
+def encode_frames(pipe: Any, frames: torch.Tensor, *, chunk: int = 8, as_clip: bool = False) -> torch.Tensor:
+    """Encode frames with ``pipe.vae``, normalised as the pipeline normalises its latents
+    (:meth:`motionguide.families.ModelFamily.normalize`): the one encoder of the plugin, the jobs and the trainer.
 
-    Each frame is encoded as a one-frame clip (video VAEs) or an image (Latte's image VAE): for the causal
-    video VAEs of Wan, CogVideoX, LTX and HunyuanVideo that is exactly how a clip's first frame is encoded.
+    By default each frame is encoded as a one-frame clip (video VAEs) or an image (Latte's image VAE): for the
+    causal video VAEs of Wan, CogVideoX, LTX and HunyuanVideo that is exactly how a clip's first frame is
+    encoded, and it gives one latent frame per known frame. ``as_clip``: the frames are one clip, encoded
+    together (the trainer's targets), ``N`` pixel frames giving the VAE's latent frame count.
 
     Args:
         frames: ``(B, 3, N, H, W)`` float in [0, 1].
 
     Returns:
-        ``(B, C, N, h, w)`` latents on the pipeline's execution device (``pipe._execution_device``: under model
-        or sequential offload the VAE's weights rest elsewhere and its hooks bring them there), float32.
+        ``(B, C, N, h, w)`` latents (``as_clip``: ``(B, C, F, h, w)``) on the pipeline's execution device
+        (``pipe._execution_device``: under model or sequential offload the VAE's weights rest elsewhere and its
+        hooks bring them there), float32.
     """
     if not isinstance(frames, torch.Tensor) or frames.ndim != 5 or frames.shape[1] != 3:
         raise ValueError(f"frames: expected (B, 3, N, H, W) float in [0, 1], got {getattr(frames, 'shape', type(frames))}")
     vae = getattr(pipe, "vae", None)
     if vae is None:
         raise ValueError("the pipeline has no vae; pass the known frames' latents in Guidance.latents instead")
-    spec = get_spec(pipe.transformer)
+    family = get_family(pipe.transformer)
     b, _, n, h, w = frames.shape
     device, dtype = execution_device(pipe), next(vae.parameters()).dtype
-    x = (frames.to(device, dtype) * 2 - 1).transpose(1, 2).reshape(b * n, 3, h, w)  # pipelines feed [-1, 1]
+    x = frames.to(device, dtype) * 2 - 1  # pipelines feed [-1, 1]
+    if as_clip:
+        return family.normalize(vae, _latent_dist_mode(vae.encode(x)))
+    x = x.transpose(1, 2).reshape(b * n, 3, h, w)
     outs = []
     for i in range(0, b * n, chunk):
         xi = x[i:i + chunk]
-        if spec.vae.temporal > 1:
+        if family.arch.vae.temporal > 1:
             xi = xi[:, :, None]  # (b, 3, 1, H, W): a one-frame clip
         z = _latent_dist_mode(vae.encode(xi))
         if z.ndim == 5:
             z = z[:, :, 0]
         outs.append(z.float())
-    z = torch.cat(outs)  # (B*N, C, h, w)
-    cfg = vae.config
-    name = spec.name
-    if name == "WanTransformer3DModel":
-        mean = torch.tensor(cfg.latents_mean, device=z.device).view(1, -1, 1, 1)
-        std = torch.tensor(cfg.latents_std, device=z.device).view(1, -1, 1, 1)
-        z = (z - mean) / std
-    elif name == "LTXVideoTransformer3DModel":
-        mean = vae.latents_mean.to(z.device).view(1, -1, 1, 1)
-        std = vae.latents_std.to(z.device).view(1, -1, 1, 1)
-        z = (z - mean) * float(getattr(cfg, "scaling_factor", 1.0)) / std
-    else:  # CogVideoX, HunyuanVideo, Latte: a single scaling factor
-        z = z * float(getattr(cfg, "scaling_factor", 1.0))
+    z = family.normalize(vae, torch.cat(outs))  # (B*N, C, h, w)
     c, hh, ww = z.shape[1:]
     return z.view(b, n, c, hh, ww).transpose(1, 2).contiguous()
+
+
+def conditioning_kwargs(pipe: Any, guidance: Guidance, params: set[str] | None = None) -> dict[str, Any]:
+    """The call arguments through which ``pipe`` itself receives the guidance's known frames, as its family
+    takes them (:class:`motionguide.families.PipelineEntry`), each as the PIL image the pipeline documents:
+
+    * ``image``: the known frame at position 0 (image-to-video pipelines; required there);
+    * ``last_image``: the known frame at the last position, for Wan I2V/FLF2V when the guidance has one
+      (an FLF2V transformer requires it: a guidance without a known last frame is refused);
+    * ``conditions``: every known frame at its frame index (``LTXConditionPipeline``);
+    * nothing for text-to-video pipelines (the guidance alone carries the known frames).
+    """
+    params = _call_params(pipe) if params is None else params
+    family, name = get_family(pipe.transformer), type(pipe).__name__
+    try:
+        entry = family.entry(name)
+    except ValueError:
+        entry = None  # a pipeline class outside the table: the image argument as its signature names it
+    known = {p: i for i, p in enumerate(guidance.positions) if p is not None}
+    frame = lambda p: to_pil(guidance.frames[0, :, known[p]])  # noqa: E731 (batch 1: one call's images)
+    out: dict[str, Any] = {}
+    kind = entry.image if entry is not None else ("image" if "image" in params else "none")
+    if kind == "none":
+        return out
+    if 0 not in known:
+        raise ValueError(f"{name} is an image-to-video pipeline: the guidance's first frame must be known (an input "
+                         f"frame at position 0), got known positions {sorted(known)}")
+    last = guidance.num_frames - 1
+    if kind == "conditions":
+        from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
+
+        # frame 0 replaces the first latent frame in place; a condition at a later index adds tokens of its own
+        # before the video's, which the hooks do not take yet, so later known frames reach LTX through the guidance
+        out["conditions"] = [LTXVideoCondition(image=frame(0), frame_index=0)]
+        return out
+    out["image"] = frame(0)
+    if entry is not None and entry.last_image and last in known and last != 0 and "last_image" in params:
+        out["last_image"] = frame(last)
+    elif family.needs_last_image(pipe.transformer):
+        raise ValueError(f"this {name} has a Wan FLF2V transformer, which is conditioned on a first and a last frame; "
+                         f"the guidance's last frame (position {last}) is not known (a speed change knows it; use an "
+                         f"I2V checkpoint for transfer and extend)")
+    return out
 
 
 def _call_params(pipe: Any) -> set[str]:
@@ -122,7 +161,8 @@ def generate_with_guidance(
         adapter: folder of a trained adapter (:func:`~motionguide.save_motion_guidance`) to load instead.
         strength: overrides ``guidance.strength`` (0..1).
         call_kwargs: passed to the pipeline. ``height``, ``width``, ``num_frames`` default to the guidance's;
-            ``image`` defaults to the known frame at position 0 when the pipeline takes one.
+            the known frames enter through the pipeline's own conditioning arguments
+            (:func:`conditioning_kwargs`) unless the call gives ``image``/``last_image``/``conditions`` itself.
     """
     if not isinstance(guidance, Guidance):
         raise TypeError(f"guidance: expected a motionguide.Guidance, got {type(guidance).__name__}")
@@ -156,8 +196,16 @@ def generate_with_guidance(
     vae_c = vae_from_pipeline(pipe, spec)
     vae_c.check_num_frames(guidance.num_frames)
     vae_c.latent_size(gh, gw, multiple=spec.patch_size(transformer)[1])
-    if "image" in params and call_kwargs.get("image") is None and 0 in guidance.positions:
-        call_kwargs["image"] = guidance.frames[:, :, guidance.positions.index(0)]
+    native = _native(pipe)
+    if native is not None and native.fixed and ((gh, gw) != (native.height, native.width)
+                                                 or guidance.num_frames != native.frames):
+        raise ValueError(
+            f"{type(pipe).__name__}'s transformer has learned positional embeddings: it makes only "
+            f"{native.width}x{native.height} (WxH) and {native.frames} frames, got {gw}x{gh} and {guidance.num_frames}; "
+            "fit the guidance to that size and frame count (the jobs do)")
+    given = {k for k in ("image", "last_image", "conditions", "video") if call_kwargs.get(k) is not None}
+    if not given:  # the pipeline's own conditioning path receives the known frames
+        call_kwargs.update(conditioning_kwargs(pipe, guidance, params))
     # ---- 2. encode the known frames and map onto the latent grid ----
     latents = guidance.latents if guidance.latents is not None else encode_frames(pipe, guidance.frames)
     lg = latent_guidance(guidance, latents, vae=vae_c)
@@ -195,6 +243,13 @@ def generate_with_guidance(
             remove_motion_guidance(transformer)
         else:
             set_guidance(transformer, None)
+
+
+def _native(pipe: Any):
+    try:
+        return get_family(pipe.transformer).native(pipe)
+    except ValueError:
+        return None
 
 
 def _generator(gen: Any) -> torch.Generator | None:

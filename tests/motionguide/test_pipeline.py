@@ -15,7 +15,8 @@ T, H, W = 9, 32, 32
 def setup():
     pipe, emb = testing.wan_i2v_pipeline()
     g = torch.Generator().manual_seed(0)
-    clip = torch.rand(1, 3, 1, H, W, generator=g)
+    # on the 8-bit grid: the plugin hands the pipeline its first frame as the PIL image the pipeline documents
+    clip = torch.randint(0, 256, (1, 3, 1, H, W), generator=g).float() / 255
     flows = torch.zeros(1, T, 1, 2, H, W)
     for p in range(T):
         flows[:, p, 0, 0] = -2.0 * p
