@@ -47,17 +47,18 @@ __all__ = [
 ]
 
 ROOT_HOOK = "motionguide_root"
-_CP_MESSAGE = (
-    "motion guidance: feature-level guidance needs every token of a frame in one process, and diffusers' context "
-    "parallelism (enable_parallelism with a ContextParallelConfig) splits the tokens across ranks; use latent-only "
-    "guidance (MotionGuidanceConfig(feature=False)) with context parallelism, or run without it"
-)
 LATENT_HOOK = "motionguide_latent"
 ADAPTER_ATTR = "motion_guidance"
 WEIGHTS_NAME = "motion_guidance.safetensors"
 CONFIG_NAME = "motion_guidance.json"
 FORMAT = "motionguide-adapter"
 FORMAT_VERSION = 1
+# diffusers' context parallelism (_cp_plan) splits hidden_states across ranks before block 0
+_CP_MESSAGE = (
+    "motion guidance: feature-level guidance needs every token of a frame in one process, and diffusers' context "
+    "parallelism (enable_parallelism with a ContextParallelConfig) splits the tokens across ranks; use latent-only "
+    "guidance (MotionGuidanceConfig(feature=False)) with context parallelism, or run without it"
+)
 
 
 @dataclass
@@ -325,9 +326,10 @@ def apply_motion_guidance(transformer: torch.nn.Module, config: MotionGuidanceCo
 
     Returns the :class:`MotionGuidanceAdapter` (also ``transformer.motion_guidance``). Its parameters rest
     where the patch embedding's weights rest (:func:`motionguide.devices.resting_device`: the CPU under
-    sequential offload) in its compute dtype (never a float8 storage dtype). Raises :class:`MotionGuidanceError` when guidance is already
-    applied, ``ValueError`` for an unsupported class (the message lists the supported ones) or a model that
-    does not match its registry entry.
+    sequential offload) in its compute dtype (never a float8 storage dtype). Raises
+    :class:`MotionGuidanceError` when guidance is already applied or feature guidance meets context
+    parallelism, ``ValueError`` for an unsupported class (the message lists the supported ones) or a model
+    that does not match its registry entry.
     """
     config = MotionGuidanceConfig() if config is None else config
     if not isinstance(config, MotionGuidanceConfig):

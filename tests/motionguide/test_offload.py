@@ -90,6 +90,21 @@ def test_guided_output_under_offload_equals_resident(offload, mode, saved):
     assert torch.equal(after, plain)  # removal puts trained block 1 back, also in the offload weights map
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("offload", sorted(OFFLOAD))
+def test_guided_output_under_offload_on_cuda(offload, saved):
+    """The same with CUDA as the execution device and the weights resting on the CPU."""
+    cuda = torch.device("cuda")
+    base = testing.build("WanTransformer3DModel")
+    kw = {k: v.to(cuda) if isinstance(v, torch.Tensor) else v for k, v in testing.inputs(base, 2, GRID).items()}
+    want, _ = guided(copy.deepcopy(base).to(cuda), "trained", saved, kw)
+    m = copy.deepcopy(base)
+    OFFLOAD[offload](m, cuda)
+    assert execution_device(m) == cuda
+    out, _ = guided(m, "trained", saved, kw)
+    assert out.device.type == "cuda" and (out - want).abs().max() <= 1e-5
+
+
 @pytest.mark.parametrize("offload", ["sequential", "model"])
 def test_everything_follows_the_execution_device(offload, saved):
     """``meta`` as the execution device: the forward is shapes only, and a plugin tensor left on the CPU raises.
