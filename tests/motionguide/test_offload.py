@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 
-import diffusers
 import pytest
 import torch
 from accelerate import cpu_offload, cpu_offload_with_hook

@@ -1,7 +1,6 @@
 """The adapter's LoRA beside a user's own LoRAs, merged or separate, and with fp8 layerwise casting."""
 from __future__ import annotations
 
-import copy
 
 import pytest
 import torch
