@@ -222,3 +222,17 @@ def test_guidance_applied_once_survives_model_offload_rehooking(pipe_adapter):
     assert torch.equal(outs[None][0], outs[None][1])
     for out in outs["model"]:
         assert (out - outs[None][0]).abs().max() <= 1e-5
+
+
+def test_encode_frames_encodes_on_the_execution_device_under_model_offload():
+    """Model offload: the VAE rests on the CPU and its hook moves it to the execution device for ``encode``; the
+    frames go there too (``meta`` here, so a CPU input would raise a device mismatch)."""
+    from motionguide.pipeline import encode_frames
+
+    pipe, _ = testing.wan_i2v_pipeline()
+    for comp in pipe.components.values():
+        if isinstance(comp, torch.nn.Module):
+            cpu_offload_with_hook(comp, execution_device=torch.device("meta"))
+    assert next(pipe.vae.parameters()).device == CPU and pipe._execution_device.type == "meta"
+    z = encode_frames(pipe, torch.rand(1, 3, 2, H, W))
+    assert z.shape == (1, 16, 2, H // 8, W // 8) and z.device.type == "meta"
