@@ -28,10 +28,11 @@ from typing import Any, Iterator, Literal
 import torch
 from diffusers.hooks import HookRegistry, ModelHook
 
+from .devices import compute_dtype, context_parallel_enabled, execution_device, resting_device
 from .errors import MotionGuidanceError
-from .feature import FEATURE_HOOK, FeatureGuidanceHook
+from .feature import FEATURE_HOOK, FeatureGuidanceHook, token_pairs
 from .guidance import Guidance, check_strength
-from .latent import GuidanceState, LatentAdapter, LatentGuidance, latent_guidance
+from .latent import GuidanceState, LatentAdapter, LatentGuidance, latent_guidance, repeat_batch
 from .registry import ArchSpec, VAECompression, embed_kind_for, get_spec
 
 __all__ = [
@@ -52,6 +53,12 @@ WEIGHTS_NAME = "motion_guidance.safetensors"
 CONFIG_NAME = "motion_guidance.json"
 FORMAT = "motionguide-adapter"
 FORMAT_VERSION = 1
+# diffusers' context parallelism (_cp_plan) splits hidden_states across ranks before block 0
+_CP_MESSAGE = (
+    "motion guidance: feature-level guidance needs every token of a frame in one process, and diffusers' context "
+    "parallelism (enable_parallelism with a ContextParallelConfig) splits the tokens across ranks; use latent-only "
+    "guidance (MotionGuidanceConfig(feature=False)) with context parallelism, or run without it"
+)
 
 
 @dataclass
@@ -200,18 +207,25 @@ class _Record:
 
 
 class _RootHook(ModelHook):
-    """Records batch, latent grid and timestep of each call; checks them against the guidance."""
+    """Records batch, latent grid and timestep of each call; checks them against the guidance.
+
+    Everything here reads shapes and Python arguments only; the timestep gate stays a tensor
+    (:meth:`GuidanceState.scale`), so a compiled forward has no host synchronisation.
+    """
 
     def __init__(self, adapter: MotionGuidanceAdapter, signature: inspect.Signature) -> None:
         super().__init__()
-        self.adapter, self.signature = adapter, signature
+        self.adapter = adapter
+        # positional parameter names, to read hidden_states/timestep/... from args without inspect at call time
+        self.names = [n for n, prm in signature.parameters.items()
+                      if prm.kind in (prm.POSITIONAL_ONLY, prm.POSITIONAL_OR_KEYWORD)]
 
     def pre_forward(self, module, *args, **kwargs):
         st, spec, cfg = self.adapter.state, self.adapter.spec, self.adapter.config
-        try:
-            bound = self.signature.bind_partial(*args, **kwargs).arguments
-        except TypeError:
-            bound = dict(kwargs)
+        bound = dict(zip(self.names, args))
+        bound.update(kwargs)
+        if cfg.feature and getattr(getattr(module, "_parallel_config", None), "context_parallel_config", None) is not None:
+            raise MotionGuidanceError(_CP_MESSAGE)  # enabled after apply: refuse before any block runs
         batch, grid, ntok = spec.input_grid(bound)
         g = st.guidance
         if g is not None:
@@ -232,13 +246,17 @@ class _RootHook(ModelHook):
         st.token_grid = spec.token_grid(module, grid) if grid is not None else None
         t = bound.get("timestep")
         if isinstance(t, torch.Tensor) and t.numel():
-            st.timestep = float(t.detach().float().max())
+            st.timestep = t.detach().float().max()  # 0-d tensor: read on the host only by a caller who asks
         elif isinstance(t, (int, float)):
             st.timestep = float(t)
         else:
             st.timestep = None
         lo, hi = cfg.timestep_range
-        st.active = st.timestep is None or lo <= st.timestep / cfg.timestep_scale <= hi
+        if st.timestep is None or (lo, hi) == (0.0, 1.0):
+            st.active = True
+        else:  # a 0-d bool tensor for tensor timesteps, applied by multiplication in the hooks
+            s = st.timestep / cfg.timestep_scale
+            st.active = (s >= lo) & (s <= hi) if isinstance(s, torch.Tensor) else lo <= s <= hi
         return args, kwargs
 
 
@@ -251,32 +269,18 @@ class _LatentHook(ModelHook):
 
     def post_forward(self, module, output):
         st = self.adapter.state
-        g = st.guidance
-        if g is None or not st.active or st.strength == 0:
+        x = st.latent_input
+        if x is None or st.strength == 0 or st.active is False:
             return output
-        key = ("latent_input", st.batch, output.device)
-        x = st.cache.get(key)
-        if x is None:
-            x = torch.cat([g.latents, g.mask], dim=1).to(output.device)
-            x = st.batched("latent_input_raw", x, st.batch)
-            st.cache[key] = x
-        # the adapter's output only changes with the guidance or its weights: at inference (no grad) reuse it
-        # across denoising steps instead of recomputing the projection every forward
-        wt = self.adapter.latent.proj.weight
-        okey = ("latent_out", st.batch, output.device, output.dtype, id(wt), wt._version)
-        add = st.cache.get(okey) if not torch.is_grad_enabled() else None
-        if add is None:
-            add = self.adapter.latent(x)
-            if not torch.is_grad_enabled():
-                for k in [k for k in st.cache if k[0] == "latent_out"]:
-                    del st.cache[k]
-                st.cache[okey] = add
+        if x.device != output.device:  # guidance set for another device: follow the activations once
+            x = st.latent_input = x.to(output.device)
+        add = self.adapter.latent(repeat_batch(x, st.batch))
         if add.shape != output.shape:
             raise ValueError(
                 f"motion guidance: the latent adapter made {tuple(add.shape)} but the patch embedding made "
                 f"{tuple(output.shape)}; the guidance grid does not match the model input"
             )
-        return output + st.strength * add.to(output.dtype)
+        return output + (st.scale(output) * add).to(output.dtype)
 
 
 def _register(module: torch.nn.Module, hook: ModelHook, name: str) -> _Record:
@@ -320,10 +324,12 @@ def get_motion_guidance(transformer: torch.nn.Module) -> MotionGuidanceAdapter:
 def apply_motion_guidance(transformer: torch.nn.Module, config: MotionGuidanceConfig | None = None) -> MotionGuidanceAdapter:
     """Attach motion guidance to ``transformer`` (validates everything before changing anything).
 
-    Returns the :class:`MotionGuidanceAdapter` (also ``transformer.motion_guidance``). Its parameters are on
-    the device and dtype of the patch embedding. Raises :class:`MotionGuidanceError` when guidance is already
-    applied, ``ValueError`` for an unsupported class (the message lists the supported ones) or a model that
-    does not match its registry entry.
+    Returns the :class:`MotionGuidanceAdapter` (also ``transformer.motion_guidance``). Its parameters rest
+    where the patch embedding's weights rest (:func:`motionguide.devices.resting_device`: the CPU under
+    sequential offload) in its compute dtype (never a float8 storage dtype). Raises
+    :class:`MotionGuidanceError` when guidance is already applied or feature guidance meets context
+    parallelism, ``ValueError`` for an unsupported class (the message lists the supported ones) or a model
+    that does not match its registry entry.
     """
     config = MotionGuidanceConfig() if config is None else config
     if not isinstance(config, MotionGuidanceConfig):
@@ -361,15 +367,24 @@ def apply_motion_guidance(transformer: torch.nn.Module, config: MotionGuidanceCo
     signature = inspect.signature(transformer.forward)
     if "hidden_states" not in signature.parameters:
         raise ValueError(f"{spec.name}: forward has no hidden_states argument; the registry entry does not match")
+    if config.feature and context_parallel_enabled(transformer):
+        raise MotionGuidanceError(_CP_MESSAGE)
     # ---- 2. build the new weights (still nothing attached) ----
-    w = embed.weight
-    latent = LatentAdapter(embed, kind, channels, patch) if (config.latent and config.mode == "trained") else None
+    # They rest where the model's weights rest (the CPU under sequential offload, whose parameters are on meta;
+    # the offload device under group offload) and the hooks bring them to the activations' device on each call,
+    # as the offload hooks do for every other weight: one rule for every offload mode, with no registration in
+    # an offload scheme that a later enable_*_offload would rebuild without them. Model offload moves them with
+    # the transformer, as a submodule. They are in the embedding's compute dtype, never a float8 storage dtype.
+    device, dtype = resting_device(embed), compute_dtype(embed)
+    latent = (LatentAdapter(embed, kind, channels, patch, device=device, dtype=dtype)
+              if (config.latent and config.mode == "trained") else None)
     adapter = MotionGuidanceAdapter(config, spec, latent=latent, blocks=guided, hidden_dim=hidden,
                                     latent_channels=channels, patch=patch, embed_kind=kind, num_blocks=len(blocks),
-                                    device=w.device, dtype=torch.float32 if not w.is_floating_point() else w.dtype)
+                                    device=device, dtype=dtype)
     # ---- 3. attach; roll back on any failure so the model is never left half-modified ----
     try:
         adapter._records.append(_register(transformer, _RootHook(adapter, signature), ROOT_HOOK))
+        adapter._root_forward = transformer.forward
         if latent is not None:
             adapter._records.append(_register(embed, _LatentHook(adapter), LATENT_HOOK))
         for i in guided:
@@ -400,24 +415,20 @@ def remove_motion_guidance(transformer: torch.nn.Module) -> None:
         _unregister(rec)
     adapter._records.clear()
     adapter.state.reset()
-    with torch.no_grad():  # trained pretrained blocks get their original values back
-        for param, value in adapter._block_originals:
-            param.copy_(value)
+    with torch.no_grad():  # trained pretrained blocks get their original values back (offload weights map included)
+        for held, value in reversed(adapter._block_originals):  # a merged LoRA sits on trained blocks' values
+            held.copy_(value)
     adapter._block_originals.clear()
-    lora = getattr(adapter, "_lora", None)
-    if lora:
-        # our LoRA only: unload_lora puts the original Linear layers back (delete_adapters keeps peft wrappers)
-        others = set(getattr(transformer, "peft_config", {}) or {}) - {lora["name"]}
-        if others:
-            transformer.delete_adapters(lora["name"])
-        else:
-            transformer.unload_lora()
+    undo_lora = getattr(adapter, "_lora_undo", None)
+    if undo_lora is not None:  # the adapter's own peft LoRA goes; the user's LoRAs get their state back
+        undo_lora()
     del transformer._modules[ADAPTER_ATTR]
     _invalidate(transformer)
 
 
 def set_guidance(transformer: torch.nn.Module, guidance: LatentGuidance | Guidance | None, *,
-                 latents: torch.Tensor | None = None, strength: float | None = None) -> LatentGuidance | None:
+                 latents: torch.Tensor | None = None, strength: float | None = None,
+                 device: torch.device | str | None = None) -> LatentGuidance | None:
     """Set the guidance every following forward of ``transformer`` uses (until changed or cleared with None).
 
     Args:
@@ -426,14 +437,20 @@ def set_guidance(transformer: torch.nn.Module, guidance: LatentGuidance | Guidan
             ``guidance.latents``), mapped with the adapter's VAE compression; or None to clear (the model
             then runs as the base model).
         strength: overrides the guidance's strength for these calls, in [0, 1].
+        device: where the model computes (``pipe._execution_device`` for a pipeline's transformer); default
+            :func:`motionguide.devices.execution_device` of the transformer, which reads accelerate's and
+            diffusers' offload hooks (never the first parameter's device: ``meta`` under sequential offload).
 
-    Returns the LatentGuidance now in use. The same guidance serves the conditional and unconditional
+    Returns the LatentGuidance now in use, on ``device`` in float32. Everything the hooks derive from it (the
+    latent adapter's input, the feature hooks' token pairs) is built here once, so that the forwards of a
+    sampling call do no host synchronisation. The same guidance serves the conditional and unconditional
     halves of a CFG batch (the model batch may be any multiple of the guidance batch).
     """
     adapter = get_motion_guidance(transformer)
     if guidance is None:
         adapter.state.set(None)
         return None
+    _ensure_root_hook(transformer, adapter)
     if isinstance(guidance, Guidance):
         guidance = latent_guidance(guidance, latents, vae=adapter.vae)
     elif not isinstance(guidance, LatentGuidance):
@@ -447,18 +464,41 @@ def set_guidance(transformer: torch.nn.Module, guidance: LatentGuidance | Guidan
         )
     if adapter.config.feature and not guidance.has_flows and adapter.config.mode == "training_free" and not adapter.config.latent:
         raise ValueError("this adapter is feature-level only, which needs sources/flows/weights in the guidance")
-    device = next((p.device for p in transformer.parameters()), torch.device("cpu"))
+    device = execution_device(transformer) if device is None else torch.device(device)
+    pairs = None  # from the guidance as given (its frame indices are read on the host once, here)
+    if adapter.guided_blocks and guidance.has_flows:
+        grid = adapter.spec.token_grid(transformer, guidance.grid)
+        pairs = token_pairs(guidance, grid, adapter.patch[0], device=device)
     guidance = guidance.to(device=device, dtype=torch.float32)
-    adapter.state.set(guidance)
+    latent_input = torch.cat([guidance.latents, guidance.mask], dim=1) if adapter.latent is not None else None
+    adapter.state.set(guidance, latent_input=latent_input, pairs=pairs)
     return guidance
+
+
+def _ensure_root_hook(transformer: torch.nn.Module, adapter: MotionGuidanceAdapter) -> None:
+    """Put the root hook back on top when something replaced ``transformer.forward`` after apply.
+
+    accelerate's ``add_hook_to_module`` rebuilds ``forward`` from the class method: ``enable_model_cpu_offload``
+    does so after every pipeline call (``maybe_free_model_hooks``), which would leave the next call without
+    the root hook. Re-registering it wraps whatever ``forward`` is now (also harmless when a later diffusers
+    hook only wrapped it further).
+    """
+    if transformer.__dict__.get("forward") is adapter._root_forward:
+        return
+    reg = transformer._diffusers_hook
+    hook = reg.get_hook(ROOT_HOOK)
+    reg.remove_hook(ROOT_HOOK, recurse=False)
+    reg.register_hook(hook, ROOT_HOOK)
+    adapter._root_forward = transformer.forward
 
 
 @contextlib.contextmanager
 def guidance_context(transformer: torch.nn.Module, guidance: LatentGuidance | Guidance | None, **kwargs) -> Iterator[LatentGuidance | None]:
     """``with guidance_context(model, g): model(...)`` sets the guidance and restores the previous one after."""
     adapter = get_motion_guidance(transformer)
-    previous = adapter.state.guidance
+    st = adapter.state
+    previous = (st.guidance, st.latent_input, st.pairs)
     try:
         yield set_guidance(transformer, guidance, **kwargs)
     finally:
-        adapter.state.set(previous)
+        st.set(previous[0], latent_input=previous[1], pairs=previous[2])

@@ -19,7 +19,10 @@ from pathlib import Path
 from typing import Literal, Sequence
 
 import torch
+from accelerate import cpu_offload
+from diffusers.hooks.group_offloading import _maybe_remove_and_reapply_group_offloading
 from peft import LoraConfig, get_peft_model_state_dict, set_peft_model_state_dict
+from peft.tuners.tuners_utils import BaseTunerLayer
 from safetensors.torch import load_file, save_file
 
 from flow.atomic import atomic_path
@@ -35,6 +38,7 @@ from .adapter import (
     get_motion_guidance,
     remove_motion_guidance,
 )
+from .devices import compute_dtype, execution_device, offloaded_value
 from .errors import MotionGuidanceError
 from .registry import embed_kind_for, get_spec
 
@@ -69,9 +73,10 @@ def trainable_parameters(transformer: torch.nn.Module, *, blocks: Sequence[int] 
     for i in idx:
         for p in block_list[i].parameters():
             chosen[id(p)] = p
-    if lora:
+    own = getattr(adapter, "_lora", None)
+    if lora and own and not own.get("merged"):  # the adapter's own LoRA only, never a user's
         for n, p in transformer.named_parameters():
-            if "lora_" in n:
+            if "lora_" in n and f".{own['name']}." in n:
                 chosen[id(p)] = p
     if freeze:
         for p in transformer.parameters():
@@ -84,14 +89,20 @@ def trainable_parameters(transformer: torch.nn.Module, *, blocks: Sequence[int] 
 def add_lora(transformer: torch.nn.Module, *, rank: int = 8, alpha: float | None = None,
              blocks: Sequence[int] | Literal["guided", "all"] = "guided",
              targets: Sequence[str] = ("to_q", "to_k", "to_v", "to_out.0"),
-             adapter_name: str = "motionguide_lora") -> str:
+             adapter_name: str = "motionguide_lora", _values: dict | None = None) -> str:
     """Add a peft LoRA to the attention projections of chosen blocks (apply guidance first).
 
-    Returns the adapter name. LoRA weights are saved and loaded with the motion-guidance adapter.
+    Returns the adapter name. LoRA weights are saved and loaded with the motion-guidance adapter. The user's
+    LoRAs keep their state: the adapters active in each layer before stay active beside this one, with their
+    weights, and ``remove_motion_guidance`` puts every layer's active set, scalings and ``requires_grad`` back.
+    The LoRA weights are in the layer's compute dtype (never a float8 storage dtype of layerwise casting), and
+    under sequential offload they are real on the CPU and loaded by accelerate hooks, as every other weight.
     """
     adapter = get_motion_guidance(transformer)
     if not isinstance(rank, int) or rank < 1:
         raise ValueError(f"rank: expected a positive int, got {rank!r}")
+    if adapter_name in (getattr(transformer, "peft_config", None) or {}):
+        raise MotionGuidanceError(f"a LoRA named {adapter_name!r} is already loaded; pick another adapter_name")
     n = adapter.num_blocks
     idx = range(n) if blocks == "all" else adapter.guided_blocks if blocks == "guided" else MotionGuidanceConfig(blocks=tuple(blocks)).resolve_blocks(n)
     prefix = adapter.spec.blocks_path.replace(".", r"\.")
@@ -101,10 +112,105 @@ def add_lora(transformer: torch.nn.Module, *, rank: int = 8, alpha: float | None
     if not any(re.match(pattern, name) for name, _ in transformer.named_modules()):
         raise ValueError(f"add_lora: no module matches {pattern!r}; choose targets among the blocks' Linear layers")
     cfg = LoraConfig(r=rank, lora_alpha=alpha if alpha is not None else rank, target_modules=pattern, init_lora_weights=True)
-    transformer.add_adapter(cfg, adapter_name=adapter_name)
+    before = _peft_state(transformer)
+    transformer.add_adapter(cfg, adapter_name=adapter_name)  # diffusers makes it the only active adapter ...
     adapter._lora = {"name": adapter_name, "rank": rank, "alpha": alpha if alpha is not None else rank,
                      "blocks": list(idx), "targets": list(targets)}
+    wrapped = [n for n, m in transformer.named_modules() if isinstance(m, BaseTunerLayer) and m not in before]
+    adapter._lora_undo = lambda: _remove_lora(transformer, adapter_name, before, wrapped)
+    layers = [m for m in transformer.modules() if isinstance(m, BaseTunerLayer)]
+    for layer in layers:  # ... so every layer gets its previous active set back, plus ours where it has ours
+        prev = before[layer][0] if layer in before else []
+        ours = adapter_name in getattr(layer, "lora_A", {})
+        layer.set_adapter([*prev, adapter_name] if ours else prev)
+        for m in ([layer.lora_A[adapter_name], layer.lora_B[adapter_name]] if ours else []):
+            base = layer.get_base_layer()
+            real = m.weight.device.type == "meta"
+            if real:  # the base weight is offloaded to meta: ours is made real on the CPU
+                m.to_empty(device="cpu")
+            m.to(dtype=compute_dtype(base))
+            if real:
+                layer.reset_lora_parameters(adapter_name, True)
+    _restore_grads(before)
+    if _values is not None:
+        set_peft_model_state_dict(transformer, _values, adapter_name=adapter_name)
+    # offloaded models: our LoRA layers join the offload scheme the rest of the model uses
+    if any(getattr(h, "offload", False) for m in transformer.modules() for h in _accel_hooks(m)):
+        dev = execution_device(transformer)
+        for layer in layers:
+            if adapter_name in getattr(layer, "lora_A", {}):
+                for m in (layer.lora_A[adapter_name], layer.lora_B[adapter_name]):
+                    cpu_offload(m, execution_device=dev)
+    _maybe_remove_and_reapply_group_offloading(transformer)
     return adapter_name
+
+
+def _accel_hooks(m):
+    h = getattr(m, "_hf_hook", None)
+    return [] if h is None else list(getattr(h, "hooks", None) or [h])
+
+
+def _peft_state(transformer: torch.nn.Module) -> dict:
+    """Per peft layer: (active adapters, scalings, adapters disabled, requires_grad of its adapter parameters)."""
+    out = {}
+    for m in transformer.modules():
+        if isinstance(m, BaseTunerLayer):
+            grads = {id(p): (p, p.requires_grad) for n, p in m.named_parameters() if "lora_" in n}
+            out[m] = (list(m.active_adapters), dict(getattr(m, "scaling", {})), m.disable_adapters, grads)
+    return out
+
+
+def _restore_grads(state: dict) -> None:
+    for *_, grads in state.values():
+        for p, req in grads.values():
+            p.requires_grad_(req)
+
+
+def _remove_lora(transformer: torch.nn.Module, name: str, before: dict, wrapped: list[str]) -> None:
+    """Delete the adapter's LoRA and put every user LoRA layer back as it was before ``add_lora``; the layers
+    that only the adapter's LoRA wrapped get their original module back (as peft's unload does)."""
+    others = set(getattr(transformer, "peft_config", {}) or {}) - {name}
+    if others:
+        transformer.delete_adapters(name)
+        for path in wrapped:
+            parent, _, child = path.rpartition(".")
+            owner = transformer.get_submodule(parent)
+            setattr(owner, child, getattr(owner, child).get_base_layer())
+        for layer, (active, scaling, disabled, _) in before.items():
+            layer.set_adapter(active)
+            layer.scaling.update(scaling)
+            layer.enable_adapters(not disabled)
+        _restore_grads(before)
+    else:  # unload_lora puts the original Linear layers back (delete_adapters keeps peft wrappers)
+        transformer.unload_lora()
+    _maybe_remove_and_reapply_group_offloading(transformer)
+
+
+def _merge_lora(transformer: torch.nn.Module, adapter: MotionGuidanceAdapter, lora: dict, values: dict) -> None:
+    """Add ``alpha / rank * B @ A`` of the saved LoRA into the base weights (kept to restore on removal)."""
+    scale = lora["alpha"] / lora["rank"]
+    pairs = sorted({k.rsplit(".lora_", 1)[0] for k in values})
+    held = []
+    for path in pairs:
+        a, b = values[f"{path}.lora_A.weight"], values[f"{path}.lora_B.weight"]
+        try:
+            w = _value(transformer, f"{path}.weight")
+        except AttributeError:
+            raise MotionGuidanceError(f"the adapter's LoRA targets {path}, which this model lacks") from None
+        if w.element_size() == 1:
+            raise MotionGuidanceError(
+                f"cannot merge the adapter's LoRA into {path}: its weight is stored as {w.dtype} (layerwise "
+                "casting), which would round the LoRA away; load with lora='separate'")
+        if w.shape != (b.shape[0], a.shape[1]):
+            raise MotionGuidanceError(f"the adapter's LoRA for {path} makes {tuple(b.shape[:1] + a.shape[1:])}, "
+                                      f"the weight is {tuple(w.shape)}")
+        held.append((w, a, b))
+    for w, a, b in held:  # all checked: now change the weights
+        adapter._block_originals.append((w, w.detach().to("cpu", copy=True)))
+        with torch.no_grad():
+            w.copy_((w.float() + scale * (b.float() @ a.float()).to(w.device)).to(w.dtype))
+    adapter._lora = dict(lora, merged=True)
+    adapter._merged_lora = values
 
 
 def train_blocks(transformer: torch.nn.Module, blocks: Sequence[int]) -> list[torch.nn.Parameter]:
@@ -119,10 +225,17 @@ def train_blocks(transformer: torch.nn.Module, blocks: Sequence[int]) -> list[to
         raise MotionGuidanceError(f"blocks {list(adapter.trained_blocks)} already train with this adapter; "
                                   f"remove the guidance first")
     idx = MotionGuidanceConfig(blocks=tuple(blocks)).resolve_blocks(adapter.num_blocks)
-    params = [p for _, p in _block_parameters(transformer, adapter, idx)]
+    named = _block_parameters(transformer, adapter, idx)
     adapter.trained_blocks = idx
-    adapter._block_originals = [(p, p.detach().to("cpu", copy=True)) for p in params]
-    return params
+    # the tensors that hold the values (under sequential offload: the offload weights map, not the meta parameter)
+    adapter._block_originals = [(v, v.detach().to("cpu", copy=True)) for v in (_value(transformer, n) for n, _ in named)]
+    return [p for _, p in named]
+
+
+def _value(transformer: torch.nn.Module, name: str) -> torch.Tensor:
+    """The tensor holding parameter ``name``'s value, writable in place (:func:`motionguide.devices.offloaded_value`)."""
+    owner, _, leaf = name.rpartition(".")
+    return offloaded_value(transformer.get_submodule(owner), leaf)
 
 
 def _block_parameters(transformer, adapter, idx) -> list[tuple[str, torch.nn.Parameter]]:
@@ -147,10 +260,13 @@ def save_motion_guidance(transformer: torch.nn.Module, folder: str | Path) -> Pa
     tensors = {k: v.detach().contiguous().cpu() for k, v in adapter.state_dict().items()}
     lora = getattr(adapter, "_lora", None)
     if lora:
-        for k, v in get_peft_model_state_dict(transformer, adapter_name=lora["name"]).items():
+        state = (adapter._merged_lora if lora.get("merged")
+                 else get_peft_model_state_dict(transformer, adapter_name=lora["name"]))
+        for k, v in state.items():
             tensors["lora::" + k] = v.detach().contiguous().cpu()
+        lora = {k: v for k, v in lora.items() if k != "merged"}
     for n, p in _block_parameters(transformer, adapter, adapter.trained_blocks):
-        tensors["block::" + n] = p.detach().contiguous().cpu()
+        tensors["block::" + n] = _value(transformer, n).detach().contiguous().cpu()
     meta = {"format": FORMAT, "version": _BLOCKS_VERSION if adapter.trained_blocks else 1, **adapter.describe(),
             "config": adapter.config.to_dict(), "lora": lora, "trained_blocks": list(adapter.trained_blocks)}
     with atomic_path(folder / WEIGHTS_NAME) as tmp:
@@ -160,12 +276,21 @@ def save_motion_guidance(transformer: torch.nn.Module, folder: str | Path) -> Pa
     return folder
 
 
-def load_motion_guidance(transformer: torch.nn.Module, folder: str | Path) -> MotionGuidanceAdapter:
+def load_motion_guidance(transformer: torch.nn.Module, folder: str | Path, *,
+                         lora: Literal["separate", "merged"] = "separate") -> MotionGuidanceAdapter:
     """Apply motion guidance from a folder written by :func:`save_motion_guidance` onto ``transformer``.
 
     Checks the architecture and sizes (hidden width, latent channels, patch, number of blocks) before
     touching the model; a mismatch raises :class:`MotionGuidanceError` naming both sides.
+
+    Args:
+        lora: how the adapter's own LoRA (if it has one) enters: ``separate`` (a peft adapter named as saved,
+            active beside the user's active LoRAs, which keep their state) or ``merged`` (added into the base
+            weights: no LoRA layers and no LoRA cost per forward; refused for weights stored in float8).
+            Either way ``remove_motion_guidance`` restores the model exactly.
     """
+    if lora not in ("separate", "merged"):
+        raise ValueError(f"lora: expected 'separate' or 'merged', got {lora!r}")
     folder = Path(folder)
     cfg_path, w_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
     for p in (cfg_path, w_path):
@@ -203,22 +328,24 @@ def load_motion_guidance(transformer: torch.nn.Module, folder: str | Path) -> Mo
         missing, unexpected = adapter.load_state_dict(own, strict=False)
         if missing or unexpected:
             raise MotionGuidanceError(f"adapter weights in {w_path} do not match: missing {missing}, unexpected {unexpected}")
-        lora = meta.get("lora")
-        if lora:
-            add_lora(transformer, rank=lora["rank"], alpha=lora["alpha"], blocks=lora["blocks"],
-                     targets=lora["targets"], adapter_name=lora["name"])
-            set_peft_model_state_dict(transformer, {k[6:]: v for k, v in tensors.items() if k.startswith("lora::")},
-                                      adapter_name=lora["name"])
+        saved_lora = meta.get("lora")
+        values = {k[6:]: v for k, v in tensors.items() if k.startswith("lora::")}
+        if saved_lora and lora == "separate":
+            add_lora(transformer, rank=saved_lora["rank"], alpha=saved_lora["alpha"], blocks=saved_lora["blocks"],
+                     targets=saved_lora["targets"], adapter_name=saved_lora["name"], _values=values)
         if meta.get("trained_blocks"):
             train_blocks(transformer, meta["trained_blocks"])
-            saved = {k[7:]: v for k, v in tensors.items() if k.startswith("block::")}
-            named = dict(_block_parameters(transformer, adapter, adapter.trained_blocks))
-            if set(saved) != set(named) or any(saved[n].shape != p.shape for n, p in named.items()):
+            # names compared without peft's ".base_layer" (saved with the LoRA separate, loaded merged or back)
+            saved = {k[7:].replace(".base_layer.", "."): v for k, v in tensors.items() if k.startswith("block::")}
+            named = {n.replace(".base_layer.", "."): (n, p) for n, p in _block_parameters(transformer, adapter, adapter.trained_blocks)}
+            if set(saved) != set(named) or any(saved[k].shape != p.shape for k, (_, p) in named.items()):
                 raise MotionGuidanceError(f"trained block weights in {w_path} do not match this model's blocks "
                                           f"{list(adapter.trained_blocks)}")
             with torch.no_grad():
-                for n, p in named.items():
-                    p.copy_(saved[n])
+                for k, (n, _) in named.items():
+                    _value(transformer, n).copy_(saved[k])
+        if saved_lora and lora == "merged":  # on top of the trained blocks' values, as it was trained
+            _merge_lora(transformer, adapter, saved_lora, values)
     except BaseException:
         remove_motion_guidance(transformer)
         raise

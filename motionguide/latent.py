@@ -27,7 +27,8 @@ from flow.warp import backward_warp, resize_flow
 from .guidance import Guidance, check_strength
 from .registry import ArchSpec, VAECompression
 
-__all__ = ["LatentGuidance", "latent_guidance", "LatentAdapter", "LatentPull", "pack_guidance_input"]
+__all__ = ["LatentGuidance", "latent_guidance", "LatentAdapter", "LatentPull", "pack_guidance_input",
+           "GuidanceState", "repeat_batch"]
 
 
 def _shape(t: Any) -> str:
@@ -104,9 +105,13 @@ class LatentGuidance:
         return self.flows is not None
 
     def to(self, device=None, dtype=None) -> "LatentGuidance":
+        """A copy on ``device`` / in ``dtype`` (floats only). Not validated again: this one was, and reading its
+        values back to the host would synchronise with the device (or fail on ``meta``)."""
         mv = lambda t: None if t is None else t.to(device=device, dtype=dtype if t.is_floating_point() else None)  # noqa: E731
-        return LatentGuidance(mv(self.latents), mv(self.mask), None if self.sources is None else self.sources.to(device),
-                              mv(self.flows), mv(self.weights), self.strength)
+        out = object.__new__(LatentGuidance)
+        out.__dict__.update(latents=mv(self.latents), mask=mv(self.mask), flows=mv(self.flows), weights=mv(self.weights),
+                            sources=None if self.sources is None else self.sources.to(device), strength=self.strength)
+        return out
 
     @classmethod
     def from_sources(
@@ -261,28 +266,50 @@ def pack_guidance_input(x: torch.Tensor, kind: str, patch: tuple[int, int, int])
     raise ValueError(f"unknown patch embedding kind {kind!r}")
 
 
+class _Projection(torch.nn.Module):
+    """The adapter's bias-free conv or linear projection, its weight used through ``torch.nn.functional``.
+
+    Not a ``Conv3d``/``Conv2d``/``Linear``: diffusers' layerwise casting (``enable_layerwise_casting``) casts
+    those to its float8 storage dtype, and the adapter's few weights stay in their compute dtype.
+    """
+
+    def __init__(self, op: str, weight: torch.Tensor, stride=None, padding=None) -> None:
+        super().__init__()
+        self.op, self.stride, self.padding = op, stride, padding
+        self.weight = torch.nn.Parameter(weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # the weight rests where the model rests (the CPU under sequential or group offload) and comes to the
+        # activations' device for the call, as the offload hooks bring every other weight (a no-op when resident)
+        w = self.weight.to(x.device)
+        if self.op == "linear":
+            return F.linear(x, w)
+        conv = F.conv3d if self.op == "conv3d" else F.conv2d
+        return conv(x, w, None, self.stride, self.padding)
+
+
 class LatentAdapter(torch.nn.Module):
     """Zero-initialised projection of ``[warped latents, mask]`` (C + 1 channels) to the embedding width.
 
     Built to mirror the pretrained patch embedding (same kernel/stride for convs, same patch packing for
     linears) so that adding its output equals concatenating the guidance to the model input on channels.
+    ``device``/``dtype``: where the weight rests and the dtype it computes in (default: the embedding's).
     """
 
-    def __init__(self, embed: torch.nn.Module, kind: str, latent_channels: int, patch: tuple[int, int, int]):
+    def __init__(self, embed: torch.nn.Module, kind: str, latent_channels: int, patch: tuple[int, int, int], *,
+                 device=None, dtype=None):
         super().__init__()
         self.kind, self.patch, self.in_channels = kind, tuple(patch), latent_channels + 1
         w = embed.weight
-        if kind == "conv3d":
-            self.proj = torch.nn.Conv3d(self.in_channels, embed.out_channels, embed.kernel_size, embed.stride,
-                                        embed.padding, bias=False, device=w.device, dtype=w.dtype)
-        elif kind == "conv2d_frames":
-            self.proj = torch.nn.Conv2d(self.in_channels, embed.out_channels, embed.kernel_size, embed.stride,
-                                        embed.padding, bias=False, device=w.device, dtype=w.dtype)
+        device, dtype = device or w.device, dtype or w.dtype
+        if kind in ("conv3d", "conv2d_frames"):
+            shape = (embed.out_channels, self.in_channels, *embed.kernel_size)
+            weight = torch.zeros(shape, device=device, dtype=dtype)
+            self.proj = _Projection("conv3d" if kind == "conv3d" else "conv2d", weight, embed.stride, embed.padding)
         else:
             pt, ph, pw = patch
-            self.proj = torch.nn.Linear(self.in_channels * pt * ph * pw, embed.out_features, bias=False,
-                                        device=w.device, dtype=w.dtype)
-        torch.nn.init.zeros_(self.proj.weight)
+            weight = torch.zeros(embed.out_features, self.in_channels * pt * ph * pw, device=device, dtype=dtype)
+            self.proj = _Projection("linear", weight)
 
     def forward(self, guidance_input: torch.Tensor) -> torch.Tensor:
         """``guidance_input: (B, C+1, F, h, w)`` -> the embedding-shaped contribution."""
@@ -388,30 +415,39 @@ class LatentPull:
 class GuidanceState:
     """What every motionguide hook of one transformer reads (one instance per applied transformer).
 
-    ``set_guidance`` fills ``guidance``; the root hook on the transformer records, for each forward, the
-    model batch, latent grid and timestep, and whether the step schedule makes guidance active. Caches of
-    derived tensors (packed latent input, token-resolution flows) live here too and are dropped whenever the
-    guidance changes, so they are computed once per call (or per batch size), not once per block.
+    ``set_guidance`` fills ``guidance`` and everything derived from it that the hooks need (the latent adapter's
+    input, the feature hooks' token pairs), on the execution device, so that a forward does no host
+    synchronisation and no Python work that depends on tensor values (``torch.compile(fullgraph=True)``
+    traces it). The root hook records, for each forward, the model batch, latent grid and timestep, and
+    ``active``: True, or a 0-d bool tensor when the config's timestep range gates the guidance (applied by
+    multiplication, :meth:`scale`, never by a Python branch on a tensor).
     """
 
     def __init__(self, default_strength: float = 1.0) -> None:
         self.default_strength = default_strength
         self.guidance: LatentGuidance | None = None
+        self.latent_input: torch.Tensor | None = None  # (B_g, C+1, F, h, w): [warped latents, mask]
+        self.pairs: Any = None  # feature.TokenPairs of the guidance on the model's token grid, or None
         self.batch: int | None = None
         self.grid: tuple[int, int, int] | None = None
         self.token_grid: tuple[int, int, int] | None = None
-        self.timestep: float | None = None
-        self.active: bool = True
-        self.cache: dict = {}
+        self.timestep: torch.Tensor | float | None = None
+        self.active: bool | torch.Tensor = True
 
     @property
     def strength(self) -> float:
         g = self.guidance
         return self.default_strength if g is None or g.strength is None else g.strength
 
-    def set(self, guidance: LatentGuidance | None) -> None:
-        self.guidance = guidance
-        self.cache.clear()
+    def scale(self, like: torch.Tensor | None = None) -> float | torch.Tensor:
+        """``strength``, times 0 or 1 from the timestep gate when one is active (a tensor on ``like``'s device)."""
+        if self.active is True:
+            return self.strength
+        gate = self.active.to(like.device if like is not None else self.active.device, torch.float32)
+        return self.strength * gate
+
+    def set(self, guidance: LatentGuidance | None, *, latent_input: torch.Tensor | None = None, pairs: Any = None) -> None:
+        self.guidance, self.latent_input, self.pairs = guidance, latent_input, pairs
 
     def reset(self) -> None:
         """Forget the guidance and the per-forward record (the model then runs as the base model)."""
@@ -419,19 +455,17 @@ class GuidanceState:
         self.batch = self.grid = self.token_grid = self.timestep = None
         self.active = True
 
-    def batched(self, key: str, t: torch.Tensor, batch: int, dim: int = 0) -> torch.Tensor:
-        """``t`` repeated along ``dim`` to the model batch (guidance batch 1 or a divisor, e.g. CFG x2)."""
-        ck = (key, batch, dim)
-        out = self.cache.get(ck)
-        if out is None:
-            gb = t.shape[dim]
-            if batch % gb:
-                raise ValueError(
-                    f"guidance batch {gb} does not divide the model batch {batch}; pass guidance with batch 1, "
-                    f"{batch}, or a divisor of it (classifier-free guidance doubles the batch)"
-                )
-            reps = [1] * t.ndim
-            reps[dim] = batch // gb
-            out = t.repeat(*reps) if batch != gb else t
-            self.cache[ck] = out
-        return out
+
+def repeat_batch(t: torch.Tensor, batch: int, dim: int = 0) -> torch.Tensor:
+    """``t`` repeated along ``dim`` to the model batch (guidance batch 1 or a divisor, e.g. CFG x2)."""
+    gb = t.shape[dim]
+    if batch == gb:
+        return t
+    if batch % gb:
+        raise ValueError(
+            f"guidance batch {gb} does not divide the model batch {batch}; pass guidance with batch 1, "
+            f"{batch}, or a divisor of it (classifier-free guidance doubles the batch)"
+        )
+    reps = [1] * t.ndim
+    reps[dim] = batch // gb
+    return t.repeat(*reps)

@@ -28,6 +28,7 @@ from .adapter import (
     set_guidance,
 )
 from .adapter_weights import load_motion_guidance
+from .devices import execution_device
 from .guidance import Guidance, check_strength
 from .latent import LatentPull, latent_guidance
 from .families import get_family, to_pil
@@ -59,7 +60,9 @@ def encode_frames(pipe: Any, frames: torch.Tensor, *, chunk: int = 8, as_clip: b
         frames: ``(B, 3, N, H, W)`` float in [0, 1].
 
     Returns:
-        ``(B, C, N, h, w)`` latents (``as_clip``: ``(B, C, F, h, w)``) on the VAE's device, float32.
+        ``(B, C, N, h, w)`` latents (``as_clip``: ``(B, C, F, h, w)``) on the pipeline's execution device
+        (``pipe._execution_device``: under model or sequential offload the VAE's weights rest elsewhere and its
+        hooks bring them there), float32.
     """
     if not isinstance(frames, torch.Tensor) or frames.ndim != 5 or frames.shape[1] != 3:
         raise ValueError(f"frames: expected (B, 3, N, H, W) float in [0, 1], got {getattr(frames, 'shape', type(frames))}")
@@ -68,8 +71,8 @@ def encode_frames(pipe: Any, frames: torch.Tensor, *, chunk: int = 8, as_clip: b
         raise ValueError("the pipeline has no vae; pass the known frames' latents in Guidance.latents instead")
     family = get_family(pipe.transformer)
     b, _, n, h, w = frames.shape
-    p = next(vae.parameters())
-    x = frames.to(p.device, p.dtype) * 2 - 1  # pipelines feed [-1, 1]
+    device, dtype = execution_device(pipe), next(vae.parameters()).dtype
+    x = frames.to(device, dtype) * 2 - 1  # pipelines feed [-1, 1]
     if as_clip:
         return family.normalize(vae, _latent_dist_mode(vae.encode(x)))
     x = x.transpose(1, 2).reshape(b * n, 3, h, w)
@@ -220,7 +223,7 @@ def generate_with_guidance(
         raise ValueError("the transformer already carries motion guidance; remove it or drop config/adapter")
     try:
         ad = get_motion_guidance(transformer)
-        set_guidance(transformer, lg)
+        set_guidance(transformer, lg, device=execution_device(pipe))
         if ad.config.mode == "training_free" and ad.config.latent:
             if "callback_on_step_end" not in params:
                 raise ValueError(f"{type(pipe).__name__} has no callback_on_step_end; use mode='trained' or latent=False")
