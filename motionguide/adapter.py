@@ -233,8 +233,11 @@ class _RootHook(ModelHook):
                 grid = g.grid
                 pt, ph, pw = self.adapter.patch
                 want = math.ceil(grid[0] / pt) * (grid[1] // ph) * (grid[2] // pw)
-                if ntok != want:
-                    raise ValueError(f"motion guidance: the model got {ntok} tokens but the guidance grid {grid} makes {want}")
+                # tokens before the video's are condition tokens (LTXConditionPipeline prepends those of its
+                # conditions past frame 0); the video's are the last `want`
+                if ntok < want or (ntok - want) % max(1, (grid[1] // ph) * (grid[2] // pw)):
+                    raise ValueError(f"motion guidance: the model got {ntok} tokens but the guidance grid {grid} makes "
+                                     f"{want} (plus whole frames of condition tokens before them)")
             if tuple(grid) != tuple(g.grid):
                 raise ValueError(
                     f"motion guidance: the model input has latent grid (F, h, w) = {tuple(grid)} but the guidance has "
@@ -244,6 +247,7 @@ class _RootHook(ModelHook):
                 raise ValueError(f"motion guidance: model batch {batch} is not a multiple of the guidance batch {g.latents.shape[0]}")
         st.batch, st.grid = batch, grid
         st.token_grid = spec.token_grid(module, grid) if grid is not None else None
+        st.prefix = ntok - math.prod(st.token_grid) if ntok is not None and st.token_grid is not None else 0
         t = bound.get("timestep")
         if isinstance(t, torch.Tensor) and t.numel():
             st.timestep = t.detach().float().max()  # 0-d tensor: read on the host only by a caller who asks
@@ -275,6 +279,8 @@ class _LatentHook(ModelHook):
         if x.device != output.device:  # guidance set for another device: follow the activations once
             x = st.latent_input = x.to(output.device)
         add = self.adapter.latent(repeat_batch(x, st.batch))
+        if st.prefix and add.ndim == 3:  # condition tokens before the video's get nothing
+            add = torch.nn.functional.pad(add, (0, 0, st.prefix, 0))
         if add.shape != output.shape:
             raise ValueError(
                 f"motion guidance: the latent adapter made {tuple(add.shape)} but the patch embedding made "

@@ -175,6 +175,9 @@ class FeatureGuidanceHook(ModelHook):
             return output  # no (feature) guidance, strength 0, or a block called outside the transformer's forward
         hs = output[0] if self.tuple_output else output
         fp, r, c = st.token_grid
+        lead = None
+        if st.prefix and self.block_layout == "b(fhw)d" and hs.ndim == 3:
+            lead, hs = hs[:, :st.prefix], hs[:, st.prefix:]  # condition tokens before the video's stay as they are
         if self.block_layout == "b(fhw)d":
             if hs.ndim != 3 or hs.shape[1] != fp * r * c:
                 raise ValueError(f"feature guidance: block output {tuple(hs.shape)} does not hold {fp}x{r}x{c} video tokens")
@@ -190,7 +193,10 @@ class FeatureGuidanceHook(ModelHook):
         gate = scale if self.gate is None else scale * self.gate.to(hs.device).float()
         # in place only at inference and when no other hook (e.g. a cache) may hold this output
         reg = getattr(module, "_diffusers_hook", None)
-        inplace = not torch.is_grad_enabled() and reg is not None and len(reg.hooks) == 1 and hs.is_contiguous()
+        inplace = (lead is None and not torch.is_grad_enabled() and reg is not None and len(reg.hooks) == 1
+                   and hs.is_contiguous())
         new = blend_tokens(hs.view(b, fp, r, c, hs.shape[-1]) if inplace else hs.reshape(b, fp, r, c, hs.shape[-1]),
                            pairs, gate, inplace=inplace).reshape(hs.shape)
+        if lead is not None:
+            new = torch.cat([lead, new], 1)
         return (new, *output[1:]) if self.tuple_output else new

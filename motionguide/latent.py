@@ -400,12 +400,16 @@ class LatentPull:
             reps = latents.shape[0] // renoised.shape[0]
             renoised = renoised.repeat(reps, *[1] * (renoised.ndim - 1))
             mask = mask.repeat(reps, *[1] * (mask.ndim - 1))
-        if renoised.shape != latents.shape:
+        # packed tokens may carry condition tokens before the video's (LTXConditionPipeline): pull the video's
+        prefix = latents.shape[1] - renoised.shape[1] if self.layout == "tokens" and latents.ndim == 3 else 0
+        video = latents[:, prefix:] if prefix > 0 else latents
+        if renoised.shape != video.shape:
             raise ValueError(
                 f"LatentPull: guidance latents {tuple(renoised.shape)} do not match the pipeline latents "
                 f"{tuple(latents.shape)}; build the guidance for the same num_frames/height/width as the call"
             )
-        callback_kwargs["latents"] = latents + self.strength * mask * (renoised - latents)
+        pulled = video + self.strength * mask * (renoised - video)
+        callback_kwargs["latents"] = torch.cat([latents[:, :prefix], pulled], 1) if prefix > 0 else pulled
         return callback_kwargs
 
 
@@ -431,6 +435,9 @@ class GuidanceState:
         self.batch: int | None = None
         self.grid: tuple[int, int, int] | None = None
         self.token_grid: tuple[int, int, int] | None = None
+        # packed-token models (LTX): tokens before the video's, e.g. LTXConditionPipeline's condition frames
+        # past frame 0, which it prepends to the sequence; the hooks act on the trailing video tokens only
+        self.prefix: int = 0
         self.timestep: torch.Tensor | float | None = None
         self.active: bool | torch.Tensor = True
 
@@ -453,6 +460,7 @@ class GuidanceState:
         """Forget the guidance and the per-forward record (the model then runs as the base model)."""
         self.set(None)
         self.batch = self.grid = self.token_grid = self.timestep = None
+        self.prefix = 0
         self.active = True
 
 

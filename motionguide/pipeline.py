@@ -119,9 +119,9 @@ def conditioning_kwargs(pipe: Any, guidance: Guidance, params: set[str] | None =
     if kind == "conditions":
         from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
 
-        # frame 0 replaces the first latent frame in place; a condition at a later index adds tokens of its own
-        # before the video's, which the hooks do not take yet, so later known frames reach LTX through the guidance
-        out["conditions"] = [LTXVideoCondition(image=frame(0), frame_index=0)]
+        # frame 0 replaces the first latent frame in place; a condition at a later index adds a latent frame of
+        # tokens before the video's, which the hooks leave alone (GuidanceState.prefix)
+        out["conditions"] = [LTXVideoCondition(image=frame(p), frame_index=p) for p in sorted(known)]
         return out
     out["image"] = frame(0)
     # Wan 2.1 I2V's CLIP branch takes one image unless the transformer is FLF2V (two images' positions); without

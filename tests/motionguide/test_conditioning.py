@@ -184,3 +184,40 @@ def test_model_index_names_the_supported_classes_before_any_weight_loads(tmp_pat
         read_model_index(tmp_path / "sd")
     with pytest.raises(FileNotFoundError, match="no model_index.json"):
         read_model_index(tmp_path)
+
+
+@pytest.mark.parametrize("mode", ["training_free", "trained"])
+def test_ltx_condition_frames_at_their_positions_add_tokens_the_hooks_leave_alone(mode):
+    """LTXConditionPipeline prepends a latent frame of tokens for each condition past frame 0: the hooks and the
+    latent pull act on the trailing video tokens; strength 0 is the plain call with the same conditions."""
+    pipe = tiny_pipeline("ltx")
+    c = tiny_call("ltx")
+    n = c["num_frames"]
+    frames = eight_bit(1, 3, 3, c["height"], c["width"], seed=2)
+    g = guidance(frames, [0, 4, 8], n, shift=2.0)
+    kw = conditioning_kwargs(pipe, g)
+    assert [cond.frame_index for cond in kw["conditions"]] == [0, 4, 8]
+    seen = []
+    handle = pipe.transformer.register_forward_pre_hook(lambda m, a, k: seen.append(k["hidden_states"].shape[1]),
+                                                        with_kwargs=True)
+    call = dict(CALL, num_inference_steps=2)
+    plain = pipe(**kw, **c, **call, generator=torch.Generator().manual_seed(0)).frames
+    config = mg.MotionGuidanceConfig(mode=mode)
+    if mode == "trained":  # non-zero adapter weights, so the latent and feature levels act
+        ad = mg.apply_motion_guidance(pipe.transformer, config)
+        with torch.no_grad():
+            for p in ad.parameters():
+                p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(3)) * 0.05)
+        config = None
+    try:
+        out = mg.generate_with_guidance(pipe, g, config=config, **call, generator=torch.Generator().manual_seed(0)).frames
+        zero = mg.generate_with_guidance(pipe, g, config=config, strength=0.0, **call,
+                                         generator=torch.Generator().manual_seed(0)).frames
+    finally:
+        handle.remove()
+        if mode == "trained":
+            mg.remove_motion_guidance(pipe.transformer)
+    per_frame = (c["height"] // 8) * (c["width"] // 8)  # the tiny VAE: 8x space, 8x time (9 frames -> 2)
+    assert set(seen) == {2 * per_frame + 2 * per_frame}  # the video's 2 latent frames + one per condition past 0
+    assert out.shape == plain.shape and float((out - plain).abs().max()) > 1e-3
+    assert float((zero - plain).abs().max()) <= 1e-5
