@@ -344,16 +344,16 @@ def _pick(n: int, k: int) -> list[int]:
     return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)})
 
 
-def save_compare(path: str | Path, result: JobResult, *, columns: int = 8, zoom: int | None = None) -> None:
+def save_compare(path: str | Path, result: JobResult, *, columns: int = 8, zoom: int | None = None, max_side=512) -> None:
     """A strip: inputs, guidance (flow-only warp), output, the guidance flows (colour wheel) and, when the
     output was composited, the confidence (white = the warp, black = the model). zoom: nearest-neighbour
-    enlargement (default: up to 4x, so small outputs stay visible)."""
+    enlargement (default: up to 4x, so small outputs stay visible); frames over ``max_side`` px are downscaled to it."""
     g = result.guidance
     t_out, _, h, w = result.frames.shape
-    zoom = zoom or max(1, min(4, 128 // max(1, min(h, w))))
+    zoom = zoom or (max_side / max(h, w) if max(h, w) > max_side else max(1, min(4, 128 // max(1, min(h, w)))))
 
-    def up(x):
-        return F.interpolate(x[None], scale_factor=zoom, mode="nearest")[0] if zoom > 1 else x
+    def up(x):  # area downscale keeps a 4K strip bounded (8 x 5 cells of 512 px, not 290 megapixels)
+        return F.interpolate(x[None], scale_factor=zoom, mode="area" if zoom < 1 else "nearest")[0] if zoom != 1 else x
 
     # consecutive frames show the motion best; long outputs are sampled evenly
     cols = list(range(min(t_out, columns))) if t_out <= 2 * columns else _pick(t_out, columns)

@@ -28,6 +28,8 @@ _OUTPUT_NOTE = (
 
 
 def _common(p: argparse.ArgumentParser) -> None:
+    from flow.interpolate.memory import DEFAULT_LIMIT_GB
+
     from ..embedded.generation import MODES
 
     p.add_argument("-o", "--output", required=True, metavar="VIDEO", help="output video (.mp4, .mkv, .mov)")
@@ -68,6 +70,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "(docs/BENCHMARKS.md); "
                         "model with --pipeline, whose output is what it runs for]")
     p.add_argument("--demo", action="store_true", help="use built-in held-out clips as input (no files needed)")
+    p.add_argument("--max-memory", type=float, default=DEFAULT_LIMIT_GB, metavar="GB",
+                   help=f"refuse, before decoding, a job whose estimated peak memory (from the video's header) is "
+                        f"above GB, naming the frame count or input size that fits (default: {DEFAULT_LIMIT_GB:g})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -180,6 +185,8 @@ def _check_args(args) -> None:
     lo, hi = STRENGTH_RANGE
     if not (math.isfinite(args.strength) and lo <= args.strength <= hi):
         raise ValueError(f"--strength: expected {lo:g} .. {hi:g} (0 = unguided, 1 = fully guided), got {args.strength}")
+    if not (math.isfinite(args.max_memory) and args.max_memory > 0):
+        raise ValueError(f"--max-memory: expected a positive number of GB, got {args.max_memory}")
     if args.steps is not None and not 1 <= args.steps <= 1000:
         raise ValueError(f"--steps: expected 1 .. 1000 sampling steps per window, got {args.steps}")
     if args.fps is not None and not (math.isfinite(args.fps) and 0 < args.fps <= 1000):
@@ -238,14 +245,21 @@ def _inputs(args) -> dict:
     if args.demo:
         return demo_inputs(args.job, seed=args.seed)
     limit = MAX_OUTPUT_FRAMES + 1
+    from ..memory import check_job_memory, probe_video
+
+    # the header only: the frame-rate rule and the memory bound, before a frame is decoded
+    video = probe_video(args.reference if args.job == "transfer" else args.input, args.job)
+    check_job_memory(args.job, video, min(video.frames or limit, limit), factor=getattr(args, "factor", None),
+                     frames=getattr(args, "frames", None), limit_gb=args.max_memory, fill=args.fill,
+                     compare=bool(args.compare))
     if args.job == "transfer":
         n = args.frames if args.frames is not None else limit
-        ref, fps = read_video(args.reference, max_frames=n)
+        ref, fps = read_video(args.reference, max_frames=n, notify=_notice)
         if args.frames is None and ref.shape[0] >= limit:
             raise ValueError(f"--reference {args.reference}: more than {MAX_OUTPUT_FRAMES} frames, the most one run "
                              f"writes; pass --frames N (at most {MAX_OUTPUT_FRAMES}) or cut the reference into parts")
         return {"reference": ref, "image": read_image(args.image, notify=_notice), "fps": fps}
-    clip, fps = read_video(args.input, max_frames=limit)
+    clip, fps = read_video(args.input, max_frames=limit, notify=_notice)
     if clip.shape[0] >= limit or _output_frames(args, {"clip": clip}) > MAX_OUTPUT_FRAMES:
         raise ValueError(f"{args.input}: the output would have more than {MAX_OUTPUT_FRAMES} frames, the most one run "
                          f"writes; cut the input into shorter parts and run each")
@@ -319,7 +333,7 @@ def run(args) -> int:
         if bar is not None:
             bar.close()
     fps = args.fps or d.get("fps") or 8.0
-    write_video(args.output, res.frames, fps)
+    write_video(args.output, res.frames, fps, notify=_notice)
     h, w = res.frames.shape[2:]
     how = ("the warp; the model supplied no pixel)" if model is None else
            f"{args.mode}, {done} sampler steps in all; the model supplied "
@@ -358,7 +372,7 @@ def _run_pipeline(args, d) -> int:
     res = jobs.pipeline_job(pipe, res, size=args.pipeline_hw, output_size=args.output_size, strength=args.strength,
                             steps=args.steps, seed=args.seed, adapter=args.adapters, prompt=args.prompt)
     fps = args.fps or d.get("fps") or 8.0
-    write_video(args.output, res.frames, fps)
+    write_video(args.output, res.frames, fps, notify=_notice)
     h, w = res.frames.shape[2:]
     how = ("its output as it is" if res.confidence is None else
            f"the pipeline supplied {100 * res.model_share:.1f} % of the pixels")
