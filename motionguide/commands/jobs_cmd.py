@@ -233,6 +233,19 @@ def _check_args(args) -> None:
                   kinds={"-o": "video", **({"--compare": "png"} if args.compare else {})})
 
 
+def _check_header(args) -> None:
+    """The input's header only, before a frame decodes or the jobs' libraries load: the variable-frame-rate
+    rule and the memory bound (:mod:`motionguide.memory`)."""
+    from ..memory import check_job_memory, probe_video
+
+    if args.demo:
+        return
+    video = probe_video(args.reference if args.job == "transfer" else args.input, args.job)
+    check_job_memory(args.job, video, min(video.frames or MAX_OUTPUT_FRAMES + 1, MAX_OUTPUT_FRAMES + 1),
+                     factor=getattr(args, "factor", None), frames=getattr(args, "frames", None),
+                     limit_gb=args.max_memory, fill=args.fill, compare=bool(args.compare))
+
+
 def _inputs(args) -> dict:
     """The job's inputs, decoded; the checks that need them (lengths) follow."""
     import torch
@@ -245,13 +258,6 @@ def _inputs(args) -> dict:
     if args.demo:
         return demo_inputs(args.job, seed=args.seed)
     limit = MAX_OUTPUT_FRAMES + 1
-    from ..memory import check_job_memory, probe_video
-
-    # the header only: the frame-rate rule and the memory bound, before a frame is decoded
-    video = probe_video(args.reference if args.job == "transfer" else args.input, args.job)
-    check_job_memory(args.job, video, min(video.frames or limit, limit), factor=getattr(args, "factor", None),
-                     frames=getattr(args, "frames", None), limit_gb=args.max_memory, fill=args.fill,
-                     compare=bool(args.compare))
     if args.job == "transfer":
         n = args.frames if args.frames is not None else limit
         ref, fps = read_video(args.reference, max_frames=n, notify=_notice)
@@ -291,6 +297,8 @@ def _check_inputs(args, d) -> None:
 
 
 def run(args) -> int:
+    _check_args(args)
+    _check_header(args)
     import torch
     from tqdm.auto import tqdm
 
@@ -298,7 +306,6 @@ def run(args) -> int:
 
     from .. import jobs
 
-    _check_args(args)
     d = _inputs(args)
     _check_inputs(args, d)
     if args.pipeline:
