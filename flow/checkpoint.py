@@ -106,7 +106,7 @@ def read_tensors(path: str | os.PathLike, *, what: str = "checkpoint",
     flow.checkpoint.CheckpointFileError: adapter gates ...g.safetensors: expected a .safetensors file, got a PNG image. Save them again.
     """
     p, kind = _open_checked(path, what, fix, need="safetensors")
-    return _read_safetensors(p, what)
+    return _read_safetensors(p, what, fix)
 
 
 def read_object(path: str | os.PathLike, *, what: str = "checkpoint", fix: str = "Pass a checkpoint file.",
@@ -155,12 +155,17 @@ def _open_checked(path, what: str, fix: str, need: str | None = None) -> tuple[P
     return p, kind
 
 
-def _read_safetensors(p: Path, what: str):
+def _read_safetensors(p: Path, what: str, fix: str | None = None):
+    """``fix``: for :func:`read_tensors` (a file the project wrote), what to do instead; else the weights reader's
+    message (download or copy it again)."""
     from safetensors.torch import load_file
 
     try:
         return load_file(str(p), device="cpu")
     except Exception as e:  # safetensors raises its own error types
+        if fix is not None:
+            raise CheckpointFileError(f"{what} {p}: expected a .safetensors file, got a damaged one ({_first_line(e)}): "
+                                      f"it is truncated or corrupt. {fix}") from None
         raise _fail(what, p, f"a damaged safetensors file ({_first_line(e)})",
                     "It is truncated or corrupt; download or copy it again.") from None
 

@@ -173,3 +173,11 @@ def test_resume_from_a_hostile_optimizer_pickle_runs_nothing_and_never_advises_u
     assert "got a text file" in _resume_error(tmp_path)
     torch.save({"state": {}, "param_groups": [{"params": [0, 1, 2]}]}, ckpt / "optimizer.pt")
     assert "not this run's optimizer state" in _resume_error(tmp_path)
+
+
+def test_resume_from_a_safetensors_cut_inside_its_data_names_the_fix(tmp_path):
+    ckpt = _trained(tmp_path)
+    data = (ckpt / "ema.safetensors").read_bytes()
+    (ckpt / "ema.safetensors").write_bytes(data[:-4])  # the header whole, the last tensor's bytes cut
+    msg = _resume_error(tmp_path)
+    assert "ema.safetensors: expected a .safetensors file, got a damaged one" in msg and "download" not in msg
