@@ -41,6 +41,7 @@ _PER_FRAME = {"transfer": 30, "speed": 85, "extend": 30}
 _FILL_MODEL_PER_OUT = 170  # --fill model: the model's output upsampled and the compositing pyramid
 _COMPARE = 64 * 2 ** 20  # the --compare strip, bounded (motionguide.jobs.save_compare: cells of at most 512 px)
 _MARGIN = 1.25
+_IMAGE_PER_PX = 40  # transfer's --image: its bytes, uint8 and float copies, the resized copy
 
 
 @dataclass(frozen=True)
@@ -77,16 +78,16 @@ def job_frames(job: str, in_frames: int, *, factor: float | None = None, frames:
 
 
 def estimate_job_bytes(job: str, height: int, width: int, in_frames: int, out_frames: int, *,
-                       fill: str = "warp", compare: bool = False) -> int:
+                       fill: str = "warp", compare: bool = False, image_px: int = 0) -> int:
     """Estimated peak resident memory (bytes) of ``job`` on ``in_frames`` frames of ``width x height`` making
     ``out_frames`` frames at that size (``fill="model"``: the model's output blended in; ``compare``: the
-    ``--compare`` strip)."""
+    ``--compare`` strip; ``image_px``: the pixels of transfer's ``--image``, decoded and resized)."""
     if job not in JOBS:
         raise ValueError(f"job: expected one of {JOBS}, got {job!r}")
     px = int(height) * int(width)
     per_px = (_ONE_OFF[job] + _PER_FRAME[job] * (in_frames + out_frames)
               + (_FILL_MODEL_PER_OUT * out_frames if fill == "model" else 0))
-    return int(_BASE + _MARGIN * px * per_px + (_COMPARE if compare else 0))
+    return int(_BASE + _MARGIN * (px * per_px + _IMAGE_PER_PX * int(image_px)) + (_COMPARE if compare else 0))
 
 
 def _gb(n: float) -> str:
@@ -95,7 +96,7 @@ def _gb(n: float) -> str:
 
 def check_job_memory(job: str, video: JobVideo, in_frames: int, *, factor: float | None = None,
                      frames: int | None = None, limit_gb: float = DEFAULT_LIMIT_GB, fill: str = "warp",
-                     compare: bool = False) -> int:
+                     compare: bool = False, image_px: int = 0) -> int:
     """Raise :class:`MemoryLimitError` when :func:`estimate_job_bytes` of ``job`` on ``in_frames`` frames of
     ``video`` (with its ``factor`` / ``frames``, as :func:`job_frames`) is above ``limit_gb``; else return it.
 
@@ -108,7 +109,8 @@ def check_job_memory(job: str, video: JobVideo, in_frames: int, *, factor: float
     h, w, limit = video.height, video.width, limit_gb * GB
 
     def need(n: int, k: int | None) -> int:
-        return estimate_job_bytes(job, h, w, *job_frames(job, n, factor=factor, frames=k), fill=fill, compare=compare)
+        return estimate_job_bytes(job, h, w, *job_frames(job, n, factor=factor, frames=k), fill=fill, compare=compare,
+                                  image_px=image_px)
 
     est = need(in_frames, frames)
     if est <= limit:
@@ -117,7 +119,11 @@ def check_job_memory(job: str, video: JobVideo, in_frames: int, *, factor: float
     head = (f"{job} on {t_in - (job == 'transfer')} frames of {w}x{h} (WxH) making {t_out} needs about {_gb(est)}, "
             f"above the memory limit of {limit_gb:g} GB (--max-memory {limit_gb:g})")
     fits = []
-    if job == "transfer":
+    if image_px:
+        head = head.replace(" making ", f" and an --image of {image_px / 1e6:.0f} megapixels, making ", 1)
+        if estimate_job_bytes(job, h, w, t_in, t_out, fill=fill, compare=compare, image_px=h * w) <= limit:
+            fits.append(f"the --image resized to the reference's {w}x{h} fits")
+    if job == "transfer" and not fits:
         k = next((k for k in range(t_out - 1, 1, -1) if need(in_frames, k) <= limit), None)
         fits += [f"--frames {k} fits"] if k else []
     elif job == "extend":
@@ -126,7 +132,7 @@ def check_job_memory(job: str, video: JobVideo, in_frames: int, *, factor: float
     if not fits:
         n = next((n for n in range(in_frames - 1, 1, -1) if need(n, frames) <= limit), None)
         fits += [f"an input cut to {'its last ' if job == 'extend' else ''}{n} frames fits"] if n else []
-    fixed = _BASE + (_COMPARE if compare else 0)
+    fixed = _BASE + (_COMPARE if compare else 0) + _MARGIN * _IMAGE_PER_PX * image_px
     small_h = int(h * math.sqrt(max(0.0, limit - fixed) / max(1.0, est - fixed))) // 2 * 2
     if small_h >= 16:
         fits.append(f"a smaller input of height {small_h} fits (e.g. `ffmpeg -i IN -vf scale=-2:{small_h} small.mp4`)")

@@ -236,6 +236,8 @@ def _check_args(args) -> None:
 def _check_header(args) -> None:
     """The input's header only, before a frame decodes or the jobs' libraries load: the variable-frame-rate
     rule and the memory bound (:mod:`motionguide.memory`)."""
+    from flow.io import image_size
+
     from ..memory import check_job_memory, probe_video
 
     if args.demo:
@@ -243,7 +245,8 @@ def _check_header(args) -> None:
     video = probe_video(args.reference if args.job == "transfer" else args.input, args.job)
     check_job_memory(args.job, video, min(video.frames or MAX_OUTPUT_FRAMES + 1, MAX_OUTPUT_FRAMES + 1),
                      factor=getattr(args, "factor", None), frames=getattr(args, "frames", None),
-                     limit_gb=args.max_memory, fill=args.fill, compare=bool(args.compare))
+                     limit_gb=args.max_memory, fill=args.fill, compare=bool(args.compare),
+                     image_px=math.prod(image_size(args.image)) if args.job == "transfer" else 0)
 
 
 def _inputs(args) -> dict:

@@ -186,3 +186,14 @@ def test_interpolate_refuses_a_huge_pair_from_the_headers_before_decoding(tmp_pa
                "--backend", "dis"])
     assert rc == 2 and "12000x11999" in _last_error(capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png"]
+
+
+def test_transfer_reads_its_image_size_from_the_header_before_decoding(tmp_path, capsys, monkeypatch):
+    ref = _encode(tmp_path / "ref.mp4", _moving(3, 32, 32))
+    _png_header(tmp_path / "huge.png", 30000, 30000)
+    _no_decoding(monkeypatch)
+    rc = main(["transfer", "--reference", str(ref), "--image", str(tmp_path / "huge.png"), "-o", str(tmp_path / "o.mp4")])
+    line = _last_error(capsys)
+    assert rc == 2 and "--max-memory 8" in line and "an --image of 900 megapixels" in line, line
+    assert "the --image resized to the reference's 32x32 fits" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["huge.png", "ref.mp4"]
