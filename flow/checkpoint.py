@@ -10,7 +10,10 @@
   DataParallel checkpoints are removed.
 
 Every failure is a :class:`CheckpointFileError` (a ValueError) with one message that says what was expected,
-what came and how to fix it; torch's warnings while reading are not shown.
+what came and how to fix it; torch's warnings while reading are not shown. Three entry points share these
+checks: :func:`read_state_dict` (weights: a flat dict of tensors, wrappers removed), :func:`read_tensors` (a
+``.safetensors`` file as it is: checkpoints and adapters the project writes) and :func:`read_object` (a
+``torch.save`` pickle of tensors, dicts, lists and numbers, such as an optimizer's state, as it is).
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ import torch
 
 from .sniff import describe_file
 
-__all__ = ["CheckpointFileError", "read_state_dict"]
+__all__ = ["CheckpointFileError", "read_object", "read_state_dict", "read_tensors"]
 
 _WRAPPERS = ("state_dict", "model", "model_state_dict")  # common training-script wrappers
 _EXPECTED = "a state dict saved with torch.save (.pkl/.pth/.pt) or a .safetensors file"
@@ -82,6 +85,47 @@ def read_state_dict(path: str | os.PathLike, *, what: str = "checkpoint", fix: s
     ...
     flow.checkpoint.CheckpointFileError: RIFE weights ...w.pth: expected a state dict saved with torch.save (.pkl/.pth/.pt) or a .safetensors file, got a text file, which is not a checkpoint. Pass a flownet.pkl.
     """
+    p, kind = _open_checked(path, what, fix)
+    sd = _read_safetensors(p, what) if kind == "safetensors" else _read_pickle(p, kind, what, fix)
+    return _flatten(sd, p, what, fix)
+
+
+def read_tensors(path: str | os.PathLike, *, what: str = "checkpoint",
+                 fix: str = "Pass a .safetensors file.") -> dict[str, torch.Tensor]:
+    """Read a ``.safetensors`` file as its ``{name: tensor}`` dict (names kept as they are), on the CPU.
+
+    Anything else (a pickle, an image, a cut-off file) raises :class:`CheckpointFileError` naming what the
+    file is, so a folder whose manifest checksum matches a wrong file is still refused in one line.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "g.safetensors"
+    >>> _ = p.write_bytes(b"\\x89PNG\\r\\n\\x1a\\n" + bytes(8))
+    >>> read_tensors(p, what="adapter gates", fix="Save them again.")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    flow.checkpoint.CheckpointFileError: adapter gates ...g.safetensors: expected a .safetensors file, got a PNG image. Save them again.
+    """
+    p, kind = _open_checked(path, what, fix, need="safetensors")
+    return _read_safetensors(p, what, fix)
+
+
+def read_object(path: str | os.PathLike, *, what: str = "checkpoint", fix: str = "Pass a checkpoint file.",
+                unsafe_fix: str | None = None):
+    """Read a ``torch.save`` pickle as the object it holds (tensors, dicts, lists, numbers, strings), safely:
+    ``torch.load(..., weights_only=True)`` refuses any other object before it is built, so a planted payload
+    never runs, and the message never suggests loading it unsafely.
+
+    Args:
+        unsafe_fix: the sentence(s) for a pickle that holds other objects (default: re-save it as a state
+            dict, as :func:`read_state_dict` says).
+    """
+    p, kind = _open_checked(path, what, fix, need="pickle")
+    return _read_pickle(p, kind, what, fix, unsafe_fix=unsafe_fix)
+
+
+def _open_checked(path, what: str, fix: str, need: str | None = None) -> tuple[Path, str]:
+    """The existing, readable file ``path`` and its kind ('zip', 'pickle', 'safetensors'); ``need``: 'pickle'
+    (zip or plain pickle) or 'safetensors' refuses the other kinds."""
     p = Path(path).expanduser()
     if not p.exists():
         raise FileNotFoundError(f"{what} {p}: no such file. {fix}")
@@ -95,26 +139,38 @@ def read_state_dict(path: str | os.PathLike, *, what: str = "checkpoint", fix: s
                               "or copy it somewhere readable") from None
     size = p.stat().st_size
     kind = _sniff(head, size)
+    if need == "safetensors" and kind != "safetensors":
+        got = describe_file(head, size) if kind == "other" else f"a torch {kind} checkpoint"
+        if kind == "other" and len(head) >= 9 and head[8:9] == b"{":
+            got = f"a safetensors file whose end is missing ({size} bytes)"
+        raise CheckpointFileError(f"{what} {p}: expected a .safetensors file, got {got}. {fix}")
+    if need == "pickle" and kind not in ("zip", "pickle"):
+        got = describe_file(head, size) if kind == "other" else "a .safetensors file"
+        raise CheckpointFileError(f"{what} {p}: expected a checkpoint written by torch.save, got {got}. {fix}")
     if kind == "other" or (p.suffix.lower() == ".safetensors" and kind != "safetensors"):
         got = describe_file(head, size)
         if p.suffix.lower() == ".safetensors" and kind != "other":
             got = f"a {kind} checkpoint named .safetensors"
         raise _fail(what, p, f"{got}, which is not a checkpoint", fix)
-    sd = _read_safetensors(p, what) if kind == "safetensors" else _read_pickle(p, kind, what, fix)
-    return _flatten(sd, p, what, fix)
+    return p, kind
 
 
-def _read_safetensors(p: Path, what: str):
+def _read_safetensors(p: Path, what: str, fix: str | None = None):
+    """``fix``: for :func:`read_tensors` (a file the project wrote), what to do instead; else the weights reader's
+    message (download or copy it again)."""
     from safetensors.torch import load_file
 
     try:
         return load_file(str(p), device="cpu")
     except Exception as e:  # safetensors raises its own error types
+        if fix is not None:
+            raise CheckpointFileError(f"{what} {p}: expected a .safetensors file, got a damaged one ({_first_line(e)}): "
+                                      f"it is truncated or corrupt. {fix}") from None
         raise _fail(what, p, f"a damaged safetensors file ({_first_line(e)})",
                     "It is truncated or corrupt; download or copy it again.") from None
 
 
-def _read_pickle(p: Path, kind: str, what: str, fix: str):
+def _read_pickle(p: Path, kind: str, what: str, fix: str, unsafe_fix: str | None = None):
     try:
         with warnings.catch_warnings():
             # torch warns about pickle protocols and storage details while reading: not the user's concern.
@@ -126,9 +182,9 @@ def _read_pickle(p: Path, kind: str, what: str, fix: str):
         if unsafe:
             raise CheckpointFileError(
                 f"{what} {p}: refused to load it: the pickle holds Python objects besides tensors (it names "
-                f"{unsafe.group(1)}), and loading those can run code, so only plain state dicts are read. If you "
-                "trust the file, load it yourself and re-save its state dict with "
-                "torch.save(model.state_dict(), PATH), or convert it to .safetensors."
+                f"{unsafe.group(1)}), and loading those can run code, so only tensors and plain containers are "
+                "read. " + (unsafe_fix or "If you trust the file, load it yourself and re-save its state dict "
+                            "with torch.save(model.state_dict(), PATH), or convert it to .safetensors.")
             ) from None
         if kind == "pickle" and ("magic number" in text or isinstance(e, pickle.UnpicklingError)):
             raise _fail(what, p, "a Python pickle that torch.save did not write (such pickles can run code when "

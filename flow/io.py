@@ -18,6 +18,7 @@ True
 """
 from __future__ import annotations
 
+import io
 import os
 import re
 from pathlib import Path
@@ -36,6 +37,7 @@ __all__ = [
     "write_flo",
     "read_flow",
     "write_flow",
+    "image_size",
     "read_image",
     "write_image",
     "list_frames",
@@ -169,6 +171,41 @@ def write_flow(path: str | os.PathLike, flow) -> None:
 
 
 # -------------------------------------------------------------------------------------------- images
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(width, height)`` of an image file from its header, without decoding its pixels (Pillow reads the
+    header lazily), so a huge frame can be refused before it costs memory.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: a folder, an empty file, or not an image Pillow knows (the message says what it is).
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.png"
+    >>> write_image(p, torch.zeros(3, 5, 7))
+    >>> image_size(p)
+    (7, 5)
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    p = _existing_file(path, "image")
+    buf = np.fromfile(p, dtype=np.uint8)  # the file's bytes, not its pixels: checked as read_image checks them
+    if not buf.size:
+        raise ValueError(f"image {p}: the file is empty (0 bytes); expected an image ({', '.join(IMAGE_SUFFIXES)})")
+    damage = damaged_image(buf)
+    if damage:
+        raise ValueError(f"image {p}: expected a whole image, got {damage}; copy or export the file again")
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # the size is what is asked; the caller bounds it (no decompression-bomb warning)
+    try:
+        with Image.open(io.BytesIO(buf.tobytes())) as im:
+            return int(im.size[0]), int(im.size[1])
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise ValueError(f"image {p}: expected an image file ({', '.join(IMAGE_SUFFIXES)}), got "
+                         f"{describe_file(buf[:64].tobytes(), buf.size)} that could not be decoded; pass an image") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 def read_image(path: str | os.PathLike, *, notify: Callable[[str], None] | None = None) -> torch.Tensor:

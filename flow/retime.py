@@ -310,12 +310,7 @@ def retime_video(
     check_target(fps=fps, speed=speed, frames=frames)
     t_start = time.perf_counter()
     with VideoReader(src) as vr:
-        if vr.variable_frame_rate:
-            raise ValueError(
-                f"{src} has a variable frame rate (average {vr.fps:.3f} fps differs from the nominal rate); "
-                "retime needs constant frame rate input. Convert it first, e.g. "
-                f"`ffmpeg -i {src} -fps_mode cfr -r {vr.fps:.3f} cfr.mp4`, then retime cfr.mp4"
-            )
+        vr.require_constant_rate("retime")
         if not math.isfinite(vr.fps) or vr.fps <= 0:
             raise ValueError(f"{src}: the video stream states no frame rate; cannot place frames in time")
         n = vr.num_frames
@@ -334,11 +329,11 @@ def retime_video(
         say(f"retime: backend {interp.name}: {interp.description}" + (f" (auto: {reason})" if reason else ""))
         if vr.has_audio:
             say(f"retime: note: {src} has audio; it is not carried over (the output is video only)")
-        if vr.conversion_notice():
-            say(f"retime: {vr.conversion_notice()}")
+        for line in vr.notices():
+            say(f"retime: note: {line}")
         result = RetimeResult(dst, 0, 0, float(plan.in_fps), float(plan.out_fps), audio_dropped=vr.has_audio)
         try:
-            with VideoWriter(dst, float(plan.out_fps), crf=crf) as vw:
+            with VideoWriter(dst, float(plan.out_fps), crf=crf, notify=lambda m: say(f"retime: note: {m}")) as vw:
                 det = SceneCutDetector() if scene_cuts else None
                 t_work, estimated = time.perf_counter(), False
                 for out in _stream(vr, plan, interp, tta, det, result):

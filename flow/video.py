@@ -2,10 +2,15 @@
 
 * Reading (any container FFmpeg knows: mp4, avi, mkv, mov, ...): :class:`VideoReader` yields one
   ``(3, H, W)`` float32 RGB frame in [0, 1] at a time, so a long video never has to fit in memory;
-  :func:`read_video` reads (up to ``max_frames``) into ``(T, 3, H, W)``.
-* Writing: :class:`VideoWriter` encodes H.264 (libx264, yuv420p, ``crf``) into an .mp4/.mkv/.mov, one frame
-  or a batch at a time, atomically (a temporary name renamed on success; nothing is left on error).
-  yuv420p needs even width and height: odd sizes are padded by one replicated row/column (a warning says so).
+  :func:`read_video` reads (up to ``max_frames``) into ``(T, 3, H, W)``. Video is read as it is shown: a
+  rotation in the stream's display matrix (phones record portrait video as rotated landscape) turns the
+  frames upright on read, as FFmpeg and players do, with a notice (:meth:`VideoReader.notices`).
+* Writing: :class:`VideoWriter` encodes H.264 (libx264, ``crf``) into an .mp4/.mkv/.mov, one frame or a
+  batch at a time, atomically (a temporary name renamed on success; nothing is left on error). The output
+  has exactly the frames' size: even sizes are yuv420p (what every player plays); H.264 cannot store an odd
+  width or height in 4:2:0, so odd sizes are yuv444p (High 4:4:4), with a notice (:attr:`VideoWriter.notice`).
+* Constant frame rate: commands that place frames in time refuse a variable-frame-rate input with one
+  message (:meth:`VideoReader.require_constant_rate`), naming the ffmpeg command that converts it.
 
 Frames read from an H.264 file differ from what was written by the codec's loss (crf 18: about 40-45 dB).
 
@@ -20,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import warnings
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
@@ -58,7 +62,9 @@ class VideoReader:
         fps: average frame rate (frames per second) as a float.
         num_frames: frame count from the container header, or ``None`` when the container does not say.
             (It can be off by a frame or two for some files; iteration is the truth.)
-        height, width: frame size in pixels.
+        height, width: frame size in pixels, as shown (after the rotation).
+        rotation: degrees (counter-clockwise, a multiple of 90) the stored frames are turned on read, from the
+            stream's display matrix (0 when it has none); ``coded_height``, ``coded_width``: the stored size.
         has_audio: the file has an audio stream (it is not decoded).
         pixel_format, has_alpha, bit_depth: the stream's pixel format; frames are converted to 8-bit RGB, so
             alpha and bits beyond 8 are dropped (:meth:`conversion_notice` says so in one line).
@@ -95,11 +101,25 @@ class VideoReader:
         # Let FFmpeg decode with its own threads: decoding is often the bottleneck of clip flow.
         self._stream.thread_type = "AUTO"
         cc = self._stream.codec_context
-        self.width = int(cc.width)
-        self.height = int(cc.height)
-        if self.width <= 0 or self.height <= 0:
+        self.coded_width = int(cc.width)
+        self.coded_height = int(cc.height)
+        if self.coded_width <= 0 or self.coded_height <= 0:
             self._container.close()
-            raise ValueError(f"video {self.path}: the video stream reports size {self.width}x{self.height}; corrupt file?")
+            raise ValueError(f"video {self.path}: the video stream reports size {self.coded_width}x{self.coded_height}; "
+                             "corrupt file?")
+        self.frames_read = 0
+        self._closed = False
+        # The display matrix is frame side data in PyAV, so the first frame is decoded here (and yielded first).
+        self._decoder = self._container.decode(self._stream)
+        self._first = self._next_frame()
+        angle = float(getattr(self._first, "rotation", 0) or 0) if self._first is not None else 0.0
+        turns = round(angle / 90.0)
+        self._odd_angle = angle if abs(angle - 90.0 * turns) > 0.5 else None
+        self._turns = 0 if self._odd_angle is not None else turns % 4
+        self.rotation = 90 * self._turns
+        swap = self._turns % 2 == 1
+        self.width = self.coded_height if swap else self.coded_width
+        self.height = self.coded_width if swap else self.coded_height
         avg = self._stream.average_rate
         nominal = self._stream.guessed_rate or self._stream.base_rate
         rate = avg or nominal
@@ -117,8 +137,42 @@ class VideoReader:
         self.pixel_format = cc.pix_fmt or "unknown"
         self.has_alpha = any(c.is_alpha for c in comps)
         self.bit_depth = max((c.bits for c in comps), default=8)
-        self.frames_read = 0
         self._closed = False
+
+    def _next_frame(self):
+        av = _import_av()
+        try:
+            return next(self._decoder, None)
+        except av.FFmpegError as e:
+            self.close()
+            raise ValueError(
+                f"video {self.path}: decoding failed after {self.frames_read} frames: {e}; the file may be corrupt"
+            ) from e
+
+    def notices(self) -> list[str]:
+        """One line for each way the frames differ from what is stored (turned upright, read as 8-bit RGB),
+        for the caller to print with its own prefix."""
+        out = []
+        if self.rotation:
+            out.append(f"{self.path.name} is stored {self.coded_width}x{self.coded_height} with a display "
+                       f"rotation of {self.rotation} degrees; its frames are turned upright on read "
+                       f"({self.width}x{self.height} WxH), as players show it")
+        elif self._odd_angle is not None:
+            out.append(f"{self.path.name} asks for a display rotation of {self._odd_angle:g} degrees, not a "
+                       "multiple of 90; its frames are read as stored")
+        conv = self.conversion_notice()
+        return out + ([conv.removeprefix("note: ")] if conv else [])
+
+    def require_constant_rate(self, command: str) -> None:
+        """Raise ValueError when the video has a variable frame rate: ``command`` places frames in time from
+        the rate, so such input is refused (the one rule of every command that reads video), with the ffmpeg
+        command that converts it."""
+        if self.variable_frame_rate:
+            raise ValueError(
+                f"{self.path} has a variable frame rate (average {self.fps:.3f} fps differs from the nominal rate); "
+                f"{command} needs constant frame rate input. Convert it first, e.g. "
+                f"`ffmpeg -i {self.path} -fps_mode cfr -r {self.fps:.3f} cfr.mp4`, then {command} cfr.mp4"
+            )
 
     def conversion_notice(self) -> str | None:
         """One line when decoding to 8-bit RGB drops something (alpha, bits beyond 8), else None."""
@@ -151,22 +205,26 @@ class VideoReader:
             self._closed = True
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        av = _import_av()
         if self._closed:
             raise ValueError(f"video {self.path} is closed")
-        try:
-            for frame in self._container.decode(self._stream):
-                arr = frame.to_ndarray(format="rgb24")  # (H, W, 3) uint8; converts any pixel format
-                self.frames_read += 1
-                yield torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
-        except av.FFmpegError as e:
-            raise ValueError(
-                f"video {self.path}: decoding failed after {self.frames_read} frames: {e}; the file may be corrupt"
-            ) from e
+        frame, self._first = self._first, None
+        if frame is None and self.frames_read:
+            frame = self._next_frame()
+        while frame is not None:
+            arr = frame.to_ndarray(format="rgb24")  # (H, W, 3) uint8; converts any pixel format
+            if self._turns:  # counter-clockwise, as the display matrix says (FFmpeg's autorotate turns the same way)
+                arr = np.ascontiguousarray(np.rot90(arr, self._turns))
+            self.frames_read += 1
+            yield torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
+            frame = self._next_frame()
 
 
-def read_video(path: str | os.PathLike, max_frames: int | None = None) -> tuple[torch.Tensor, float]:
-    """Read a whole video (or its first ``max_frames`` frames).
+def read_video(path: str | os.PathLike, max_frames: int | None = None, *, notify=None,
+               command: str | None = None) -> tuple[torch.Tensor, float]:
+    """Read a whole video (or its first ``max_frames`` frames), turned upright (:class:`VideoReader`).
+
+    ``notify`` (e.g. ``print``) is told :meth:`VideoReader.notices`; with ``command`` a variable-frame-rate
+    video is refused (:meth:`VideoReader.require_constant_rate`) before a frame is converted.
 
     Returns:
         ``(frames, fps)``: frames ``(T, 3, H, W)`` float32 RGB in [0, 1]; fps a float.
@@ -178,6 +236,10 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None) -> tuple[
         raise ValueError(f"max_frames: expected a positive integer or None, got {max_frames}")
     frames = []
     with VideoReader(path) as vr:
+        if command is not None:
+            vr.require_constant_rate(command)
+        for line in vr.notices() if notify is not None else ():
+            notify(line)
         for f in vr:
             frames.append(f)
             if max_frames is not None and len(frames) >= max_frames:
@@ -229,11 +291,14 @@ class VideoWriter:
         preset: x264 speed preset ("ultrafast" .. "veryslow").
 
     The file appears under ``path`` only when the ``with`` block (or :meth:`close`) completes; on an
-    exception the temporary file is deleted. All frames must share one size; odd sizes are padded to
-    even (yuv420p needs it) by replicating the last row/column, with a warning.
+    exception the temporary file is deleted. All frames must share one size, and the video has exactly that
+    size: yuv420p (4:2:0, what every player plays) when width and height are even; H.264 stores 4:2:0 only at
+    even sizes, so an odd size is encoded yuv444p (High 4:4:4, which ffmpeg, VLC and mpv play; some browsers
+    do not) and :attr:`notice` says so in one line (also passed to ``notify`` when given).
     """
 
-    def __init__(self, path: str | os.PathLike, fps: float, *, crf: int = 18, preset: str = "medium"):
+    def __init__(self, path: str | os.PathLike, fps: float, *, crf: int = 18, preset: str = "medium",
+                 notify=None):
         self.path = Path(path)
         if self.path.suffix.lower() not in WRITE_SUFFIXES:
             raise ValueError(
@@ -254,6 +319,8 @@ class VideoWriter:
         self.preset = preset
         self.frames_written = 0
         self.size: tuple[int, int] | None = None  # (H, W) of the input frames
+        self.notice: str | None = None
+        self._notify = notify
         self._stack = contextlib.ExitStack()
         self._tmp = self._stack.enter_context(atomic_path(self.path))
         self._container = None
@@ -272,17 +339,17 @@ class VideoWriter:
     def _open(self, h: int, w: int) -> None:
         av = _import_av()
         self.size = (h, w)
-        self._pad = (h % 2, w % 2)
-        if any(self._pad):
-            warnings.warn(
-                f"{self.path}: H.264 yuv420p needs even sizes; padding {h}x{w} to {h + h % 2}x{w + w % 2} "
-                "by replicating the last row/column (crop frames to even sizes to avoid this)",
-                stacklevel=3,
-            )
+        odd = h % 2 or w % 2
+        if odd:
+            self.notice = (f"{self.path.name} is {w}x{h} (WxH), an odd size, so it is encoded yuv444p (H.264 "
+                           "stores 4:2:0 only at even sizes): ffmpeg, VLC and mpv play it, some browsers do not; crop "
+                           "to an even size for those")
+            if self._notify is not None:
+                self._notify(self.notice)
         self._container = av.open(str(self._tmp), mode="w")
         s = self._container.add_stream("libx264", rate=self._rate)
-        s.width, s.height = w + w % 2, h + h % 2
-        s.pix_fmt = "yuv420p"
+        s.width, s.height = w, h
+        s.pix_fmt = "yuv444p" if odd else "yuv420p"
         s.options = {"crf": str(self.crf), "preset": self.preset}
         s.codec_context.time_base = 1 / self._rate
         self._stream = s
@@ -301,8 +368,6 @@ class VideoWriter:
                 f"{self.path}: frame size {h}x{w} differs from the first frame's {self.size[0]}x{self.size[1]}; "
                 "all frames of a video must have the same size"
             )
-        if any(self._pad):
-            arr = np.pad(arr, ((0, 0), (0, self._pad[0]), (0, self._pad[1]), (0, 0)), mode="edge")
         for i in range(n):
             vf = av.VideoFrame.from_ndarray(arr[i], format="rgb24")
             vf.pts = self.frames_written
@@ -343,7 +408,8 @@ class VideoWriter:
             self._abort(RuntimeError, RuntimeError("VideoWriter was not closed"), None)
 
 
-def write_video(path: str | os.PathLike, frames, fps: float, *, crf: int = 18) -> None:
-    """Write ``frames`` ``(T, 3, H, W)`` (float [0, 1] or uint8) as an H.264 video at ``fps``, atomically."""
-    with VideoWriter(path, fps, crf=crf) as vw:
+def write_video(path: str | os.PathLike, frames, fps: float, *, crf: int = 18, notify=None) -> None:
+    """Write ``frames`` ``(T, 3, H, W)`` (float [0, 1] or uint8) as an H.264 video at ``fps``, atomically, at
+    exactly their size (``notify``: told :attr:`VideoWriter.notice`)."""
+    with VideoWriter(path, fps, crf=crf, notify=notify) as vw:
         vw.write(frames)

@@ -108,7 +108,8 @@ def _columns(t_out: int, generated: list[int], columns: int) -> list[int]:
     return [start + i for i in _pick(t_out - start, columns)]
 
 
-def save_compare(path: str | Path, result, *, columns: int = 8, zoom: int | None = None) -> None:
+def save_compare(path: str | Path, result, *, columns: int = 8, zoom: float | None = None,
+                 max_side: int = 512) -> None:
     """Write a job's result (a :class:`motionguide.jobs.JobResult`) as a labelled strip (.png).
 
     Each column is one output frame (its index above it; "new" = a frame the job made), and every row shows
@@ -117,14 +118,17 @@ def save_compare(path: str | Path, result, *, columns: int = 8, zoom: int | None
     shown only when the output differs from it), ``output``, ``flow`` (the guidance flow of each new frame to
     its source, colour wheel on one scale for the whole row) and ``confidence`` (where the output is the warp,
     white, or the model's fill, black; shown when the job reports one). zoom: nearest-neighbour enlargement
-    (default: up to 4x, so small outputs stay visible).
+    (default: up to 4x, so small outputs stay visible); frames over ``max_side`` px are area-downscaled to it,
+    so the strip of a 4K job stays bounded (8 x 6 tiles of 512 px, not about 290 megapixels).
     """
     g = result.guidance
     t_out, _, h, w = result.frames.shape
-    zoom = zoom or max(1, min(4, 128 // max(1, min(h, w))))
+    zoom = zoom or (max_side / max(h, w) if max(h, w) > max_side else max(1, min(4, 128 // max(1, min(h, w)))))
 
     def up(x):
-        return F.interpolate(x[None], scale_factor=zoom, mode="nearest")[0] if zoom > 1 else x
+        if zoom == 1:
+            return x
+        return F.interpolate(x[None], scale_factor=zoom, mode="area" if zoom < 1 else "nearest")[0]
 
     kf, known = known_of(g)
     kf, known = kf[0].transpose(0, 1), known[0]  # (T, 3, h, w), (T,)

@@ -154,6 +154,45 @@ def _need_matplotlib() -> None:
                         "run `pip install matplotlib` (it is a dependency of motionguide) and start again")
 
 
+def _resume(ckpt: Path, state: dict, named, ema: dict, opt) -> tuple[int, list[float]]:
+    """Read every file of ``ckpt`` through the project's one safe reader (:mod:`flow.checkpoint`) and check it
+    against the run, then copy it in: a truncated, foreign or hostile file is one :class:`UserError` with the
+    parameters, EMA and optimizer untouched. Returns ``(step, losses)``."""
+    from flow.checkpoint import CheckpointFileError, read_object, read_tensors
+
+    fix = "Use another --out, or start afresh with --no-resume."
+    try:
+        cur = read_tensors(ckpt / "trainable.safetensors", what="training checkpoint file", fix=fix)
+        emas = read_tensors(ckpt / "ema.safetensors", what="training checkpoint file", fix=fix)
+        opt_state = read_object(ckpt / "optimizer.pt", what="training checkpoint file", fix=fix, unsafe_fix=fix)
+    except (CheckpointFileError, FileNotFoundError) as e:
+        raise UserError(str(e)) from None
+    shapes = {n: tuple(p.shape) for n, p in named}
+    for name, saved in (("trainable.safetensors", cur), ("ema.safetensors", emas)):
+        if set(saved) != set(shapes):
+            raise UserError(f"{ckpt / name} does not match this model (its trainable parameters differ); {fix}")
+        wrong = [n for n in shapes if tuple(saved[n].shape) != shapes[n]]
+        if wrong:
+            raise UserError(f"{ckpt / name}: {wrong[0]} has shape {tuple(saved[wrong[0]].shape)}, this model's is "
+                            f"{shapes[wrong[0]]}; {fix}")
+    try:
+        step, losses = int(state["step"]), [float(v) for v in state["losses"]]
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"{ckpt / 'state.json'} lacks a step and a loss history; {fix}") from None
+    before = opt.state_dict()
+    try:
+        opt.load_state_dict(opt_state)  # checks the groups against the parameters before it changes anything
+    except (ValueError, KeyError, TypeError, RuntimeError) as e:
+        opt.load_state_dict(before)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{ckpt / 'optimizer.pt'} is not this run's optimizer state ({first}); {fix}") from None
+    with torch.no_grad():
+        for n, p in named:
+            p.copy_(cur[n])
+            ema[n].copy_(emas[n])
+    return step, losses
+
+
 def run_training(cfg: LoopConfig, make_recipe: Callable[[], Recipe], *, config: dict[str, Any] | None = None,
                  log: Callable[[str], None] = print) -> dict:
     """Run (or resume) a training recipe; returns ``{"step", "loss", "out"}``.
@@ -163,7 +202,7 @@ def run_training(cfg: LoopConfig, make_recipe: Callable[[], Recipe], *, config: 
     """
     from accelerate import Accelerator, DistributedDataParallelKwargs
     from accelerate.state import AcceleratorState
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
     _need_matplotlib()
@@ -205,17 +244,7 @@ def run_training(cfg: LoopConfig, make_recipe: Callable[[], Recipe], *, config: 
     recipe.model, recipe.prepared = accelerator.unwrap_model(model), model
     step, losses = 0, []
     if state is not None:
-        cur = load_file(ckpt / "trainable.safetensors")
-        emas = load_file(ckpt / "ema.safetensors")
-        if set(cur) != {n for n, _ in named}:
-            raise UserError(f"{ckpt} does not match this model (its trainable parameters differ); use another "
-                            f"--out or --no-resume")
-        with torch.no_grad():
-            for n, p in named:
-                p.copy_(cur[n])
-                ema[n].copy_(emas[n])
-        opt.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
-        step, losses = int(state["step"]), list(state["losses"])
+        step, losses = _resume(ckpt, state, named, ema, opt)
         log(f"resumed {cfg.kind} training from {ckpt} at step {step}")
     if step >= cfg.steps:
         log(f"{ckpt} is already at step {step} >= --steps {cfg.steps}; nothing to do")

@@ -246,8 +246,11 @@ def _frame_source(src: Path, max_frames: int | None, notify):
         size = f"{first.shape[2]}x{first.shape[1]}"
         return contextlib.nullcontext(), it(), len(files), f"{len(files)} frames in {src}, {size} (WxH)"
     vr = VideoReader(src)
-    if vr.conversion_notice():
-        notify(vr.conversion_notice())
+    if vr.variable_frame_rate:  # the one variable-frame-rate rule of every command that reads video
+        vr.close()
+        vr.require_constant_rate("flow")
+    for line in vr.notices():
+        notify(f"note: {line}")
     n = vr.num_frames
     if max_frames is not None:
         n = min(n, max_frames) if n is not None else max_frames

@@ -231,8 +231,17 @@ def _check_arguments(args) -> tuple[Path, Path, Path, list[float]]:
 def run(args) -> int:
     from flow.io import read_image, write_image
 
+    from flow.io import image_size
+    from flow.retime import CHUNK
+
     p0, p1, out, ts = _check_arguments(args)
     say = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
+    (w0, h0), (w1, h1) = image_size(p0), image_size(p1)  # from the headers: the bound comes before decoding
+    if (w0, h0) != (w1, h1):
+        raise ValueError(f"{p0} is {w0}x{h0} but {p1} is {w1}x{h1} (WxH); the two frames must have the same size "
+                         "(resize one of them first)")
+    interp = build_interpolator(args)  # after the cheap checks, before the work
+    check_memory_bound(args, interp, w0, h0, min(len(ts), CHUNK))
     f0, f1 = read_image(p0, notify=say), read_image(p1, notify=say)
     if f0.shape != f1.shape:
         raise ValueError(
@@ -240,10 +249,6 @@ def run(args) -> int:
             "must have the same size (resize one of them first)"
         )
     size = f"{f0.shape[2]}x{f0.shape[1]}"
-    interp = build_interpolator(args)  # after the cheap checks, before the work
-    from flow.retime import CHUNK
-
-    check_memory_bound(args, interp, f0.shape[2], f0.shape[1], min(len(ts), CHUNK))
     t_start = time.perf_counter()
     if args.n is None:
         frame = interp.interpolate(f0[None], f1[None], ts, tta=args.tta)[0]

@@ -29,6 +29,8 @@ _OUTPUT_NOTE = (
 
 
 def _common(p: argparse.ArgumentParser) -> None:
+    from flow.interpolate.memory import DEFAULT_LIMIT_GB
+
     from ..embedded.generation import MODES
 
     p.add_argument("-o", "--output", required=True, metavar="VIDEO", help="output video (.mp4, .mkv, .mov)")
@@ -88,6 +90,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "(docs/BENCHMARKS.md); "
                         "model with --pipeline, whose output is what it runs for]")
     p.add_argument("--demo", action="store_true", help="use built-in clips rendered from scikit-image's photographs as input (no files needed)")
+    p.add_argument("--max-memory", type=float, default=DEFAULT_LIMIT_GB, metavar="GB",
+                   help=f"refuse, before decoding, a job whose estimated peak memory (from the video's header) is "
+                        f"above GB, naming the frame count or input size that fits (default: {DEFAULT_LIMIT_GB:g})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -200,6 +205,8 @@ def _check_args(args) -> None:
     lo, hi = STRENGTH_RANGE
     if not (math.isfinite(args.strength) and lo <= args.strength <= hi):
         raise ValueError(f"--strength: expected {lo:g} .. {hi:g} (0 = unguided, 1 = fully guided), got {args.strength}")
+    if not (math.isfinite(args.max_memory) and args.max_memory > 0):
+        raise ValueError(f"--max-memory: expected a positive number of GB, got {args.max_memory}")
     if args.steps is not None and not 1 <= args.steps <= 1000:
         raise ValueError(f"--steps: expected 1 .. 1000 sampling steps per window, got {args.steps}")
     if args.fps is not None and not (math.isfinite(args.fps) and 0 < args.fps <= 1000):
@@ -279,6 +286,22 @@ def _check_pipeline_options(args, explicit_fill) -> None:
         _notice(f"--offload {args.offload} with --device cpu moves weights from the CPU to the CPU: it saves no memory")
 
 
+def _check_header(args) -> None:
+    """The input's header only, before a frame decodes or the jobs' libraries load: the variable-frame-rate
+    rule and the memory bound (:mod:`motionguide.memory`)."""
+    from flow.io import image_size
+
+    from ..memory import check_job_memory, probe_video
+
+    if args.demo:
+        return
+    video = probe_video(args.reference if args.job == "transfer" else args.input, args.job)
+    check_job_memory(args.job, video, min(video.frames or MAX_OUTPUT_FRAMES + 1, MAX_OUTPUT_FRAMES + 1),
+                     factor=getattr(args, "factor", None), frames=getattr(args, "frames", None),
+                     limit_gb=args.max_memory, fill=args.fill, compare=bool(args.compare),
+                     image_px=math.prod(image_size(args.image)) if args.job == "transfer" else 0)
+
+
 def _inputs(args) -> dict:
     """The job's inputs, decoded; the checks that need them (lengths) follow."""
     import torch
@@ -293,12 +316,12 @@ def _inputs(args) -> dict:
     limit = MAX_OUTPUT_FRAMES + 1
     if args.job == "transfer":
         n = args.frames if args.frames is not None else limit
-        ref, fps = read_video(args.reference, max_frames=n)
+        ref, fps = read_video(args.reference, max_frames=n, notify=_notice)
         if args.frames is None and ref.shape[0] >= limit:
             raise ValueError(f"--reference {args.reference}: more than {MAX_OUTPUT_FRAMES} frames, the most one run "
                              f"writes; pass --frames N (at most {MAX_OUTPUT_FRAMES}) or cut the reference into parts")
         return {"reference": ref, "image": read_image(args.image, notify=_notice), "fps": fps}
-    clip, fps = read_video(args.input, max_frames=limit)
+    clip, fps = read_video(args.input, max_frames=limit, notify=_notice)
     if clip.shape[0] >= limit or _output_frames(args, {"clip": clip}) > MAX_OUTPUT_FRAMES:
         raise ValueError(f"{args.input}: the output would have more than {MAX_OUTPUT_FRAMES} frames, the most one run "
                          f"writes; cut the input into shorter parts and run each")
@@ -330,6 +353,8 @@ def _check_inputs(args, d) -> None:
 
 
 def run(args) -> int:
+    _check_args(args)
+    _check_header(args)
     import torch
     from tqdm.auto import tqdm
 
@@ -337,7 +362,6 @@ def run(args) -> int:
 
     from .. import jobs
 
-    _check_args(args)
     d = _inputs(args)
     _check_inputs(args, d)
     if args.pipeline:
@@ -372,7 +396,7 @@ def run(args) -> int:
         if bar is not None:
             bar.close()
     fps = args.fps or d.get("fps") or 8.0
-    write_video(args.output, res.frames, fps)
+    write_video(args.output, res.frames, fps, notify=_notice)
     h, w = res.frames.shape[2:]
     how = ("the warp; the model supplied no pixel)" if model is None else
            f"{args.mode}, {done} sampler steps in all; the model supplied "
@@ -414,7 +438,7 @@ def _run_pipeline(args, d) -> int:
                             frames=args.pipeline_frames, strength=args.strength,
                             steps=args.steps, seed=args.seed, adapter=args.adapters, prompt=args.prompt)
     fps = args.fps or d.get("fps") or 8.0
-    write_video(args.output, res.frames, fps)
+    write_video(args.output, res.frames, fps, notify=_notice)
     h, w = res.frames.shape[2:]
     how = ("its output as it is" if res.confidence is None else
            f"the pipeline supplied {100 * res.model_share:.1f} % of the pixels")

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from flow.atomic import atomic_path
+from flow.checkpoint import CheckpointFileError, read_tensors
 
 from ..adapter import MotionGuidanceConfig, apply_motion_guidance, remove_motion_guidance
 from ..adapter_weights import load_motion_guidance, save_motion_guidance
@@ -134,11 +135,12 @@ def load_adapters(model: EmbeddedVideoModel, folder: str | os.PathLike | None = 
     if meta.get("lora"):
         raise CheckpointError(f"adapters in {folder} carry a LoRA, which the embedded model does not use (it "
                               f"lifted no job on real footage, benchmarks/ablation.py); {_FIX}")
-    try:
-        state = load_file(str(folder / GATES_FILE))
-    except (OSError, RuntimeError, ValueError) as e:
-        raise CheckpointError(f"adapters in {folder}: {GATES_FILE} could not be read ({type(e).__name__}: {e}); "
-                              f"{_FIX}") from None
+    try:  # both weight files through the one safe reader before the model is touched: a file whose checksum
+        # matches the manifest may still be no safetensors file at all
+        state = read_tensors(folder / GATES_FILE, what="adapter file", fix=f"Pass a folder of adapters: {_FIX}.")
+        read_tensors(folder / _PLUGIN_FILES[0], what="adapter file", fix=f"Pass a folder of adapters: {_FIX}.")
+    except CheckpointFileError as e:
+        raise CheckpointError(str(e)) from None
     gates = GuidanceGates.from_state_dict(state, str(folder / GATES_FILE))
     try:
         load_motion_guidance(model.transformer, folder)

@@ -21,6 +21,7 @@ import torch
 from diffusers import WanTransformer3DModel
 
 from flow.atomic import atomic_path
+from flow.checkpoint import CheckpointFileError, read_tensors
 
 from ..errors import CheckpointError
 from ..training import replace_dir
@@ -87,6 +88,10 @@ def load_embedded(folder: str | os.PathLike | None = None, *, verify: bool = Tru
         raise CheckpointError(f"embedded model checkpoint in {folder} is missing {missing}; {_BASE_FIX}")
     if verify:
         verify_manifest(folder, "embedded model", _BASE_FIX)
+    try:  # the one safe reader first: a file whose checksum matches may still be no safetensors file
+        read_tensors(folder / _BASE_FILES[0], what="embedded model file", fix=f"Pass a model folder: {_BASE_FIX}.")
+    except CheckpointFileError as e:
+        raise CheckpointError(str(e)) from None
     try:
         cfg = EmbeddedConfig.from_dict(json.loads((folder / "embedded_config.json").read_text()))
         transformer = WanTransformer3DModel.from_pretrained(folder, local_files_only=True)
@@ -105,7 +110,7 @@ def cast_weights(folder: str | os.PathLike, dtype: torch.dtype = torch.bfloat16)
 
     A larger model fits the assets' size budget in bfloat16; the loaders cast back to the model's float32
     parameters (``from_pretrained`` and ``load_state_dict`` copy into them)."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     folder = Path(folder)
     manifest = verify_manifest(folder, "checkpoint", "save it again")
@@ -116,7 +121,7 @@ def cast_weights(folder: str | os.PathLike, dtype: torch.dtype = torch.bfloat16)
     with replace_dir(folder) as tmp:
         for n in files:
             if n.endswith(".safetensors"):
-                state = load_file(str(folder / n))
+                state = read_tensors(folder / n, what="checkpoint file", fix="Save the folder again.")
                 save_file({k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}, str(tmp / n))
             else:
                 shutil.copy2(folder / n, tmp / n)

@@ -1,6 +1,9 @@
 """Video I/O: streaming read, fps/frame count kept on write, odd sizes, atomic output, bad files."""
 from __future__ import annotations
 
+import warnings
+
+import numpy as np
 import pytest
 import torch
 
@@ -27,15 +30,66 @@ def test_write_read_round_trip_keeps_fps_and_count(tmp_path):
     assert read_video(tmp_path / "c.mp4", max_frames=2)[0].shape[0] == 2
 
 
-def test_writer_batches_uint8_and_odd_size(tmp_path):
+def test_writer_batches_uint8_and_odd_size_is_kept_exactly_without_a_warning(tmp_path):
     u8 = (_clip(4, 15, 21) * 255).to(torch.uint8)
-    with pytest.warns(UserWarning, match="padding 15x21 to 16x22"):
-        with VideoWriter(tmp_path / "o.mp4", fps=10) as vw:
+    notes = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no raw UserWarning with a source line
+        with VideoWriter(tmp_path / "o.mp4", fps=10, notify=notes.append) as vw:
             vw.write(u8[:2])  # a batch
             vw.write(u8[2])  # a single frame
             vw.write(u8[3].float() / 255)  # float and uint8 mix
     back, fps = read_video(tmp_path / "o.mp4")
-    assert back.shape == (4, 3, 16, 22) and fps == 10.0
+    assert back.shape == (4, 3, 15, 21) and fps == 10.0  # exactly the frames' size, no padding
+    assert (back - u8.float() / 255).abs().mean() < 0.02
+    assert len(notes) == 1 and "21x15 (WxH), an odd size" in notes[0] and vw.notice == notes[0]
+    with VideoReader(tmp_path / "o.mp4") as vr:
+        assert (vr.width, vr.height, vr.pixel_format) == (21, 15, "yuv444p")
+    write_video(tmp_path / "even.mp4", _clip(2, 16, 22), fps=10, notify=notes.append)
+    with VideoReader(tmp_path / "even.mp4") as vr:  # even sizes stay 4:2:0, with no notice
+        assert vr.pixel_format == "yuv420p" and len(notes) == 1
+
+
+def _rotated(path, frames_u8, degrees: int):
+    """Encode (T, H, W, 3) uint8 frames with a display rotation, as a phone stores a portrait video."""
+    import av
+
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.height, s.width = frames_u8.shape[1:3]
+        s.pix_fmt = "yuv444p" if s.width % 2 or s.height % 2 else "yuv420p"
+        s.set_display_rotation(degrees)
+        for f in frames_u8:
+            for pk in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
+                c.mux(pk)
+        for pk in s.encode(None):
+            c.mux(pk)
+
+
+@pytest.mark.parametrize("degrees,h,w", [(90, 32, 48), (270, 27, 45), (180, 32, 48)])
+def test_rotation_metadata_turns_frames_upright_on_read(tmp_path, degrees, h, w):
+    """A portrait phone video is stored landscape with a display rotation: frames come upright (as FFmpeg's
+    autorotate and players show them, np.rot90 counter-clockwise by the angle), the size is the shown one,
+    and a notice says so; odd sizes too."""
+    stored = (_clip(3, h, w) * 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    _rotated(tmp_path / "phone.mp4", stored, degrees)
+    shown = np.rot90(stored, degrees // 90, axes=(1, 2))
+    with VideoReader(tmp_path / "phone.mp4") as vr:
+        assert vr.rotation == degrees and (vr.height, vr.width) == shown.shape[1:3]
+        assert (vr.coded_height, vr.coded_width) == (h, w)
+        notes = vr.notices()
+        frames = torch.stack(list(vr))
+    assert len(notes) == 1 and f"display rotation of {degrees} degrees" in notes[0]
+    assert frames.shape == (3, 3, *shown.shape[1:3])
+    upright = torch.from_numpy(shown.copy()).permute(0, 3, 1, 2).float() / 255
+    assert (frames - upright).abs().mean() < 0.02
+    told = []
+    back, _ = read_video(tmp_path / "phone.mp4", notify=told.append)
+    assert back.shape == frames.shape and told == notes
+    # turned upright, the frames write back at exactly the shown size (odd sizes included)
+    write_video(tmp_path / "out.mp4", back, fps=10)
+    with VideoReader(tmp_path / "out.mp4") as vr:
+        assert (vr.height, vr.width, vr.rotation) == (shown.shape[1], shown.shape[2], 0)
 
 
 def test_writer_error_leaves_no_file(tmp_path):

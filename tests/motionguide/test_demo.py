@@ -72,7 +72,7 @@ def test_extend_strip_shows_the_new_frames_in_time_with_their_flow_and_confidenc
     seen = _spy(monkeypatch)
     d = demo.demo_inputs("extend")
     res = jobs.extend(d["clip"], 4, model=None)
-    jobs.save_compare(tmp_path / "e.png", res)
+    jobs.save_compare(tmp_path / "e.png", res, max_side=1024)  # tiles at full size, to compare with the frames
     assert seen["labels"] == ["input", "output", "flow", "confidence"]
     assert seen["col_labels"] == ["0", "1", "2", "3", "4 new", "5 new", "6 new", "7 new"]
     inp, out, flow, conf = seen["rows"]

@@ -124,3 +124,60 @@ def test_a_recipe_outside_the_wrapped_forward_still_averages_gradients_under_tor
                                 progress=False), Line, log=lambda m: None)
     """)
     assert weights[0] == weights[1]
+
+
+class _Evil:
+    """A pickle payload that would create a file when unpickled unsafely."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.path}",))
+
+
+def _trained(tmp_path, name="r") -> Path:
+    run_training(_cfg(tmp_path / name, steps=10), _Line, log=lambda m: None)
+    return tmp_path / name / "checkpoint"
+
+
+def _resume_error(tmp_path, name="r") -> str:
+    before = _Line.built
+    with pytest.raises(UserError) as e:
+        run_training(_cfg(tmp_path / name, steps=20), _Line, log=lambda m: None)
+    assert _Line.built == before + 1  # refused on resume, before a step ran
+    msg = str(e.value)
+    assert "\n" not in msg and "weights_only" not in msg and "--no-resume" in msg
+    return msg
+
+
+def test_resume_from_a_truncated_safetensors_is_one_line(tmp_path):
+    ckpt = _trained(tmp_path)
+    data = (ckpt / "trainable.safetensors").read_bytes()
+    (ckpt / "trainable.safetensors").write_bytes(data[: len(data) // 2])
+    msg = _resume_error(tmp_path)
+    assert "trainable.safetensors" in msg and "end is missing" in msg
+
+
+def test_resume_from_a_hostile_optimizer_pickle_runs_nothing_and_never_advises_unsafe_loading(tmp_path):
+    ckpt = _trained(tmp_path)
+    ran = tmp_path / "payload_ran"
+    torch.save({"state": {0: _Evil(ran)}, "param_groups": []}, ckpt / "optimizer.pt")
+    msg = _resume_error(tmp_path)
+    assert not ran.exists()
+    assert "optimizer.pt" in msg and "can run code" in msg
+    # a text file, and an optimizer state of another model, are refused too
+    (ckpt / "optimizer.pt").write_text("not a checkpoint")
+    assert "got a text file" in _resume_error(tmp_path)
+    torch.save({"state": {}, "param_groups": [{"params": [0, 1, 2]}]}, ckpt / "optimizer.pt")
+    assert "not this run's optimizer state" in _resume_error(tmp_path)
+
+
+def test_resume_from_a_safetensors_cut_inside_its_data_names_the_fix(tmp_path):
+    ckpt = _trained(tmp_path)
+    data = (ckpt / "ema.safetensors").read_bytes()
+    (ckpt / "ema.safetensors").write_bytes(data[:-4])  # the header whole, the last tensor's bytes cut
+    msg = _resume_error(tmp_path)
+    assert "ema.safetensors: expected a .safetensors file, got a damaged one" in msg and "download" not in msg

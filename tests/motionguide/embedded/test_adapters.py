@@ -243,3 +243,33 @@ def test_flow_only_is_the_warp():
     assert torch.allclose(out[:, :, 3, :, 6:], first[:, :, :, :-6], atol=1e-5)
     assert torch.equal(out[:, :, 0], first)
 
+
+
+@pytest.mark.parametrize("name", ["motion_guidance.safetensors", GATES_FILE])
+def test_a_non_safetensors_file_whose_checksum_matches_is_one_line_model_untouched(tiny, tmp_path, name):
+    """A pickle (or any other file) put in an adapter folder, its checksum written into the manifest, is refused
+    by the one safe reader in one line before the model is touched: the payload never runs."""
+    import hashlib
+    import os
+
+    model = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
+    attach_adapters(model)
+    save_adapters(model, tmp_path / "ad")
+    ran = tmp_path / "payload_ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {ran}",))
+
+    torch.save({"w": Evil()}, tmp_path / "ad" / name)
+    manifest = json.loads((tmp_path / "ad" / "manifest.json").read_text())
+    manifest["files"][name] = hashlib.sha256((tmp_path / "ad" / name).read_bytes()).hexdigest()
+    (tmp_path / "ad" / "manifest.json").write_text(json.dumps(manifest))
+    fresh = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
+    with pytest.raises(CheckpointError) as e:
+        load_adapters(fresh, tmp_path / "ad")
+    msg = str(e.value)
+    assert "\n" not in msg and f"{name}: expected a .safetensors file, got a torch zip checkpoint" in msg
+    assert "motionguide train adapters" in msg and "weights_only" not in msg
+    assert not ran.exists()
+    assert getattr(fresh.transformer, "motion_guidance", None) is None and fresh.gates is None
