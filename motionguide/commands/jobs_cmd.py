@@ -28,9 +28,11 @@ _OUTPUT_NOTE = (
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    from ..embedded.generation import MODES
+    from ._choices import MODES
+    from ._outputs import add_overwrite_argument
 
     p.add_argument("-o", "--output", required=True, metavar="VIDEO", help="output video (.mp4, .mkv, .mov)")
+    add_overwrite_argument(p, "output files (-o, --compare)")
     p.add_argument("--motion-scale", type=float, default=1.0,
                    help="multiply the motion (0 freezes, 1 keeps, 2 doubles; 0 .. 4)")
     p.add_argument("--strength", type=float, default=1.0,
@@ -126,16 +128,16 @@ def register(subparsers) -> None:
 
 
 def _notice(msg: str) -> None:
-    print(f"notice: {msg}", file=sys.stderr)
+    # the readers' own notices start with "note: "; one prefix is enough
+    print(f"notice: {msg.removeprefix('note: ')}", file=sys.stderr)
 
 
 def _check_args(args) -> None:
     """Every value that can be checked without the inputs, in one place, before anything is read."""
     from flow.atomic import check_outputs
 
-    from ..guidance import MOTION_SCALE_RANGE, STRENGTH_RANGE
-    from ..jobs import MAX_EXTEND, SPEED_RANGE
     from ..errors import UserError
+    from ._choices import MAX_EXTEND, MOTION_SCALE_RANGE, SPEED_RANGE, STRENGTH_RANGE
 
     job = args.job
     explicit_fill, args.pipeline_hw = args.fill, None
@@ -154,6 +156,7 @@ def _check_args(args) -> None:
         raise UserError("transfer needs --reference REF.mp4 and --image FIRST.png (or --demo)")
     elif job != "transfer" and not args.input:
         raise UserError(f"{job} needs an input video (or --demo)")
+    _check_paths(args)
     if job == "speed":
         lo, hi = SPEED_RANGE
         if args.factor is None:
@@ -223,7 +226,58 @@ def _check_args(args) -> None:
             _notice(f"--mode {args.mode} does not use trained adapters, so --adapters is ignored")
     inputs = [x for x in (getattr(args, "reference", None), getattr(args, "image", None), getattr(args, "input", None)) if x]
     check_outputs({"-o": args.output, "--compare": args.compare}, inputs=inputs,
-                  kinds={"-o": "video", **({"--compare": "png"} if args.compare else {})})
+                  kinds={"-o": "video", **({"--compare": "png"} if args.compare else {})}, overwrite=args.overwrite)
+
+
+_ASSETS_ENV = "MOTIONGUIDE_ASSETS"
+_MODEL_FOLDER = "the embedded model's folder (config.json, diffusion_pytorch_model.safetensors, embedded_config.json)"
+_ADAPTER_FOLDER = "an adapter folder (motion_guidance.safetensors, motion_guidance.json, gates.safetensors)"
+
+
+def _check_paths(args) -> None:
+    """Each input is the kind of file its option takes (from its first bytes), each folder option a folder."""
+    import os
+
+    from ._inputs import check_folder, check_image_file, check_video_file
+
+    if not args.demo:
+        if args.job == "transfer":
+            check_video_file(args.reference, "--reference")
+            check_image_file(args.image, "--image")
+        else:
+            check_video_file(args.input, "input")
+    if args.model:
+        check_folder(args.model, "--model", _MODEL_FOLDER)
+    if args.adapters:
+        check_folder(args.adapters, "--adapters", _ADAPTER_FOLDER)
+    if os.environ.get(_ASSETS_ENV):
+        check_folder(os.environ[_ASSETS_ENV], _ASSETS_ENV, "a folder with the embedded model's base/ and adapters/")
+    if args.pipeline:
+        from pathlib import Path
+
+        p = Path(args.pipeline).expanduser()
+        if p.exists() and not p.is_dir():
+            check_folder(p, "--pipeline", "a pipeline folder written by save_pretrained (with model_index.json)")
+
+
+def _validate_unused(args) -> None:
+    """--model, --adapters and $MOTIONGUIDE_ASSETS when this run does not use them (no embedded model runs, or
+    its mode takes no trained adapters): a notice says so (the options' own notices in _check_args), and the
+    folders are still loaded and verified, so a broken or foreign one is an error now, not when --fill model
+    is added later."""
+    import os
+
+    from .. import jobs
+
+    env = os.environ.get(_ASSETS_ENV)
+    uses_model = _uses_model(args)
+    adapters_unused = bool(args.adapters) and (not uses_model or args.mode in ("unguided", "training_free"))
+    if args.pipeline or not (adapters_unused or (not uses_model and (args.model or env))):
+        return
+    if env and not uses_model and not (args.model and args.adapters):
+        _notice(f"${_ASSETS_ENV} ({env}) names the embedded model's weights, which this run does not use; they "
+                "are checked all the same")
+    jobs.load_models(args.model, args.adapters, mode="both" if (args.adapters or not args.model) else "unguided")
 
 
 def _inputs(args) -> dict:
@@ -277,14 +331,13 @@ def _check_inputs(args, d) -> None:
 
 
 def run(args) -> int:
+    _check_args(args)  # before the libraries load: an argument error prints at once
     import torch
     from tqdm.auto import tqdm
 
-    from flow.video import write_video
-
     from .. import jobs
 
-    _check_args(args)
+    _validate_unused(args)
     d = _inputs(args)
     _check_inputs(args, d)
     if args.pipeline:
@@ -319,23 +372,34 @@ def run(args) -> int:
         if bar is not None:
             bar.close()
     fps = args.fps or d.get("fps") or 8.0
-    write_video(args.output, res.frames, fps)
+    _write(args, res, fps)
     h, w = res.frames.shape[2:]
     how = ("the warp; the model supplied no pixel)" if model is None else
            f"{args.mode}, {done} sampler steps in all; the model supplied "
            f"{100 * res.model_share:.1f} % of the pixels)")
     print(f"wrote {args.output}: {res.frames.shape[0]} frames of {w}x{h} at {fps:g} fps ({how}")
     if args.compare:
-        jobs.save_compare(args.compare, res)
         print(f"wrote {args.compare}")
     return 0
+
+
+def _write(args, res, fps: float) -> None:
+    """The video and its --compare strip as one unit: both are written to temporaries, then both renamed into
+    place; on any failure (a full disk, a file that appeared meanwhile) neither is left."""
+    from flow.atomic import atomic_group
+    from flow.video import write_video
+
+    from .. import jobs
+
+    with atomic_group([args.output, args.compare]) as (video, strip):
+        write_video(video, res.frames, fps)
+        if strip is not None:
+            jobs.save_compare(strip, res)
 
 
 def _run_pipeline(args, d) -> int:
     """The job's guidance, warp and confidence (at the input's size) through a diffusers pipeline
     (:func:`motionguide.jobs.pipeline_job`)."""
-    from flow.video import write_video
-
     from .. import jobs
 
     pipe = jobs.load_pipeline(args.pipeline)
@@ -358,12 +422,11 @@ def _run_pipeline(args, d) -> int:
     res = jobs.pipeline_job(pipe, res, size=args.pipeline_hw, output_size=args.output_size, strength=args.strength,
                             steps=args.steps, seed=args.seed, adapter=args.adapters, prompt=args.prompt)
     fps = args.fps or d.get("fps") or 8.0
-    write_video(args.output, res.frames, fps)
+    _write(args, res, fps)
     h, w = res.frames.shape[2:]
     how = ("its output as it is" if res.confidence is None else
            f"the pipeline supplied {100 * res.model_share:.1f} % of the pixels")
     print(f"wrote {args.output}: {res.frames.shape[0]} frames of {w}x{h} at {fps:g} fps ({name}; {how})")
     if args.compare:
-        jobs.save_compare(args.compare, res)
         print(f"wrote {args.compare}")
     return 0

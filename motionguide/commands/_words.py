@@ -1,0 +1,55 @@
+"""Error messages in the words of the command line: option flags, not the library's parameter names.
+
+The library's checks name their parameters (``fps: ...``, ``ts: ...``, ``checkpoint_every must be ...``),
+which is right for a Python caller; a command line user typed ``--fps``, ``--t``, ``--checkpoint-every``.
+:func:`in_flags` rewrites a message with the flags of the command that failed, read from its parser, so
+every command gets it without restating each message.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+
+__all__ = ["flag_names", "in_flags"]
+
+#: library parameter names whose option has another name: (command, parameter) -> flag
+_ALIASES = {("interpolate", "ts"): "--t", ("interpolate", "t"): "--t", ("retime", "ts"): "--t"}
+
+
+def flag_names(parser: argparse.ArgumentParser, command: str = "") -> dict[str, str]:
+    """``{dest: its long flag}`` for every option of ``parser`` (``checkpoint_every`` -> ``--checkpoint-every``),
+    plus the aliases of ``command``."""
+    names = {}
+    for action in parser._actions:  # argparse keeps no public list of a parser's actions
+        longs = [s for s in action.option_strings if s.startswith("--")]
+        if longs and action.dest not in ("help", argparse.SUPPRESS):
+            names[action.dest] = longs[0]
+    names.update({p: f for (c, p), f in _ALIASES.items() if c == command})
+    return names
+
+
+def in_flags(message: str, names: dict[str, str]) -> str:
+    """``message`` with a leading ``name:`` and every ``snake_case`` parameter name of ``names`` replaced by
+    its flag.
+
+    >>> in_flags("fps: 5000 is above the limit", {"fps": "--fps"})
+    '--fps 5000 is above the limit'
+    >>> in_flags("steps and checkpoint_every must be >= 1, got 5, 0", {"checkpoint_every": "--checkpoint-every"})
+    'steps and --checkpoint-every must be >= 1, got 5, 0'
+    >>> in_flags("ts: every t must lie strictly between 0 and 1", {"ts": "--t"})
+    '--t: every t must lie strictly between 0 and 1'
+    >>> in_flags("ask for fewer (for slow motion, use speed, e.g. 0.25)", {"speed": "--speed"})
+    'ask for fewer (for slow motion, use --speed, e.g. 0.25)'
+    """
+    m = re.match(r"(\w+):(\s)", message)
+    if m and m[1] in names:
+        rest = message[m.end():]
+        # "fps: 5000 is ..." reads "--fps 5000 is ..."; "fps: expected ..." keeps its colon
+        sep = " " if re.match(r"[-+\d.]", rest) else ":" + m[2]
+        message = names[m[1]] + sep + rest
+    # "use speed, e.g. 0.25" names the option to use
+    message = re.sub(r"\buse (\w+)\b", lambda u: f"use {names[u[1]]}" if u[1] in names else u[0], message)
+    for dest, flag in names.items():
+        if "_" in dest:
+            message = re.sub(rf"(?<![\w.\-/]){re.escape(dest)}(?![\w.\-/])", flag, message)
+    return message
