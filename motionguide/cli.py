@@ -93,8 +93,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _in_flags(parser: argparse.ArgumentParser, command: str, message: str) -> str:
     """The message with the library's parameter names replaced by the command's flags (``fps:`` -> ``--fps``)."""
-    from .commands._words import flag_names, in_flags
+    from .commands._words import drop_library_advice, flag_names, in_flags
 
+    message = drop_library_advice(message)
     sub = next((a.choices[command] for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
     return in_flags(message, flag_names(sub, command)) if sub is not None else message
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 __all__ = [
     "ESTIMATORS", "DIS_PRESETS", "DEFAULT_DIS_PRESET", "BACKENDS", "DEFAULT_LIMIT_GB", "MODES",
     "IMAGE_SUFFIXES", "SPEED_RANGE", "MAX_EXTEND", "MOTION_SCALE_RANGE", "STRENGTH_RANGE", "RECIPE_COMMANDS",
-    "EMBEDDED_SIZE",
 ]
 
 #: flow.estimators.available_estimators()
@@ -33,8 +32,6 @@ MAX_EXTEND = 64
 #: motionguide.guidance.MOTION_SCALE_RANGE, STRENGTH_RANGE: the jobs' --motion-scale, --strength
 MOTION_SCALE_RANGE = (0.0, 4.0)
 STRENGTH_RANGE = (0.0, 1.0)
-#: the embedded model's frame size (motionguide.embedded EmbeddedConfig's default), for the jobs' notices
-EMBEDDED_SIZE = "32x32"
 #: [stage_command(s) for s in motionguide.embedded.recipes.SHIPPED_RECIPE]: train --help's recipe
 RECIPE_COMMANDS = (
     "motionguide train base --steps 1000 --out runs/base",

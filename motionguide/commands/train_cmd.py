@@ -197,6 +197,21 @@ def _check_numbers(args) -> None:
         raise ValueError(f"--ema is a decay in [0, 1), got {args.ema}")
 
 
+def _check_model_config(model: dict, text: str) -> None:
+    """--model-config against the embedded model's config, in the option's words: the fields it names and
+    their values, never the config object's repr."""
+    import re
+
+    from ..embedded.network import EmbeddedConfig
+
+    try:
+        EmbeddedConfig.from_dict(model)
+    except (TypeError, ValueError) as e:
+        msg = re.sub(r",? got EmbeddedConfig\(.*\)$", "", str(e))
+        msg = msg.replace("unknown EmbeddedConfig keys", "unknown fields")
+        raise ValueError(f"--model-config {text}: {msg}") from None
+
+
 def _resumable(p) -> bool:
     """A run folder another run of this command can resume: DIR/checkpoint, or (recipe) a stage's."""
     return (p / "checkpoint" / "state.json").is_file() or any(p.glob("*/checkpoint/state.json"))
@@ -246,6 +261,10 @@ def _run_pipeline(args) -> int:
                                                                   "videos": "DIR (a folder of videos)",
                                                                   "steps": "N (the total optimizer steps)"}[name])
     _check_numbers(args)
+    from ._inputs import check_folder
+
+    check_folder(args.pipeline, "--pipeline", "a pipeline folder written by save_pretrained (with model_index.json)")
+    check_folder(args.videos, "--videos", "the folder that holds your training videos")
     _check_run_folder(args.out, [args.pipeline, args.videos], resume=not args.no_resume, overwrite=args.overwrite)
     opts = {k: getattr(args, k) for k in _PIPELINE_ONLY + ("batch_size", "lr") if getattr(args, k) is not None}
     if "size" in opts:
@@ -277,6 +296,22 @@ def _locked(out: str):
 
     rank = os.environ.get("RANK") or os.environ.get("LOCAL_RANK") or "0"
     return hold_lock(out, option="--out") if rank == "0" else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _options_named(args):
+    """The embedded model's loaders advise the jobs' options (--model DIR/model, --adapters DIR/adapters);
+    here the folders came from --base and --init."""
+    from ..errors import CheckpointError
+
+    try:
+        yield
+    except CheckpointError as e:
+        msg = str(e)
+        base_opt = "--init" if args.init and str(args.init) in msg and args.kind == "base" else "--base"
+        msg = msg.replace("with --model DIR/model", f"with {base_opt} DIR/model")
+        msg = msg.replace("pass --adapters DIR/adapters", "pass --init DIR/adapters")
+        raise CheckpointError(msg) from None
 
 
 @contextlib.contextmanager
@@ -313,6 +348,13 @@ def run(args) -> int:
         raise UserError(f"--{given[0].replace('_', '-')} applies to 'train pipeline' only")
     # every argument is checked before a model loads or a clip renders (and before the libraries load)
     _check_numbers(args)
+    from ._inputs import check_folder
+
+    if args.base:
+        check_folder(args.base, "--base", "the base model's folder (DIR/model of 'train base')")
+    if args.init:
+        check_folder(args.init, "--init", "a model folder (base: DIR/model) or an adapter folder (adapters: "
+                                          "DIR/adapters)")
     _check_run_folder(args.out, [args.base, args.init], resume=not args.no_resume, overwrite=args.overwrite)
     model = _model_config(args.model_config)
     if args.kind == "recipe":
@@ -325,6 +367,7 @@ def run(args) -> int:
         if args.batch_size is not None:
             overrides["batch_size"] = args.batch_size
         if model:
+            _check_model_config(model, args.model_config)
             overrides["model"] = model
         from tqdm.auto import tqdm
 
@@ -341,6 +384,8 @@ def run(args) -> int:
         raise UserError("--steps-scale applies to 'train recipe' only; give --steps N instead")
     if model and args.kind != "base":
         raise UserError(f"--model-config sizes a new base model; train {args.kind} uses the --base model's size")
+    if model:
+        _check_model_config(model, args.model_config)
     from tqdm.auto import tqdm
 
     from ..embedded.recipes import TrainConfig, train
@@ -352,7 +397,7 @@ def run(args) -> int:
         base=args.base, init=args.init, matched_p=args.matched_p, matched_loss=args.matched_loss,
         extend_share=args.extend_share, guide_scale=args.guide_scale, model=model, progress=not args.no_progress,
     )
-    with _locked(args.out), _disk_full_says_what_is_kept(args.out):
+    with _locked(args.out), _disk_full_says_what_is_kept(args.out), _options_named(args):
         res = train(cfg, log=tqdm.write)
     print(f"trained {args.kind} to step {res['step']}; outputs in {res['out']}")
     return 0
