@@ -277,7 +277,13 @@ def _validate_unused(args) -> None:
     if env and not uses_model and not (args.model and args.adapters):
         _notice(f"${_ASSETS_ENV} ({env}) names the embedded model's weights, which this run does not use; they "
                 "are checked all the same")
-    jobs.load_models(args.model, args.adapters, mode="both" if (args.adapters or not args.model) else "unguided")
+    # the folders the library reads from $MOTIONGUIDE_ASSETS (its base/ and adapters/), named here so that the
+    # value of this run is checked, not the one the library read when it was imported
+    from pathlib import Path
+
+    model = args.model or (str(Path(env) / "base") if env else None)
+    adapters = args.adapters or (str(Path(env) / "adapters") if env else None)
+    jobs.load_models(model, adapters, mode="both" if (adapters or not model) else "unguided")
 
 
 def _inputs(args) -> dict:
