@@ -230,3 +230,10 @@ def test_unused_model_options_get_a_notice_and_are_still_checked(media, tmp_path
     monkeypatch.setenv("MOTIONGUIDE_ASSETS", str(REPO / "assets" / "embedded"))  # a good one: a notice, then work
     rc, _, err = _run(base, capsys)
     assert rc == 0 and "notice: $MOTIONGUIDE_ASSETS" in err and "does not use" in err
+
+
+def test_an_unknown_flow_estimator_is_refused_even_where_unused(media, tmp_path, capsys):
+    """speed's in-betweens come from --interpolator, so a wrong --flow went unnoticed."""
+    rc, _, err = _run(["speed", media / "clip.mp4", "--factor", "0.5", "-o", tmp_path / "o.mp4", "--flow", "bogus"],
+                      capsys)
+    assert rc == 2 and "--flow: expected one of dis, farneback, raft_small, raft_large" in _error(err, "speed")

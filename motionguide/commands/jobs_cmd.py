@@ -137,7 +137,7 @@ def _check_args(args) -> None:
     from flow.atomic import check_outputs
 
     from ..errors import UserError
-    from ._choices import MAX_EXTEND, MOTION_SCALE_RANGE, SPEED_RANGE, STRENGTH_RANGE
+    from ._choices import ESTIMATORS, MAX_EXTEND, MOTION_SCALE_RANGE, SPEED_RANGE, STRENGTH_RANGE
 
     job = args.job
     explicit_fill, args.pipeline_hw = args.fill, None
@@ -162,6 +162,8 @@ def _check_args(args) -> None:
             raise UserError(f"speed needs --factor F ({lo:g} .. {hi:g}; 0.5 = 2x slow motion)")
         if not (math.isfinite(args.factor) and lo <= args.factor <= hi):
             raise ValueError(f"--factor: expected {lo:g} .. {hi:g} (0.25 = 4x slow motion, 4 = 4x faster), got {args.factor}")
+    if args.flow.strip().lower().replace("-", "_") not in ESTIMATORS:
+        raise ValueError(f"--flow: expected one of {', '.join(ESTIMATORS)}, got {args.flow!r}")
     if job == "speed" and args.interpolator not in ("auto", "ifnet", "dis", "none"):
         raise ValueError(f"--interpolator: expected auto, ifnet, dis or none, got {args.interpolator!r}")
     if job == "extend":
