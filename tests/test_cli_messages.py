@@ -157,10 +157,23 @@ def test_a_png_is_not_called_a_folder(argv, option, media, tmp_path, capsys):
     assert "the folder" not in line
 
 
-def test_train_advises_base_not_model(media, tmp_path, capsys):
+def test_train_advises_base_not_model(media, tmp_path, capsys, monkeypatch):
     rc, _, err = _run(["train", "adapters", "--steps", "1", "--out", tmp_path / "r", "--base", media / "empty"], capsys)
     line = _error(err, "train")
-    assert rc == 2 and "--base DIR/model" in line and "--model" not in line, line
+    assert rc == 2 and "--base" in line and "--model" not in line, line
+    # the loader's own advice, when it fails on a folder that has the files, names --base too
+    from motionguide.embedded import recipes
+    from motionguide.errors import CheckpointError
+
+    def failing(cfg, log=print):
+        raise CheckpointError(f"embedded model checkpoint in {cfg.base} is corrupt; train one with `motionguide "
+                              "train base --out DIR` and pass it with --model DIR/model")
+
+    monkeypatch.setattr(recipes, "train", failing)
+    good = REPO / "assets" / "embedded" / "base"
+    rc, _, err = _run(["train", "adapters", "--steps", "1", "--out", tmp_path / "r", "--base", good], capsys)
+    line = _error(err, "train")
+    assert rc == 2 and "pass it with --base DIR/model" in line and "--model" not in line, line
 
 
 def test_no_advice_for_library_calls(media, tmp_path, capsys, monkeypatch):
@@ -218,12 +231,18 @@ def test_a_readers_note_is_one_notice(media, tmp_path, capsys):
 def test_unused_model_options_get_a_notice_and_are_still_checked(media, tmp_path, capsys, monkeypatch):
     base = ["speed", media / "clip.mp4", "--factor", "0.5", "-o", tmp_path / "o.mp4", "--no-progress"]
     rc, _, err = _run([*base, "--model", media / "empty"], capsys)  # --fill warp: no model runs
-    assert rc == 2 and "do not apply" in err and "is missing" in _error(err, "speed")
+    assert rc == 2 and "is not an embedded model folder: it has no" in _error(err, "speed")
     rc, _, err = _run([*base, "--adapters", media / "empty", "--mode", "flow_only"], capsys)
-    assert rc == 2 and "do not apply" in err and "adapters in" in _error(err, "speed")
+    assert rc == 2 and "is not an adapter folder of the embedded model" in _error(err, "speed")
+    # a folder with the files but a broken one: loaded and verified, after a notice that it does not apply
+    broken = tmp_path / "broken"
+    shutil.copytree(REPO / "assets" / "embedded" / "base", broken)
+    (broken / "diffusion_pytorch_model.safetensors").write_bytes(b"not weights")
+    rc, _, err = _run([*base, "--model", broken], capsys)
+    assert rc == 2 and "do not apply" in err and "corrupt" in _error(err, "speed")
     monkeypatch.setenv("MOTIONGUIDE_ASSETS", str(media / "empty"))
     rc, _, err = _run(base, capsys)
-    assert rc == 2 and "notice: $MOTIONGUIDE_ASSETS" in err and "is missing" in _error(err, "speed")
+    assert rc == 2 and "$MOTIONGUIDE_ASSETS's" in _error(err, "speed")
     monkeypatch.setenv("MOTIONGUIDE_ASSETS", str(tmp_path / "nowhere"))
     rc, _, err = _run(base, capsys)
     assert rc == 2 and "MOTIONGUIDE_ASSETS" in _error(err, "speed") and not (tmp_path / "o.mp4").exists()

@@ -81,3 +81,12 @@ def test_light_choices_equal_the_library_values():
     assert c.SPEED_RANGE == tuple(SPEED_RANGE) and c.MAX_EXTEND == MAX_EXTEND
     assert c.MOTION_SCALE_RANGE == tuple(MOTION_SCALE_RANGE) and c.STRENGTH_RANGE == tuple(STRENGTH_RANGE)
     assert c.RECIPE_COMMANDS == tuple(stage_command(s) for s in SHIPPED_RECIPE)
+    import dataclasses
+
+    from flow.checkpoint import read_state_dict  # noqa: F401 - the reader the RAFT suffixes are for
+    from motionguide.embedded import adapters, checkpoint
+    from motionguide.embedded.network import EmbeddedConfig
+
+    assert c.EMBEDDED_MODEL_FILES == checkpoint._BASE_FILES
+    assert c.EMBEDDED_ADAPTER_FILES == adapters._PLUGIN_FILES + (adapters.GATES_FILE,)
+    assert c.EMBEDDED_CONFIG_FIELDS == tuple(f.name for f in dataclasses.fields(EmbeddedConfig))

@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = [
     "ESTIMATORS", "DIS_PRESETS", "DEFAULT_DIS_PRESET", "BACKENDS", "DEFAULT_LIMIT_GB", "MODES",
     "IMAGE_SUFFIXES", "SPEED_RANGE", "MAX_EXTEND", "MOTION_SCALE_RANGE", "STRENGTH_RANGE", "RECIPE_COMMANDS",
+    "EMBEDDED_MODEL_FILES", "EMBEDDED_ADAPTER_FILES", "EMBEDDED_CONFIG_FIELDS", "RAFT_WEIGHT_SUFFIXES",
 ]
 
 #: flow.estimators.available_estimators()
@@ -39,3 +40,12 @@ RECIPE_COMMANDS = (
     "motionguide train adapters --steps 1200 --out runs/adapters_ft --base runs/base/model "
     "--init runs/adapters/adapters --matched-p 0.9 --matched-loss psnr --lr 0.0005",
 )
+#: the files motionguide.embedded.checkpoint.load_embedded and .adapters.load_adapters require in a folder
+EMBEDDED_MODEL_FILES = ("diffusion_pytorch_model.safetensors", "config.json", "embedded_config.json")
+EMBEDDED_ADAPTER_FILES = ("motion_guidance.safetensors", "motion_guidance.json", "gates.safetensors")
+#: the fields of motionguide.embedded.network.EmbeddedConfig: train --model-config's keys
+EMBEDDED_CONFIG_FIELDS = ("height", "width", "num_frames", "patch_size", "num_layers", "num_heads", "head_dim",
+                          "ffn_dim", "text_dim", "freq_dim", "shift", "steps", "t_min")
+#: file endings of a RAFT checkpoint (flow.checkpoint.read_state_dict), told apart from torchvision's weight
+#: names (C_T_V2) without importing torchvision
+RAFT_WEIGHT_SUFFIXES = (".pth", ".pt", ".safetensors", ".bin", ".ckpt", ".tar")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["what_is", "check_image_file", "check_video_file", "check_folder"]
+__all__ = ["what_is", "check_image_file", "check_video_file", "check_folder", "check_files", "check_raft_weights"]
 
 _IMAGE_WORDS = ("PNG image", "JPEG image", "GIF image")
 _VIDEO_WORDS = ("video",)
@@ -62,3 +62,29 @@ def check_folder(path: str | Path, option: str, expected: str) -> None:
         raise FileNotFoundError(f"{option} {path} does not exist; expected {expected}")
     if not p.is_dir():
         raise ValueError(f"{option} {path} is {what_is(p)}, not a folder; expected {expected}")
+
+
+def check_files(folder: str | Path, option: str, files: tuple[str, ...], what: str, fix: str) -> None:
+    """Refuse a folder without the files its loader requires (checked before the loader's libraries load)."""
+    p = Path(folder).expanduser()
+    missing = [n for n in files if not (p / n).is_file()]
+    if missing:
+        raise ValueError(f"{option} {folder} is not {what}: it has no {', '.join(missing)}; {fix}")
+
+
+def check_raft_weights(method: str, weights: str | None) -> None:
+    """--weights of a raft_* method: an existing file, 'default', 'random' or one of torchvision's weight names
+    (C_T_V2). A missing file path is refused here; a bare name is looked up in torchvision (which imports
+    torch), so only a name that could be one costs that."""
+    from ._choices import RAFT_WEIGHT_SUFFIXES
+
+    if weights in (None, "default", "random") or Path(weights).exists():
+        return
+    fix = "pass an existing .pth/.safetensors path, 'default' (torchvision's cache) or 'random'"
+    looks_like_file = "/" in weights or "\\" in weights or Path(weights).suffix.lower() in RAFT_WEIGHT_SUFFIXES
+    if not looks_like_file:
+        from flow.estimators.raft import is_enum_name
+
+        if is_enum_name(method, weights):
+            return
+    raise FileNotFoundError(f"--weights {weights}: no such checkpoint file; {fix}")

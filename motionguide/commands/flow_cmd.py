@@ -102,7 +102,7 @@ def _check_arguments(args) -> tuple[list[Path], dict[str, Path]]:
     from flow.atomic import FOLDER, check_outputs
 
     from ._choices import IMAGE_SUFFIXES
-    from ._inputs import check_image_file, check_video_file
+    from ._inputs import check_image_file, check_raft_weights, check_video_file
 
     inputs = [Path(p) for p in args.inputs]
     if len(inputs) > 2:
@@ -120,12 +120,7 @@ def _check_arguments(args) -> tuple[list[Path], dict[str, Path]]:
         if args.num_flow_updates is not None and not 1 <= args.num_flow_updates <= _MAX_FLOW_UPDATES:
             raise ValueError(f"--num-flow-updates must be 1 .. {_MAX_FLOW_UPDATES} (24-32 is RAFT's most accurate), "
                              f"got {args.num_flow_updates}")
-        if args.weights not in (None, "default", "random"):
-            from flow.estimators.raft import is_enum_name
-
-            if not is_enum_name(args.method, args.weights) and not Path(args.weights).exists():
-                raise FileNotFoundError(f"--weights {args.weights}: no such checkpoint file; pass an existing "
-                                        ".pth/.safetensors path, 'default' (torchvision's cache) or 'random'")
+        check_raft_weights(args.method, args.weights)
     else:
         if args.num_flow_updates is not None:
             raise ValueError(f"--num-flow-updates applies to raft_* methods only (got --method {args.method})")

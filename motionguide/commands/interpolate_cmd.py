@@ -112,12 +112,10 @@ def check_backend_arguments(args) -> None:
         raise ValueError(f"--max-memory must be a positive number of GB, got {args.max_memory}")
     if uses_rife:
         resolve_weights(args.weights or "auto")  # FileNotFoundError saying where it looked and how to fix
-    elif args.backend.startswith("raft") and args.weights not in (None, "default", "random"):
-        from flow.estimators.raft import is_enum_name
+    elif args.backend.startswith("raft"):
+        from ._inputs import check_raft_weights
 
-        if not is_enum_name(args.backend, args.weights) and not Path(args.weights).exists():
-            raise FileNotFoundError(f"--weights {args.weights}: no such checkpoint file; pass an existing "
-                                    ".pth/.safetensors path, 'default' (torchvision's cache) or 'random'")
+        check_raft_weights(args.backend, args.weights)
 
 
 def _rife_v36_installed() -> bool:

@@ -239,8 +239,10 @@ _ADAPTER_FOLDER = "an adapter folder (motion_guidance.safetensors, motion_guidan
 def _check_paths(args) -> None:
     """Each input is the kind of file its option takes (from its first bytes), each folder option a folder."""
     import os
+    from pathlib import Path
 
-    from ._inputs import check_folder, check_image_file, check_video_file
+    from ._choices import EMBEDDED_ADAPTER_FILES, EMBEDDED_MODEL_FILES
+    from ._inputs import check_files, check_folder, check_image_file, check_video_file
 
     if not args.demo:
         if args.job == "transfer":
@@ -250,10 +252,20 @@ def _check_paths(args) -> None:
             check_video_file(args.input, "input")
     if args.model:
         check_folder(args.model, "--model", _MODEL_FOLDER)
+        check_files(args.model, "--model", EMBEDDED_MODEL_FILES, "an embedded model folder",
+                    "pass the folder 'motionguide train base' wrote (DIR/model), or leave --model out")
     if args.adapters:
         check_folder(args.adapters, "--adapters", _ADAPTER_FOLDER)
-    if os.environ.get(_ASSETS_ENV):
-        check_folder(os.environ[_ASSETS_ENV], _ASSETS_ENV, "a folder with the embedded model's base/ and adapters/")
+        if not args.pipeline:  # a pipeline's adapter folder has its own layout, checked by its loader
+            check_files(args.adapters, "--adapters", EMBEDDED_ADAPTER_FILES, "an adapter folder of the embedded "
+                        "model", "pass the folder 'motionguide train adapters' wrote (DIR/adapters), or leave "
+                        "--adapters out")
+    env = os.environ.get(_ASSETS_ENV)
+    if env:
+        check_folder(env, _ASSETS_ENV, "a folder with the embedded model's base/ and adapters/")
+        fix = f"point ${_ASSETS_ENV} at a folder with base/ and adapters/ (as assets/embedded), or unset it"
+        check_files(Path(env) / "base", f"${_ASSETS_ENV}'s", EMBEDDED_MODEL_FILES, "an embedded model folder", fix)
+        check_files(Path(env) / "adapters", f"${_ASSETS_ENV}'s", EMBEDDED_ADAPTER_FILES, "an adapter folder", fix)
     if args.pipeline:
         from pathlib import Path
 

@@ -199,9 +199,15 @@ def _check_numbers(args) -> None:
 
 def _check_model_config(model: dict, text: str) -> None:
     """--model-config against the embedded model's config, in the option's words: the fields it names and
-    their values, never the config object's repr."""
+    their values, never the config object's repr. Unknown fields are refused before the model's libraries
+    load."""
     import re
 
+    from ._choices import EMBEDDED_CONFIG_FIELDS
+
+    unknown = sorted(set(model) - set(EMBEDDED_CONFIG_FIELDS))
+    if unknown:
+        raise ValueError(f"--model-config {text}: unknown fields {unknown}; known: {sorted(EMBEDDED_CONFIG_FIELDS)}")
     from ..embedded.network import EmbeddedConfig
 
     try:
@@ -247,10 +253,9 @@ def _check_run_folder(out: str, inputs: list, *, resume: bool = True, overwrite:
 
 
 def _run_pipeline(args) -> int:
-    from tqdm.auto import tqdm
+    from pathlib import Path
 
     from ..errors import UserError
-    from ..finetune import PipelineTrainConfig, parse_size, train_pipeline
 
     given = [k for k, default in _EMBEDDED_ONLY.items() if getattr(args, k) != default]
     if given:
@@ -264,8 +269,15 @@ def _run_pipeline(args) -> int:
     from ._inputs import check_folder
 
     check_folder(args.pipeline, "--pipeline", "a pipeline folder written by save_pretrained (with model_index.json)")
+    if not (Path(args.pipeline).expanduser() / "model_index.json").is_file():
+        raise UserError(f"--pipeline {args.pipeline}: no model_index.json; pass a folder written by a pipeline's "
+                        "save_pretrained (python examples/tiny_pipeline.py --arch wan -o DIR makes a tiny one)")
     check_folder(args.videos, "--videos", "the folder that holds your training videos")
     _check_run_folder(args.out, [args.pipeline, args.videos], resume=not args.no_resume, overwrite=args.overwrite)
+    from tqdm.auto import tqdm  # after the checks: an argument error prints before the libraries load
+
+    from ..finetune import PipelineTrainConfig, parse_size, train_pipeline
+
     opts = {k: getattr(args, k) for k in _PIPELINE_ONLY + ("batch_size", "lr") if getattr(args, k) is not None}
     if "size" in opts:
         opts["size"] = parse_size(opts["size"])
@@ -348,13 +360,21 @@ def run(args) -> int:
         raise UserError(f"--{given[0].replace('_', '-')} applies to 'train pipeline' only")
     # every argument is checked before a model loads or a clip renders (and before the libraries load)
     _check_numbers(args)
-    from ._inputs import check_folder
+    from ._choices import EMBEDDED_ADAPTER_FILES, EMBEDDED_MODEL_FILES
+    from ._inputs import check_files, check_folder
 
     if args.base:
         check_folder(args.base, "--base", "the base model's folder (DIR/model of 'train base')")
+        check_files(args.base, "--base", EMBEDDED_MODEL_FILES, "an embedded model folder",
+                    "pass the folder 'motionguide train base' wrote (DIR/model), or leave --base out")
     if args.init:
         check_folder(args.init, "--init", "a model folder (base: DIR/model) or an adapter folder (adapters: "
                                           "DIR/adapters)")
+        if args.kind in ("base", "adapters"):
+            files, what, wrote = ((EMBEDDED_MODEL_FILES, "an embedded model folder", "base --out DIR' wrote (DIR/model)")
+                                  if args.kind == "base" else
+                                  (EMBEDDED_ADAPTER_FILES, "an adapter folder", "adapters --out DIR' wrote (DIR/adapters)"))
+            check_files(args.init, "--init", files, what, f"pass the folder 'motionguide train {wrote}")
     _check_run_folder(args.out, [args.base, args.init], resume=not args.no_resume, overwrite=args.overwrite)
     model = _model_config(args.model_config)
     if args.kind == "recipe":
