@@ -286,6 +286,9 @@ def _validate_unused(args) -> None:
     env = os.environ.get(_ASSETS_ENV)
     uses_model = _uses_model(args)
     adapters_unused = bool(args.adapters) and (not uses_model or args.mode in ("unguided", "training_free"))
+    if env and args.pipeline:
+        _notice(f"${_ASSETS_ENV} ({env}) names the embedded model's weights; --pipeline runs instead, so they are "
+                "not used (their files were checked)")
     if args.pipeline or not (adapters_unused or (not uses_model and (args.model or env))):
         return
     if env and not uses_model and not (args.model and args.adapters):
