@@ -82,6 +82,9 @@ def test_library_parameter_names_become_flags():
         "steps and --checkpoint-every must be >= 1, got 5, 0"
     assert _in_flags(parser, "interpolate", "ts: every t must lie strictly between 0 and 1").startswith("--t: every")
     assert "(--weights /p/flownet.pkl)" in _in_flags(parser, "interpolate", "pass a path (weights='/p/flownet.pkl')")
+    # a tensor argument named like an option is left alone where the option is not what the library took
+    assert _in_flags(parser, "transfer", "frames: expected (B, 3, N, H, W)") == "frames: expected (B, 3, N, H, W)"
+    assert _in_flags(parser, "retime", "fps: 5000 is above the limit").startswith("--fps 5000 is")
 
 
 # ------------------------------------------------------------------------------------------ no reprs

@@ -16,16 +16,20 @@ __all__ = ["drop_library_advice", "flag_names", "in_flags"]
 _ADVICE = r"local_files_only|ignore_mismatched_sizes|low_cpu_mem_usage|weights_only=False|trust_remote_code"
 
 #: library parameter names whose option has another name: (command, parameter) -> flag
-_ALIASES = {("interpolate", "ts"): "--t", ("interpolate", "t"): "--t", ("retime", "ts"): "--t"}
+_ALIASES = {("interpolate", "ts"): "--t", ("retime", "ts"): "--t"}
+#: plain words that are a command's option only where that command's library call takes them as they are
+#: (retime_video(fps=, speed=, frames=), get_interpolator(weights=)); elsewhere "frames:" may name a tensor
+_WORDS = {"retime": ("fps", "speed", "frames", "weights"), "interpolate": ("weights",), "flow": ("weights",)}
 
 
 def flag_names(parser: argparse.ArgumentParser, command: str = "") -> dict[str, str]:
-    """``{dest: its long flag}`` for every option of ``parser`` (``checkpoint_every`` -> ``--checkpoint-every``),
-    plus the aliases of ``command``."""
+    """``{parameter: its long flag}`` of ``command``'s options whose names cannot mean anything else: every
+    ``snake_case`` one (``checkpoint_every`` -> ``--checkpoint-every``), the plain words of :data:`_WORDS`,
+    and the aliases."""
     names = {}
     for action in parser._actions:  # argparse keeps no public list of a parser's actions
         longs = [s for s in action.option_strings if s.startswith("--")]
-        if longs and action.dest not in ("help", argparse.SUPPRESS):
+        if longs and ("_" in action.dest or action.dest in _WORDS.get(command, ())):
             names[action.dest] = longs[0]
     names.update({p: f for (c, p), f in _ALIASES.items() if c == command})
     return names
