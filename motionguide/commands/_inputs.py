@@ -12,7 +12,7 @@ from pathlib import Path
 
 __all__ = ["what_is", "check_image_file", "check_video_file", "check_folder", "check_files", "check_raft_weights"]
 
-_IMAGE_WORDS = ("PNG image", "JPEG image", "GIF image")
+_IMAGE_WORDS = ("PNG image", "JPEG image")  # still images (an animated GIF is a video to FFmpeg)
 _VIDEO_WORDS = ("video",)
 
 
