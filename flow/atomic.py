@@ -6,12 +6,20 @@
 * :func:`atomic_path` and :func:`atomic_dir` write to a hidden temporary name in the target folder
   (``.NAME.XXXX.part.ext``) and rename it into place on success, so no half-written output is ever left under
   the name the user asked for.
+* :func:`atomic_group` writes several outputs as one unit (a video and its ``--compare`` image): both appear,
+  or neither.
+* An output checked with ``overwrite=False`` is *guarded* (inside :func:`guarded_outputs`): its final rename
+  refuses to replace a file that appeared after the check (:func:`rename_noreplace`), so two runs writing the
+  same path never silently replace each other's output.
+* :mod:`flow.locks` keeps a folder locked while a long run writes into it; :mod:`flow.diskfull` recognises
+  a full disk in any library's error.
 * Every live temporary path is registered here; :func:`install_signal_cleanup` makes SIGTERM remove them (an
   exception or Ctrl-C removes them through the context managers themselves).
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import signal
@@ -23,12 +31,16 @@ from typing import Iterable, Iterator, Mapping, Sequence
 __all__ = [
     "FOLDER",
     "OUTPUT_KINDS",
+    "OutputExistsError",
     "atomic_dir",
+    "atomic_group",
     "atomic_path",
     "check_output_path",
     "check_outputs",
+    "guarded_outputs",
     "install_signal_cleanup",
     "live_partials",
+    "rename_noreplace",
 ]
 
 FOLDER = "folder"
@@ -103,6 +115,41 @@ def install_signal_cleanup() -> bool:
     return True
 
 
+class OutputExistsError(FileExistsError, ValueError):
+    """An output that exists already, refused without ``--overwrite``."""
+
+
+# Outputs checked with overwrite=False: their final rename must not replace a file that appeared meanwhile.
+_GUARDED: set[str] = set()
+
+
+def _key(path: Path) -> str:
+    return os.path.realpath(os.path.abspath(path))
+
+
+def _guard(path: Path) -> None:
+    with _LIVE_LOCK:
+        _GUARDED.add(_key(path))
+
+
+def _is_guarded(path: Path) -> bool:
+    with _LIVE_LOCK:
+        return _key(path) in _GUARDED
+
+
+@contextlib.contextmanager
+def guarded_outputs() -> Iterator[None]:
+    """Scope of the guards :func:`check_outputs` sets with ``overwrite=False``: the paths guarded inside the
+    block stop being guarded at its end (one command run)."""
+    with _LIVE_LOCK:
+        before = set(_GUARDED)
+    try:
+        yield
+    finally:
+        with _LIVE_LOCK:
+            _GUARDED.intersection_update(before)
+
+
 # ------------------------------------------------------------------------------------------ checks
 
 
@@ -139,6 +186,7 @@ def check_outputs(
     *,
     inputs: Iterable[str | os.PathLike | None] = (),
     kinds: Mapping[str, str | Sequence[str]] | None = None,
+    overwrite: bool | None = None,
 ) -> dict[str, Path]:
     """Validate every path a command writes, before any work; return them as ``{option: Path}``.
 
@@ -149,9 +197,15 @@ def check_outputs(
     paths, and ``os.path.samefile`` when both exist), nor inside an input folder when it is a folder, nor
     another output; its folder must exist and be writable; a file must not be an existing folder.
 
-    Raises ValueError (wrong kind, clash with an input or another output), FileNotFoundError (missing folder)
-    or PermissionError (folder not writable); each message names the option, what was expected, what came
-    and how to fix it.
+    ``overwrite`` is what the command line's ``--overwrite`` (``-y``) says: False refuses an existing output
+    file (:class:`OutputExistsError`) and guards the path, so that its final rename refuses a file that
+    appears meanwhile (see :func:`guarded_outputs`); True lets it be replaced; None (the default, for library
+    callers) replaces it without a guard. A folder output is always new or empty, whatever ``overwrite`` says;
+    an output that is an input is always refused.
+
+    Raises ValueError (wrong kind, clash with an input or another output, OutputExistsError),
+    FileNotFoundError (missing folder) or PermissionError (folder not writable); each message names the
+    option, what was expected, what came and how to fix it.
 
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -204,6 +258,9 @@ def check_outputs(
         for other, q in checked.items():
             if _same(p, q):
                 raise ValueError(f"{shown} and {other} name the same path {p}; give each output its own name")
+        if overwrite is False and kind != FOLDER and (p.exists() or p.is_symlink()):
+            raise OutputExistsError(f"{opt} {p} already exists; pass --overwrite (or -y) to replace it, or choose "
+                                    "another name")
         parent = p.parent if str(p.parent) else Path(".")
         if not parent.is_dir():
             raise FileNotFoundError(
@@ -213,12 +270,99 @@ def check_outputs(
         if not os.access(parent, os.W_OK | os.X_OK):
             raise PermissionError(f"{shown}: the folder {parent} is not writable; choose another output path")
         checked[opt] = p
+    if overwrite is False:
+        for p in checked.values():
+            _guard(p)
     return checked
 
 
 def check_output_path(path: str | os.PathLike, *, inputs: Iterable = ()) -> Path:
     """Validate one output file before any work: :func:`check_outputs` for a single, untyped output."""
     return check_outputs({"output": path}, inputs=inputs)["output"]
+
+
+# ------------------------------------------------------------------------------------------ renames
+
+_AT_FDCWD = -100  # Linux <fcntl.h>
+_RENAME_NOREPLACE = 1  # Linux <linux/fs.h>
+_renameat2_fn = None
+
+
+def _renameat2():
+    """libc's renameat2 (glibc 2.28+, Linux 3.15+), or None where there is none."""
+    global _renameat2_fn
+    if _renameat2_fn is None:
+        import ctypes
+
+        try:
+            fn = ctypes.CDLL(None, use_errno=True).renameat2
+            fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+            fn.restype = ctypes.c_int
+        except (OSError, AttributeError):
+            fn = False
+        _renameat2_fn = fn
+    return _renameat2_fn or None
+
+
+def _appeared(dst: Path) -> FileExistsError:
+    return FileExistsError(errno.EEXIST, f"{dst} appeared while this command ran (another run writing the same "
+                           "output?); it is kept, and this run's output is discarded; pass --overwrite (or -y) to "
+                           "replace it", str(dst))
+
+
+def rename_noreplace(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Rename ``src`` to ``dst`` unless ``dst`` exists, atomically: FileExistsError when it does.
+
+    Linux's ``renameat2(RENAME_NOREPLACE)`` where the file system supports it; else, for a file, a hard link
+    to ``dst`` (which fails if it exists) and the removal of ``src``; else a check then a rename (a window of
+    microseconds in which a file appearing would be replaced).
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "a").write_text("new"); _ = (d / "b").write_text("theirs")
+    >>> rename_noreplace(d / "a", d / "b")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    FileExistsError: [Errno 17] ... appeared while this command ran ...
+    >>> (d / "b").read_text(), (d / "a").exists()
+    ('theirs', True)
+    """
+    src, dst = Path(src), Path(dst)
+    fn = _renameat2()
+    if fn is not None:
+        if fn(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+            return
+        import ctypes
+
+        err = ctypes.get_errno()
+        if err == errno.EEXIST or (err == errno.ENOTEMPTY and dst.is_dir()):
+            raise _appeared(dst)
+        if err not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+            raise OSError(err, os.strerror(err), str(src), None, str(dst))
+        # the file system does not support the flag: fall through
+    if not src.is_dir():
+        try:
+            os.link(src, dst)
+        except FileExistsError:
+            raise _appeared(dst) from None
+        except OSError as e:
+            if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+                raise
+        else:
+            os.unlink(src)
+            return
+    if os.path.lexists(dst):
+        raise _appeared(dst)
+    os.rename(src, dst)
+
+
+def _commit(tmp: Path, dst: Path) -> None:
+    """Move a finished temporary into place: never over a file that appeared meanwhile when ``dst`` is
+    guarded (:func:`check_outputs` with ``overwrite=False``), else replacing it."""
+    if _is_guarded(dst):
+        rename_noreplace(tmp, dst)
+    else:
+        os.replace(tmp, dst)
 
 
 # ------------------------------------------------------------------------------------------ writers
@@ -253,7 +397,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         # mkstemp creates 0600 files; give the output the permissions a plain open() would (umask applied).
         os.chmod(tmp_path, 0o666 & ~_umask())
         yield tmp_path
-        os.replace(tmp_path, p)
+        _commit(tmp_path, p)
     except BaseException:
         _remove(tmp_path, False)
         raise
@@ -288,8 +432,15 @@ def atomic_dir(path: str | os.PathLike, *, replace: bool = False) -> Iterator[Pa
             shutil.rmtree(old, ignore_errors=True)
             os.replace(p, old)  # os.replace cannot swap folders: the old one steps aside first
         elif p.exists():
-            p.rmdir()  # an empty folder the user made beforehand
-        os.replace(tmp, p)
+            try:
+                p.rmdir()  # an empty folder the user made beforehand
+            except OSError as e:
+                if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                raise FileExistsError(errno.EEXIST, f"{p} received files while this command ran (another run "
+                                      "writing the same folder?); it is kept, and this run's output is discarded",
+                                      str(p)) from None
+        _commit(tmp, p)
         shutil.rmtree(old, ignore_errors=True)
         with contextlib.suppress(OSError):
             os.chmod(p, 0o777 & ~_umask())  # mkdtemp makes 0700 folders
@@ -298,3 +449,74 @@ def atomic_dir(path: str | os.PathLike, *, replace: bool = False) -> Iterator[Pa
         raise
     finally:
         _unregister(tmp)
+
+
+@contextlib.contextmanager
+def atomic_group(paths: Sequence[str | os.PathLike | None]) -> Iterator[list[Path | None]]:
+    """Write several output files as one unit: yield a temporary path for each (None stays None), and move
+    them all into place when the block succeeds; every one appears, or none does.
+
+    The temporaries are ``.STEM.XXXX.part.SUFFIX`` next to their targets (the suffix kept, so a writer that
+    chooses the format by it still does). When one rename fails (a file appeared meanwhile at a guarded path,
+    a full disk), the outputs already moved are taken back: removed, or a replaced file put back as it was.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> with atomic_group([d / "v.mp4", None, d / "v.png"]) as (a, none, b):
+    ...     _ = a.write_text("video"); _ = b.write_text("strip")
+    >>> sorted(p.name for p in d.iterdir())
+    ['v.mp4', 'v.png']
+    """
+    targets = [None if p is None else Path(p) for p in paths]
+    tmps: list[Path | None] = []
+    try:
+        for t in targets:
+            if t is None:
+                tmps.append(None)
+                continue
+            fd, name = tempfile.mkstemp(prefix=f".{t.stem}.", suffix=f".part{t.suffix}", dir=t.parent if str(t.parent) else ".")
+            tmp = Path(name)
+            _register(tmp, False)
+            tmps.append(tmp)
+            os.close(fd)
+            os.chmod(tmp, 0o666 & ~_umask())
+        yield tmps
+        _commit_all([(tmp, t) for tmp, t in zip(tmps, targets) if t is not None])
+    except BaseException:
+        for tmp in tmps:
+            if tmp is not None:
+                _remove(tmp, False)
+        raise
+    finally:
+        for tmp in tmps:
+            if tmp is not None:
+                _unregister(tmp)
+
+
+def _commit_all(pairs: list[tuple[Path, Path]]) -> None:
+    done: list[tuple[Path, Path | None]] = []  # (target, its previous version kept aside)
+    try:
+        for tmp, dst in pairs:
+            backup = None
+            if not _is_guarded(dst) and dst.is_file():
+                backup = dst.with_name(f".{dst.name}.{os.getpid()}.old")
+                with contextlib.suppress(FileNotFoundError):
+                    backup.unlink()
+                try:
+                    os.link(dst, backup)
+                except OSError:
+                    backup = None  # no hard links here: a rollback can only remove the new file
+            _commit(tmp, dst)
+            done.append((dst, backup))
+    except BaseException:
+        for dst, backup in reversed(done):
+            if backup is not None:
+                os.replace(backup, dst)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    dst.unlink()
+        raise
+    for _, backup in done:
+        if backup is not None:
+            with contextlib.suppress(FileNotFoundError):
+                backup.unlink()

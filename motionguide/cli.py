@@ -2,8 +2,13 @@
 
 Each sub-command lives in its own module under :mod:`motionguide.commands` and exposes
 ``register(subparsers)``, which adds its parser and sets ``func``. ``main`` turns the expected errors
-(:mod:`motionguide.errors`, ``ValueError``, missing or unreadable files) into a one-line message and exit
-status 2, without a traceback. No library module imports this one.
+(:mod:`motionguide.errors`, ``ValueError``, missing or unreadable files, an output that exists or appeared
+meanwhile, a folder another run holds, a full disk) into a one-line message and exit status 2, without a
+traceback. No library module imports this one.
+
+Building the parser imports no heavy library (torch, OpenCV, PyAV, diffusers, ...): the choices come from
+:mod:`motionguide.commands._choices`, and each command imports what it runs when it runs, so ``--help`` and
+argument errors print at once (``benchmarks/startup.py``).
 """
 from __future__ import annotations
 
@@ -11,7 +16,9 @@ import argparse
 import importlib
 import sys
 
-from flow.atomic import install_signal_cleanup
+from flow.atomic import guarded_outputs, install_signal_cleanup
+from flow.diskfull import disk_full
+from flow.locks import LockHeldError
 
 from .errors import UserError
 
@@ -63,16 +70,43 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        rc = args.func(args)
-    except (UserError, ValueError, FileNotFoundError, PermissionError) as e:
-        # Expected failures: bad input, missing files or weights. One clear line, no traceback; any other
-        # exception is a bug and keeps its traceback.
-        print(f"motionguide {args.command}: error: {e}", file=sys.stderr)
+        with guarded_outputs():
+            rc = args.func(args)
+    except (UserError, ValueError, FileNotFoundError, PermissionError, FileExistsError, LockHeldError) as e:
+        # Expected failures: bad input, missing files or weights, an output in the way. One clear line, no
+        # traceback; any other exception is a bug and keeps its traceback.
+        print(f"motionguide {args.command}: error: {_in_flags(parser, args.command, _text(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        full = disk_full(e)
+        if full is None:
+            raise
+        from .commands._outputs import disk_full_message
+
+        print(f"motionguide {args.command}: error: {disk_full_message(full)}", file=sys.stderr)
+        return 2
     return int(rc or 0)
+
+
+def _in_flags(parser: argparse.ArgumentParser, command: str, message: str) -> str:
+    """The message with the library's parameter names replaced by the command's flags (``fps:`` -> ``--fps``)."""
+    from .commands._words import drop_library_advice, flag_names, in_flags
+
+    message = drop_library_advice(message)
+    sub = next((a.choices[command] for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    return in_flags(message, flag_names(sub, command)) if sub is not None else message
+
+
+def _text(e: BaseException) -> str:
+    """An error's message without Python's decoration: an OSError made with (errno, text, path) prints as
+    "[Errno 17] text: 'path'"; the text says it already."""
+    if isinstance(e, OSError) and e.errno is not None and e.strerror:
+        name = e.filename
+        return e.strerror if name is None or str(name) in e.strerror else f"{e.strerror}: {name}"
+    return str(e)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from typing import Any, Callable
 import torch
 
 from flow.atomic import atomic_dir, atomic_path
+from flow.diskfull import disk_full
 
 from .errors import UserError
 
@@ -251,6 +252,17 @@ def run_training(cfg: LoopConfig, make_recipe: Callable[[], Recipe], *, config: 
         return {"step": step, "loss": losses[-1] if losses else float("nan"), "out": str(out)}
 
     def checkpoint():
+        try:
+            write_checkpoint()
+        except Exception as e:
+            # a full disk reaches here as safetensors' or torch.save's own error type: raise it as the OSError
+            # (ENOSPC, EDQUOT, EFBIG) it is; replace_dir has removed the partial folder, the previous is intact
+            full = disk_full(e, ckpt)
+            if full is None or full is e:
+                raise
+            raise full from e
+
+    def write_checkpoint():
         if not accelerator.is_main_process:
             return
         with replace_dir(ckpt) as tmp:

@@ -54,7 +54,8 @@ back_ files with --bidirectional) into a new folder.
 
 
 def register(subparsers) -> None:
-    from flow.estimators import DEFAULT_DIS_PRESET, DIS_PRESETS, available_estimators
+    from ._choices import DEFAULT_DIS_PRESET, DIS_PRESETS, ESTIMATORS
+    from ._outputs import add_overwrite_argument
 
     p = subparsers.add_parser(
         "flow",
@@ -71,8 +72,8 @@ def register(subparsers) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="FRAME0 FRAME1 (two images), or one VIDEO or FRAME FOLDER")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="pair: the flow file (.flo or .npy); clip: a new (or empty) folder")
-    p.add_argument("--method", default="dis", choices=available_estimators(), help="flow estimator (default: dis)")
-    p.add_argument("--preset", default=None, choices=sorted(DIS_PRESETS),
+    p.add_argument("--method", default="dis", choices=ESTIMATORS, help="flow estimator (default: dis)")
+    p.add_argument("--preset", default=None, choices=DIS_PRESETS,
                    help=f"dis only: accuracy/speed preset (default: {DEFAULT_DIS_PRESET})")
     p.add_argument("--weights", default=None, metavar="PATH|random|default",
                    help="raft_* only: a local checkpoint (.pth/.safetensors), 'default' or 'random' (untrained, "
@@ -89,6 +90,7 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=None, metavar="N",
                    help="clip only: pairs per estimator call (default: 4)")
     p.add_argument("--no-progress", action="store_true", help="clip only: no progress bar")
+    add_overwrite_argument(p, "output files (-o, --viz; a folder -o must still be new or empty)")
     p.set_defaults(func=run)
 
 
@@ -98,7 +100,9 @@ _MAX_FLOW_UPDATES = 100
 def _check_arguments(args) -> tuple[list[Path], dict[str, Path]]:
     """Every check of the command, before a frame is decoded or a network loads: (inputs, outputs)."""
     from flow.atomic import FOLDER, check_outputs
-    from flow.io import IMAGE_SUFFIXES
+
+    from ._choices import IMAGE_SUFFIXES
+    from ._inputs import check_image_file, check_raft_weights, check_video_file
 
     inputs = [Path(p) for p in args.inputs]
     if len(inputs) > 2:
@@ -116,12 +120,7 @@ def _check_arguments(args) -> tuple[list[Path], dict[str, Path]]:
         if args.num_flow_updates is not None and not 1 <= args.num_flow_updates <= _MAX_FLOW_UPDATES:
             raise ValueError(f"--num-flow-updates must be 1 .. {_MAX_FLOW_UPDATES} (24-32 is RAFT's most accurate), "
                              f"got {args.num_flow_updates}")
-        if args.weights not in (None, "default", "random"):
-            from flow.estimators.raft import is_enum_name
-
-            if not is_enum_name(args.method, args.weights) and not Path(args.weights).exists():
-                raise FileNotFoundError(f"--weights {args.weights}: no such checkpoint file; pass an existing "
-                                        ".pth/.safetensors path, 'default' (torchvision's cache) or 'random'")
+        check_raft_weights(args.method, args.weights)
     else:
         if args.num_flow_updates is not None:
             raise ValueError(f"--num-flow-updates applies to raft_* methods only (got --method {args.method})")
@@ -137,6 +136,7 @@ def _check_arguments(args) -> tuple[list[Path], dict[str, Path]]:
                     f"{'a folder' if p.is_dir() else 'not an image (' + (p.suffix or 'no suffix') + ')'}; "
                     f"expected image files ({', '.join(IMAGE_SUFFIXES)}), or pass one video/folder for the clip form"
                 )
+            check_image_file(p, "FRAME0" if p == inputs[0] else "FRAME1")
         for name, given in (("--bidirectional", args.bidirectional), ("--max-frames", args.max_frames is not None),
                             ("--format", args.format is not None), ("--batch-size", args.batch_size is not None)):
             if given:
@@ -146,13 +146,15 @@ def _check_arguments(args) -> tuple[list[Path], dict[str, Path]]:
             raise ValueError(f"-o {args.output}: expected a .flo or .npy file for a pair of frames, got "
                              f"{Path(args.output).suffix or 'no suffix'!r}")
         outputs = check_outputs({"-o": args.output, "--viz": args.viz}, inputs=inputs,
-                                kinds={"-o": "flow", "--viz": "image"})
+                                kinds={"-o": "flow", "--viz": "image"}, overwrite=args.overwrite)
         return inputs, outputs
     src = inputs[0]
     if src.is_file() and src.suffix.lower() in IMAGE_SUFFIXES:
         raise ValueError(
             f"one input is read as a clip, but {src} is a single image; pass FRAME0 FRAME1 for a pair of images"
         )
+    if src.is_file():
+        check_video_file(src, "input")
     if args.viz is not None:
         raise ValueError("--viz applies to a pair of frames only; for a clip, look at single pairs")
     if args.max_frames is not None and args.max_frames < 2:
@@ -164,7 +166,7 @@ def _check_arguments(args) -> tuple[list[Path], dict[str, Path]]:
             f"-o {args.output}: one input is a clip, whose flows go into a folder; name a folder (e.g. -o flows/), "
             "or pass FRAME0 FRAME1 for a single flow file"
         )
-    return inputs, check_outputs({"-o": args.output}, inputs=inputs, kinds={"-o": FOLDER})
+    return inputs, check_outputs({"-o": args.output}, inputs=inputs, kinds={"-o": FOLDER}, overwrite=args.overwrite)
 
 
 def _build_estimator(args):
@@ -190,6 +192,7 @@ def run(args) -> int:
 
 
 def _run_pair(args, p0: Path, p1: Path, out: Path, viz: Path | None) -> int:
+    from flow.atomic import atomic_group
     from flow.io import read_image, write_flow
     from flow.viz import save_strip
     from flow.warp import backward_warp
@@ -205,17 +208,25 @@ def _run_pair(args, p0: Path, p1: Path, out: Path, viz: Path | None) -> int:
     t = time.perf_counter()
     flow = est(f0[None], f1[None])
     dt = time.perf_counter() - t
-    write_flow(out, flow[0])
+    with atomic_group([out, viz]) as (tmp_out, tmp_viz):  # the flow and its picture: both or neither
+        write_flow(tmp_out, flow[0])
+        if viz is not None:
+            warped = backward_warp(f1[None], flow)[0]
+            save_strip(tmp_viz, [[f0, f1], [warped, flow[0]]])
     mag = flow[0].norm(dim=0)
     print(
-        f"{out}: {f0.shape[2]}x{f0.shape[1]} (WxH) flow, {est.name}{'/' + est.preset if hasattr(est, 'preset') else ''}, "
+        f"{out}: {f0.shape[2]}x{f0.shape[1]} (WxH) flow, {_describe(est)}, "
         f"mean |flow| {float(mag.mean()):.2f} px, max {float(mag.max()):.2f} px, {dt:.2f} s"
     )
     if viz is not None:
-        warped = backward_warp(f1[None], flow)[0]
-        save_strip(viz, [[f0, f1], [warped, flow[0]]])
         print(f"{viz}: frame 0 | frame 1 / frame 1 warped onto frame 0 | flow colours")
     return 0
+
+
+def _describe(est) -> str:
+    """The estimator in the words of the options: its --method and, for dis, its --preset."""
+    preset = getattr(est, "preset", None)
+    return est.name + (f" (--preset {preset})" if isinstance(preset, str) else "")
 
 
 # ------------------------------------------------------------------------------------------- clip

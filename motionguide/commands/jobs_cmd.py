@@ -12,6 +12,9 @@ import re
 import sys
 
 from ._help import HelpFormatter
+from ._job_checks import check_header as _check_header
+from ._job_checks import check_pipeline_options as _check_pipeline_options
+from ._job_checks import notice as _notice
 
 #: most frames a job writes: the guidance holds flows for every output frame at the input's resolution,
 #: so memory grows with it; longer outputs are made in several runs
@@ -29,11 +32,11 @@ _OUTPUT_NOTE = (
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    from flow.interpolate.memory import DEFAULT_LIMIT_GB
-
-    from ..embedded.generation import MODES
+    from ._choices import DEFAULT_LIMIT_GB, MODES
+    from ._outputs import add_overwrite_argument
 
     p.add_argument("-o", "--output", required=True, metavar="VIDEO", help="output video (.mp4, .mkv, .mov)")
+    add_overwrite_argument(p, "output files (-o, --compare)")
     p.add_argument("--motion-scale", type=float, default=1.0,
                    help="multiply the motion (0 freezes, 1 keeps, 2 doubles; 0 .. 4)")
     p.add_argument("--strength", type=float, default=1.0,
@@ -150,17 +153,12 @@ def register(subparsers) -> None:
     p.set_defaults(func=run, job="extend")
 
 
-def _notice(msg: str) -> None:
-    print(f"notice: {msg}", file=sys.stderr)
-
-
 def _check_args(args) -> None:
     """Every value that can be checked without the inputs, in one place, before anything is read."""
     from flow.atomic import check_outputs
 
-    from ..guidance import MOTION_SCALE_RANGE, STRENGTH_RANGE
-    from ..jobs import MAX_EXTEND, SPEED_RANGE
     from ..errors import UserError
+    from ._choices import ESTIMATORS, MAX_EXTEND, MOTION_SCALE_RANGE, SPEED_RANGE, STRENGTH_RANGE
 
     job = args.job
     explicit_fill, args.pipeline_hw = args.fill, None
@@ -185,6 +183,8 @@ def _check_args(args) -> None:
             raise UserError(f"speed needs --factor F ({lo:g} .. {hi:g}; 0.5 = 2x slow motion)")
         if not (math.isfinite(args.factor) and lo <= args.factor <= hi):
             raise ValueError(f"--factor: expected {lo:g} .. {hi:g} (0.25 = 4x slow motion, 4 = 4x faster), got {args.factor}")
+    if args.flow.strip().lower().replace("-", "_") not in ESTIMATORS:
+        raise ValueError(f"--flow: expected one of {', '.join(ESTIMATORS)}, got {args.flow!r}")
     if job == "speed" and args.interpolator not in ("auto", "ifnet", "dis", "none"):
         raise ValueError(f"--interpolator: expected auto, ifnet, dis or none, got {args.interpolator!r}")
     if job == "extend":
@@ -248,58 +248,81 @@ def _check_args(args) -> None:
                     f"use; add --fill model or --output-size model")
         if args.mode in ("unguided", "training_free") and args.adapters:
             _notice(f"--mode {args.mode} does not use trained adapters, so --adapters is ignored")
+    _check_paths(args)
     _check_pipeline_options(args, explicit_fill)
     inputs = [x for x in (getattr(args, "reference", None), getattr(args, "image", None), getattr(args, "input", None)) if x]
     check_outputs({"-o": args.output, "--compare": args.compare}, inputs=inputs,
-                  kinds={"-o": "video", **({"--compare": "png"} if args.compare else {})})
+                  kinds={"-o": "video", **({"--compare": "png"} if args.compare else {})}, overwrite=args.overwrite)
 
 
-def _check_pipeline_options(args, explicit_fill) -> None:
-    """The options of --pipeline, and what its folder says, checked before a frame is decoded or a weight loads."""
-    from ..errors import UserError
+_ASSETS_ENV = "MOTIONGUIDE_ASSETS"
+_MODEL_FOLDER = "the embedded model's folder (config.json, diffusion_pytorch_model.safetensors, embedded_config.json)"
+_ADAPTER_FOLDER = "an adapter folder (motion_guidance.safetensors, motion_guidance.json, gates.safetensors)"
 
-    given = [f for f, v in (("--pipeline-frames", args.pipeline_frames), ("--device", args.device),
-                            ("--dtype", args.dtype), ("--offload", args.offload != "none"),
-                            ("--vae-tiling", args.vae_tiling)) if v]
-    if not args.pipeline:
-        if args.composite == "off":
-            raise UserError("--composite off gives a pipeline's own clip, but no --pipeline was given; add --pipeline "
-                            "DIR, or drop --composite off (the embedded model's output is composited by the "
-                            "confidence, or used as it is with --mode unguided)")
-        if given:
-            _notice(f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to --pipeline only; the embedded "
-                    f"model runs on the CPU in float32, so {'it is' if len(given) == 1 else 'they are'} ignored")
+
+def _check_paths(args) -> None:
+    """Each input is the kind of file its option takes (from its first bytes), each folder option a folder."""
+    import os
+    from pathlib import Path
+
+    from ._choices import EMBEDDED_ADAPTER_FILES, EMBEDDED_MODEL_FILES
+    from ._inputs import check_files, check_folder, check_image_file, check_video_file
+
+    if not args.demo:
+        if args.job == "transfer":
+            check_video_file(args.reference, "--reference")
+            check_image_file(args.image, "--image")
+        else:
+            check_video_file(args.input, "input")
+    if args.model:
+        check_folder(args.model, "--model", _MODEL_FOLDER)
+        check_files(args.model, "--model", EMBEDDED_MODEL_FILES, "an embedded model folder",
+                    "pass the folder 'motionguide train base' wrote (DIR/model), or leave --model out")
+    if args.adapters:
+        check_folder(args.adapters, "--adapters", _ADAPTER_FOLDER)
+        if not args.pipeline:  # a pipeline's adapter folder has its own layout, checked by its loader
+            check_files(args.adapters, "--adapters", EMBEDDED_ADAPTER_FILES, "an adapter folder of the embedded "
+                        "model", "pass the folder 'motionguide train adapters' wrote (DIR/adapters), or leave "
+                        "--adapters out")
+    env = os.environ.get(_ASSETS_ENV)
+    if env:
+        check_folder(env, _ASSETS_ENV, "a folder with the embedded model's base/ and adapters/")
+        fix = f"point ${_ASSETS_ENV} at a folder with base/ and adapters/ (as assets/embedded), or unset it"
+        check_files(Path(env) / "base", f"${_ASSETS_ENV}'s", EMBEDDED_MODEL_FILES, "an embedded model folder", fix)
+        check_files(Path(env) / "adapters", f"${_ASSETS_ENV}'s", EMBEDDED_ADAPTER_FILES, "an adapter folder", fix)
+    if args.pipeline:
+        p = Path(args.pipeline).expanduser()
+        if p.exists() and not p.is_dir():
+            check_folder(p, "--pipeline", "a pipeline folder written by save_pretrained (with model_index.json)")
+
+
+def _validate_unused(args) -> None:
+    """--model, --adapters and $MOTIONGUIDE_ASSETS when this run does not use them (no embedded model runs, or
+    its mode takes no trained adapters): a notice says so (the options' own notices in _check_args), and the
+    folders are still loaded and verified, so a broken or foreign one is an error now, not when --fill model
+    is added later."""
+    import os
+
+    from .. import jobs
+
+    env = os.environ.get(_ASSETS_ENV)
+    uses_model = _uses_model(args)
+    adapters_unused = bool(args.adapters) and (not uses_model or args.mode in ("unguided", "training_free"))
+    if env and args.pipeline:
+        _notice(f"${_ASSETS_ENV} ({env}) names the embedded model's weights; --pipeline runs instead, so they are "
+                "not used (their files were checked)")
+    if args.pipeline or not (adapters_unused or (not uses_model and (args.model or env))):
         return
-    if args.composite == "off" and explicit_fill is not None:
-        _notice(f"--fill {explicit_fill} chooses what fills the pixels the flow does not explain; --composite off "
-                f"writes the pipeline's own clip, so it does not apply")
-    if args.pipeline_frames is not None and args.pipeline_frames < 2:
-        raise ValueError(f"--pipeline-frames: expected at least 2 frames per call, got {args.pipeline_frames}")
-    from ..pipeline_job import check_request, find_pipeline, resolve_device, resolve_dtype
+    if env and not uses_model and not (args.model and args.adapters):
+        _notice(f"${_ASSETS_ENV} ({env}) names the embedded model's weights, which this run does not use; they "
+                "are checked all the same")
+    # the folders the library reads from $MOTIONGUIDE_ASSETS (its base/ and adapters/), named here so that the
+    # value of this run is checked, not the one the library read when it was imported
+    from pathlib import Path
 
-    src = find_pipeline(args.pipeline)
-    device = resolve_device(args.device)
-    resolve_dtype(args.dtype, device)
-    check_request(src, size=args.pipeline_hw, frames=args.pipeline_frames, offload=args.offload,
-                  vae_tiling=args.vae_tiling, device=device, adapter=args.adapters)
-    if device.type == "cpu" and args.offload != "none":
-        _notice(f"--offload {args.offload} with --device cpu moves weights from the CPU to the CPU: it saves no memory")
-
-
-def _check_header(args) -> None:
-    """The input's header only, before a frame decodes or the jobs' libraries load: the variable-frame-rate
-    rule and the memory bound (:mod:`motionguide.memory`)."""
-    from flow.io import image_size
-
-    from ..memory import check_job_memory, probe_video
-
-    if args.demo:
-        return
-    video = probe_video(args.reference if args.job == "transfer" else args.input, args.job)
-    check_job_memory(args.job, video, min(video.frames or MAX_OUTPUT_FRAMES + 1, MAX_OUTPUT_FRAMES + 1),
-                     factor=getattr(args, "factor", None), frames=getattr(args, "frames", None),
-                     limit_gb=args.max_memory, fill=args.fill, compare=bool(args.compare),
-                     image_px=math.prod(image_size(args.image)) if args.job == "transfer" else 0)
+    model = args.model or (str(Path(env) / "base") if env else None)
+    adapters = args.adapters or (str(Path(env) / "adapters") if env else None)
+    jobs.load_models(model, adapters, mode="both" if (adapters or not model) else "unguided")
 
 
 def _inputs(args) -> dict:
@@ -353,15 +376,14 @@ def _check_inputs(args, d) -> None:
 
 
 def run(args) -> int:
-    _check_args(args)
-    _check_header(args)
+    _check_args(args)  # before the libraries load: an argument error prints at once
+    _check_header(args, MAX_OUTPUT_FRAMES)  # the input's header: variable frame rate, the memory bound
     import torch
     from tqdm.auto import tqdm
 
-    from flow.video import write_video
-
     from .. import jobs
 
+    _validate_unused(args)
     d = _inputs(args)
     _check_inputs(args, d)
     if args.pipeline:
@@ -396,23 +418,34 @@ def run(args) -> int:
         if bar is not None:
             bar.close()
     fps = args.fps or d.get("fps") or 8.0
-    write_video(args.output, res.frames, fps, notify=_notice)
+    _write(args, res, fps)
     h, w = res.frames.shape[2:]
     how = ("the warp; the model supplied no pixel)" if model is None else
            f"{args.mode}, {done} sampler steps in all; the model supplied "
            f"{100 * res.model_share:.1f} % of the pixels)")
     print(f"wrote {args.output}: {res.frames.shape[0]} frames of {w}x{h} at {fps:g} fps ({how}")
     if args.compare:
-        jobs.save_compare(args.compare, res)
         print(f"wrote {args.compare}")
     return 0
+
+
+def _write(args, res, fps: float) -> None:
+    """The video and its --compare strip as one unit: both are written to temporaries, then both renamed into
+    place; on any failure (a full disk, a file that appeared meanwhile) neither is left."""
+    from flow.atomic import atomic_group
+    from flow.video import write_video
+
+    from .. import jobs
+
+    with atomic_group([args.output, args.compare]) as (video, strip):
+        write_video(video, res.frames, fps, notify=_notice)
+        if strip is not None:
+            jobs.save_compare(strip, res)
 
 
 def _run_pipeline(args, d) -> int:
     """The job's guidance, warp and confidence (at the input's size) through a diffusers pipeline
     (:func:`motionguide.jobs.pipeline_job`)."""
-    from flow.video import write_video
-
     from .. import jobs
 
     pipe = jobs.load_pipeline(args.pipeline, device=args.device, dtype=args.dtype, offload=args.offload,
@@ -438,12 +471,11 @@ def _run_pipeline(args, d) -> int:
                             frames=args.pipeline_frames, strength=args.strength,
                             steps=args.steps, seed=args.seed, adapter=args.adapters, prompt=args.prompt)
     fps = args.fps or d.get("fps") or 8.0
-    write_video(args.output, res.frames, fps, notify=_notice)
+    _write(args, res, fps)
     h, w = res.frames.shape[2:]
     how = ("its output as it is" if res.confidence is None else
            f"the pipeline supplied {100 * res.model_share:.1f} % of the pixels")
     print(f"wrote {args.output}: {res.frames.shape[0]} frames of {w}x{h} at {fps:g} fps ({name}; {how})")
     if args.compare:
-        jobs.save_compare(args.compare, res)
         print(f"wrote {args.compare}")
     return 0

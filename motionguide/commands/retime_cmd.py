@@ -42,7 +42,8 @@ left behind on error, Ctrl-C or SIGTERM).
 
 
 def register(subparsers) -> None:
-    from motionguide.commands.interpolate_cmd import add_backend_arguments
+    from ._outputs import add_overwrite_argument
+    from .interpolate_cmd import add_backend_arguments
 
     p = subparsers.add_parser(
         "retime",
@@ -63,6 +64,7 @@ def register(subparsers) -> None:
     target.add_argument("--speed", type=float, metavar="S", help="speed factor 0.25 .. 4 (fps unchanged)")
     target.add_argument("--frames", type=int, metavar="N", help="exact output frame count (duration unchanged)")
     add_backend_arguments(p)
+    add_overwrite_argument(p)
     p.add_argument("--no-scene-cuts", action="store_true", help="do not detect scene cuts (always interpolate)")
     p.add_argument("--crf", type=int, default=18, metavar="Q", help="x264 quality 0 .. 51 (default: 18, near-lossless)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -71,10 +73,17 @@ def register(subparsers) -> None:
 
 def _check_arguments(args):
     """Every check that needs no decoding: paths, target, quality, backend. Returns (src, dst)."""
-    from flow.retime import check_retime_paths, check_target
-    from motionguide.commands.interpolate_cmd import check_backend_arguments
+    from pathlib import Path
 
-    src, dst = check_retime_paths(args.input, args.output)
+    from flow.atomic import check_outputs
+    from flow.retime_plan import check_target
+
+    from ._inputs import check_video_file
+    from .interpolate_cmd import check_backend_arguments
+
+    src, dst = Path(args.input), Path(args.output)
+    check_video_file(src, "input video")
+    check_outputs({"-o": dst}, inputs=[src], kinds={"-o": "video"}, overwrite=args.overwrite)
     check_target(fps=args.fps, speed=args.speed, frames=args.frames)
     if not 0 <= args.crf <= 51:
         raise ValueError(f"--crf must be 0 .. 51, got {args.crf}")
@@ -99,23 +108,42 @@ def _inbetweens_per_pair(args, fps_in: float, n_in: int | None) -> int:
     return max(1, min(CHUNK, math.ceil(ratio)))
 
 
-def _bounded(args, width: int, height: int, n_t: int):
-    """The interpolator factory, with the memory bound checked once the interpolator is built."""
+def _bounded(args, width: int, height: int, n_t: int, built: list):
+    """The interpolator factory, with the memory bound checked once the interpolator is built (appended to
+    ``built``, for the messages)."""
     from motionguide.commands.interpolate_cmd import build_interpolator, check_memory_bound
 
     def make():
         interp = build_interpolator(args, announce=False)
         check_memory_bound(args, interp, width, height, n_t)
+        built.append(interp)
         return interp
 
     return make
 
 
+def _notices(args, built: list):
+    """retime_video's notices, with its backend line in the options' words."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    from .interpolate_cmd import backend_line
+
+    def say(msg: str) -> None:
+        if msg.startswith("retime: backend ") and built:
+            msg = "retime: " + backend_line(args, built[-1])
+        tqdm.write(msg, file=sys.stderr)  # above a progress bar, never on its line
+
+    return say
+
+
 def run(args) -> int:
+    src, dst = _check_arguments(args)  # before the libraries load: an argument error prints at once
     from flow.retime import retime_video
     from flow.video import VideoReader
 
-    src, dst = _check_arguments(args)
+    built: list = []  # the interpolator, once retime_video has built it
     with VideoReader(src) as vr:  # the header only: frame size and rate for the memory bound
         width, height, fps_in, n_in = vr.width, vr.height, vr.fps, vr.num_frames
     result = retime_video(
@@ -125,11 +153,16 @@ def run(args) -> int:
         speed=args.speed,
         frames=args.frames,
         # Built by retime_video once the input's header has passed its checks (cheap errors first).
-        interpolator=_bounded(args, width, height, _inbetweens_per_pair(args, fps_in, n_in)),
+        interpolator=_bounded(args, width, height, _inbetweens_per_pair(args, fps_in, n_in), built),
+        notify=_notices(args, built),
         tta=args.tta,
         scene_cuts=not args.no_scene_cuts,
         progress=not args.no_progress,
         crf=args.crf,
     )
+    if built:
+        from .interpolate_cmd import short_name
+
+        result.backend = short_name(built[-1])
     print(f"{dst}: {result.summary()}")
     return 0

@@ -9,6 +9,7 @@ Runs single-process on the CPU, or unchanged under ``accelerate launch`` on seve
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 
 from ._help import HelpFormatter
@@ -25,13 +26,14 @@ _EMBEDDED_ONLY = {"base": None, "init": None, "model_config": None, "extend_shar
 
 
 def _recipe_text() -> str:
-    from ..embedded.recipes import SHIPPED_RECIPE, stage_command
+    from ._choices import RECIPE_COMMANDS
 
-    lines = [f"  {i + 1}. {stage_command(s)}" for i, s in enumerate(SHIPPED_RECIPE)]
-    return "\n".join(lines)
+    return "\n".join(f"  {i + 1}. {c}" for i, c in enumerate(RECIPE_COMMANDS))
 
 
 def register(subparsers) -> None:
+    from ._outputs import add_overwrite_argument
+
     p = subparsers.add_parser(
         "train",
         help="train the embedded video model, its motion-guidance adapters, or your pipeline's adapters",
@@ -78,7 +80,10 @@ def register(subparsers) -> None:
                    help="peak learning rate [default: 5e-4 base, 1e-3 adapters, 1e-4 pipeline]")
     p.add_argument("--seed", type=int, default=0, help="seed of the clips, noise and initialisation")
     p.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints")
-    p.add_argument("--no-resume", action="store_true", help="start afresh even if DIR/checkpoint exists")
+    p.add_argument("--no-resume", action="store_true",
+                   help="start afresh even if DIR/checkpoint exists (with --overwrite: that replaces the run's outputs)")
+    add_overwrite_argument(p, "outputs: train into an --out folder that holds files but no run to resume, or "
+                              "start one afresh with --no-resume")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads [default: torch's choice]")
     p.add_argument("--base", default=None, metavar="DIR",
                    help="adapters: base model folder [default: assets/embedded/base]")
@@ -164,10 +169,67 @@ def _model_config(text: str | None) -> dict:
     return model
 
 
-def _check_run_folder(out: str, inputs: list) -> None:
-    """``--out`` is a new folder or a run folder to resume: not a file, not an input, in a writable place."""
+#: options that count something: (dest, smallest value)
+_COUNTS = (("steps", 1), ("batch_size", 1), ("checkpoint_every", 1), ("threads", 1), ("clips", 1), ("stride", 1),
+           ("frames", 1), ("lora_rank", 1), ("train_blocks", 0), ("validate_every", 0), ("validate_steps", 1),
+           ("guide_scale", 1))
+
+
+def _check_numbers(args) -> None:
+    """Counts are whole and positive (0 is never "the default"), rates positive, shares in [0, 1]."""
+    import math
+
+    for dest, lo in _COUNTS:
+        v = getattr(args, dest)
+        if v is not None and v < lo:
+            flag = "--" + dest.replace("_", "-")
+            raise ValueError(f"{flag} must be at least {lo}, got {v}" + ("; leave it out for the default" if
+                                                                           dest != "steps" else ""))
+    for dest in ("lr", "steps_scale"):
+        v = getattr(args, dest)
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise ValueError(f"--{dest.replace('_', '-')} must be a positive number, got {v}")
+    for dest in ("matched_p", "extend_share"):
+        v = getattr(args, dest)
+        if v is not None and not 0 <= v <= 1:
+            raise ValueError(f"--{dest.replace('_', '-')} is a share of the batches, 0 .. 1, got {v}")
+    if args.ema is not None and not 0 <= args.ema < 1:
+        raise ValueError(f"--ema is a decay in [0, 1), got {args.ema}")
+
+
+def _check_model_config(model: dict, text: str) -> None:
+    """--model-config against the embedded model's config, in the option's words: the fields it names and
+    their values, never the config object's repr. Unknown fields are refused before the model's libraries
+    load."""
+    import re
+
+    from ._choices import EMBEDDED_CONFIG_FIELDS
+
+    unknown = sorted(set(model) - set(EMBEDDED_CONFIG_FIELDS))
+    if unknown:
+        raise ValueError(f"--model-config {text}: unknown fields {unknown}; known: {sorted(EMBEDDED_CONFIG_FIELDS)}")
+    from ..embedded.network import EmbeddedConfig
+
+    try:
+        EmbeddedConfig.from_dict(model)
+    except (TypeError, ValueError) as e:
+        msg = re.sub(r",? got EmbeddedConfig\(.*\)$", "", str(e))
+        msg = msg.replace("unknown EmbeddedConfig keys", "unknown fields")
+        raise ValueError(f"--model-config {text}: {msg}") from None
+
+
+def _resumable(p) -> bool:
+    """A run folder another run of this command can resume: DIR/checkpoint, or (recipe) a stage's."""
+    return (p / "checkpoint" / "state.json").is_file() or any(p.glob("*/checkpoint/state.json"))
+
+
+def _check_run_folder(out: str, inputs: list, *, resume: bool = True, overwrite: bool = False) -> None:
+    """``--out`` is a new folder or a run folder to resume: not a file, not an input, in a writable place; a
+    folder with files and no run to resume (or any run folder with --no-resume) needs --overwrite."""
     import os
     from pathlib import Path
+
+    from flow.atomic import OutputExistsError
 
     p = Path(out).absolute()
     if p.exists() and not p.is_dir():
@@ -179,13 +241,21 @@ def _check_run_folder(out: str, inputs: list) -> None:
     existing = next(q for q in (p, *p.parents) if q.exists())
     if not os.access(existing, os.W_OK | os.X_OK):
         raise PermissionError(f"--out {out}: {existing} is not writable; choose another folder")
+    if overwrite or not p.is_dir() or not any(p.iterdir()):
+        return
+    if not _resumable(p):
+        raise OutputExistsError(f"--out {out} holds files but no run to resume (no checkpoint/state.json); pass "
+                                "--overwrite (or -y) to train into it anyway, replacing what the run writes, or "
+                                "choose a new folder")
+    if not resume:
+        raise OutputExistsError(f"--out {out} holds a run, and --no-resume starts afresh, replacing its checkpoint "
+                                "and outputs; pass --overwrite (or -y) too, or choose a new folder")
 
 
 def _run_pipeline(args) -> int:
-    from tqdm.auto import tqdm
+    from pathlib import Path
 
     from ..errors import UserError
-    from ..finetune import PipelineTrainConfig, parse_size, train_pipeline
 
     given = [k for k, default in _EMBEDDED_ONLY.items() if getattr(args, k) != default]
     if given:
@@ -195,7 +265,19 @@ def _run_pipeline(args) -> int:
             raise UserError(f"train pipeline needs --{name} " + {"pipeline": "DIR (a pipeline folder)",
                                                                   "videos": "DIR (a folder of videos)",
                                                                   "steps": "N (the total optimizer steps)"}[name])
-    _check_run_folder(args.out, [args.pipeline, args.videos])
+    _check_numbers(args)
+    from ._inputs import check_folder
+
+    check_folder(args.pipeline, "--pipeline", "a pipeline folder written by save_pretrained (with model_index.json)")
+    if not (Path(args.pipeline).expanduser() / "model_index.json").is_file():
+        raise UserError(f"--pipeline {args.pipeline}: no model_index.json; pass a folder written by a pipeline's "
+                        "save_pretrained (python examples/tiny_pipeline.py --arch wan -o DIR makes a tiny one)")
+    check_folder(args.videos, "--videos", "the folder that holds your training videos")
+    _check_run_folder(args.out, [args.pipeline, args.videos], resume=not args.no_resume, overwrite=args.overwrite)
+    from tqdm.auto import tqdm  # after the checks: an argument error prints before the libraries load
+
+    from ..finetune import PipelineTrainConfig, parse_size, train_pipeline
+
     opts = {k: getattr(args, k) for k in _PIPELINE_ONLY + ("batch_size", "lr") if getattr(args, k) is not None}
     if "size" in opts:
         opts["size"] = parse_size(opts["size"])
@@ -209,16 +291,66 @@ def _run_pipeline(args) -> int:
     cfg = PipelineTrainConfig(steps=args.steps, out=args.out, seed=args.seed, checkpoint_every=args.checkpoint_every,
                               resume=not args.no_resume, threads=args.threads, progress=not args.no_progress,
                               last_frame=args.last_frame, gradient_checkpointing=args.gradient_checkpointing, **opts)
-    res = train_pipeline(cfg, log=tqdm.write)
+    with _locked(args.out):
+        res = train_pipeline(cfg, log=tqdm.write)
     print(f"trained to step {res['step']}; the adapter is in {res['adapters']} (motionguide transfer|speed|extend "
           f"--pipeline {args.pipeline} --adapters {res['adapters']} ...)")
     return 0
 
 
-def run(args) -> int:
-    from tqdm.auto import tqdm
+def _locked(out: str):
+    """The lock on --out while the run writes into it (the main process only: under ``accelerate launch``
+    every rank runs this command on the same --out)."""
+    import contextlib
+    import os
 
-    from ..embedded.recipes import TrainConfig, run_recipe, train
+    from flow.locks import hold_lock
+
+    rank = os.environ.get("RANK") or os.environ.get("LOCAL_RANK") or "0"
+    return hold_lock(out, option="--out") if rank == "0" else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _options_named(args):
+    """The embedded model's loaders advise the jobs' options (--model DIR/model, --adapters DIR/adapters);
+    here the folders came from --base and --init."""
+    from ..errors import CheckpointError
+
+    try:
+        yield
+    except CheckpointError as e:
+        msg = str(e)
+        base_opt = "--init" if args.init and str(args.init) in msg and args.kind == "base" else "--base"
+        msg = msg.replace("with --model DIR/model", f"with {base_opt} DIR/model")
+        msg = msg.replace("pass --adapters DIR/adapters", "pass --init DIR/adapters")
+        raise CheckpointError(msg) from None
+
+
+@contextlib.contextmanager
+def _disk_full_says_what_is_kept(out: str):
+    """A full disk while the run writes: one line saying which checkpoint is intact (the loop writes each
+    folder atomically, so the previous one is) and that the same command resumes from it."""
+    from pathlib import Path
+
+    from flow.diskfull import DISK_FULL_ERRNOS, disk_full
+
+    from ..errors import UserError
+
+    try:
+        yield
+    except Exception as e:
+        full = disk_full(e, out)
+        if full is None:
+            raise
+        states = sorted(Path(out).glob("checkpoint/state.json")) + sorted(Path(out).glob("*/checkpoint/state.json"))
+        kept = ("the previous checkpoint" + ("s" if len(states) > 1 else "") + " (" +
+                ", ".join(str(s.parent) for s in states) + ") is intact: free some space and run the same command "
+                "to resume" if states else "no checkpoint was written yet")
+        raise UserError(f"{DISK_FULL_ERRNOS.get(full.errno, 'the disk is full')} while training into {out}; "
+                        f"{kept}") from None
+
+
+def run(args) -> int:
     from ..errors import UserError
 
     if args.kind == "pipeline":
@@ -226,8 +358,24 @@ def run(args) -> int:
     given = [k for k in _PIPELINE_ONLY if getattr(args, k) is not None] + [k for k in _PIPELINE_FLAGS if getattr(args, k)]
     if given:
         raise UserError(f"--{given[0].replace('_', '-')} applies to 'train pipeline' only")
-    # every argument is checked before a model loads or a clip renders
-    _check_run_folder(args.out, [args.base, args.init])
+    # every argument is checked before a model loads or a clip renders (and before the libraries load)
+    _check_numbers(args)
+    from ._choices import EMBEDDED_ADAPTER_FILES, EMBEDDED_MODEL_FILES
+    from ._inputs import check_files, check_folder
+
+    if args.base:
+        check_folder(args.base, "--base", "the base model's folder (DIR/model of 'train base')")
+        check_files(args.base, "--base", EMBEDDED_MODEL_FILES, "an embedded model folder",
+                    "pass the folder 'motionguide train base' wrote (DIR/model), or leave --base out")
+    if args.init:
+        check_folder(args.init, "--init", "a model folder (base: DIR/model) or an adapter folder (adapters: "
+                                          "DIR/adapters)")
+        if args.kind in ("base", "adapters"):
+            files, what, wrote = ((EMBEDDED_MODEL_FILES, "an embedded model folder", "base --out DIR' wrote (DIR/model)")
+                                  if args.kind == "base" else
+                                  (EMBEDDED_ADAPTER_FILES, "an adapter folder", "adapters --out DIR' wrote (DIR/adapters)"))
+            check_files(args.init, "--init", files, what, f"pass the folder 'motionguide train {wrote}")
+    _check_run_folder(args.out, [args.base, args.init], resume=not args.no_resume, overwrite=args.overwrite)
     model = _model_config(args.model_config)
     if args.kind == "recipe":
         for name in ("steps", "base", "init", "lr"):
@@ -239,8 +387,14 @@ def run(args) -> int:
         if args.batch_size is not None:
             overrides["batch_size"] = args.batch_size
         if model:
+            _check_model_config(model, args.model_config)
             overrides["model"] = model
-        res = run_recipe(args.out, steps_scale=args.steps_scale, overrides=overrides, log=tqdm.write)
+        from tqdm.auto import tqdm
+
+        from ..embedded.recipes import run_recipe
+
+        with _locked(args.out), _disk_full_says_what_is_kept(args.out):
+            res = run_recipe(args.out, steps_scale=args.steps_scale, overrides=overrides, log=tqdm.write)
         print(f"trained every stage of the recipe into {args.out}: " + ", ".join(f"{k} (step {v['step']})"
                                                                                  for k, v in res.items()))
         return 0
@@ -250,12 +404,20 @@ def run(args) -> int:
         raise UserError("--steps-scale applies to 'train recipe' only; give --steps N instead")
     if model and args.kind != "base":
         raise UserError(f"--model-config sizes a new base model; train {args.kind} uses the --base model's size")
+    if model:
+        _check_model_config(model, args.model_config)
+    from tqdm.auto import tqdm
+
+    from ..embedded.recipes import TrainConfig, train
+
     cfg = TrainConfig(
-        kind=args.kind, steps=args.steps, out=args.out, batch_size=args.batch_size or 8, lr=args.lr,
+        kind=args.kind, steps=args.steps, out=args.out, batch_size=8 if args.batch_size is None else args.batch_size,
+        lr=args.lr,
         seed=args.seed, checkpoint_every=args.checkpoint_every, resume=not args.no_resume, threads=args.threads,
         base=args.base, init=args.init, matched_p=args.matched_p, matched_loss=args.matched_loss,
         extend_share=args.extend_share, guide_scale=args.guide_scale, model=model, progress=not args.no_progress,
     )
-    res = train(cfg, log=tqdm.write)
+    with _locked(args.out), _disk_full_says_what_is_kept(args.out), _options_named(args):
+        res = train(cfg, log=tqdm.write)
     print(f"trained {args.kind} to step {res['step']}; outputs in {res['out']}")
     return 0

@@ -166,3 +166,32 @@ def test_sigterm_removes_partial_outputs(tmp_path):
             proc.kill()
     assert rc == 143
     assert list(tmp_path.iterdir()) == []
+
+
+def test_overwrite_refuses_guards_or_replaces(tmp_path):
+    """overwrite=False refuses an existing file and guards the path's final rename; True replaces; None (the
+    library's default) replaces without a guard. An input is refused whatever overwrite says."""
+    from flow.atomic import OutputExistsError, atomic_path, check_outputs, guarded_outputs
+
+    out = tmp_path / "o.png"
+    out.write_text("old")
+    with pytest.raises(OutputExistsError, match=r"-o .*o.png already exists; pass --overwrite \(or -y\)"):
+        check_outputs({"-o": out}, overwrite=False)
+    assert check_outputs({"-o": out}, overwrite=True)["-o"] == out
+    with pytest.raises(ValueError, match="same file as the input"):
+        check_outputs({"-o": out}, inputs=[out], overwrite=True)
+    with atomic_path(out) as tmp:  # library use: replaced
+        tmp.write_text("new")
+    assert out.read_text() == "new"
+    new = tmp_path / "n.png"
+    with guarded_outputs():
+        check_outputs({"-o": new}, overwrite=False)
+        with pytest.raises(FileExistsError, match="appeared while this command ran"), atomic_path(new) as tmp:
+            tmp.write_text("mine")
+            new.write_text("theirs")
+        assert new.read_text() == "theirs" and sorted(p.name for p in tmp_path.iterdir()) == ["n.png", "o.png"]
+    new.unlink()  # the guard ends with the block: a later library write replaces again
+    new.write_text("theirs")
+    with atomic_path(new) as tmp:
+        tmp.write_text("mine")
+    assert new.read_text() == "mine"

@@ -39,7 +39,7 @@ def test_pair_writes_flo_and_viz(tmp_path, pair, capsys):
     assert float(flow[0, 16:-16, 16:-16].median()) == pytest.approx(-3, abs=0.1)
     assert float(flow[1, 16:-16, 16:-16].median()) == pytest.approx(-2, abs=0.1)
     assert (tmp_path / "ab.png").stat().st_size > 0
-    assert "ab.flo: 128x96 (WxH) flow, dis/balanced" in capsys.readouterr().out
+    assert "ab.flo: 128x96 (WxH) flow, dis (--preset balanced)" in capsys.readouterr().out
     assert main(["flow", str(pair[0]), str(pair[1]), "-o", str(tmp_path / "ab.npy"), "--method", "farneback"]) == 0
     assert read_flow(tmp_path / "ab.npy").shape == (2, 96, 128)
 

@@ -69,13 +69,13 @@ def test_interpolate_n_frames_into_a_folder(pair, tmp_path, capsys):
 
 def test_interpolate_auto_without_checkpoint_says_it_uses_dis(pair, tmp_path, capsys, no_rife):
     rc, out, err = _run(["interpolate", *pair, "-o", tmp_path / "mid.png", "--threads", "1"], capsys)
-    assert rc == 0 and "backend: dis" in err and "auto: no RIFE v3.6 checkpoint installed" in err
+    assert rc == 0 and "backend: auto chose dis" in err and "why: no RIFE v3.6 checkpoint installed" in err
 
 
 def test_interpolate_flow_scale_reaches_the_interpolator(pair, tmp_path, capsys):
     rc, out, err = _run(["interpolate", *pair, "-o", tmp_path / "mid.png", "--backend", "dis", "--flow-scale", "0.5"],
                         capsys)
-    assert rc == 0 and "scale=0.5" in err
+    assert rc == 0 and "flow at scale 0.5 (--flow-scale)" in err
 
 
 @pytest.mark.parametrize("extra", [["--backend", "ifnet", "--flow-scale", "0.3"], ["--backend", "dis", "--flow-scale", "0"],
@@ -162,7 +162,7 @@ def test_retime_fps(clip, tmp_path, capsys):
     assert rc == 0, err
     with VideoReader(tmp_path / "out.mp4") as vr:
         assert sum(1 for _ in vr) == 3 * 5 - 2 and vr.fps == pytest.approx(30)
-    assert "5 frames @ 10 fps -> 13 frames @ 30 fps" in out and "backend dis" in err
+    assert "5 frames @ 10 fps -> 13 frames @ 30 fps" in out and "backend: dis (--preset balanced)" in err
 
 
 def test_retime_speed_and_frames(clip, tmp_path, capsys):

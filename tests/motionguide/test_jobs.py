@@ -52,7 +52,7 @@ def test_demo_jobs_write_video_and_compare(tiny_dirs, tmp_path, job, extra, fram
     assert png.stat().st_size > 1000
 
 
-def test_files_in_and_flow_only_needs_no_model(tmp_path):
+def test_files_in_and_flow_only_needs_no_model(tmp_path, capsys):
     from flow.io import write_image
     from flow.video import read_video, write_video
     from motionguide.embedded.data import make_clip
@@ -60,8 +60,12 @@ def test_files_in_and_flow_only_needs_no_model(tmp_path):
     c = make_clip(0, split="heldout", num_frames=6, size=(48, 64))
     write_video(tmp_path / "ref.mp4", c.frames, 10.0)
     write_image(tmp_path / "img.png", make_clip(1, split="heldout", num_frames=1, size=(40, 40)).frames[0])
-    rc = main(["transfer", "--reference", str(tmp_path / "ref.mp4"), "--image", str(tmp_path / "img.png"),
-               "--mode", "flow_only", "-o", str(tmp_path / "o.mp4"), "--model", str(tmp_path / "absent")])
+    argv = ["transfer", "--reference", str(tmp_path / "ref.mp4"), "--image", str(tmp_path / "img.png"),
+            "--mode", "flow_only", "-o", str(tmp_path / "o.mp4")]
+    # a --model that flow_only does not use is still checked (issue 23): an absent one is refused, with a notice
+    assert main([*argv, "--model", str(tmp_path / "absent")]) == 2
+    assert "do not apply" in capsys.readouterr().err and not (tmp_path / "o.mp4").exists()
+    rc = main(argv)
     assert rc == 0  # flow_only loads no model; the image was resized to the reference with a notice
     clip, fps = read_video(tmp_path / "o.mp4")
     assert clip.shape[0] == 6 and fps == pytest.approx(10.0)

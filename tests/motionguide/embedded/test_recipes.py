@@ -153,7 +153,7 @@ def test_cli_and_bad_config(tmp_path, capsys):
                       (["base"], "needs --steps"),
                       (["recipe", "--steps", "3"], "does not apply to 'train recipe'"),
                       (["adapters", "--steps", "2", "--model-config", '{"num_layers": 2}'], "sizes a new base model"),
-                      (["base", "--steps", "2", "--model-config", '{"layers": 3}'], "unknown EmbeddedConfig keys")]:
+                      (["base", "--steps", "2", "--model-config", '{"layers": 3}'], "unknown fields ['layers']")]:
         capsys.readouterr()
         assert main(["train", *argv, "--out", str(tmp_path / "d")]) == 2, argv
         err = capsys.readouterr().err

@@ -1,0 +1,84 @@
+"""Error messages in the words of the command line: option flags, not the library's parameter names.
+
+The library's checks name their parameters (``fps: ...``, ``ts: ...``, ``checkpoint_every must be ...``),
+which is right for a Python caller; a command line user typed ``--fps``, ``--t``, ``--checkpoint-every``.
+:func:`in_flags` rewrites a message with the flags of the command that failed, read from its parser, so
+every command gets it without restating each message.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+
+__all__ = ["drop_library_advice", "flag_names", "in_flags"]
+
+# keyword arguments of a library's own call that its errors advise, which a command line user cannot pass
+_ADVICE = r"local_files_only|ignore_mismatched_sizes|low_cpu_mem_usage|weights_only=False|trust_remote_code"
+
+#: library parameter names whose option has another name: (command, parameter) -> flag
+_ALIASES = {("interpolate", "ts"): "--t", ("retime", "ts"): "--t"}
+#: plain words that are a command's option only where that command's library call takes them as they are
+#: (retime_video(fps=, speed=, frames=), get_interpolator(weights=)); elsewhere "frames:" may name a tensor
+_WORDS = {"retime": ("fps", "speed", "frames", "weights"), "interpolate": ("weights",), "flow": ("weights",)}
+
+
+def flag_names(parser: argparse.ArgumentParser, command: str = "") -> dict[str, str]:
+    """``{parameter: its long flag}`` of ``command``'s options whose names cannot mean anything else: every
+    ``snake_case`` one (``checkpoint_every`` -> ``--checkpoint-every``), the plain words of :data:`_WORDS`,
+    and the aliases."""
+    names = {}
+    for action in parser._actions:  # argparse keeps no public list of a parser's actions
+        longs = [s for s in action.option_strings if s.startswith("--")]
+        if longs and ("_" in action.dest or action.dest in _WORDS.get(command, ())):
+            names[action.dest] = longs[0]
+    names.update({p: f for (c, p), f in _ALIASES.items() if c == command})
+    return names
+
+
+def in_flags(message: str, names: dict[str, str]) -> str:
+    """``message`` with a leading ``name:`` and every ``snake_case`` parameter name of ``names`` replaced by
+    its flag.
+
+    >>> in_flags("fps: 5000 is above the limit", {"fps": "--fps"})
+    '--fps 5000 is above the limit'
+    >>> in_flags("steps and checkpoint_every must be >= 1, got 5, 0", {"checkpoint_every": "--checkpoint-every"})
+    'steps and --checkpoint-every must be >= 1, got 5, 0'
+    >>> in_flags("ts: every t must lie strictly between 0 and 1", {"ts": "--t"})
+    '--t: every t must lie strictly between 0 and 1'
+    >>> in_flags("or pass a checkpoint path (weights='/path/flownet.pkl')", {"weights": "--weights"})
+    'or pass a checkpoint path (--weights /path/flownet.pkl)'
+    >>> in_flags("ask for fewer (for slow motion, use speed, e.g. 0.25)", {"speed": "--speed"})
+    'ask for fewer (for slow motion, use --speed, e.g. 0.25)'
+    """
+    m = re.match(r"(\w+):(\s)", message)
+    if m and m[1] in names:
+        rest = message[m.end():]
+        # "fps: 5000 is ..." reads "--fps 5000 is ..."; "fps: expected ..." keeps its colon
+        sep = " " if re.match(r"[-+\d.]", rest) else ":" + m[2]
+        message = names[m[1]] + sep + rest
+    # "weights='/path/flownet.pkl'" (a keyword argument) reads "--weights /path/flownet.pkl"
+    message = re.sub(r"(?<![\w-])(\w+)=('[^']*'|\"[^\"]*\")",
+                     lambda k: f"{names[k[1]]} {k[2][1:-1]}" if k[1] in names else k[0], message)
+    # "use speed, e.g. 0.25" names the option to use
+    message = re.sub(r"\buse (\w+)\b", lambda u: f"use {names[u[1]]}" if u[1] in names else u[0], message)
+    for dest, flag in names.items():
+        if "_" in dest:
+            message = re.sub(rf"(?<![\w.\-/]){re.escape(dest)}(?![\w.\-/])", flag, message)
+    return message
+
+
+def drop_library_advice(message: str) -> str:
+    """``message`` without the sentences in which a library advises arguments of its own call (diffusers'
+    ``local_files_only=False``, ``ignore_mismatched_sizes=True``, torch's ``weights_only=False``, which would
+    load an untrusted pickle) or points to its issue tracker, and without a quoted error's class name.
+
+    >>> drop_library_advice("cannot read X (ValueError: shapes differ. If you want to, pass "
+    ...                     "`ignore_mismatched_sizes=True`. For more information, see also: https://x.y as an "
+    ...                     "example.); train one")
+    'cannot read X (shapes differ.); train one'
+    >>> drop_library_advice("not cached and traffic is disabled. To enable look-ups, pass 'local_files_only=False' as input.")
+    'not cached and traffic is disabled.'
+    """
+    message = re.sub(rf"\s*[^.;()]*({_ADVICE})[^.;()]*\.?", "", message)
+    message = re.sub(r"\s*For more information, see( also)?:? \S+( as an example)?\.?", "", message)
+    return re.sub(r"\((?:[A-Z]\w*(?:Error|Exception)): ", "(", message)

