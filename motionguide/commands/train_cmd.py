@@ -17,8 +17,9 @@ _KINDS = ("base", "adapters")
 #: options of 'train pipeline' only (their defaults are None: given = not None)
 _PIPELINE_ONLY = ("pipeline", "videos", "frames", "size", "layouts", "clips", "stride", "flow", "interpolator",
                   "prompt", "lora_rank", "lora_blocks", "train_blocks", "feature_blocks", "mixed_precision", "dtype",
-                  "validate_every", "validate_steps", "ema")
-_PIPELINE_FLAGS = ("last_frame", "gradient_checkpointing")
+                  "validate_every", "validate_steps", "ema", "lora_targets", "grad_accum", "buckets",
+                  "validation_clips", "cache", "nccl_timeout", "gradient_checkpointing")
+_PIPELINE_FLAGS = ("last_frame", "cache_only")
 #: options of the embedded model's kinds that 'train pipeline' refuses when given
 _EMBEDDED_ONLY = {"base": None, "init": None, "model_config": None, "extend_share": None, "matched_p": 0.0,
                   "matched_loss": "velocity", "steps_scale": 1.0, "guide_scale": 1}
@@ -109,7 +110,10 @@ def _pipeline_options(g) -> None:
     g.add_argument("--pipeline", default=None, metavar="DIR",
                    help="the pipeline folder (save_pretrained's): WanImageToVideoPipeline, "
                         "CogVideoXImageToVideoPipeline, LTXConditionPipeline or LTXImageToVideoPipeline (required)")
-    g.add_argument("--videos", default=None, metavar="DIR", help="folder of training videos (required)")
+    g.add_argument("--videos", default=None, metavar="DIR|FILE",
+                   help="folder of training videos, each with an optional caption beside it (clip.mp4 + clip.txt, "
+                        "UTF-8), or a manifest naming videos and captions: a CSV with video,prompt columns or JSONL "
+                        "lines {\"video\": ..., \"prompt\": ...}, paths relative to it (required)")
     g.add_argument("--frames", type=int, default=None, metavar="N",
                    help="frames per clip, a count the model takes (Wan, CogVideoX 4k+1; LTX 8k+1) "
                         "[default: the pipeline's own, e.g. 81 for Wan]")
@@ -127,12 +131,22 @@ def _pipeline_options(g) -> None:
                    help="flow estimator of the extend and first layouts (flow.estimators) [default: dis]")
     g.add_argument("--interpolator", default=None, metavar="NAME",
                    help="intermediate flows of the between layout (flow.interpolate) [default: auto]")
-    g.add_argument("--prompt", default=None, metavar="TEXT", help="the prompt of every clip [default: empty]")
+    g.add_argument("--prompt", default=None, metavar="TEXT",
+                   help="the prompt of every clip without a caption of its own [default: empty]")
+    g.add_argument("--buckets", default=None, metavar="WxHxF,..",
+                   help="resolution and frame-count buckets (e.g. 832x480x81,480x832x81); each video trains in the "
+                        "bucket of the nearest aspect among those it is long enough for, a batch comes from one "
+                        "bucket [default: one, --size x --frames]")
+    g.add_argument("--grad-accum", type=int, default=None, metavar="N",
+                   help="micro-batches of --batch-size per optimizer step (gradient accumulation) [default: 1]")
     g.add_argument("--last-frame", action="store_true",
                    help="Wan: the between layout also conditions on the last frame (FLF2V; call the pipeline with "
                         "last_image)")
     g.add_argument("--lora-rank", type=int, default=None, metavar="R",
                    help="also train a peft LoRA of this rank on the attention of --lora-blocks [default: no LoRA]")
+    g.add_argument("--lora-targets", choices=["attn", "attn+ffn"], default=None,
+                   help="layers of the LoRA: attention q, k, v, o; or also the feed-forward's two Linear layers "
+                        "(DiffSynth-Studio's default) [default: attn]")
     g.add_argument("--lora-blocks", default=None, metavar="B,..",
                    help="'guided', 'all' or block indices [default: guided, the blocks with feature guidance]")
     g.add_argument("--train-blocks", type=int, default=None, metavar="N",
@@ -140,13 +154,25 @@ def _pipeline_options(g) -> None:
     g.add_argument("--feature-blocks", default=None, metavar="B,..",
                    help="blocks with feature-level guidance [default: the first half]")
     g.add_argument("--mixed-precision", choices=["no", "bf16"], default=None,
-                   help="bf16 autocast [default: no]")
+                   help="bf16 autocast [default: bf16 on CUDA, no on the CPU]")
     g.add_argument("--dtype", choices=["float32", "bfloat16"], default=None,
-                   help="the frozen weights' dtype; bfloat16 needs --mixed-precision bf16 [default: float32]")
-    g.add_argument("--gradient-checkpointing", action="store_true",
-                   help="the transformer's own gradient checkpointing (less activation memory, more time per step)")
+                   help="the frozen transformer's and text encoder's dtype (the VAE keeps its family's: float32 for "
+                        "Wan); bfloat16 needs --mixed-precision bf16 [default: bfloat16 with bf16, else float32]")
+    g.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None,
+                   help="the transformer's own gradient checkpointing (less activation memory, more time per step) "
+                        "[default: on with CUDA]")
+    g.add_argument("--cache", default=None, metavar="DIR",
+                   help="where the VAE's and text encoder's outputs are kept (shareable between runs of the same "
+                        "pipeline) [default: DIR/cache]")
+    g.add_argument("--cache-only", action="store_true",
+                   help="build the cache (every process its share of the clips) and stop")
+    g.add_argument("--nccl-timeout", type=float, default=None, metavar="MIN",
+                   help="minutes a process waits for the others (the cache build, validation) [default: 60]")
     g.add_argument("--validate-every", type=int, default=None, metavar="N",
-                   help="steps between validation clips DIR/validation/step_N.mp4 [default: 0, none]")
+                   help="steps between validations on held-out clips: their loss (DIR/metrics.csv) and "
+                        "DIR/validation/step_N.mp4 with the pipeline's CFG [default: 0, none]")
+    g.add_argument("--validation-clips", type=int, default=None, metavar="N",
+                   help="clips held out of training for validation [default: 1 with --validate-every]")
     g.add_argument("--validate-steps", type=int, default=None, metavar="N",
                    help="denoising steps of a validation clip [default: 20]")
     g.add_argument("--ema", type=float, default=None, metavar="DECAY", help="EMA decay of the exported weights [default: 0.99]")
@@ -208,8 +234,11 @@ def _run_pipeline(args) -> int:
             raise UserError(f"--feature-blocks {args.feature_blocks}: expected block indices such as 0,1") from None
     cfg = PipelineTrainConfig(steps=args.steps, out=args.out, seed=args.seed, checkpoint_every=args.checkpoint_every,
                               resume=not args.no_resume, threads=args.threads, progress=not args.no_progress,
-                              last_frame=args.last_frame, gradient_checkpointing=args.gradient_checkpointing, **opts)
+                              last_frame=args.last_frame, cache_only=args.cache_only, **opts)
     res = train_pipeline(cfg, log=tqdm.write)
+    if cfg.cache_only:
+        print(f"cached {res['clips']} clips in {res['cache']}")
+        return 0
     print(f"trained to step {res['step']}; the adapter is in {res['adapters']} (motionguide transfer|speed|extend "
           f"--pipeline {args.pipeline} --adapters {res['adapters']} ...)")
     return 0
