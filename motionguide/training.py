@@ -89,7 +89,11 @@ class LoopConfig:
     ``out`` the recipe exports to. mixed_precision: ``"no"`` or ``"bf16"`` (autocast through accelerate).
     validate_every: steps between the recipe's ``validate`` (0 = never). grad_accum: micro-batches per
     optimizer step. timeout_minutes: how long a process waits for the others at a collective (the cache
-    build's barrier, validation on the main process) before the run fails; None = torch's default.
+    build's barrier, validation on the main process) before the run fails; None = torch's default. fsdp:
+    shard the model's frozen weights over the processes with FSDP2 (``torch.distributed.fsdp.fully_shard`` on
+    each of the recipe's :meth:`Recipe.fsdp_units`, then on the model) instead of replicating them (DDP); the
+    trainable parameters stay whole on every process (``ignored_params``: they are small, and the recipe
+    saves and exports them from the main process as without FSDP), and the loop averages their gradients.
     """
 
     kind: str
@@ -109,6 +113,7 @@ class LoopConfig:
     validate_every: int = 0
     grad_accum: int = 1
     timeout_minutes: float | None = None
+    fsdp: bool = False
 
     def __post_init__(self):
         if self.steps < 1 or self.checkpoint_every < 1:
@@ -160,6 +165,10 @@ class Recipe:
     def export(self, folder: Path, metrics: dict) -> None:
         """Write the trained parts (EMA weights swapped in) in their shipped format into ``folder``."""
         raise NotImplementedError
+
+    def fsdp_units(self) -> list[torch.nn.Module]:
+        """The submodules FSDP shards one by one (e.g. the transformer blocks); the model itself is sharded last."""
+        raise NotImplementedError(f"{type(self).__name__} does not train under FSDP")
 
     def micro_losses(self, step: int, rank: int, generator: torch.Generator, parts: int):
         """The losses of a step's ``parts`` micro-batches, yielded one at a time (the loop back-propagates each
@@ -225,6 +234,23 @@ def _need_matplotlib() -> None:
                         "run `pip install matplotlib` (it is a dependency of motionguide) and start again")
 
 
+def _shard(recipe: Recipe, accelerator) -> tuple[list, list]:
+    """Shard the recipe's frozen weights with FSDP2 (each unit, then the model), the trainable ones kept whole;
+    returns the trainable ``(named, params)``."""
+    from torch.distributed.fsdp import fully_shard
+
+    if accelerator.num_processes < 2:
+        raise UserError("FSDP shards the model over several processes, and this run has one; launch it with "
+                        "accelerate launch (an FSDP config) or torchrun with --nproc_per_node 2 or more")
+    named = recipe.trainable()
+    keep = {p for _, p in named}
+    recipe.model.to(accelerator.device)
+    for unit in recipe.fsdp_units():
+        fully_shard(unit, ignored_params=keep)
+    fully_shard(recipe.model, ignored_params=keep)
+    return named, [p for _, p in named]
+
+
 def run_training(cfg: LoopConfig, make_recipe: Callable[[], Recipe], *, config: dict[str, Any] | None = None,
                  log: Callable[[str], None] = print) -> dict:
     """Run (or resume) a training recipe; returns ``{"step", "loss", "out"}``.
@@ -273,8 +299,13 @@ def run_training(cfg: LoopConfig, make_recipe: Callable[[], Recipe], *, config: 
         p.requires_grad_(False)
     for p in params:
         p.requires_grad_(True)
+    if cfg.fsdp:
+        named, params = _shard(recipe, accelerator)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.99))
-    model, opt = accelerator.prepare(recipe.model, opt)
+    if cfg.fsdp:  # sharded by the loop: accelerate neither wraps the model nor its optimizer
+        model = recipe.model
+    else:
+        model, opt = accelerator.prepare(recipe.model, opt)
     ema = {n: p.detach().clone() for n, p in named}  # after prepare: on the device the model trains on
     recipe.model, recipe.prepared = accelerator.unwrap_model(model), model
     step, losses = 0, []
@@ -341,9 +372,9 @@ def run_training(cfg: LoopConfig, make_recipe: Callable[[], Recipe], *, config: 
                 accelerator.backward(micro / cfg.grad_accum)
             total = total + micro.detach().float() / cfg.grad_accum
         loss = total
-        if accelerator.num_processes > 1 and not recipe.forwards_through_prepared:
+        if accelerator.num_processes > 1 and (cfg.fsdp or not recipe.forwards_through_prepared):
             # the recipe computed its loss without the wrapped forward, so DDP's hooks did not average the
-            # gradients: average them here
+            # gradients (or FSDP left the whole trainable parameters to the loop): average them here
             for p in params:
                 if p.grad is not None:
                     p.grad.copy_(accelerator.reduce(p.grad, reduction="mean"))

@@ -198,14 +198,21 @@ class WanObjective(Objective):
         return m.view(1, -1, r, h, w).transpose(1, 2)
 
     def encode_clip(self, clip, variants, device):
+        """The clip and its condition clips (the first frame, or the first and last, the rest zeros, as
+        ``prepare_latents`` builds them) go through the VAE as one batch: one call, and CPU convolutions take
+        their faster path for batches of several clips."""
         x = clip * 2 - 1
-        out = {"x0": self._normalize(_encode(self.pipe.vae, x))}
         n = clip.shape[2]
-        for v in sorted(variants) if not self.t2v else ():
+        names = sorted(variants) if not self.t2v else []
+        conds = []
+        for v in names:
             ends = v == "ends"
             parts = [x[:, :, :1], x.new_zeros(1, 3, n - (2 if ends else 1), *x.shape[-2:])] + ([x[:, :, -1:]] if ends else [])
-            lat = self._normalize(_encode(self.pipe.vae, torch.cat(parts, dim=2)))
-            out[f"cond.{v}"] = torch.cat([self._mask(ends), lat], dim=1)
+            conds.append(torch.cat(parts, dim=2))
+        lat = self._normalize(_encode(self.pipe.vae, torch.cat([x, *conds])))
+        out = {"x0": lat[:1]}
+        for j, v in enumerate(names):
+            out[f"cond.{v}"] = torch.cat([self._mask(v == "ends"), lat[j + 1:j + 2]], dim=1)
             if self.image_dim is not None:  # Wan 2.1 I2V: CLIP features of the frame(s), as the pipeline's call
                 img = clip[:, :, 0] if not ends else [clip[:, :, 0], clip[:, :, -1]]
                 out[f"image.{v}"] = self.pipe.encode_image(img, device).float().cpu()

@@ -39,7 +39,7 @@ from flow.interpolate import get_interpolator
 from flow.video import write_video
 
 from ..errors import UserError
-from ..adapter import MotionGuidanceConfig, apply_motion_guidance, set_guidance
+from ..adapter import MotionGuidanceConfig, apply_motion_guidance, get_motion_guidance, set_guidance
 from ..adapter_weights import PIPELINE_MANIFEST, add_lora, save_motion_guidance, train_blocks, trainable_parameters
 from ..pipeline import generate_with_guidance
 from ..registry import vae_from_pipeline
@@ -74,9 +74,9 @@ class PipelineRecipe(Recipe):
     forwards_through_prepared = True  # the loss runs the DDP-wrapped transformer
 
     def __init__(self, cfg: PipelineTrainConfig, folder: PipelineFolder, specs: list[ClipSpec],
-                 buckets: list[tuple[int | None, int | None, int]], *, held: int = 0,
+                 buckets: list[tuple[int | None, int | None, int]], *, held: int = 0, fsdp: bool = False,
                  notice: Callable[[str], None], log: Callable[[str], None]):
-        self.cfg, self.folder = cfg, folder
+        self.cfg, self.folder, self.fsdp = cfg, folder, fsdp
         state = PartialState()
         self.device = state.device
         self.dtype = torch.bfloat16 if cfg.dtype == "bfloat16" else torch.float32
@@ -162,6 +162,13 @@ class PipelineRecipe(Recipe):
         ids |= {id(p) for p in self._blocks}
         return [(n, p) for n, p in self.model.named_parameters() if id(p) in ids]
 
+    def fsdp_units(self):
+        """The transformer's blocks (FSDP shards each, then the transformer)."""
+        mod = self.model
+        for part in get_motion_guidance(self.model).spec.blocks_path.split("."):
+            mod = getattr(mod, part)
+        return list(mod)
+
     def _entry(self, path: Path) -> dict[str, torch.Tensor]:
         e = self._memo.get(path)
         if e is None:
@@ -244,7 +251,8 @@ class PipelineRecipe(Recipe):
             with torch.no_grad():
                 losses = [float(self._loss(x, [i], [torch.Generator().manual_seed(self.cfg.seed + i)], held=True))
                           for x in self.cfg.layouts for i in range(len(held))]
-                if PartialState().is_main_process:
+                # a sharded (FSDP) transformer runs only with every process: the clip needs the replicated one
+                if PartialState().is_main_process and not self.fsdp:
                     self._validation_clip(step, out)
         finally:
             self.model.train()

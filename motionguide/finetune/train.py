@@ -98,10 +98,11 @@ def train_pipeline(cfg: PipelineTrainConfig, *, log: Callable[[str], None] = pri
                       ema=cfg.ema, seed=cfg.seed, checkpoint_every=cfg.checkpoint_every, resume=cfg.resume,
                       threads=cfg.threads, progress=cfg.progress, export_name="adapters",
                       mixed_precision=cfg.mixed_precision, validate_every=cfg.validate_every,
-                      grad_accum=cfg.grad_accum, timeout_minutes=cfg.nccl_timeout)
+                      grad_accum=cfg.grad_accum, timeout_minutes=cfg.nccl_timeout, fsdp=fsdp_requested())
     out = Path(cfg.out)
     fresh = not out.exists()
-    make = lambda: PipelineRecipe(cfg, folder, specs, buckets, held=held, notice=notice, log=log)  # noqa: E731
+    make = lambda: PipelineRecipe(cfg, folder, specs, buckets, held=held, fsdp=loop.fsdp,  # noqa: E731
+                                  notice=notice, log=log)
     if cfg.cache_only:
         return _cache_only(cfg, make, log)
     try:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
+import textwrap
 
 import diffusers
 import pytest
@@ -239,3 +239,64 @@ def test_buckets_put_each_video_in_its_aspects_bucket(config, vtest, tmp_path, m
     seen = {b: tuple(s) for b, s in shapes}
     assert seen == {0: (4, 6), 1: (6, 4)}  # 48x32 -> latent 6x4 (W x H), and the tall one the other way
     assert json.loads((out / "adapters" / "pipeline.json").read_text())["buckets"] == ["48x32x9", "32x48x9"]
+
+
+@pytest.mark.slow
+def test_two_processes_each_cache_their_share_of_the_clips(pipes, videos, tmp_path, two_ranks):
+    """Under torchrun (gloo) each process encodes half the clips, then both find the whole cache."""
+    counts = two_ranks(f"""
+        import torch
+        from motionguide.finetune import PipelineTrainConfig, train_pipeline
+        logs = []
+        res = train_pipeline(PipelineTrainConfig(pipeline={str(pipes["wan"])!r}, videos={str(videos)!r}, steps=1,
+                             out={str(tmp_path / "out")!r}, frames=9, size=(32, 32), clips=4, cache_only=True,
+                             progress=False), log=logs.append, notice=lambda m: None)
+        mine = [m for m in logs if "encoding" in m]
+        assert len(mine) == 1 and "encoding 2 of 4 clips" in mine[0], logs
+        print(f"rank {{torch.distributed.get_rank()}} clips {{res['clips']}}", flush=True)
+    """)
+    assert counts == ["4", "4"]
+    assert len(list((tmp_path / "out" / "cache").glob("clip-*.safetensors"))) == 4
+    manifest = json.loads((tmp_path / "out" / "cache" / "manifest.json").read_text())
+    assert sum(e["kind"] == "clip" for e in manifest["entries"].values()) == 4
+
+
+_SAME_DATA = """
+import torch
+from motionguide.finetune.recipe import PipelineRecipe
+real = PipelineRecipe.micro_losses
+def same_data(self, step, rank, g, parts):  # every process draws the batch one process draws
+    return real(self, step, 0, torch.Generator().manual_seed(1000 + step), parts)
+PipelineRecipe.micro_losses = same_data
+"""
+
+
+@pytest.mark.slow
+def test_fsdp_on_two_processes_follows_the_single_process_loss_curve(pipes, videos, tmp_path, two_ranks, monkeypatch):
+    """FSDP2 (gloo, 2 ranks) shards the frozen weights and keeps the trainable ones whole; with both ranks on
+    the batch a single process draws, its 20-step loss curve is the single process's within 1e-3."""
+    run = dict(pipeline=str(pipes["wan"]), videos=str(videos), steps=20, frames=9, size=(32, 32), clips=2, lr=1e-2,
+               lora_rank=2, checkpoint_every=20, progress=False)
+    sharded = two_ranks(f"""
+        import os
+        os.environ["ACCELERATE_USE_FSDP"] = "true"
+        {textwrap.indent(_SAME_DATA, " " * 8).strip()}
+        from motionguide.finetune import PipelineTrainConfig, train_pipeline
+        seen = {{}}
+        real_export = PipelineRecipe.export
+        def export(self, folder, metrics):
+            seen["dtensors"] = sum(type(p).__name__ == "DTensor" for p in self.model.parameters())
+            return real_export(self, folder, metrics)
+        PipelineRecipe.export = export
+        train_pipeline(PipelineTrainConfig(out={str(tmp_path / "fsdp")!r}, **{run!r}), log=lambda m: None,
+                       notice=lambda m: None)
+        rank = torch.distributed.get_rank()
+        print(f"rank {{rank}} sharded {{seen.get('dtensors', -1)}}", flush=True)
+    """)
+    assert int(sharded[0]) > 0 or int(sharded[1]) > 0  # the main process saw sharded frozen weights
+    exec(_SAME_DATA.replace("PipelineRecipe.micro_losses = same_data", ""), ns := {})
+    monkeypatch.setattr(recipe_mod.PipelineRecipe, "micro_losses", ns["same_data"])
+    train_pipeline(PipelineTrainConfig(out=str(tmp_path / "one"), **run), **QUIET)
+    a, b = _state(tmp_path / "fsdp")["losses"], _state(tmp_path / "one")["losses"]
+    assert len(a) == len(b) == 20 and max(abs(x - y) for x, y in zip(a, b)) < 1e-3, (a, b)
+    assert (tmp_path / "fsdp" / "adapters" / "pytorch_lora_weights.safetensors").is_file()
