@@ -44,12 +44,14 @@ def register(subparsers) -> None:
             "Writes DIR/checkpoint (every --checkpoint-every steps; a second run resumes from it), "
             "DIR/model (base) or DIR/adapters, and DIR/loss.png. Works under `accelerate launch` unchanged.\n\n"
             "'pipeline' trains the MoG adapters (zero-initialised latent channels and feature gates; optionally a "
-            "LoRA and the first blocks) of your own diffusers pipeline (WanImageToVideoPipeline, "
+            "LoRA and the first blocks) of your own diffusers pipeline (WanImageToVideoPipeline, WanPipeline, "
             "CogVideoXImageToVideoPipeline, LTXConditionPipeline, LTXImageToVideoPipeline) on clips of your "
-            "videos, with the pipeline's own objective and conditioning; the VAE and text encoder run once "
-            "(cached in DIR/cache). Writes DIR/adapters (load it with the jobs' --pipeline P --adapters "
-            "DIR/adapters or motionguide.generate_with_guidance(pipe, g, adapter=...)), DIR/checkpoint, "
-            "DIR/loss.png and, with --validate-every, DIR/validation/step_N.mp4."
+            "videos and their captions, with the pipeline's own objective and conditioning; the VAE and text "
+            "encoder run once (cached in DIR/cache, each process encoding its share). On CUDA it defaults to "
+            "bf16 and gradient checkpointing. Writes DIR/adapters (load it with the jobs' --pipeline P --adapters "
+            "DIR/adapters or motionguide.generate_with_guidance(pipe, g, adapter=...); with a LoRA also "
+            "pytorch_lora_weights.safetensors for pipe.load_lora_weights), DIR/checkpoint, DIR/loss.png, "
+            "DIR/metrics.csv and, with --validate-every, DIR/validation/step_N.mp4 of a held-out clip."
         ),
         epilog=(
             "examples:\n"
@@ -61,8 +63,9 @@ def register(subparsers) -> None:
             "  motionguide train pipeline --pipeline /tmp/tiny-wan --videos ../shared/data/videos --size 32x32 \\\n"
             "      --frames 9 --steps 200 --out runs/wan-tiny\n"
             "  motionguide train pipeline --pipeline Wan2.1-I2V-14B-480P-Diffusers --videos my_videos --steps 2000 \\\n"
-            "      --out runs/wan14b --lora-rank 16 --mixed-precision bf16 --dtype bfloat16 --gradient-checkpointing\n"
-            "  accelerate launch --num_processes 8 -m motionguide train pipeline ...   # the same on 8 GPUs (DDP)\n\n"
+            "      --out runs/wan14b --lora-rank 16 --lora-targets attn+ffn --grad-accum 4\n"
+            "  accelerate launch --num_processes 8 -m motionguide train pipeline ...   # the same on 8 GPUs (DDP)\n"
+            "  accelerate launch --config_file fsdp.yaml -m motionguide train pipeline ...   # FSDP (see the docs)\n\n"
             "the stages of the shipped weights (assets/embedded/base = runs/base/model, assets/embedded/adapters "
             "= runs/adapters_ft/adapters):\n" + _recipe_text()
         ),
@@ -108,7 +111,7 @@ def register(subparsers) -> None:
 
 def _pipeline_options(g) -> None:
     g.add_argument("--pipeline", default=None, metavar="DIR",
-                   help="the pipeline folder (save_pretrained's): WanImageToVideoPipeline, "
+                   help="the pipeline folder (save_pretrained's): WanImageToVideoPipeline, WanPipeline, "
                         "CogVideoXImageToVideoPipeline, LTXConditionPipeline or LTXImageToVideoPipeline (required)")
     g.add_argument("--videos", default=None, metavar="DIR|FILE",
                    help="folder of training videos, each with an optional caption beside it (clip.mp4 + clip.txt, "
