@@ -93,7 +93,8 @@ def train_pipeline(cfg: PipelineTrainConfig, *, log: Callable[[str], None] = pri
     if len(specs) - held < cfg.batch_size:
         raise UserError(f"--batch-size {cfg.batch_size} needs as many clips; the videos give {len(specs) - held}"
                         + (f" after the {held} held out for validation" if held else ""))
-    log(cfg.settings(folder.family, _processes()))
+    if os.environ.get("RANK", "0") == "0":
+        log(cfg.settings(folder.family, _processes()))
     loop = LoopConfig(kind=kind_of(folder.class_name), steps=cfg.steps, out=cfg.out, lr=cfg.lr, warmup=cfg.warmup,
                       ema=cfg.ema, seed=cfg.seed, checkpoint_every=cfg.checkpoint_every, resume=cfg.resume,
                       threads=cfg.threads, progress=cfg.progress, export_name="adapters",
@@ -109,8 +110,8 @@ def train_pipeline(cfg: PipelineTrainConfig, *, log: Callable[[str], None] = pri
         res = run_training(loop, make, config={"pipeline_class": folder.class_name, **cfg.to_dict()}, log=log)
     except Exception as e:
         step = _checkpoint_step(out)
-        if fresh and step is None:
-            shutil.rmtree(out, ignore_errors=True)  # failed before a checkpoint: no partial output folder
+        if fresh and step is None:  # failed before a checkpoint: no partial output folder, except the cache
+            _remove_run(out)  # entries built so far (each complete), which the next run reuses
         if isinstance(e, OSError) and e.errno == errno.ENOSPC:
             kept = (f"the previous checkpoint (step {step}) in {out / 'checkpoint'} is intact: free space and run the "
                     f"same command to resume" if step is not None else "nothing was kept")
@@ -118,6 +119,17 @@ def train_pipeline(cfg: PipelineTrainConfig, *, log: Callable[[str], None] = pri
         raise
     res["adapters"] = str(out / "adapters")
     return res
+
+
+def _remove_run(out: Path) -> None:
+    """Remove a run folder that failed before its first checkpoint; keep ``out/cache`` when it holds entries."""
+    cache = out / "cache"
+    if not any(cache.glob("*.safetensors")):
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for p in out.iterdir():
+        if p != cache:
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
 
 def _plain_plan(videos, frames, cfg, held, notice):

@@ -300,3 +300,19 @@ def test_fsdp_on_two_processes_follows_the_single_process_loss_curve(pipes, vide
     a, b = _state(tmp_path / "fsdp")["losses"], _state(tmp_path / "one")["losses"]
     assert len(a) == len(b) == 20 and max(abs(x - y) for x, y in zip(a, b)) < 1e-3, (a, b)
     assert (tmp_path / "fsdp" / "adapters" / "pytorch_lora_weights.safetensors").is_file()
+
+
+def test_a_fresh_run_that_fails_after_its_cache_keeps_the_cache_alone(config, videos, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+
+    def boom(self, *a):
+        raise RuntimeError("out of memory (simulated)")
+
+    monkeypatch.setattr(recipe_mod.PipelineRecipe, "micro_losses", boom)
+    with pytest.raises(RuntimeError, match="simulated"):
+        train_pipeline(config("wan", videos, out, steps=2), **QUIET)
+    assert [p.name for p in out.iterdir()] == ["cache"] and len(list((out / "cache").glob("clip-*"))) == 2
+    monkeypatch.undo()
+    logs = []
+    train_pipeline(config("wan", videos, out, steps=2), log=logs.append, notice=lambda m: None)
+    assert not any("encoding" in m for m in logs) and (out / "adapters").is_dir()
