@@ -26,13 +26,12 @@ from peft import LoraConfig, set_peft_model_state_dict
 from safetensors.torch import load_file
 
 from motionguide import testing
-from motionguide.cli import main
 from motionguide.errors import UserError
 from motionguide.finetune import PipelineTrainConfig, train_pipeline
 from motionguide.finetune import recipe as recipe_mod
 from motionguide.finetune.videos import find_videos
 
-from .conftest import tiny_wan_t2v, write_clip
+from .conftest import write_clip
 
 torch.set_flush_denormal(True)
 QUIET = dict(log=lambda m: None, notice=lambda m: None)
