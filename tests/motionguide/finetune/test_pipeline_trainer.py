@@ -132,6 +132,9 @@ def test_an_interrupted_run_resumes_bit_identically(arch, argv, videos, tmp_path
     assert "at step 3" in capsys.readouterr().out
     a, b = (json.loads((tmp_path / x / "checkpoint" / "state.json").read_text()) for x in ("whole", "cut"))
     assert a["losses"] == b["losses"] and a["step"] == b["step"] == 6
+    rows = (tmp_path / "cut" / "metrics.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows] == ["step", "1", "2", "3", "4", "5", "6"]  # resumed rows, no repeats
+    assert [float(r.split(",")[1]) for r in rows[1:]] == b["losses"]
     for name in ("checkpoint/trainable.safetensors", "checkpoint/ema.safetensors", "adapters/motion_guidance.safetensors"):
         ta, tb = load_file(tmp_path / "whole" / name), load_file(tmp_path / "cut" / name)
         assert set(ta) == set(tb) and all(torch.equal(ta[k], tb[k]) for k in ta), name

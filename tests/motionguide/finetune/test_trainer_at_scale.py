@@ -319,3 +319,14 @@ def test_a_fresh_run_that_fails_after_its_cache_keeps_the_cache_alone(config, vi
     logs = []
     train_pipeline(config("wan", videos, out, steps=2), log=logs.append, notice=lambda m: None)
     assert not any("encoding" in m for m in logs) and (out / "adapters").is_dir()
+
+
+def test_the_run_passes_its_timeout_grad_accum_and_fsdp_choice_to_the_loop(config, videos, tmp_path, monkeypatch):
+    from motionguide.finetune import train as train_mod
+
+    seen = {}
+    monkeypatch.setattr(train_mod, "run_training", lambda loop, make, **kw: seen.setdefault("loop", loop) and
+                        {"step": 0, "loss": 0.0, "out": loop.out})
+    train_pipeline(config("wan", videos, tmp_path / "run", nccl_timeout=90, grad_accum=3), **QUIET)
+    loop = seen["loop"]
+    assert (loop.timeout_minutes, loop.grad_accum, loop.fsdp) == (90, 3, False)
