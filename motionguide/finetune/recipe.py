@@ -18,9 +18,10 @@ runs through the accelerate-prepared model, each sample with its own prompt's em
 Export (EMA weights): ``save_motion_guidance`` plus ``pipeline.json`` (pipeline class, transformer config,
 what was trained on), which ``load_motion_guidance`` checks, and with a LoRA also
 ``pytorch_lora_weights.safetensors`` in diffusers' format (:mod:`.export`). Validation, on the held-out clips:
-every process computes their loss (fixed noise) through the prepared model; the main process then loads the
+every process computes their loss (fixed noise, through the prepared model); the main process then loads the
 VAE again and writes ``OUT/validation/step_N.mp4``, the first held-out clip generated with the current
-adapter and the pipeline's classifier-free guidance, while the others wait.
+adapter and the pipeline's classifier-free guidance, while the others wait (under FSDP every process makes
+the same call, since the sharded transformer runs only with all of them, and the main one writes).
 """
 from __future__ import annotations
 
@@ -251,14 +252,15 @@ class PipelineRecipe(Recipe):
             with torch.no_grad():
                 losses = [float(self._loss(x, [i], [torch.Generator().manual_seed(self.cfg.seed + i)], held=True))
                           for x in self.cfg.layouts for i in range(len(held))]
-                # a sharded (FSDP) transformer runs only with every process: the clip needs the replicated one
-                if PartialState().is_main_process and not self.fsdp:
-                    self._validation_clip(step, out)
+                # a sharded (FSDP) transformer runs only with every process: each makes the same call then
+                main = PartialState().is_main_process
+                if main or self.fsdp:
+                    self._validation_clip(step, out, write=main)
         finally:
             self.model.train()
         return {"val_loss": sum(losses) / len(losses)}
 
-    def _validation_clip(self, step, out):
+    def _validation_clip(self, step, out, *, write: bool = True):
         layout = "first" if "first" in self.cfg.layouts else self.cfg.layouts[0]
         frames = self.cache.load(self.data.held_frames[0])["frames"].float()[None] / 255
         g = layout_guidance(layout, frames, estimator=get_estimator(self.cfg.flow),
@@ -285,6 +287,8 @@ class PipelineRecipe(Recipe):
             for name in parts:
                 setattr(self.pipe, name, None)
             gc.collect()
+        if not write:
+            return
         video = torch.as_tensor(res.frames[0]).float().clamp(0, 1)
         path = Path(out) / "validation" / f"step_{step}.mp4"
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -279,7 +279,7 @@ def test_fsdp_on_two_processes_follows_the_single_process_loss_curve(pipes, vide
     """FSDP2 (gloo, 2 ranks) shards the frozen weights and keeps the trainable ones whole; with both ranks on
     the batch a single process draws, its 20-step loss curve is the single process's within 1e-3."""
     run = dict(pipeline=str(pipes["wan"]), videos=str(videos), steps=20, frames=9, size=(32, 32), clips=2, lr=1e-2,
-               lora_rank=2, checkpoint_every=20, progress=False)
+               lora_rank=2, checkpoint_every=20, progress=False, validate_every=20, validate_steps=1)
     sharded = two_ranks(f"""
         import os
         os.environ["ACCELERATE_USE_FSDP"] = "true"
@@ -303,6 +303,7 @@ def test_fsdp_on_two_processes_follows_the_single_process_loss_curve(pipes, vide
     a, b = _state(tmp_path / "fsdp")["losses"], _state(tmp_path / "one")["losses"]
     assert len(a) == len(b) == 20 and max(abs(x - y) for x, y in zip(a, b)) < 1e-3, (a, b)
     assert (tmp_path / "fsdp" / "adapters" / "pytorch_lora_weights.safetensors").is_file()
+    assert (tmp_path / "fsdp" / "validation" / "step_20.mp4").stat().st_size > 0  # every process made the call
 
 
 def test_a_fresh_run_that_fails_after_its_cache_keeps_the_cache_alone(config, videos, tmp_path, monkeypatch):
