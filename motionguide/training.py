@@ -12,13 +12,22 @@ Every ``checkpoint_every`` steps (and at the end) the run writes, each folder at
 * ``OUT/<export_name>/``: the EMA weights in the recipe's shipped format;
 * ``OUT/loss.png``: the loss curve.
 
+Every step also appends its metrics (loss, learning rate, seconds; and the recipe's validation figures) to
+TensorBoard under ``OUT/tensorboard`` when the ``tensorboard`` package is installed, and to ``OUT/metrics.csv``
+always (:class:`MetricsLog`). A step may accumulate the gradients of several micro-batches
+(``grad_accum``): the recipe yields one loss per micro-batch (:meth:`Recipe.micro_losses`), each is
+back-propagated divided by their count, and under several processes only the last one synchronises.
+
 A second run with the same ``OUT`` resumes from ``OUT/checkpoint`` (``resume=False`` starts afresh); a
 checkpoint of another kind of run is refused before anything is trained.
 """
 from __future__ import annotations
 
+import csv
+import datetime
 import importlib.util
 import json
+import contextlib
 import math
 import os
 import time
@@ -33,7 +42,7 @@ from flow.diskfull import disk_full
 
 from .errors import UserError
 
-__all__ = ["LoopConfig", "Recipe", "run_training", "plot_losses", "replace_dir", "lr_at"]
+__all__ = ["LoopConfig", "Recipe", "run_training", "plot_losses", "replace_dir", "lr_at", "MetricsLog"]
 
 
 def replace_dir(folder: str | os.PathLike):
@@ -79,7 +88,13 @@ class LoopConfig:
 
     kind: names the run; a checkpoint of another kind is refused on resume. export_name: the folder under
     ``out`` the recipe exports to. mixed_precision: ``"no"`` or ``"bf16"`` (autocast through accelerate).
-    validate_every: steps between the recipe's ``validate`` (0 = never).
+    validate_every: steps between the recipe's ``validate`` (0 = never). grad_accum: micro-batches per
+    optimizer step. timeout_minutes: how long a process waits for the others at a collective (the cache
+    build's barrier, validation on the main process) before the run fails; None = torch's default. fsdp:
+    shard the model's frozen weights over the processes with FSDP2 (``torch.distributed.fsdp.fully_shard`` on
+    each of the recipe's :meth:`Recipe.fsdp_units`, then on the model) instead of replicating them (DDP); the
+    trainable parameters stay whole on every process (``ignored_params``: they are small, and the recipe
+    saves and exports them from the main process as without FSDP), and the loop averages their gradients.
     """
 
     kind: str
@@ -97,6 +112,9 @@ class LoopConfig:
     export_name: str = "adapters"
     mixed_precision: str = "no"
     validate_every: int = 0
+    grad_accum: int = 1
+    timeout_minutes: float | None = None
+    fsdp: bool = False
 
     def __post_init__(self):
         if self.steps < 1 or self.checkpoint_every < 1:
@@ -107,6 +125,10 @@ class LoopConfig:
             raise ValueError(f"mixed_precision must be 'no' or 'bf16', got {self.mixed_precision!r}")
         if self.validate_every < 0 or (self.threads is not None and self.threads < 1):
             raise ValueError(f"validate_every must be >= 0 and threads >= 1, got {self.validate_every}, {self.threads}")
+        if not isinstance(self.grad_accum, int) or self.grad_accum < 1:
+            raise ValueError(f"grad_accum must be an integer >= 1, got {self.grad_accum!r}")
+        if self.timeout_minutes is not None and not self.timeout_minutes > 0:
+            raise ValueError(f"timeout_minutes must be > 0, got {self.timeout_minutes!r}")
         if self.warmup is None:
             self.warmup = max(1, min(100, self.steps // 10))
 
@@ -145,8 +167,66 @@ class Recipe:
         """Write the trained parts (EMA weights swapped in) in their shipped format into ``folder``."""
         raise NotImplementedError
 
-    def validate(self, step: int, out: Path) -> None:  # noqa: B027 - optional hook
-        """Optional: e.g. write a validation clip under ``out`` (called every ``validate_every`` steps)."""
+    def fsdp_units(self) -> list[torch.nn.Module]:
+        """The submodules FSDP shards one by one (e.g. the transformer blocks); the model itself is sharded last."""
+        raise NotImplementedError(f"{type(self).__name__} does not train under FSDP")
+
+    def micro_losses(self, step: int, rank: int, generator: torch.Generator, parts: int):
+        """The losses of a step's ``parts`` micro-batches, yielded one at a time (the loop back-propagates each
+        before asking for the next). Default: ``loss`` called ``parts`` times with the step's generator; a
+        recipe that draws the whole step's batch at once (so that ``parts`` micro-batches of B equal one batch
+        of ``parts * B``) overrides it."""
+        for _ in range(parts):
+            yield self.loss(step, rank, generator)
+
+    def validate(self, step: int, out: Path) -> dict | None:  # noqa: B027 - optional hook
+        """Optional: e.g. write a validation clip under ``out`` (called every ``validate_every`` steps on every
+        process; the main process's returned figures, e.g. ``{"val_loss": x}``, are logged)."""
+
+
+class MetricsLog:
+    """Per-step figures of a run: ``OUT/metrics.csv`` (one row per step; a column appears when first logged,
+    and the file is rewritten then) and TensorBoard scalars under ``OUT/tensorboard`` when the ``tensorboard``
+    package is installed. Only the main process writes; a resumed run keeps the rows before its step."""
+
+    def __init__(self, out: Path, *, main: bool, start_step: int):
+        self.path, self.main = Path(out) / "metrics.csv", main
+        self.rows: list[dict] = []
+        self.tb = None
+        if not main:
+            return
+        if self.path.is_file():
+            with open(self.path, newline="") as f:
+                self.rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) <= start_step]
+        if importlib.util.find_spec("tensorboard") is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(Path(out) / "tensorboard"), purge_step=start_step + 1)
+        self._write()
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        if not self.main:
+            return
+        if self.rows and str(self.rows[-1]["step"]) == str(step):
+            self.rows[-1].update(values)
+        else:
+            self.rows.append({"step": step, **values})
+        if self.tb is not None:
+            for k, v in values.items():
+                self.tb.add_scalar(k, v, step)
+        self._write()
+
+    def _write(self) -> None:
+        cols = list(dict.fromkeys(k for r in self.rows for k in r)) or ["step", "loss", "lr", "seconds"]
+        with atomic_path(self.path) as tmp:
+            with open(tmp, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=cols)
+                w.writeheader()
+                w.writerows(self.rows)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
 
 
 def _need_matplotlib() -> None:
@@ -194,6 +274,23 @@ def _resume(ckpt: Path, state: dict, named, ema: dict, opt) -> tuple[int, list[f
     return step, losses
 
 
+def _shard(recipe: Recipe, accelerator) -> tuple[list, list]:
+    """Shard the recipe's frozen weights with FSDP2 (each unit, then the model), the trainable ones kept whole;
+    returns the trainable ``(named, params)``."""
+    from torch.distributed.fsdp import fully_shard
+
+    if accelerator.num_processes < 2:
+        raise UserError("FSDP shards the model over several processes, and this run has one; launch it with "
+                        "accelerate launch (an FSDP config) or torchrun with --nproc_per_node 2 or more")
+    named = recipe.trainable()
+    keep = {p for _, p in named}
+    recipe.model.to(accelerator.device)
+    for unit in recipe.fsdp_units():
+        fully_shard(unit, ignored_params=keep)
+    fully_shard(recipe.model, ignored_params=keep)
+    return named, [p for _, p in named]
+
+
 def run_training(cfg: LoopConfig, make_recipe: Callable[[], Recipe], *, config: dict[str, Any] | None = None,
                  log: Callable[[str], None] = print) -> dict:
     """Run (or resume) a training recipe; returns ``{"step", "loss", "out"}``.
@@ -201,7 +298,7 @@ def run_training(cfg: LoopConfig, make_recipe: Callable[[], Recipe], *, config: 
     make_recipe: builds the recipe after the seed is set (its random initialisation is part of the run).
     config: what the run was asked to do, saved in the checkpoint's ``state.json`` for the record.
     """
-    from accelerate import Accelerator, DistributedDataParallelKwargs
+    from accelerate import Accelerator, DistributedDataParallelKwargs, InitProcessGroupKwargs
     from accelerate.state import AcceleratorState
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
@@ -230,8 +327,11 @@ def run_training(cfg: LoopConfig, make_recipe: Callable[[], Recipe], *, config: 
     # extension's one source leaves the second source's parts idle), so DDP must not wait for the gradients
     # of parameters one process did not use: it would hang in backward.
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    handlers = [ddp]
+    if cfg.timeout_minutes is not None:
+        handlers.append(InitProcessGroupKwargs(timeout=datetime.timedelta(minutes=cfg.timeout_minutes)))
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision,
-                              kwargs_handlers=[ddp])
+                              kwargs_handlers=handlers)
     recipe = make_recipe()
     named = recipe.trainable()
     params = [p for _, p in named]
@@ -239,8 +339,13 @@ def run_training(cfg: LoopConfig, make_recipe: Callable[[], Recipe], *, config: 
         p.requires_grad_(False)
     for p in params:
         p.requires_grad_(True)
+    if cfg.fsdp:
+        named, params = _shard(recipe, accelerator)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.99))
-    model, opt = accelerator.prepare(recipe.model, opt)
+    if cfg.fsdp:  # sharded by the loop: accelerate neither wraps the model nor its optimizer
+        model = recipe.model
+    else:
+        model, opt = accelerator.prepare(recipe.model, opt)
     ema = {n: p.detach().clone() for n, p in named}  # after prepare: on the device the model trains on
     recipe.model, recipe.prepared = accelerator.unwrap_model(model), model
     step, losses = 0, []
@@ -287,6 +392,7 @@ def run_training(cfg: LoopConfig, make_recipe: Callable[[], Recipe], *, config: 
             plot_losses(losses, out / "loss.png", title=f"{cfg.kind} training loss")
 
     out.mkdir(parents=True, exist_ok=True)
+    metrics = MetricsLog(out, main=accelerator.is_main_process, start_step=step)
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.kind}",
                disable=not (cfg.progress and accelerator.is_main_process), dynamic_ncols=True)
     model.train()
@@ -295,13 +401,21 @@ def run_training(cfg: LoopConfig, make_recipe: Callable[[], Recipe], *, config: 
         g = torch.Generator().manual_seed(cfg.seed * 7919 + step * 97 + accelerator.process_index)
         for group in opt.param_groups:
             group["lr"] = lr_at(cfg, step)
-        with accelerator.autocast():
-            loss = recipe.loss(step, accelerator.process_index, g)
         opt.zero_grad(set_to_none=True)
-        accelerator.backward(loss)
-        if accelerator.num_processes > 1 and not recipe.forwards_through_prepared:
+        parts = recipe.micro_losses(step, accelerator.process_index, g, cfg.grad_accum)
+        total = 0.0
+        for k in range(cfg.grad_accum):
+            # the processes synchronise their gradients on the last micro-batch only (DDP's no_sync)
+            sync = contextlib.nullcontext() if k == cfg.grad_accum - 1 else accelerator.no_sync(model)
+            with sync:
+                with accelerator.autocast():
+                    micro = next(parts)
+                accelerator.backward(micro / cfg.grad_accum)
+            total = total + micro.detach().float() / cfg.grad_accum
+        loss = total
+        if accelerator.num_processes > 1 and (cfg.fsdp or not recipe.forwards_through_prepared):
             # the recipe computed its loss without the wrapped forward, so DDP's hooks did not average the
-            # gradients: average them here
+            # gradients (or FSDP left the whole trainable parameters to the loop): average them here
             for p in params:
                 if p.grad is not None:
                     p.grad.copy_(accelerator.reduce(p.grad, reduction="mean"))
@@ -316,14 +430,19 @@ def run_training(cfg: LoopConfig, make_recipe: Callable[[], Recipe], *, config: 
             raise RuntimeError(f"loss became {lv} at step {step}; lower --lr or resume from the last checkpoint")
         losses.append(lv)
         step += 1
+        metrics.log(step, {"loss": lv, "lr": lr_at(cfg, step - 1), "seconds": round(time.time() - t0, 3)})
         bar.update(1)
         bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.4f}", lr=f"{lr_at(cfg, step - 1):.1e}")
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             checkpoint()
             log(f"step {step}: loss(mean 50) {sum(losses[-50:]) / len(losses[-50:]):.4f}, "
                 f"{(time.time() - t0) / 60:.1f} min, checkpoint in {ckpt}")
-        if cfg.validate_every and step % cfg.validate_every == 0 and accelerator.is_main_process:
-            recipe.validate(step, out)
+        if cfg.validate_every and step % cfg.validate_every == 0:
+            figures = recipe.validate(step, out)  # every process calls it: the recipe says who works
+            accelerator.wait_for_everyone()
+            if figures:
+                metrics.log(step, figures)
     bar.close()
+    metrics.close()
     accelerator.wait_for_everyone()
     return {"step": step, "loss": losses[-1], "out": str(out)}

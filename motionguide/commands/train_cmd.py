@@ -18,8 +18,9 @@ _KINDS = ("base", "adapters")
 #: options of 'train pipeline' only (their defaults are None: given = not None)
 _PIPELINE_ONLY = ("pipeline", "videos", "frames", "size", "layouts", "clips", "stride", "flow", "interpolator",
                   "prompt", "lora_rank", "lora_blocks", "train_blocks", "feature_blocks", "mixed_precision", "dtype",
-                  "validate_every", "validate_steps", "ema")
-_PIPELINE_FLAGS = ("last_frame", "gradient_checkpointing")
+                  "validate_every", "validate_steps", "ema", "lora_targets", "grad_accum", "buckets",
+                  "validation_clips", "cache", "nccl_timeout", "gradient_checkpointing")
+_PIPELINE_FLAGS = ("last_frame", "cache_only")
 #: options of the embedded model's kinds that 'train pipeline' refuses when given
 _EMBEDDED_ONLY = {"base": None, "init": None, "model_config": None, "extend_share": None, "matched_p": 0.0,
                   "matched_loss": "velocity", "steps_scale": 1.0, "guide_scale": 1}
@@ -45,12 +46,14 @@ def register(subparsers) -> None:
             "Writes DIR/checkpoint (every --checkpoint-every steps; a second run resumes from it), "
             "DIR/model (base) or DIR/adapters, and DIR/loss.png. Works under `accelerate launch` unchanged.\n\n"
             "'pipeline' trains the MoG adapters (zero-initialised latent channels and feature gates; optionally a "
-            "LoRA and the first blocks) of your own diffusers pipeline (WanImageToVideoPipeline, "
+            "LoRA and the first blocks) of your own diffusers pipeline (WanImageToVideoPipeline, WanPipeline, "
             "CogVideoXImageToVideoPipeline, LTXConditionPipeline, LTXImageToVideoPipeline) on clips of your "
-            "videos, with the pipeline's own objective and conditioning; the VAE and text encoder run once "
-            "(cached in DIR/cache). Writes DIR/adapters (load it with the jobs' --pipeline P --adapters "
-            "DIR/adapters or motionguide.generate_with_guidance(pipe, g, adapter=...)), DIR/checkpoint, "
-            "DIR/loss.png and, with --validate-every, DIR/validation/step_N.mp4."
+            "videos and their captions, with the pipeline's own objective and conditioning; the VAE and text "
+            "encoder run once (cached in DIR/cache, each process encoding its share). On CUDA it defaults to "
+            "bf16 and gradient checkpointing. Writes DIR/adapters (load it with the jobs' --pipeline P --adapters "
+            "DIR/adapters or motionguide.generate_with_guidance(pipe, g, adapter=...); with a LoRA also "
+            "pytorch_lora_weights.safetensors for pipe.load_lora_weights), DIR/checkpoint, DIR/loss.png, "
+            "DIR/metrics.csv and, with --validate-every, DIR/validation/step_N.mp4 of a held-out clip."
         ),
         epilog=(
             "examples:\n"
@@ -62,8 +65,9 @@ def register(subparsers) -> None:
             "  motionguide train pipeline --pipeline /tmp/tiny-wan --videos ../shared/data/videos --size 32x32 \\\n"
             "      --frames 9 --steps 200 --out runs/wan-tiny\n"
             "  motionguide train pipeline --pipeline Wan2.1-I2V-14B-480P-Diffusers --videos my_videos --steps 2000 \\\n"
-            "      --out runs/wan14b --lora-rank 16 --mixed-precision bf16 --dtype bfloat16 --gradient-checkpointing\n"
-            "  accelerate launch --num_processes 8 -m motionguide train pipeline ...   # the same on 8 GPUs (DDP)\n\n"
+            "      --out runs/wan14b --lora-rank 16 --lora-targets attn+ffn --grad-accum 4\n"
+            "  accelerate launch --num_processes 8 -m motionguide train pipeline ...   # the same on 8 GPUs (DDP)\n"
+            "  accelerate launch --config_file fsdp.yaml -m motionguide train pipeline ...   # FSDP (see the docs)\n\n"
             "the stages of the shipped weights (assets/embedded/base = runs/base/model, assets/embedded/adapters "
             "= runs/adapters_ft/adapters):\n" + _recipe_text()
         ),
@@ -112,9 +116,12 @@ def register(subparsers) -> None:
 
 def _pipeline_options(g) -> None:
     g.add_argument("--pipeline", default=None, metavar="DIR",
-                   help="the pipeline folder (save_pretrained's): WanImageToVideoPipeline, "
+                   help="the pipeline folder (save_pretrained's): WanImageToVideoPipeline, WanPipeline, "
                         "CogVideoXImageToVideoPipeline, LTXConditionPipeline or LTXImageToVideoPipeline (required)")
-    g.add_argument("--videos", default=None, metavar="DIR", help="folder of training videos (required)")
+    g.add_argument("--videos", default=None, metavar="DIR|FILE",
+                   help="folder of training videos, each with an optional caption beside it (clip.mp4 + clip.txt, "
+                        "UTF-8), or a manifest naming videos and captions: a CSV with video,prompt columns or JSONL "
+                        "lines {\"video\": ..., \"prompt\": ...}, paths relative to it (required)")
     g.add_argument("--frames", type=int, default=None, metavar="N",
                    help="frames per clip, a count the model takes (Wan, CogVideoX 4k+1; LTX 8k+1) "
                         "[default: the pipeline's own, e.g. 81 for Wan]")
@@ -132,12 +139,22 @@ def _pipeline_options(g) -> None:
                    help="flow estimator of the extend and first layouts (flow.estimators) [default: dis]")
     g.add_argument("--interpolator", default=None, metavar="NAME",
                    help="intermediate flows of the between layout (flow.interpolate) [default: auto]")
-    g.add_argument("--prompt", default=None, metavar="TEXT", help="the prompt of every clip [default: empty]")
+    g.add_argument("--prompt", default=None, metavar="TEXT",
+                   help="the prompt of every clip without a caption of its own [default: empty]")
+    g.add_argument("--buckets", default=None, metavar="WxHxF,..",
+                   help="resolution and frame-count buckets (e.g. 832x480x81,480x832x81); each video trains in the "
+                        "bucket of the nearest aspect among those it is long enough for, a batch comes from one "
+                        "bucket [default: one, --size x --frames]")
+    g.add_argument("--grad-accum", type=int, default=None, metavar="N",
+                   help="micro-batches of --batch-size per optimizer step (gradient accumulation) [default: 1]")
     g.add_argument("--last-frame", action="store_true",
                    help="Wan: the between layout also conditions on the last frame (FLF2V; call the pipeline with "
                         "last_image)")
     g.add_argument("--lora-rank", type=int, default=None, metavar="R",
                    help="also train a peft LoRA of this rank on the attention of --lora-blocks [default: no LoRA]")
+    g.add_argument("--lora-targets", choices=["attn", "attn+ffn"], default=None,
+                   help="layers of the LoRA: attention q, k, v, o; or also the feed-forward's two Linear layers "
+                        "(DiffSynth-Studio's default) [default: attn]")
     g.add_argument("--lora-blocks", default=None, metavar="B,..",
                    help="'guided', 'all' or block indices [default: guided, the blocks with feature guidance]")
     g.add_argument("--train-blocks", type=int, default=None, metavar="N",
@@ -145,13 +162,25 @@ def _pipeline_options(g) -> None:
     g.add_argument("--feature-blocks", default=None, metavar="B,..",
                    help="blocks with feature-level guidance [default: the first half]")
     g.add_argument("--mixed-precision", choices=["no", "bf16"], default=None,
-                   help="bf16 autocast [default: no]")
+                   help="bf16 autocast [default: bf16 on CUDA, no on the CPU]")
     g.add_argument("--dtype", choices=["float32", "bfloat16"], default=None,
-                   help="the frozen weights' dtype; bfloat16 needs --mixed-precision bf16 [default: float32]")
-    g.add_argument("--gradient-checkpointing", action="store_true",
-                   help="the transformer's own gradient checkpointing (less activation memory, more time per step)")
+                   help="the frozen transformer's and text encoder's dtype (the VAE keeps its family's: float32 for "
+                        "Wan); bfloat16 needs --mixed-precision bf16 [default: bfloat16 with bf16, else float32]")
+    g.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None,
+                   help="the transformer's own gradient checkpointing (less activation memory, more time per step) "
+                        "[default: on with CUDA]")
+    g.add_argument("--cache", default=None, metavar="DIR",
+                   help="where the VAE's and text encoder's outputs are kept (shareable between runs of the same "
+                        "pipeline) [default: DIR/cache]")
+    g.add_argument("--cache-only", action="store_true",
+                   help="build the cache (every process its share of the clips) and stop")
+    g.add_argument("--nccl-timeout", type=float, default=None, metavar="MIN",
+                   help="minutes a process waits for the others (the cache build, validation) [default: 60]")
     g.add_argument("--validate-every", type=int, default=None, metavar="N",
-                   help="steps between validation clips DIR/validation/step_N.mp4 [default: 0, none]")
+                   help="steps between validations on held-out clips: their loss (DIR/metrics.csv) and "
+                        "DIR/validation/step_N.mp4 with the pipeline's CFG [default: 0, none]")
+    g.add_argument("--validation-clips", type=int, default=None, metavar="N",
+                   help="clips held out of training for validation [default: 1 with --validate-every]")
     g.add_argument("--validate-steps", type=int, default=None, metavar="N",
                    help="denoising steps of a validation clip [default: 20]")
     g.add_argument("--ema", type=float, default=None, metavar="DECAY", help="EMA decay of the exported weights [default: 0.99]")
@@ -263,7 +292,7 @@ def _run_pipeline(args) -> int:
     for name in ("pipeline", "videos", "steps"):
         if getattr(args, name) is None:
             raise UserError(f"train pipeline needs --{name} " + {"pipeline": "DIR (a pipeline folder)",
-                                                                  "videos": "DIR (a folder of videos)",
+                                                                  "videos": "DIR (a folder of videos) or a .csv/.jsonl manifest",
                                                                   "steps": "N (the total optimizer steps)"}[name])
     _check_numbers(args)
     from ._inputs import check_folder
@@ -272,7 +301,8 @@ def _run_pipeline(args) -> int:
     if not (Path(args.pipeline).expanduser() / "model_index.json").is_file():
         raise UserError(f"--pipeline {args.pipeline}: no model_index.json; pass a folder written by a pipeline's "
                         "save_pretrained (python examples/tiny_pipeline.py --arch wan -o DIR makes a tiny one)")
-    check_folder(args.videos, "--videos", "the folder that holds your training videos")
+    if Path(args.videos).suffix.lower() not in (".csv", ".jsonl"):  # a manifest names its clips and captions
+        check_folder(args.videos, "--videos", "the folder that holds your training videos, or a .csv/.jsonl manifest")
     _check_run_folder(args.out, [args.pipeline, args.videos], resume=not args.no_resume, overwrite=args.overwrite)
     from tqdm.auto import tqdm  # after the checks: an argument error prints before the libraries load
 
@@ -290,9 +320,12 @@ def _run_pipeline(args) -> int:
             raise UserError(f"--feature-blocks {args.feature_blocks}: expected block indices such as 0,1") from None
     cfg = PipelineTrainConfig(steps=args.steps, out=args.out, seed=args.seed, checkpoint_every=args.checkpoint_every,
                               resume=not args.no_resume, threads=args.threads, progress=not args.no_progress,
-                              last_frame=args.last_frame, gradient_checkpointing=args.gradient_checkpointing, **opts)
+                              last_frame=args.last_frame, cache_only=args.cache_only, **opts)
     with _locked(args.out):
         res = train_pipeline(cfg, log=tqdm.write)
+    if cfg.cache_only:
+        print(f"cached {res['clips']} clips in {res['cache']}")
+        return 0
     print(f"trained to step {res['step']}; the adapter is in {res['adapters']} (motionguide transfer|speed|extend "
           f"--pipeline {args.pipeline} --adapters {res['adapters']} ...)")
     return 0

@@ -27,6 +27,7 @@ __all__ = ["SUPPORTED", "PipelineFolder", "check_pipeline_folder", "load_pipelin
 #: pipeline class -> objective family (:mod:`motionguide.finetune.objectives`)
 SUPPORTED = {
     "WanImageToVideoPipeline": "wan",
+    "WanPipeline": "wan",  # text-to-video (Wan 2.1 T2V 1.3B/14B): no image condition, the guidance alone
     "CogVideoXImageToVideoPipeline": "cogvideox",
     "LTXConditionPipeline": "ltx",
     "LTXImageToVideoPipeline": "ltx",
@@ -89,11 +90,11 @@ def check_pipeline_folder(path: str | Path) -> PipelineFolder:
                 and not any(sub.glob("*.bin")):
             raise UserError(f"--pipeline {path}: {sub} holds no weights (*.safetensors or *.bin); pass the complete "
                             f"folder save_pretrained wrote")
-    if cls == "WanImageToVideoPipeline":
+    if cls in ("WanImageToVideoPipeline", "WanPipeline"):
         two = index.get("transformer_2")
         if isinstance(two, list) and two and two[0] is not None:
             raise UserError(f"--pipeline {path} has two transformers (Wan 2.2's high- and low-noise experts); the "
-                            f"trainer trains one transformer: use a Wan 2.1 image-to-video pipeline")
+                            f"trainer trains one transformer: use a Wan 2.1 pipeline")
         if index.get("expand_timesteps"):
             raise UserError(f"--pipeline {path} expands timesteps per frame (Wan 2.2 TI2V); the trainer supports the "
                             f"Wan image-to-video layout with condition channels (Wan 2.1 I2V/FLF2V)")
@@ -111,10 +112,12 @@ def weights_stamp(folder: PipelineFolder, component: str) -> list:
     return [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in sorted(sub.iterdir()) if f.is_file()]
 
 
-def load_pipeline(folder: PipelineFolder, *, text_encoder: bool = True, dtype: torch.dtype = torch.float32) -> Any:
+def load_pipeline(folder: PipelineFolder, *, text_encoder: bool = True,
+                  dtype: torch.dtype | dict[str, torch.dtype] = torch.float32) -> Any:
     """Load the folder with its class's own ``from_pretrained`` (local files only), progress bar off.
 
     text_encoder: False skips the text encoder and tokenizer (their output is already cached).
+    dtype: one for every component, or per component (``{"default": bf16, "vae": float32}``, as diffusers takes).
     """
     cls = getattr(diffusers, folder.class_name)
     skip = {} if text_encoder else {"text_encoder": None, "tokenizer": None}

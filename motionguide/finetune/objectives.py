@@ -21,7 +21,9 @@ An :class:`Objective` does two things:
   ``flow_shift``; dynamic shifting from the token count).
 
 Shapes: clips ``(1, 3, N, H, W)`` float in [0, 1]; cached tensors carry a batch dimension of 1 and are
-stacked to the step's batch by the recipe.
+stacked to the step's batch by the recipe. Randomness comes from one generator per sample (``generators``),
+so a sample's noise does not depend on the batch it is in: ``k`` micro-batches of ``B`` samples draw exactly
+what one batch of ``k * B`` draws (gradient accumulation equals the larger batch).
 """
 from __future__ import annotations
 
@@ -62,6 +64,15 @@ def flow_sigmas(config: Any, u: torch.Tensor, seq_len: int) -> torch.Tensor:
     return shift * u / (1 + (shift - 1) * u)
 
 
+def _randn(shape: tuple, generators: list[torch.Generator]) -> torch.Tensor:
+    """``(B, ...)`` standard normal noise, sample ``i`` drawn from ``generators[i]``."""
+    return torch.cat([torch.randn((1, *shape[1:]), generator=g) for g in generators])
+
+
+def _rand(generators: list[torch.Generator]) -> torch.Tensor:
+    return torch.cat([torch.rand(1, generator=g) for g in generators])
+
+
 def _is_flow_matching(scheduler: Any) -> bool:
     cfg = scheduler.config
     return "FlowMatch" in type(scheduler).__name__ or cfg.get("prediction_type") == "flow_prediction" \
@@ -100,12 +111,17 @@ class Objective:
 
     # -- every step ------------------------------------------------------------------------------------
     def loss(self, model: Any, batch: dict[str, torch.Tensor], text: dict[str, torch.Tensor],
-             generator: torch.Generator) -> torch.Tensor:
+             generators: list[torch.Generator]) -> torch.Tensor:
+        """The batch's mean loss; ``generators``: one per sample (its noise and noise level)."""
         raise NotImplementedError
 
-    def call_kwargs(self, text: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, Any]:
-        """What a validation call of the pipeline takes instead of its freed encoders (no CFG)."""
-        return {"prompt_embeds": text["prompt_embeds"], "guidance_scale": 1.0}
+    def call_kwargs(self, text: dict[str, torch.Tensor], negative: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+        """What a validation call of the pipeline takes instead of its freed encoders: the prompt's embeddings
+        and, for the pipeline's own classifier-free guidance (its default ``guidance_scale``), the negative
+        prompt's; without ``negative``, no CFG."""
+        if negative is None:
+            return {"prompt_embeds": text["prompt_embeds"], "guidance_scale": 1.0}
+        return {"prompt_embeds": text["prompt_embeds"], "negative_prompt_embeds": negative["prompt_embeds"]}
 
     def describe(self) -> dict:
         return {"family": self.family, "scheduler": type(self.pipe.scheduler).__name__}
@@ -114,10 +130,9 @@ class Objective:
         pt, ph, pw = _patch(self.pipe.transformer)
         return math.ceil(self.latent_frames / pt) * (self.latent_hw[0] // ph) * (self.latent_hw[1] // pw)
 
-    def _flow_noise(self, x0: torch.Tensor, generator: torch.Generator):
-        b = x0.shape[0]
-        noise = torch.randn(x0.shape, generator=generator).to(x0)
-        s = flow_sigmas(self.scheduler_config, torch.rand(b, generator=generator), self._tokens()).to(x0)
+    def _flow_noise(self, x0: torch.Tensor, generators: list[torch.Generator]):
+        noise = _randn(tuple(x0.shape), generators).to(x0)
+        s = flow_sigmas(self.scheduler_config, _rand(generators), self._tokens()).to(x0)
         return noise, s
 
 
@@ -133,7 +148,9 @@ def _view(s: torch.Tensor, ndim: int) -> torch.Tensor:
 
 
 class WanObjective(Objective):
-    """``WanImageToVideoPipeline``: condition channels (mask + latents of the first, or first and last, frame)."""
+    """``WanImageToVideoPipeline``: condition channels (mask + latents of the first, or first and last, frame).
+    ``WanPipeline`` (text-to-video): no condition; the model's input is ``x_t`` alone, and the known frames reach
+    it through the motion guidance only."""
 
     family = "wan"
 
@@ -143,10 +160,14 @@ class WanObjective(Objective):
             raise UserError(f"{type(pipe).__name__} has a {type(pipe.scheduler).__name__} scheduler, not a flow-matching "
                             f"one; the trainer trains Wan with its flow-matching objective")
         self.image_dim = pipe.transformer.config.get("image_dim", None)
+        self.t2v = type(pipe).__name__ == "WanPipeline"
 
     def check_conditioning(self, layouts, last_frame):
         """With CLIP features the transformer fixes how many images condition it: one (I2V) or, with
         ``pos_embed_seq_len``, the first and the last (FLF2V), as its pipeline's call requires."""
+        if self.t2v and last_frame:
+            raise UserError("--last-frame conditions Wan FLF2V on the last frame; a WanPipeline (text-to-video) takes "
+                            "no image: drop --last-frame (the guidance still brings the known frames)")
         if self.image_dim is None:
             return
         flf2v = bool(self.pipe.transformer.config.get("pos_embed_seq_len", None))
@@ -177,24 +198,31 @@ class WanObjective(Objective):
         return m.view(1, -1, r, h, w).transpose(1, 2)
 
     def encode_clip(self, clip, variants, device):
+        """The clip and its condition clips (the first frame, or the first and last, the rest zeros, as
+        ``prepare_latents`` builds them) go through the VAE as one batch: one call, and CPU convolutions take
+        their faster path for batches of several clips."""
         x = clip * 2 - 1
-        out = {"x0": self._normalize(_encode(self.pipe.vae, x))}
         n = clip.shape[2]
-        for v in sorted(variants):
+        names = sorted(variants) if not self.t2v else []
+        conds = []
+        for v in names:
             ends = v == "ends"
             parts = [x[:, :, :1], x.new_zeros(1, 3, n - (2 if ends else 1), *x.shape[-2:])] + ([x[:, :, -1:]] if ends else [])
-            lat = self._normalize(_encode(self.pipe.vae, torch.cat(parts, dim=2)))
-            out[f"cond.{v}"] = torch.cat([self._mask(ends), lat], dim=1)
+            conds.append(torch.cat(parts, dim=2))
+        lat = self._normalize(_encode(self.pipe.vae, torch.cat([x, *conds])))
+        out = {"x0": lat[:1]}
+        for j, v in enumerate(names):
+            out[f"cond.{v}"] = torch.cat([self._mask(v == "ends"), lat[j + 1:j + 2]], dim=1)
             if self.image_dim is not None:  # Wan 2.1 I2V: CLIP features of the frame(s), as the pipeline's call
                 img = clip[:, :, 0] if not ends else [clip[:, :, 0], clip[:, :, -1]]
                 out[f"image.{v}"] = self.pipe.encode_image(img, device).float().cpu()
         return out
 
-    def loss(self, model, batch, text, generator):
-        x0, cond = batch["x0"], batch["cond"]
-        noise, s = self._flow_noise(x0, generator)
+    def loss(self, model, batch, text, generators):
+        x0 = batch["x0"]
+        noise, s = self._flow_noise(x0, generators)
         xt = (1 - _view(s, 5)) * x0 + _view(s, 5) * noise
-        kw = dict(hidden_states=torch.cat([xt, cond], dim=1), timestep=s * self.scheduler_config["num_train_timesteps"],
+        kw = dict(hidden_states=torch.cat([xt, batch["cond"]], dim=1) if "cond" in batch else xt, timestep=s * self.scheduler_config["num_train_timesteps"],
                   encoder_hidden_states=text["prompt_embeds"].expand(x0.shape[0], -1, -1), return_dict=False)
         if "image" in batch:
             kw["encoder_hidden_states_image"] = batch["image"]
@@ -244,11 +272,12 @@ class CogVideoXObjective(Objective):
         ofs = None if tr.config.get("ofs_embed_dim", None) is None else torch.full((1,), 2.0, device=device)
         self.static = {"image_rotary_emb": rot, "ofs": ofs}
 
-    def loss(self, model, batch, text, generator):
+    def loss(self, model, batch, text, generators):
         x0, cond = batch["x0"], batch["cond"]
         b = x0.shape[0]
-        noise = torch.randn(x0.shape, generator=generator).to(x0)
-        t = torch.randint(0, int(self.scheduler_config["num_train_timesteps"]), (b,), generator=generator)
+        noise = _randn(tuple(x0.shape), generators).to(x0)
+        hi = int(self.scheduler_config["num_train_timesteps"])
+        t = torch.cat([torch.randint(0, hi, (1,), generator=g) for g in generators])
         a = _view(self.alphas[t], 5).to(x0)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
         pred = model(hidden_states=torch.cat([xt, cond], dim=2), encoder_hidden_states=text["prompt_embeds"].expand(b, -1, -1),
@@ -307,15 +336,15 @@ class LTXObjective(Objective):
             st["rope_interpolation_scale"] = (self.vae_c.temporal / self.frame_rate, self.vae_c.spatial, self.vae_c.spatial)
         self.static = st
 
-    def loss(self, model, batch, text, generator):
+    def loss(self, model, batch, text, generators):
         cls = type(self.pipe)
         pt, p = self.pipe.transformer_temporal_patch_size, self.pipe.transformer_spatial_patch_size
         x0, cond = batch["x0"], batch["cond"]
         b = x0.shape[0]
-        noise, s = self._flow_noise(x0, generator)
+        noise, s = self._flow_noise(x0, generators)
         xt = (1 - _view(s, 5)) * x0 + _view(s, 5) * noise
         if self.noise_scale:  # the pipeline's noise on the hard-conditioning latents, times t^2
-            cond = cond + self.noise_scale * torch.randn(cond.shape, generator=generator).to(cond) * _view(s, 5) ** 2
+            cond = cond + self.noise_scale * _randn(tuple(cond.shape), generators).to(cond) * _view(s, 5) ** 2
         tokens = cls._pack_latents(torch.cat([cond, xt[:, :, 1:]], dim=2), p, pt)
         mask = self.static["mask"].to(x0)
         t = (s * 1000.0)[:, None]
@@ -333,8 +362,11 @@ class LTXObjective(Objective):
         free = 1 - mask
         return (err * free).sum() / (free.sum() * b)
 
-    def call_kwargs(self, text, batch):
-        return {**super().call_kwargs(text, batch), "prompt_attention_mask": text["prompt_attention_mask"]}
+    def call_kwargs(self, text, negative=None):
+        kw = {**super().call_kwargs(text, negative), "prompt_attention_mask": text["prompt_attention_mask"]}
+        if negative is not None:
+            kw["negative_prompt_attention_mask"] = negative["prompt_attention_mask"]
+        return kw
 
 
 _OBJECTIVES = {"wan": WanObjective, "cogvideox": CogVideoXObjective, "ltx": LTXObjective}

@@ -1,8 +1,10 @@
 """The user's videos: which are readable, where the training clips are cut, and their frames at the
 pipeline's size.
 
-* :func:`find_videos`: the readable videos of a folder (each opened and its first frame decoded); none is a
-  one-line :class:`~motionguide.errors.UserError` that says what the folder holds.
+* :func:`find_videos`: the readable videos of a folder (each opened and its first frame decoded), each with
+  its caption: the UTF-8 text file of the same name beside it (``clip.mp4`` + ``clip.txt``), as the peers'
+  folder datasets; or the videos a manifest names with their captions (:mod:`.captions`: a CSV or JSONL
+  file). None readable is a one-line :class:`~motionguide.errors.UserError` that says what the folder holds.
 * :func:`plan_clips`: ``clips`` windows of ``frames`` frames (``stride`` apart), spread evenly over the
   videos long enough for them, from the frame counts the containers state (no decoding); videos that are
   all too short are an error naming the longest.
@@ -25,6 +27,7 @@ import torch.nn.functional as F
 from flow.video import VIDEO_SUFFIXES, VideoReader
 
 from ..errors import UserError
+from .captions import is_manifest, read_caption, read_manifest
 
 __all__ = ["VideoInfo", "ClipSpec", "find_videos", "plan_clips", "read_clips", "fit_frame"]
 
@@ -34,7 +37,8 @@ _MARGIN = 2
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """A readable video: its path, file size and time (cache keys), frame size, stated frame count and rate."""
+    """A readable video: its path, file size and time (cache keys), frame size, stated frame count and rate,
+    and its caption (None: the run's ``--prompt``)."""
 
     path: str
     bytes: int
@@ -43,14 +47,16 @@ class VideoInfo:
     height: int
     num_frames: int | None
     fps: float
+    caption: str | None = None
 
 
 @dataclass(frozen=True)
 class ClipSpec:
-    """One training clip: frames ``indices`` of ``video``."""
+    """One training clip: frames ``indices`` of ``video``, in resolution bucket ``bucket``."""
 
     video: VideoInfo
     indices: tuple[int, ...]
+    bucket: int = 0
 
     def key(self) -> dict:
         v = self.video
@@ -58,11 +64,19 @@ class ClipSpec:
 
 
 def find_videos(folder: str | os.PathLike) -> list[VideoInfo]:
-    """The readable videos directly in ``folder`` (sorted by name)."""
+    """The readable videos directly in ``folder`` (sorted by name) with their ``.txt`` captions, or those a
+    manifest file (``.csv``, ``.jsonl``) names, in its order."""
     p = Path(folder).expanduser()
-    if not p.is_dir():
-        raise UserError(f"--videos {folder}: not a folder; pass the folder that holds your training videos")
-    files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
+    if p.is_file() and is_manifest(p):
+        listed = read_manifest(p)
+        files, captions = [f for f, _ in listed], {str(f): c for f, c in listed}
+    elif not p.is_dir():
+        raise UserError(f"--videos {folder}: not a folder or a manifest (.csv, .jsonl); pass the folder that holds "
+                        f"your training videos, or a manifest naming them with their captions")
+    else:
+        files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
+        captions = {str(f): read_caption(f.with_suffix(".txt")) for f in files
+                    if f.suffix.lower() in VIDEO_SUFFIXES and f.with_suffix(".txt").is_file()}
     found, bad = [], []
     for f in files:
         if f.suffix.lower() not in VIDEO_SUFFIXES:
@@ -72,7 +86,7 @@ def find_videos(folder: str | os.PathLike) -> list[VideoInfo]:
                 next(iter(vr))  # the first frame decodes
                 st = f.stat()
                 found.append(VideoInfo(str(f.resolve()), st.st_size, st.st_mtime_ns, vr.width, vr.height,
-                                       vr.num_frames, vr.fps))
+                                       vr.num_frames, vr.fps, captions.get(str(f))))
         except (ValueError, OSError, StopIteration):
             bad.append(f.name)
     if not found:
@@ -83,7 +97,7 @@ def find_videos(folder: str | os.PathLike) -> list[VideoInfo]:
 
 
 def plan_clips(videos: list[VideoInfo], *, frames: int, stride: int, clips: int,
-               notice: Callable[[str], None]) -> list[ClipSpec]:
+               notice: Callable[[str], None], bucket: int = 0) -> list[ClipSpec]:
     """``clips`` windows of ``frames`` frames, ``stride`` apart, spread evenly over the long-enough videos."""
     span = (frames - 1) * stride + 1
     usable = [v for v in videos if v.num_frames is not None and v.num_frames >= span]
@@ -102,7 +116,7 @@ def plan_clips(videos: list[VideoInfo], *, frames: int, stride: int, clips: int,
         last = max(0, v.num_frames - span - _MARGIN)
         for j in range(k):
             start = round(j * last / (k - 1)) if k > 1 else last // 2
-            out.append(ClipSpec(v, tuple(start + i * stride for i in range(frames))))
+            out.append(ClipSpec(v, tuple(start + i * stride for i in range(frames)), bucket))
     return out
 
 

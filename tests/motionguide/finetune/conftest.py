@@ -81,3 +81,27 @@ def argv(pipes):
                 "--checkpoint-every", "2", "--no-progress", *extra]
 
     return make
+
+
+def tiny_wan_t2v(seed: int = 0):
+    """A tiny ``WanPipeline`` (text-to-video, Wan 2.1 T2V's layout): the tiny Wan I2V pipeline's VAE, text
+    encoder, tokenizer and scheduler, and a transformer of 16 input channels (the noisy latents alone)."""
+    import diffusers
+
+    base = testing.tiny_pipeline("wan", seed=seed)
+    torch.manual_seed(seed)
+    tr = diffusers.WanTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=16, in_channels=16, out_channels=16,
+        text_dim=32, freq_dim=32, ffn_dim=64, num_layers=2, rope_max_seq_len=64).eval()
+    pipe = diffusers.WanPipeline(tokenizer=base.tokenizer, text_encoder=base.text_encoder, vae=base.vae,
+                                 transformer=tr, scheduler=base.scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="session")
+def t2v_folder(tmp_path_factory) -> Path:
+    """The tiny ``WanPipeline`` saved with ``save_pretrained`` (32x32, 9 frames as the tiny Wan I2V)."""
+    folder = tmp_path_factory.mktemp("tiny_t2v") / "wan_t2v"
+    tiny_wan_t2v().save_pretrained(folder, safe_serialization=True)
+    return folder

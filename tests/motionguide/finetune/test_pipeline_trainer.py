@@ -118,21 +118,24 @@ def test_the_adapter_loads_on_a_fresh_pipeline_changes_its_output_and_another_cl
 def test_an_interrupted_run_resumes_bit_identically(arch, argv, videos, tmp_path, monkeypatch, capsys):
     extra = ("--steps", "6", "--checkpoint-every", "3", "--lora-rank", "2") + (("--train-blocks", "1") if arch == "wan" else ())
     assert main(argv(arch, videos, tmp_path / "whole", *extra)) == 0
-    real = PipelineRecipe.loss
+    real = PipelineRecipe.micro_losses
 
-    def interrupted(self, step, rank, generator):
+    def interrupted(self, step, rank, generator, parts):
         if step == 4:
             raise KeyboardInterrupt  # as Ctrl-C between the checkpoints of steps 3 and 6
-        return real(self, step, rank, generator)
+        return real(self, step, rank, generator, parts)
 
-    monkeypatch.setattr(PipelineRecipe, "loss", interrupted)
+    monkeypatch.setattr(PipelineRecipe, "micro_losses", interrupted)
     assert main(argv(arch, videos, tmp_path / "cut", *extra)) == 130
-    monkeypatch.setattr(PipelineRecipe, "loss", real)
+    monkeypatch.setattr(PipelineRecipe, "micro_losses", real)
     capsys.readouterr()
     assert main(argv(arch, videos, tmp_path / "cut", *extra)) == 0
     assert "at step 3" in capsys.readouterr().out
     a, b = (json.loads((tmp_path / x / "checkpoint" / "state.json").read_text()) for x in ("whole", "cut"))
     assert a["losses"] == b["losses"] and a["step"] == b["step"] == 6
+    rows = (tmp_path / "cut" / "metrics.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows] == ["step", "1", "2", "3", "4", "5", "6"]  # resumed rows, no repeats
+    assert [float(r.split(",")[1]) for r in rows[1:]] == b["losses"]
     for name in ("checkpoint/trainable.safetensors", "checkpoint/ema.safetensors", "adapters/motion_guidance.safetensors"):
         ta, tb = load_file(tmp_path / "whole" / name), load_file(tmp_path / "cut" / name)
         assert set(ta) == set(tb) and all(torch.equal(ta[k], tb[k]) for k in ta), name
@@ -157,13 +160,13 @@ def test_two_processes_under_torchrun_average_their_gradients(pipes, videos, tmp
     weights = two_ranks(f"""
         from motionguide.finetune import PipelineTrainConfig, train_pipeline
         from motionguide.finetune.recipe import PipelineRecipe
-        real = PipelineRecipe.loss
-        def loss(self, step, rank, g):
+        real = PipelineRecipe.micro_losses
+        def micro_losses(self, step, rank, g, parts):
             if step == 3:
                 total = sum(float(p.detach().double().abs().sum()) for _, p in self.trainable())
                 print(f"rank {{rank}} weights {{total!r}}", flush=True)
-            return real(self, step, rank, g)
-        PipelineRecipe.loss = loss
+            return real(self, step, rank, g, parts)
+        PipelineRecipe.micro_losses = micro_losses
         train_pipeline(PipelineTrainConfig(pipeline={str(pipes["wan"])!r}, videos={str(videos)!r}, steps=4,
                        out={str(tmp_path / "out")!r}, frames=9, size=(32, 32), clips=2, lr=1e-2, lora_rank=2,
                        progress=False), log=lambda m: None, notice=lambda m: None)

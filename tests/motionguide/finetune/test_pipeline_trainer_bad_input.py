@@ -44,7 +44,7 @@ def test_bad_inputs_are_one_line_errors_that_leave_no_output(argv, pipes, videos
         (argv("wan", junk, out, "--steps", "2"), "holds no readable video: 1 video file(s) that cannot be decoded"),
         (argv("wan", short_videos, out, "--steps", "2"), "every video is shorter than a training clip of 9 frames"),
         (wan[:3] + [str(other)] + wan[4:], "is a StableDiffusionPipeline; motionguide train pipeline trains adapters "
-                                           "for WanImageToVideoPipeline, CogVideoXImageToVideoPipeline"),
+                                           "for WanImageToVideoPipeline, WanPipeline, CogVideoXImageToVideoPipeline"),
         (wan[:3] + [str(no_vae)] + wan[4:], "has no vae"),
         (wan + ["--frames", "10"], "takes 4k+1 frames"),
         (argv("ltx", videos, out, "--steps", "2", "--frames", "13"), "takes 8k+1 frames"),
@@ -112,3 +112,25 @@ def test_train_help_shows_the_pipeline_kind_with_examples(capsys):
         main(["train", "--help"])
     text = capsys.readouterr().out
     assert "motionguide train pipeline --pipeline" in text and "--lora-rank" in text and "(default: None)" not in text
+
+
+def test_bad_data_and_run_options_are_one_line_errors_that_leave_no_output(argv, videos, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    latin = tmp_path / "latin"
+    shutil.copytree(videos, latin)
+    (latin / "vtest30.txt").write_bytes("un caf\xe9 anim\xe9".encode("cp1252"))  # not UTF-8
+    (tmp_path / "list.csv").write_text("video,prompt\nvideos/vtest30.mp4,a street\nvideos/gone.mp4,a cat\n")
+    (tmp_path / "videos").symlink_to(videos)
+    for args, msg in [
+        (argv("wan", latin, out, "--steps", "2"), "vtest30.txt is not UTF-8 text (byte 0xe9 at offset 6)"),
+        (argv("wan", tmp_path / "list.csv", out, "--steps", "2"), "line 3 names videos/gone.mp4, which does not exist"),
+        ([a for a in argv("wan", videos, out, "--steps", "2") if a not in ("--size", "32x32", "--frames", "9")]
+         + ["--buckets", "32x32x9,64x32x9"], "the bucket 64x32x9 gets no clip"),
+        (argv("wan", videos, out, "--steps", "2", "--grad-accum", "0"), "--grad-accum must be an integer >= 1, got 0"),
+        (argv("wan", videos, out, "--steps", "2", "--lora-targets", "attn+ffn"), "--lora-targets needs --lora-rank R"),
+    ]:
+        _fails(capsys, args, msg, out)
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    _fails(capsys, argv("wan", videos, out, "--steps", "2"), "FSDP shards the model over several processes, and this "
+                                                             "run has one", out)
