@@ -47,17 +47,20 @@ def _latent_dist_mode(enc: Any) -> torch.Tensor:
 
 
 @torch.no_grad()
-def encode_frames(pipe: Any, frames: torch.Tensor, *, chunk: int = 8, as_clip: bool = False) -> torch.Tensor:
+def encode_frames(pipe: Any, frames: torch.Tensor, *, chunk: int = 8, as_clip: bool = False, normalize: bool = True,
+                  device: torch.device | str | None = None) -> torch.Tensor:
     """Encode frames with ``pipe.vae``, normalised as the pipeline normalises its latents
     (:meth:`motionguide.families.ModelFamily.normalize`): the one encoder of the plugin, the jobs and the trainer.
 
     By default each frame is encoded as a one-frame clip (video VAEs) or an image (Latte's image VAE): for the
     causal video VAEs of Wan, CogVideoX, LTX and HunyuanVideo that is exactly how a clip's first frame is
     encoded, and it gives one latent frame per known frame. ``as_clip``: the frames are one clip, encoded
-    together (the trainer's targets), ``N`` pixel frames giving the VAE's latent frame count.
+    together (the trainer's targets), ``N`` pixel frames giving the VAE's latent frame count. ``normalize``:
+    False gives the VAE's raw latents (CogVideoX scales its image latents by a factor of their own).
 
     Args:
         frames: ``(B, 3, N, H, W)`` float in [0, 1].
+        device: where to encode (default the pipeline's execution device).
 
     Returns:
         ``(B, C, N, h, w)`` latents (``as_clip``: ``(B, C, F, h, w)``) on the pipeline's execution device
@@ -71,10 +74,12 @@ def encode_frames(pipe: Any, frames: torch.Tensor, *, chunk: int = 8, as_clip: b
         raise ValueError("the pipeline has no vae; pass the known frames' latents in Guidance.latents instead")
     family = get_family(pipe.transformer)
     b, _, n, h, w = frames.shape
-    device, dtype = execution_device(pipe), next(vae.parameters()).dtype
-    x = frames.to(device, dtype) * 2 - 1  # pipelines feed [-1, 1]
+    device, dtype = execution_device(pipe) if device is None else device, next(vae.parameters()).dtype
+    norm = (lambda z: family.normalize(vae, z)) if normalize else (lambda z: z.float())  # noqa: E731
+    # pipelines feed [-1, 1], mapped in float32 before the cast to the VAE's dtype, as their processors do
+    x = (frames.float() * 2 - 1).to(device, dtype)
     if as_clip:
-        return family.normalize(vae, _latent_dist_mode(vae.encode(x)))
+        return norm(_latent_dist_mode(vae.encode(x)))
     x = x.transpose(1, 2).reshape(b * n, 3, h, w)
     outs = []
     for i in range(0, b * n, chunk):
@@ -85,7 +90,7 @@ def encode_frames(pipe: Any, frames: torch.Tensor, *, chunk: int = 8, as_clip: b
         if z.ndim == 5:
             z = z[:, :, 0]
         outs.append(z.float())
-    z = family.normalize(vae, torch.cat(outs))  # (B*N, C, h, w)
+    z = norm(torch.cat(outs))  # (B*N, C, h, w)
     c, hh, ww = z.shape[1:]
     return z.view(b, n, c, hh, ww).transpose(1, 2).contiguous()
 

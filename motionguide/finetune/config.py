@@ -19,6 +19,7 @@ from typing import Literal, Sequence
 import torch
 
 from ..errors import UserError
+from ..families import FAMILIES
 from .layouts import LAYOUTS
 
 __all__ = ["PipelineTrainConfig", "parse_size", "parse_blocks", "parse_buckets", "DEFAULT_LR", "LORA_TARGETS",
@@ -31,9 +32,9 @@ DEFAULT_LR = 1e-4
 #: Linear ``ff(n).net.0.proj`` and ``ff(n).net.2`` in Wan, CogVideoX and LTX alike
 LORA_TARGETS = {"attn": ("to_q", "to_k", "to_v", "to_out.0"),
                 "attn+ffn": ("to_q", "to_k", "to_v", "to_out.0", "net.0.proj", "net.2")}
-#: the VAE's dtype per model family when the frozen weights are bfloat16 (Wan's VAE and CLIP image encoder
-#: run in float32, as its model cards load them); families not named use the frozen weights' dtype
-VAE_DTYPES = {"wan": "float32"}
+#: the VAE's dtype per model family when the frozen weights are bfloat16 (the family's ``full_precision``:
+#: Wan's VAE and CLIP image encoder run in float32, as its model cards load them); others use the frozen weights'
+VAE_DTYPES = {f.name: "float32" for f in FAMILIES.values() if "vae" in f.full_precision}
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:

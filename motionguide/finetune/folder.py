@@ -19,19 +19,14 @@ import diffusers
 import torch
 
 from ..errors import UserError
+from ..families import FAMILIES
 from ..registry import get_spec
 
 __all__ = ["SUPPORTED", "PipelineFolder", "check_pipeline_folder", "load_pipeline", "call_defaults", "call_default",
            "weights_stamp"]
 
-#: pipeline class -> objective family (:mod:`motionguide.finetune.objectives`)
-SUPPORTED = {
-    "WanImageToVideoPipeline": "wan",
-    "WanPipeline": "wan",  # text-to-video (Wan 2.1 T2V 1.3B/14B): no image condition, the guidance alone
-    "CogVideoXImageToVideoPipeline": "cogvideox",
-    "LTXConditionPipeline": "ltx",
-    "LTXImageToVideoPipeline": "ltx",
-}
+#: pipeline class -> model family (:mod:`motionguide.families`: those it marks trainable)
+SUPPORTED = {e.class_name: f.name for f in FAMILIES.values() for e in f.pipelines if e.trainable}
 _NEEDED = ("transformer", "vae", "scheduler", "text_encoder", "tokenizer")
 
 

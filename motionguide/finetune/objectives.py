@@ -34,19 +34,19 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UserError
+from ..families import to_pil
+from ..pipeline import encode_frames
 from ..registry import vae_from_pipeline
 from .folder import call_default
 
 __all__ = ["Objective", "make_objective", "flow_sigmas"]
 
 
-def _encode(vae: Any, x: torch.Tensor) -> torch.Tensor:
-    """VAE latents (the posterior's mode, deterministic) of ``x: (B, 3, N, H, W)`` in [-1, 1], float32."""
-    p = next(vae.parameters())
-    enc = vae.encode(x.to(p.device, p.dtype))
-    dist = getattr(enc, "latent_dist", None)
-    z = dist.mode() if dist is not None else enc.latents
-    return z.float().cpu()
+def _encode(pipe: Any, clip: torch.Tensor, device: Any, *, normalize: bool = True) -> torch.Tensor:
+    """Latents of ``clip: (B, 3, N, H, W)`` in [0, 1] encoded as clips (the posterior's mode), normalised as
+    the family's pipelines normalise them, through the plugin's one encoder
+    (:func:`motionguide.pipeline.encode_frames`); float32 on the CPU (the cache keeps them there)."""
+    return encode_frames(pipe, clip, as_clip=True, normalize=normalize, device=device).float().cpu()
 
 
 def flow_sigmas(config: Any, u: torch.Tensor, seq_len: int) -> torch.Tensor:
@@ -183,12 +183,6 @@ class WanObjective(Objective):
                                         max_sequence_length=self.max_sequence_length, device=device)
         return {"prompt_embeds": pe.float().cpu()}
 
-    def _normalize(self, z):
-        cfg = self.pipe.vae.config
-        mean = torch.tensor(cfg.latents_mean).view(1, -1, 1, 1, 1)
-        std = torch.tensor(cfg.latents_std).view(1, -1, 1, 1, 1)
-        return (z - mean) / std
-
     def _mask(self, ends: bool) -> torch.Tensor:
         n, r = self.num_frames, self.vae_c.temporal
         h, w = self.latent_hw
@@ -201,21 +195,21 @@ class WanObjective(Objective):
         """The clip and its condition clips (the first frame, or the first and last, the rest zeros, as
         ``prepare_latents`` builds them) go through the VAE as one batch: one call, and CPU convolutions take
         their faster path for batches of several clips."""
-        x = clip * 2 - 1
         n = clip.shape[2]
         names = sorted(variants) if not self.t2v else []
         conds = []
-        for v in names:
+        for v in names:  # mid-grey is the zero of the pipeline's [-1, 1]
             ends = v == "ends"
-            parts = [x[:, :, :1], x.new_zeros(1, 3, n - (2 if ends else 1), *x.shape[-2:])] + ([x[:, :, -1:]] if ends else [])
-            conds.append(torch.cat(parts, dim=2))
-        lat = self._normalize(_encode(self.pipe.vae, torch.cat([x, *conds])))
+            parts = [clip[:, :, :1], clip.new_full((1, 3, n - (2 if ends else 1), *clip.shape[-2:]), 0.5)]
+            conds.append(torch.cat(parts + ([clip[:, :, -1:]] if ends else []), dim=2))
+        lat = _encode(self.pipe, torch.cat([clip, *conds]), device)
         out = {"x0": lat[:1]}
         for j, v in enumerate(names):
             out[f"cond.{v}"] = torch.cat([self._mask(v == "ends"), lat[j + 1:j + 2]], dim=1)
-            if self.image_dim is not None:  # Wan 2.1 I2V: CLIP features of the frame(s), as the pipeline's call
-                img = clip[:, :, 0] if not ends else [clip[:, :, 0], clip[:, :, -1]]
-                out[f"image.{v}"] = self.pipe.encode_image(img, device).float().cpu()
+            if self.image_dim is not None:  # Wan 2.1 I2V: CLIP features of the frame(s), given as the PIL images
+                # the pipeline's call takes (its CLIP processor rescales by 1/255)
+                img = [to_pil(clip[0, :, 0])] + ([to_pil(clip[0, :, -1])] if v == "ends" else [])
+                out[f"image.{v}"] = self.pipe.encode_image(img if v == "ends" else img[0], device).float().cpu()
         return out
 
     def loss(self, model, batch, text, generators):
@@ -255,10 +249,9 @@ class CogVideoXObjective(Objective):
 
     def encode_clip(self, clip, variants, device):
         vae = self.pipe.vae
-        x = clip * 2 - 1
-        x0 = _encode(vae, x) * float(vae.config.scaling_factor)
-        scale = float(self.pipe.vae_scaling_factor_image)
-        img = _encode(vae, x[:, :, :1])
+        x0 = _encode(self.pipe, clip, device)
+        scale = float(self.pipe.vae_scaling_factor_image)  # the image latents' own factor (1.5 inverts it)
+        img = _encode(self.pipe, clip[:, :, :1], device, normalize=False)
         img = img / scale if vae.config.get("invert_scale_latents", False) else img * scale
         img = img.permute(0, 2, 1, 3, 4)  # (1, 1, C, h, w)
         pad = img.new_zeros(1, x0.shape[2] - 1, *img.shape[2:])
@@ -310,14 +303,8 @@ class LTXObjective(Objective):
                                                max_sequence_length=self.max_sequence_length, device=device)
         return {"prompt_embeds": pe.float().cpu(), "prompt_attention_mask": pm.cpu()}
 
-    def _normalize(self, z):
-        vae = self.pipe.vae
-        return type(self.pipe)._normalize_latents(z, vae.latents_mean.cpu(), vae.latents_std.cpu())
-
     def encode_clip(self, clip, variants, device):
-        x = clip * 2 - 1
-        return {"x0": self._normalize(_encode(self.pipe.vae, x)),
-                "cond.first": self._normalize(_encode(self.pipe.vae, x[:, :, :1]))}
+        return {"x0": _encode(self.pipe, clip, device), "cond.first": _encode(self.pipe, clip[:, :, :1], device)}
 
     def setup(self, device):
         cls = type(self.pipe)

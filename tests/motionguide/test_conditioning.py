@@ -221,3 +221,18 @@ def test_ltx_condition_frames_at_their_positions_add_tokens_the_hooks_leave_alon
     assert set(seen) == {2 * per_frame + 2 * per_frame}  # the video's 2 latent frames + one per condition past 0
     assert out.shape == plain.shape and float((out - plain).abs().max()) > 1e-3
     assert float((zero - plain).abs().max()) <= 1e-5
+
+
+def test_the_trainer_encodes_as_the_jobs_do_and_caches_clip_features_of_the_pil_image():
+    """One encoder for inference and training: the trainer's clip latents are encode_frames(as_clip=True), and the
+    CLIP features it caches are those of the PIL image the pipeline's own call gives CLIP."""
+    from motionguide.finetune.objectives import make_objective
+
+    pipe = tiny_pipeline("wan", image_encoder=True)
+    c = tiny_call("wan")
+    clip = eight_bit(1, 3, c["num_frames"], c["height"], c["width"], seed=4)
+    obj = make_objective(pipe, "wan", height=c["height"], width=c["width"], num_frames=c["num_frames"])
+    out = obj.encode_clip(clip, {"first"}, torch.device("cpu"))
+    assert torch.allclose(out["x0"], encode_frames(pipe, clip, as_clip=True), atol=1e-5)
+    want = pipe.encode_image(to_pil(clip[0, :, 0]), torch.device("cpu")).float()
+    assert torch.equal(out["image.first"], want)

@@ -44,7 +44,7 @@ def test_bad_inputs_are_one_line_errors_that_leave_no_output(argv, pipes, videos
         (argv("wan", junk, out, "--steps", "2"), "holds no readable video: 1 video file(s) that cannot be decoded"),
         (argv("wan", short_videos, out, "--steps", "2"), "every video is shorter than a training clip of 9 frames"),
         (wan[:3] + [str(other)] + wan[4:], "is a StableDiffusionPipeline; motionguide train pipeline trains adapters "
-                                           "for WanImageToVideoPipeline, WanPipeline, CogVideoXImageToVideoPipeline"),
+                                           "for WanPipeline, WanImageToVideoPipeline, CogVideoXImageToVideoPipeline"),
         (wan[:3] + [str(no_vae)] + wan[4:], "has no vae"),
         (wan + ["--frames", "10"], "takes 4k+1 frames"),
         (argv("ltx", videos, out, "--steps", "2", "--frames", "13"), "takes 8k+1 frames"),
