@@ -14,7 +14,7 @@
 
 Frames read from an H.264 file differ from what was written by the codec's loss (crf 18: about 40-45 dB).
 
->>> import tempfile, pathlib
+>>> import tempfile, pathlib, torch
 >>> p = pathlib.Path(tempfile.mkdtemp()) / "clip.mp4"
 >>> write_video(p, torch.rand(3, 3, 16, 16), fps=12)
 >>> frames, fps = read_video(p)
@@ -30,9 +30,11 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-import torch
 
 from .atomic import OUTPUT_KINDS, atomic_path
+
+# torch is imported where frames become tensors: opening a video and reading its header (the commands' checks
+# before any work, motionguide.memory) stays free of it
 
 __all__ = ["VideoReader", "VideoWriter", "read_video", "write_video", "VIDEO_SUFFIXES", "WRITE_SUFFIXES"]
 
@@ -205,6 +207,8 @@ class VideoReader:
             self._closed = True
 
     def __iter__(self) -> Iterator[torch.Tensor]:
+        import torch
+
         if self._closed:
             raise ValueError(f"video {self.path} is closed")
         frame, self._first = self._first, None
@@ -232,6 +236,8 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None, *, notify
     Raises:
         ValueError: when no frame can be decoded (empty or corrupt file).
     """
+    import torch
+
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"max_frames: expected a positive integer or None, got {max_frames}")
     frames = []
@@ -252,6 +258,8 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None, *, notify
 
 def _frames_to_uint8(frames, name: str = "frame") -> np.ndarray:
     """(3, H, W) or (N, 3, H, W), float [0, 1] or uint8 -> (N, H, W, 3) uint8 numpy."""
+    import torch
+
     if isinstance(frames, np.ndarray):
         frames = torch.from_numpy(frames)
     if not isinstance(frames, torch.Tensor):

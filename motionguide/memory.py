@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from flow.interpolate.memory import DEFAULT_LIMIT_GB, GB, MemoryLimitError
+from flow.limits import DEFAULT_LIMIT_GB, GB, MemoryLimitError
 from flow.video import VideoReader
 
 __all__ = ["DEFAULT_LIMIT_GB", "JOBS", "JobVideo", "MemoryLimitError", "check_job_memory", "estimate_job_bytes",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import math
 
+from ..limits import DEFAULT_LIMIT_GB, GB, MemoryLimitError
 from .base import Interpolator
 from .from_flow import FlowInterpolator
 from .fusion import ConfidenceFusion, FusionInterpolator
@@ -20,8 +21,6 @@ from .tiling import TiledInterpolator
 
 __all__ = ["DEFAULT_LIMIT_GB", "MemoryLimitError", "check_memory", "estimate_bytes", "with_settings"]
 
-DEFAULT_LIMIT_GB = 8.0
-GB = 1024 ** 3
 
 # Measured peak RSS (benchmarks/memory_retime.py), rounded up. Process with torch, OpenCV and a network loaded:
 _BASE = 800 * 2 ** 20
@@ -33,10 +32,6 @@ _PER_EXTRA_T = 160  # each further t of one call: its frame, flows, mask and spl
 _FLOW_FULL, _FLOW_WORK = 150, 600  # dis/farneback: full-size synthesis + work-size flow (x work scale^2)
 _TILE_FULL = 130  # tiled: blended flows and masks, weights and the synthesis at the frame's size
 _UNKNOWN = 1000  # another Interpolator: a conservative guess
-
-
-class MemoryLimitError(ValueError):
-    """The frames need more memory than the limit allows; the message names what fits."""
 
 
 def _items(interp: IFNetInterpolator, h: int, w: int, n_t: int) -> int:

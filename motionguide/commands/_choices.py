@@ -21,7 +21,7 @@ DIS_PRESETS = ("balanced", "fast", "medium", "quality", "swift", "ultrafast")
 DEFAULT_DIS_PRESET = "balanced"
 #: flow.interpolate.available_backends()
 BACKENDS = ("auto", "ifnet", "dis", "ifnet+dis", "farneback", "raft_small", "raft_large")
-#: flow.interpolate.memory.DEFAULT_LIMIT_GB: --max-memory's default
+#: flow.limits.DEFAULT_LIMIT_GB: --max-memory's default
 DEFAULT_LIMIT_GB = 8.0
 #: motionguide.embedded.generation.MODES: the jobs' --mode
 MODES = ("unguided", "latent", "feature", "both", "training_free", "flow_only")

@@ -46,15 +46,18 @@ def check_pipeline_options(args, explicit_fill) -> None:
 
 def check_header(args, max_frames: int = 256) -> None:
     """The input's header only, before a frame decodes or the jobs' libraries load: the variable-frame-rate
-    rule and the memory bound (:mod:`motionguide.memory`)."""
-    from flow.io import image_size
-
+    rule and the memory bound (:mod:`motionguide.memory`). Neither loads torch for speed and extend."""
     from ..memory import check_job_memory, probe_video
 
     if args.demo:
         return
+    image_px = 0
+    if args.job == "transfer":  # the image's size from its header (flow.io brings torch with it)
+        from flow.io import image_size
+
+        image_px = math.prod(image_size(args.image))
     video = probe_video(args.reference if args.job == "transfer" else args.input, args.job)
     check_job_memory(args.job, video, min(video.frames or max_frames + 1, max_frames + 1),
                      factor=getattr(args, "factor", None), frames=getattr(args, "frames", None),
                      limit_gb=args.max_memory, fill=args.fill, compare=bool(args.compare),
-                     image_px=math.prod(image_size(args.image)) if args.job == "transfer" else 0)
+                     image_px=image_px)

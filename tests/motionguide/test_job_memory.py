@@ -144,6 +144,21 @@ def test_the_estimate_grows_with_size_and_frames_and_names_what_fits():
     assert check_job_memory("speed", JobVideo(480, 854, 24.0, 9), 9, factor=0.5) < 8 * 2 ** 30
 
 
+def test_the_header_check_of_speed_loads_no_torch(tmp_path):
+    """A fresh process refuses a 4K speed job from the header before torch loads (under 3 s cold: torch alone
+    takes longer to import on this machine)."""
+    import subprocess
+    import sys
+
+    src = _encode(tmp_path / "uhd.mp4", np.full((2, 2160, 3840, 3), 90, np.uint8))
+    code = ("import sys; from motionguide.cli import main; "
+            f"rc = main(['speed', {str(src)!r}, '--factor', '0.25', '-o', {str(tmp_path / 'o.mp4')!r}, "
+            "'--max-memory', '4']); print(rc, 'torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.stdout.split() == ["2", "False"], (r.stdout, r.stderr[-500:])
+    assert "--max-memory 4" in r.stderr and not (tmp_path / "o.mp4").exists()
+
+
 def test_a_4k_job_above_the_bound_is_refused_from_the_header_in_seconds(tmp_path, capsys, monkeypatch):
     frames = np.full((2, 2160, 3840, 3), 90, np.uint8)
     src = _encode(tmp_path / "uhd.mp4", frames)
