@@ -27,11 +27,14 @@ import contextlib
 import os
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
 from .atomic import OUTPUT_KINDS, atomic_path
+
+if TYPE_CHECKING:
+    import torch
 
 # torch is imported where frames become tensors: opening a video and reading its header (the commands' checks
 # before any work, motionguide.memory) stays free of it

@@ -22,8 +22,8 @@ from __future__ import annotations
 import contextlib
 import inspect
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Iterator, Literal
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Iterator, Literal
 
 import torch
 from diffusers.hooks import HookRegistry, ModelHook

@@ -28,8 +28,7 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -45,7 +44,6 @@ from .embedded.network import EmbeddedVideoModel
 from .embedded.windows import generate_windows
 from .compositing import composite, confidence, upsample
 from .demo import demo_inputs, save_compare
-from .errors import UserError
 from .guidance import extension as extension_guidance
 from .guidance import reference_motion
 from .guidance import speed as speed_guidance

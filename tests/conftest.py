@@ -13,6 +13,27 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("MOTIONGUIDE_DATA", REPO.parent / "shared" / "data"))
 
 
+def texture(h: int = 32, w: int = 48, seed: int = 0) -> torch.Tensor:
+    """A smooth random RGB texture ``(3, h, w)`` in [0, 1]: enough structure for flow, cheap to encode."""
+    g = torch.Generator().manual_seed(seed)
+    small = torch.rand(1, 3, h // 4, w // 4, generator=g)
+    return torch.nn.functional.interpolate(small, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)[0]
+
+
+@pytest.fixture
+def media(tmp_path) -> Path:
+    """A folder with a.png and b.png (a 48x32 texture and the same moved 2 px right) and clip.mp4 (4 frames of
+    it panning 2 px a frame, 8 fps): the inputs the command-line tests feed."""
+    from flow.io import write_image
+    from flow.video import write_video
+
+    a = texture()
+    write_image(tmp_path / "a.png", a)
+    write_image(tmp_path / "b.png", torch.roll(a, 2, dims=2))
+    write_video(tmp_path / "clip.mp4", torch.stack([torch.roll(a, 2 * i, dims=2) for i in range(4)]), fps=8)
+    return tmp_path
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The read-only evaluation footage beside the checkout; skips the test when it is absent."""

@@ -10,32 +10,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 
-from flow.io import write_image
-from flow.video import write_video
 from motionguide.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _texture(h=32, w=48, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return F.interpolate(torch.rand(1, 3, h // 4, w // 4, generator=g), size=(h, w), mode="bicubic",
-                         align_corners=False).clamp(0, 1)[0]
-
-
 @pytest.fixture
-def media(tmp_path):
-    a = _texture()
-    write_image(tmp_path / "a.png", a)
-    write_image(tmp_path / "b.png", torch.roll(a, 2, dims=2))
-    write_video(tmp_path / "clip.mp4", torch.stack([torch.roll(a, 2 * i, dims=2) for i in range(4)]), fps=8)
-    shutil.copy(tmp_path / "a.png", tmp_path / "still.mp4")  # a PNG named .mp4
-    shutil.copy(tmp_path / "clip.mp4", tmp_path / "moving.png")  # a video named .png
-    (tmp_path / "empty").mkdir()
-    return tmp_path
+def media(media):
+    """The shared inputs (tests/conftest.py), and files named for what they are not."""
+    shutil.copy(media / "a.png", media / "still.mp4")  # a PNG named .mp4
+    shutil.copy(media / "clip.mp4", media / "moving.png")  # a video named .png
+    (media / "empty").mkdir()
+    return media
 
 
 def _run(argv, capsys):

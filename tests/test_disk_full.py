@@ -15,29 +15,14 @@ import uuid
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from flow.diskfull import disk_full
-from flow.io import write_image
 from flow.video import write_video
 from motionguide.cli import main
 
 TINY = '{"num_layers": 1, "num_heads": 2, "head_dim": 12, "ffn_dim": 16, "text_dim": 8, "freq_dim": 16, "steps": 2}'
 
 
-def _texture(h=32, w=48, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return F.interpolate(torch.rand(1, 3, h // 4, w // 4, generator=g), size=(h, w), mode="bicubic",
-                         align_corners=False).clamp(0, 1)[0]
-
-
-@pytest.fixture
-def media(tmp_path):
-    a = _texture()
-    write_image(tmp_path / "a.png", a)
-    write_image(tmp_path / "b.png", torch.roll(a, 2, dims=2))
-    write_video(tmp_path / "clip.mp4", torch.stack([torch.roll(a, 2 * i, dims=2) for i in range(4)]), fps=8)
-    return tmp_path
 
 
 def _full(*a, **k):

@@ -9,35 +9,20 @@ from __future__ import annotations
 import os
 
 import pytest
-import torch
-import torch.nn.functional as F
 
 from flow import atomic
-from flow.io import write_image
 from flow.locks import hold_lock, lock_path
-from flow.video import write_video
 from motionguide.cli import main
 
 
-def _texture(h=32, w=48, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return F.interpolate(torch.rand(1, 3, h // 4, w // 4, generator=g), size=(h, w), mode="bicubic",
-                         align_corners=False).clamp(0, 1)[0]
+@pytest.fixture
+def pair(media):
+    return media / "a.png", media / "b.png"
 
 
 @pytest.fixture
-def pair(tmp_path):
-    a = _texture()
-    write_image(tmp_path / "a.png", a)
-    write_image(tmp_path / "b.png", torch.roll(a, 2, dims=2))
-    return tmp_path / "a.png", tmp_path / "b.png"
-
-
-@pytest.fixture
-def clip(tmp_path):
-    a = _texture()
-    write_video(tmp_path / "clip.mp4", torch.stack([torch.roll(a, 2 * i, dims=2) for i in range(4)]), fps=8)
-    return tmp_path / "clip.mp4"
+def clip(media):
+    return media / "clip.mp4"
 
 
 def _run(argv, capsys):

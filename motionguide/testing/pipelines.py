@@ -2,8 +2,6 @@
 saved and reloaded offline with the pipeline class's own ``from_pretrained``."""
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 
