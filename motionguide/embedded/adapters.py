@@ -23,7 +23,7 @@ from safetensors.torch import save_file
 from flow.atomic import atomic_path
 from flow.checkpoint import CheckpointFileError, read_tensors
 
-from ..adapter import MotionGuidanceConfig, apply_motion_guidance, remove_motion_guidance
+from ..adapter import MotionGuidanceConfig, apply_motion_guidance, has_motion_guidance, remove_motion_guidance
 from ..adapter_weights import load_motion_guidance, save_motion_guidance
 from ..errors import CheckpointError, MotionGuidanceError
 from ..registry import VAECompression
@@ -120,7 +120,7 @@ def load_adapters(model: EmbeddedVideoModel, folder: str | os.PathLike | None = 
     shape, and :class:`MotionGuidanceError` when the model already carries adapters.
     """
     folder = Path(folder) if folder is not None else DEFAULT_ASSETS / "adapters"
-    if getattr(model.transformer, "motion_guidance", None) is not None:
+    if has_motion_guidance(model.transformer):
         raise MotionGuidanceError("the model already carries motion-guidance adapters; load onto a fresh "
                                   "load_embedded() model")
     missing = [n for n in _PLUGIN_FILES + (GATES_FILE,) if not (folder / n).is_file()]

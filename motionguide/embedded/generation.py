@@ -20,7 +20,7 @@ from typing import Callable
 
 import torch
 
-from ..adapter import set_guidance
+from ..adapter import get_motion_guidance, has_motion_guidance, set_guidance
 from ..compositing import confidence
 from ..guidance import check_strength
 from ..latent import LatentGuidance, latent_guidance
@@ -130,7 +130,7 @@ def generate_guided(
     if mode == "flow_only":
         return flow_only(guidance)
     kf, known = known_of(guidance)
-    adapter = getattr(model.transformer, "motion_guidance", None)
+    adapter = get_motion_guidance(model.transformer) if has_motion_guidance(model.transformer) else None
     if mode == "unguided":
         if adapter is not None:
             set_guidance(model.transformer, None)
