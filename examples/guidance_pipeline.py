@@ -53,7 +53,7 @@ def main() -> None:
     # 1. training-free: feature gate = strength in the first half of the blocks + re-noised latent pull
     guided = mg.generate_with_guidance(pipe, guidance, generator=torch.Generator().manual_seed(0), **call).frames
     print(f"training-free: latents {tuple(guided.shape)}, max |guided - plain| = {(guided - plain).abs().max():.4f}")
-    assert not hasattr(pipe.transformer, "motion_guidance")  # removed after the call
+    assert not mg.has_motion_guidance(pipe.transformer)  # removed after the call
 
     # 2. trained (MoG): zero-init adapters; here "trained" = random weights, saved and loaded back
     adapter = mg.apply_motion_guidance(pipe.transformer, mg.MotionGuidanceConfig(mode="trained"))

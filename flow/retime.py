@@ -120,14 +120,15 @@ def _count_frames(path: Path) -> int:
     return n
 
 
-def _resolve_interpolator(interpolator, backend, weights, device, options):
+def _resolve_interpolator(interpolator, backend, weights, device, options) -> tuple[Interpolator, str | None]:
+    """The interpolator to run and why ``auto`` chose it (None for one given or named)."""
     if interpolator is not None:
         if not isinstance(interpolator, Interpolator) and callable(interpolator):
             interpolator = interpolator()  # a factory: built now that the input is known to be good
         if not isinstance(interpolator, Interpolator):
             raise TypeError(f"interpolator: expected a flow.interpolate.Interpolator, got {type(interpolator).__name__}")
-        return interpolator
-    return get_interpolator(backend, weights=weights, device=device, **options)
+        return interpolator, None
+    return get_interpolator(backend, weights=weights, device=device, with_reason=True, **options)
 
 
 def retime_frames(
@@ -168,7 +169,7 @@ def retime_frames(
     (5, [0.0, 0.25, 0.5, 0.75, 1.0])
     """
     plan = plan_retime(in_fps, in_frames, fps=fps, speed=speed, frames=frames_out)
-    interp = _resolve_interpolator(interpolator, backend, weights, device, options)
+    interp, _ = _resolve_interpolator(interpolator, backend, weights, device, options)
     det = SceneCutDetector() if cut_detector is True else (cut_detector or None)
     return _stream(frames, plan, interp, tta, det, result)
 
@@ -321,11 +322,10 @@ def retime_video(
         if n is not None and n < 2:
             raise ValueError(f"{src} has {n} frame(s); retiming needs at least 2 frames")
         plan = plan_retime(vr.fps, n, fps=fps, speed=speed, frames=frames)
-        interp = _resolve_interpolator(interpolator, backend, weights, device, options)
+        interp, reason = _resolve_interpolator(interpolator, backend, weights, device, options)
         say(f"retime: {n if n is not None else '?'} frames @ {vr.fps:g} fps, {vr.width}x{vr.height} (WxH) -> "
             f"{plan.out_frames if plan.out_frames is not None else '?'} frames @ {float(plan.out_fps):g} fps, "
             f"{vr.width}x{vr.height}")
-        reason = getattr(interp, "auto_reason", None)
         say(f"retime: backend {interp.name}: {interp.description}" + (f" (auto: {reason})" if reason else ""))
         if vr.has_audio:
             say(f"retime: note: {src} has audio; it is not carried over (the output is video only)")

@@ -34,6 +34,7 @@ _LAZY = {
     "apply_motion_guidance": "adapter",
     "remove_motion_guidance": "adapter",
     "get_motion_guidance": "adapter",
+    "has_motion_guidance": "adapter",
     "set_guidance": "adapter",
     "guidance_context": "adapter",
     # adapter_weights.py: what trains and how it is stored

@@ -23,7 +23,7 @@ import contextlib
 import inspect
 import math
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Iterator, Literal
+from typing import Callable, Iterator, Literal
 
 import torch
 from diffusers.hooks import HookRegistry, ModelHook
@@ -42,6 +42,7 @@ __all__ = [
     "apply_motion_guidance",
     "remove_motion_guidance",
     "get_motion_guidance",
+    "has_motion_guidance",
     "set_guidance",
     "guidance_context",
 ]
@@ -157,6 +158,10 @@ class MotionGuidanceAdapter(torch.nn.Module):
         latent: :class:`~motionguide.latent.LatentAdapter` (trained mode with ``latent=True``) or None.
         gates: ``ParameterDict`` block index -> ``(D,)`` gate, zero-initialised (trained mode with ``feature``).
         state: the shared :class:`~motionguide.latent.GuidanceState` the hooks read.
+        trained_blocks: indices of pretrained blocks trained with the adapter
+            (:func:`~motionguide.adapter_weights.train_blocks`); their original values are put back on removal.
+        lora: the adapter's own LoRA (:func:`~motionguide.add_lora`) as ``{"name", "rank", "alpha", "blocks",
+            "targets"}`` plus ``"merged": True`` when it was loaded merged into the base weights; None without one.
     """
 
     def __init__(self, config: MotionGuidanceConfig, spec: ArchSpec, *, latent: LatentAdapter | None,
@@ -178,6 +183,11 @@ class MotionGuidanceAdapter(torch.nn.Module):
         # original values of their parameters, put back by remove_motion_guidance
         self.trained_blocks: tuple[int, ...] = ()
         self._block_originals: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
+        # the adapter's LoRA (add_lora), how removal undoes it (separate) and its values (merged: not in peft)
+        self.lora: dict | None = None
+        self._lora_undo: Callable[[], None] | None = None
+        self._merged_lora: dict[str, torch.Tensor] | None = None
+        self._root_forward: Callable | None = None  # transformer.forward as the root hook left it
 
     @property
     def vae(self) -> VAECompression:
@@ -327,6 +337,11 @@ def get_motion_guidance(transformer: torch.nn.Module) -> MotionGuidanceAdapter:
     return ad
 
 
+def has_motion_guidance(module: torch.nn.Module) -> bool:
+    """Whether :func:`apply_motion_guidance` (or ``load_motion_guidance``) has attached an adapter to ``module``."""
+    return isinstance(getattr(module, ADAPTER_ATTR, None), MotionGuidanceAdapter)
+
+
 def apply_motion_guidance(transformer: torch.nn.Module, config: MotionGuidanceConfig | None = None) -> MotionGuidanceAdapter:
     """Attach motion guidance to ``transformer`` (validates everything before changing anything).
 
@@ -425,9 +440,8 @@ def remove_motion_guidance(transformer: torch.nn.Module) -> None:
         for held, value in reversed(adapter._block_originals):  # a merged LoRA sits on trained blocks' values
             held.copy_(value)
     adapter._block_originals.clear()
-    undo_lora = getattr(adapter, "_lora_undo", None)
-    if undo_lora is not None:  # the adapter's own peft LoRA goes; the user's LoRAs get their state back
-        undo_lora()
+    if adapter._lora_undo is not None:  # the adapter's own peft LoRA goes; the user's LoRAs get their state back
+        adapter._lora_undo()
     del transformer._modules[ADAPTER_ATTR]
     _invalidate(transformer)
 

@@ -73,7 +73,7 @@ def trainable_parameters(transformer: torch.nn.Module, *, blocks: Sequence[int] 
     for i in idx:
         for p in block_list[i].parameters():
             chosen[id(p)] = p
-    own = getattr(adapter, "_lora", None)
+    own = adapter.lora
     if lora and own and not own.get("merged"):  # the adapter's own LoRA only, never a user's
         for n, p in transformer.named_parameters():
             if "lora_" in n and f".{own['name']}." in n:
@@ -114,7 +114,7 @@ def add_lora(transformer: torch.nn.Module, *, rank: int = 8, alpha: float | None
     cfg = LoraConfig(r=rank, lora_alpha=alpha if alpha is not None else rank, target_modules=pattern, init_lora_weights=True)
     before = _peft_state(transformer)
     transformer.add_adapter(cfg, adapter_name=adapter_name)  # diffusers makes it the only active adapter ...
-    adapter._lora = {"name": adapter_name, "rank": rank, "alpha": alpha if alpha is not None else rank,
+    adapter.lora = {"name": adapter_name, "rank": rank, "alpha": alpha if alpha is not None else rank,
                      "blocks": list(idx), "targets": list(targets)}
     wrapped = [n for n, m in transformer.named_modules() if isinstance(m, BaseTunerLayer) and m not in before]
     adapter._lora_undo = lambda: _remove_lora(transformer, adapter_name, before, wrapped)
@@ -209,7 +209,7 @@ def _merge_lora(transformer: torch.nn.Module, adapter: MotionGuidanceAdapter, lo
         adapter._block_originals.append((w, w.detach().to("cpu", copy=True)))
         with torch.no_grad():
             w.copy_((w.float() + scale * (b.float() @ a.float()).to(w.device)).to(w.dtype))
-    adapter._lora = dict(lora, merged=True)
+    adapter.lora = dict(lora, merged=True)
     adapter._merged_lora = values
 
 
@@ -258,7 +258,7 @@ def save_motion_guidance(transformer: torch.nn.Module, folder: str | Path) -> Pa
         raise ValueError(f"folder: {folder} exists and is not a folder; pick a folder path")
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in adapter.state_dict().items()}
-    lora = getattr(adapter, "_lora", None)
+    lora = adapter.lora
     if lora:
         state = (adapter._merged_lora if lora.get("merged")
                  else get_peft_model_state_dict(transformer, adapter_name=lora["name"]))

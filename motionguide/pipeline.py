@@ -24,6 +24,7 @@ from .adapter import (
     MotionGuidanceConfig,
     apply_motion_guidance,
     get_motion_guidance,
+    has_motion_guidance,
     remove_motion_guidance,
     set_guidance,
 )
@@ -218,7 +219,7 @@ def generate_with_guidance(
     latents = guidance.latents if guidance.latents is not None else encode_frames(pipe, guidance.frames)
     lg = latent_guidance(guidance, latents, vae=vae_c)
     # ---- 3. apply for the call ----
-    owned = getattr(transformer, "motion_guidance", None) is None
+    owned = not has_motion_guidance(transformer)
     if owned:
         if adapter is not None:
             load_motion_guidance(transformer, adapter)

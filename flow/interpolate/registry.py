@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import Any, Literal, overload
 
 import torch
 
@@ -37,6 +37,14 @@ def available_backends() -> list[str]:
     return list(BACKENDS)
 
 
+@overload
+def get_interpolator(backend: str = ..., *, weights: str | None = ..., device: str | torch.device = ...,
+                     dtype: torch.dtype | None = ..., verbose: bool = ..., with_reason: Literal[False] = ...,
+                     **options: Any) -> Interpolator: ...
+@overload
+def get_interpolator(backend: str = ..., *, weights: str | None = ..., device: str | torch.device = ...,
+                     dtype: torch.dtype | None = ..., verbose: bool = ..., with_reason: Literal[True],
+                     **options: Any) -> tuple[Interpolator, str | None]: ...
 def get_interpolator(
     backend: str = "auto",
     *,
@@ -44,8 +52,9 @@ def get_interpolator(
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
     verbose: bool = False,
+    with_reason: bool = False,
     **options: Any,
-) -> Interpolator:
+) -> Interpolator | tuple[Interpolator, str | None]:
     """Build an interpolator by name.
 
     Args:
@@ -57,11 +66,12 @@ def get_interpolator(
             :func:`flow.estimators.get_estimator`; must be None for dis/farneback.
         device, dtype: where the network runs (ifnet, raft_*).
         verbose: print which backend ``auto`` chose (and why) to stderr.
+        with_reason: return ``(interpolator, reason)``: ``reason`` says why ``auto`` chose this backend
+            (e.g. ``"RIFE v3.6 is installed (best Middlebury PSNR)"``); None for a backend named explicitly.
         **options: for :class:`FlowInterpolator` (``reversal=``, ``blend=``, ``scale=``, estimator options
             such as ``preset=``) or :class:`IFNetInterpolator` (``scale=``, ``times=``).
 
-    The chosen interpolator's ``description`` says exactly what runs; with ``auto`` its ``auto_reason`` says
-    why it was chosen.
+    The chosen interpolator's ``description`` says exactly what runs.
 
     Raises:
         FileNotFoundError: ``ifnet`` without a checkpoint (the message lists where it looked and how to
@@ -70,6 +80,8 @@ def get_interpolator(
 
     >>> get_interpolator("dis", preset="medium").name
     'dis'
+    >>> get_interpolator("dis", with_reason=True)[1] is None
+    True
     >>> get_interpolator("lucas")
     Traceback (most recent call last):
     ...
@@ -80,10 +92,15 @@ def get_interpolator(
         raise ValueError(f"unknown interpolation backend {backend!r}; expected one of {available_backends()}")
     if key == "auto":
         interp, reason = _auto(weights, device, dtype, options)
-        interp.auto_reason = reason
         if verbose:
             print(f"backend auto -> {interp.name}: {interp.description} ({reason})", file=sys.stderr)
-        return interp
+    else:
+        interp, reason = _named(key, weights, device, dtype, options), None
+    return (interp, reason) if with_reason else interp
+
+
+def _named(key: str, weights, device, dtype, options) -> Interpolator:
+    """The interpolator of backend ``key`` (checked, not ``auto``)."""
     if key == "ifnet":
         return _make_ifnet(weights or "auto", device, dtype, options)
     if key == "ifnet+dis":

@@ -125,7 +125,8 @@ def _rife_v36_installed() -> bool:
 
 
 def build_interpolator(args, *, announce: bool = True):
-    """The interpolator the (checked) backend arguments ask for; with ``announce``, prints which one runs."""
+    """``(interpolator, reason)``: the interpolator the (checked) backend arguments ask for and why ``--backend
+    auto`` chose it (None for a named backend); with ``announce``, prints which one runs."""
     from flow.interpolate import TiledInterpolator, get_interpolator
 
     if args.threads is not None:
@@ -136,17 +137,18 @@ def build_interpolator(args, *, announce: bool = True):
         cv2.setNumThreads(args.threads)
     options = {} if args.flow_scale is None else {"scale": args.flow_scale}
     try:
-        interp = get_interpolator(args.backend, weights=args.weights, device=args.device, **options)
+        interp, reason = get_interpolator(args.backend, weights=args.weights, device=args.device, with_reason=True,
+                                          **options)
     except ValueError as e:
         raise _installed_mismatch(args, e) or e from None
     if args.tile is not None:
         interp = TiledInterpolator(interp, args.tile)
     if announce:
-        print(backend_line(args, interp), file=sys.stderr)
+        print(backend_line(args, interp, reason), file=sys.stderr)
     if args.backend == "auto" and args.device != "cpu" and interp.name in ("dis", "farneback"):
         print(f"note: auto chose {interp.name}, which runs in OpenCV on the CPU; --device {args.device} is not "
               "used (pass --backend ifnet to run a network there)", file=sys.stderr)
-    return interp
+    return interp, reason
 
 
 def _installed_mismatch(args, e: ValueError) -> ValueError | None:
@@ -165,9 +167,8 @@ def _installed_mismatch(args, e: ValueError) -> ValueError | None:
                       f"or pass --weights {m[3]} or a checkpoint path, or --backend dis")
 
 
-def backend_line(args, interp) -> str:
-    """"backend: ..." in the options' words: what runs, and why when --backend auto chose it."""
-    reason = getattr(interp, "auto_reason", None)
+def backend_line(args, interp, reason: str | None) -> str:
+    """"backend: ..." in the options' words: what runs, and why (``reason``) when --backend auto chose it."""
     if args.weights is not None and reason and reason.startswith("weights="):
         reason = f"--weights {args.weights} given"
     what = describe_interpolator(interp)
@@ -304,7 +305,7 @@ def run(args) -> int:
     if (w0, h0) != (w1, h1):
         raise ValueError(f"{p0} is {w0}x{h0} but {p1} is {w1}x{h1} (WxH); the two frames must have the same size "
                          "(resize one of them first)")
-    interp = build_interpolator(args)  # after the cheap checks, before the work
+    interp, _ = build_interpolator(args)  # after the cheap checks, before the work
     check_memory_bound(args, interp, w0, h0, min(len(ts), CHUNK))
     f0, f1 = read_image(p0, notify=say), read_image(p1, notify=say)
     if f0.shape != f1.shape:

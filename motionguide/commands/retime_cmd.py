@@ -110,13 +110,13 @@ def _inbetweens_per_pair(args, fps_in: float, n_in: int | None) -> int:
 
 def _bounded(args, width: int, height: int, n_t: int, built: list):
     """The interpolator factory, with the memory bound checked once the interpolator is built (appended to
-    ``built``, for the messages)."""
+    ``built`` with why auto chose it, for the messages)."""
     from motionguide.commands.interpolate_cmd import build_interpolator, check_memory_bound
 
     def make():
-        interp = build_interpolator(args, announce=False)
+        interp, reason = build_interpolator(args, announce=False)
         check_memory_bound(args, interp, width, height, n_t)
-        built.append(interp)
+        built.append((interp, reason))
         return interp
 
     return make
@@ -132,7 +132,7 @@ def _notices(args, built: list):
 
     def say(msg: str) -> None:
         if msg.startswith("retime: backend ") and built:
-            msg = "retime: " + backend_line(args, built[-1])
+            msg = "retime: " + backend_line(args, *built[-1])
         tqdm.write(msg, file=sys.stderr)  # above a progress bar, never on its line
 
     return say
@@ -143,7 +143,7 @@ def run(args) -> int:
     from flow.retime import retime_video
     from flow.video import VideoReader
 
-    built: list = []  # the interpolator, once retime_video has built it
+    built: list = []  # (the interpolator, why auto chose it), once retime_video has built it
     with VideoReader(src) as vr:  # the header only: frame size and rate for the memory bound
         width, height, fps_in, n_in = vr.width, vr.height, vr.fps, vr.num_frames
     result = retime_video(
@@ -163,6 +163,6 @@ def run(args) -> int:
     if built:
         from .interpolate_cmd import short_name
 
-        result.backend = short_name(built[-1])
+        result.backend = short_name(built[-1][0])
     print(f"{dst}: {result.summary()}")
     return 0

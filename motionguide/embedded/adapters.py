@@ -1,5 +1,6 @@
 """MoG adapters on the embedded model: the plugin's latent channels and feature gates on frozen base
-blocks, and the gates that move the reference clip toward the warp.
+blocks, and the gates that move the reference clip toward the warp, looked up per pixel by trust level
+(:func:`trust_levels`).
 
 The gates have one owner, :class:`GuidanceGates` (``model.gates``), with one save format: the plugin's
 ``motion_guidance.{safetensors,json}`` (:func:`motionguide.save_motion_guidance`), ``gates.safetensors``
@@ -23,19 +24,20 @@ from safetensors.torch import save_file
 from flow.atomic import atomic_path
 from flow.checkpoint import CheckpointFileError, read_tensors
 
-from ..adapter import MotionGuidanceConfig, apply_motion_guidance, remove_motion_guidance
+from ..adapter import MotionGuidanceConfig, apply_motion_guidance, has_motion_guidance, remove_motion_guidance
 from ..adapter_weights import load_motion_guidance, save_motion_guidance
 from ..errors import CheckpointError, MotionGuidanceError
 from ..registry import VAECompression
 from .checkpoint import DEFAULT_ASSETS, verify_manifest, write_manifest
-from .heads import TRUST_LEVELS
 from .network import EmbeddedVideoModel
 
-__all__ = ["GATE_SCALE", "GATES_FILE", "GuidanceGates", "pixel_vae", "attach_adapters", "save_adapters",
-           "load_adapters"]
+__all__ = ["GATE_SCALE", "GATES_FILE", "TRUST_LEVELS", "GuidanceGates", "trust_levels", "pixel_vae",
+           "attach_adapters", "save_adapters", "load_adapters"]
 
 #: a gate is ``GATE_SCALE * p`` with ``p`` initialised to 0, so Adam moves it at a useful rate
 GATE_SCALE = 25.0
+#: the per-pixel trust levels the gates are looked up by (see :func:`trust_levels`)
+TRUST_LEVELS = 3
 GATES_FILE = "gates.safetensors"
 _PLUGIN_FILES = ("motion_guidance.safetensors", "motion_guidance.json")
 _FIX = "train them with `motionguide train adapters --out DIR` and pass --adapters DIR/adapters"
@@ -48,9 +50,21 @@ def pixel_vae() -> VAECompression:
     return VAECompression(spatial=1, temporal=1, first_frame_alone=False)
 
 
+def trust_levels(lg) -> torch.Tensor:
+    """``(B, 1, F, h, w)`` long: how many sources guide each cell of a LatentGuidance ``lg`` with a real
+    weight (> 0.05), capped at 2: 0 = none (disoccluded, out of frame: the model invents), 1 = one source
+    (transfer, extension), 2 = two or more blended (in-betweens). Without per-source weights (the latent
+    level alone) it falls back to the mask: 1 where it is above 0.5."""
+    if lg.weights is None:
+        return (lg.mask > 0.5).long()
+    n = (lg.weights > 0.05).sum(2)  # (B, F, 1, h, w)
+    return n.permute(0, 2, 1, 3, 4).clamp(max=TRUST_LEVELS - 1).long()
+
+
 class GuidanceGates(nn.Module):
     """The gates of guided generation (:mod:`motionguide.embedded.generation`), one value per trust level
-    (:func:`~motionguide.embedded.heads.trust_levels`: no source sees the pixel, one does, two agree):
+    (:func:`trust_levels`: no source sees the pixel, one does, two agree; each level's effect on real footage
+    is a row of ``benchmarks/ablation.py``, ``one_gate``):
 
     * ``reference_gate`` ``(TRUST_LEVELS,)``: how far the reference clip moves from the static frame toward
       the warp;
@@ -120,7 +134,7 @@ def load_adapters(model: EmbeddedVideoModel, folder: str | os.PathLike | None = 
     shape, and :class:`MotionGuidanceError` when the model already carries adapters.
     """
     folder = Path(folder) if folder is not None else DEFAULT_ASSETS / "adapters"
-    if getattr(model.transformer, "motion_guidance", None) is not None:
+    if has_motion_guidance(model.transformer):
         raise MotionGuidanceError("the model already carries motion-guidance adapters; load onto a fresh "
                                   "load_embedded() model")
     missing = [n for n in _PLUGIN_FILES + (GATES_FILE,) if not (folder / n).is_file()]

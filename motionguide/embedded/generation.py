@@ -3,9 +3,9 @@ moved toward the warp by the learned gates, and the sampler.
 
 How a guided call works (modes ``latent`` / ``both``):
 
-1. the **warp** (:func:`flow_only`): each target frame is the weighted blend of its warped sources;
+1. the **warp** (:func:`~motionguide.warping.flow_only`): each target frame is the weighted blend of its warped sources;
 2. the **gates** (:func:`gate_maps`): per pixel, the reference gate and the correction gate of its trust
-   level (:func:`~motionguide.embedded.heads.trust_levels`);
+   level (:func:`~motionguide.embedded.adapters.trust_levels`);
 3. the **reference** the network corrects moves from the static frame toward the warp,
    ``ref = static + strength * g * (warp - static)``, and the network's correction is scaled by
    ``1 - strength * c`` (:func:`guided_reference_and_scale`);
@@ -20,17 +20,16 @@ from typing import Callable
 
 import torch
 
-from ..adapter import set_guidance
+from ..adapter import get_motion_guidance, has_motion_guidance, set_guidance
 from ..compositing import confidence
 from ..guidance import check_strength
 from ..latent import LatentGuidance, latent_guidance
 from ..warping import flow_only, known_of, source_warps
-from .adapters import GATE_SCALE, pixel_vae
-from .heads import trust_levels
+from .adapters import GATE_SCALE, pixel_vae, trust_levels
 from .network import EmbeddedVideoModel
 
 __all__ = ["MODES", "GUIDED_START", "latent_guidance_of", "with_warp", "gate_maps", "guided_reference_and_scale",
-           "source_warps", "known_of", "flow_only", "generate_guided"]
+           "generate_guided"]
 
 MODES = ("unguided", "latent", "feature", "both", "training_free", "flow_only")
 #: where guided sampling starts at strength 1 (1.0 = from pure noise); the adapters train from there
@@ -60,7 +59,7 @@ def with_warp(lg: LatentGuidance, warp: torch.Tensor) -> LatentGuidance:
 def gate_maps(gates, lg: LatentGuidance) -> tuple[torch.Tensor, torch.Tensor]:
     """``(reference gate, correction gate)``, each ``(B, 1, T, H, W)``, in units of ``GATE_SCALE * gate``
     before the strength: the :class:`~motionguide.embedded.adapters.GuidanceGates`' per-trust-level values
-    looked up per pixel by :func:`~motionguide.embedded.heads.trust_levels`."""
+    looked up per pixel by :func:`~motionguide.embedded.adapters.trust_levels`."""
     mask = lg.mask
     levels = trust_levels(lg).to(mask.device)
     return GATE_SCALE * gates.reference_gate.to(mask)[levels], GATE_SCALE * gates.correction_gate.to(mask)[levels]
@@ -130,7 +129,7 @@ def generate_guided(
     if mode == "flow_only":
         return flow_only(guidance)
     kf, known = known_of(guidance)
-    adapter = getattr(model.transformer, "motion_guidance", None)
+    adapter = get_motion_guidance(model.transformer) if has_motion_guidance(model.transformer) else None
     if mode == "unguided":
         if adapter is not None:
             set_guidance(model.transformer, None)

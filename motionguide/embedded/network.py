@@ -120,7 +120,7 @@ class EmbeddedVideoModel(nn.Module):
     Attributes:
         transformer: the ``WanTransformer3DModel`` (the guidance plugin hooks into this one).
         config: :class:`EmbeddedConfig`.
-        gates: the adapters' gates and heads, or None.
+        gates: the adapters' per-trust-level gates, or None.
     """
 
     def __init__(self, config: EmbeddedConfig | None = None, transformer: nn.Module | None = None):
@@ -130,7 +130,7 @@ class EmbeddedVideoModel(nn.Module):
         # The "text" of the text-conditioned Wan blocks: a single zero token. Cross-attention to it adds a
         # learned constant; kept so the class stays the stock Wan (no text encoder is shipped).
         self.register_buffer("_text", torch.zeros(1, 1, self.config.text_dim), persistent=False)
-        #: the guidance gates and heads (:class:`~motionguide.embedded.adapters.GuidanceGates`) once trained
+        #: the guidance gates (:class:`~motionguide.embedded.adapters.GuidanceGates`) once trained
         #: adapters are attached or loaded; None on the base model
         self.gates: nn.Module | None = None
 

@@ -25,10 +25,11 @@ from ..adapter import set_guidance
 from ..adapter_weights import trainable_parameters
 from ..guidance import speed as speed_guidance
 from ..training import LoopConfig, Recipe, run_training
+from ..warping import flow_only
 from .adapters import attach_adapters, load_adapters, save_adapters
 from .checkpoint import load_embedded, save_embedded
 from .data import ClipDataset, estimated_guidance, make_clip, true_guidance
-from .generation import flow_only, guided_reference_and_scale, latent_guidance_of, with_warp
+from .generation import guided_reference_and_scale, latent_guidance_of, with_warp
 from .network import EmbeddedConfig, EmbeddedVideoModel
 from .windows import resize_clip, resize_guidance
 

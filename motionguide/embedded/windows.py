@@ -12,8 +12,9 @@ from typing import Callable
 
 import torch
 
+from ..warping import flow_only
 from ..windows import resize_clip, resize_guidance, window
-from .generation import flow_only, generate_guided
+from .generation import generate_guided
 from .network import EmbeddedVideoModel
 
 #: resize_guidance, resize_clip and window live in :mod:`motionguide.windows` (the pipeline path uses them too)

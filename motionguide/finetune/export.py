@@ -24,7 +24,7 @@ LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 def export_diffusers_lora(transformer: Any, folder: str | Path, pipeline_class: str) -> Path | None:
     """Write the transformer's motionguide LoRA (added by :func:`motionguide.add_lora`) into ``folder`` as
     ``pytorch_lora_weights.safetensors``; returns its path (None when the transformer has no LoRA)."""
-    lora = getattr(get_motion_guidance(transformer), "_lora", None)
+    lora = get_motion_guidance(transformer).lora
     if not lora:
         return None
     name = lora["name"]

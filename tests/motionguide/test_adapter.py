@@ -279,8 +279,12 @@ def test_lora_save_load(models, tmp_path):
     kw = testing.inputs(m, 2, GRID)
     base = run(m, kw)
     before = snapshot(m)
+    assert not mg.has_motion_guidance(m)
     adapter = mg.apply_motion_guidance(m)
+    assert mg.has_motion_guidance(m) and adapter.lora is None and adapter.trained_blocks == ()
     name = mg.add_lora(m, rank=2)
+    assert adapter.lora == {"name": "motionguide_lora", "rank": 2, "alpha": 2, "blocks": [0], "targets":
+                            ["to_q", "to_k", "to_v", "to_out.0"]}
     params = mg.trainable_parameters(m)
     assert any("lora_" in n for n, p in m.named_parameters() if p.requires_grad)
     assert len(params) > len(list(adapter.parameters()))
@@ -298,7 +302,7 @@ def test_lora_save_load(models, tmp_path):
     assert torch.allclose(run(fresh, kw), out, atol=1e-6)
     assert name == "motionguide_lora"
     mg.remove_motion_guidance(m)  # LoRA layers go too
-    assert same_snapshot(before, snapshot(m)) and torch.equal(run(m, kw), base)
+    assert same_snapshot(before, snapshot(m)) and torch.equal(run(m, kw), base) and not mg.has_motion_guidance(m)
 
 
 def test_guidance_context_sets_for_the_block_and_restores_the_previous_guidance(models):

@@ -92,7 +92,7 @@ def test_user_lora_stays_active_beside_the_adapter_and_is_restored_exactly(folde
     assert (run(alone, kw) - both).abs().max() > 1e-3
     params = mg.trainable_parameters(m)  # the adapter's own LoRA, never the user's
     assert params and not any(p is q.lora_A["user_style"].weight for p in params)
-    assert ad._lora["name"] == "motionguide_lora"
+    assert ad.lora["name"] == "motionguide_lora"
     mg.remove_motion_guidance(m)
     assert set(m.peft_config) == {"user_style", "user_off"}
     assert peft_state(m) == before and [n for n, _ in m.named_modules()] == tree

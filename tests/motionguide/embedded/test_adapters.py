@@ -7,20 +7,20 @@ import pytest
 import torch
 
 import motionguide as mg
-from motionguide.embedded.adapters import GATE_SCALE, GATES_FILE, GuidanceGates, attach_adapters, load_adapters, save_adapters
-from motionguide.embedded.data import make_clip
-from motionguide.embedded.generation import (
-    flow_only,
-    gate_maps,
-    generate_guided,
-    guided_reference_and_scale,
-    known_of,
-    latent_guidance_of,
-    source_warps,
+from motionguide.embedded.adapters import (
+    GATE_SCALE,
+    GATES_FILE,
+    GuidanceGates,
+    attach_adapters,
+    load_adapters,
+    save_adapters,
+    trust_levels,
 )
-from motionguide.embedded.heads import trust_levels
+from motionguide.embedded.data import make_clip
+from motionguide.embedded.generation import gate_maps, generate_guided, guided_reference_and_scale, latent_guidance_of
 from motionguide.embedded.network import EmbeddedConfig, EmbeddedVideoModel
 from motionguide.errors import CheckpointError
+from motionguide.warping import flow_only, known_of, source_warps
 
 TINY = dict(num_layers=2, num_heads=2, head_dim=12, ffn_dim=16, text_dim=8, freq_dim=16, steps=2)
 

@@ -11,7 +11,7 @@ from flow.interpolate import get_interpolator
 import motionguide as mg
 from motionguide import jobs
 from motionguide.embedded.adapters import attach_adapters
-from motionguide.embedded.generation import flow_only
+from motionguide.warping import flow_only
 from motionguide.embedded.network import EmbeddedConfig, EmbeddedVideoModel
 from motionguide.embedded.windows import generate_windows, resize_clip, resize_guidance
 
