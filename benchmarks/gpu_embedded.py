@@ -49,7 +49,9 @@ except ModuleNotFoundError:
 import torch  # noqa: E402
 
 from flow.estimators import get_estimator  # noqa: E402
+from flow.io import write_image  # noqa: E402
 from flow.metrics import psnr  # noqa: E402
+from motionguide import jobs  # noqa: E402
 from motionguide.embedded.adapters import load_adapters  # noqa: E402
 from motionguide.embedded.checkpoint import cast_weights, count_parameters, folder_bytes, load_embedded  # noqa: E402
 from motionguide.embedded.data import estimated_guidance, make_clip  # noqa: E402
@@ -228,8 +230,6 @@ def score(data: dict, path: Path, ck: dict, *, videos: str | None, clips_per_vid
     """The trained model against the shipped one on real clips (benchmarks/footage/, the scoring of
     benchmarks/real_footage.py), clip by clip until ``deadline``; rows, paired differences and the verdict
     written after each clip."""
-    from motionguide import jobs
-
     data["score"] = sc = {"jobs": list(jobs_), "max_size": max_size}
     if videos is None and not footage.DATA.is_dir():
         sc["skipped"] = f"no real footage at {footage.DATA} (set MOTIONGUIDE_DATA or pass --videos DIR); not scored"
@@ -313,8 +313,6 @@ def pack_clips(dest: Path, *, clips_per_video: int = 1, max_size: int = 640, log
     8-bit PNG (the frames are 8-bit video frames, area-resized to ``max_size``: the PNGs hold them to within
     half a grey level).
     """
-    from flow.io import write_image
-
     if not footage.DATA.is_dir():
         raise SystemExit(f"gpu_embedded: no footage at {footage.DATA} to pack (set MOTIONGUIDE_DATA)")
     tmp = dest.with_name(dest.name + ".tmp")
