@@ -11,8 +11,8 @@ downscaled, where the confidence trusts it, the model where it does not), scored
 ``<variant>@input``: at the input's size with the model filling what the confidence does not trust
 (``fill="model"``). Each is scored over the generated frames (``psnr``) and inside the pixels the model
 supplies (``psnr_fill``, weight 1 - confidence; the confidence depends on the guidance alone, so every
-variant fills the same pixels). The clips, tasks and scoring are ``benchmarks/real_footage.py``'s (its
-hold-out tasks, its 8-bit rounding).
+variant fills the same pixels). The clips, tasks and scoring are those of ``benchmarks/real_footage.py``
+(the library ``benchmarks/footage/``: its hold-out tasks, its 8-bit rounding).
 
 The table prints, per job and size, each variant's paired per-clip difference ``full - variant`` with its
 standard error: positive means the part lifts the score (it pays), negative means the model is better
@@ -38,9 +38,9 @@ from pathlib import Path
 
 try:  # _common first: it sets OMP_WAIT_POLICY before torch loads
     import _common as common
-    import real_footage as rf
+    import footage
 except ModuleNotFoundError:
-    from benchmarks import _common as common, real_footage as rf
+    from benchmarks import _common as common, footage
 
 import torch  # noqa: E402
 
@@ -65,13 +65,13 @@ def variant_model(name: str):
 
 
 def build(variants, seed: int, shared) -> dict:
-    methods = {"flow_only": rf.job_method(None, seed, shared, mode="flow_only")}
+    methods = {"flow_only": footage.job_method(None, seed, shared, mode="flow_only")}
     for v in variants:
         model = variant_model(v)
         mode = _MODE.get(v, "both")
-        rf.APPLIES[v] = rf.JOBS
-        methods[f"{v}@model"] = rf.job_method(model, seed, shared, mode=mode, output_size="model")
-        methods[f"{v}@input"] = rf.job_method(model, seed, shared, mode=mode, output_size="input", fill="model")
+        footage.APPLIES[v] = footage.JOBS
+        methods[f"{v}@model"] = footage.job_method(model, seed, shared, mode=mode, output_size="model")
+        methods[f"{v}@input"] = footage.job_method(model, seed, shared, mode=mode, output_size="input", fill="model")
     return methods
 
 
@@ -87,14 +87,14 @@ def _paired(per_clip, job, a, b, size, key):
 
 def summarise(per_clip, variants) -> dict:
     rows, pairs = [], []
-    for job in rf.JOBS:
+    for job in footage.JOBS:
         for v in ("flow_only",) + tuple(variants):
-            for size in rf.SIZES:
+            for size in footage.SIZES:
                 rr = [r for r in per_clip if (r["job"], r["mode"], r["size"]) == (job, v, size)]
                 if rr:
                     rows.append({"job": job, "mode": v, "size": size, "clips": len(rr),
-                                 **{k: rf._mean(r.get(k) for r in rr) for k in ("psnr", "psnr_fill", "psnr_fill_warp",
-                                                                                "model_share", "seconds_per_frame")}})
+                                 **{k: footage.finite_mean(r.get(k) for r in rr)
+                                    for k in ("psnr", "psnr_fill", "psnr_fill_warp", "model_share", "seconds_per_frame")}})
         for v in variants:
             if v == "full":
                 continue
@@ -103,7 +103,7 @@ def summarise(per_clip, variants) -> dict:
                 if p is not None:
                     pairs.append(p)
         for a, b in (("full", "flow_only"),):
-            for size in rf.SIZES:
+            for size in footage.SIZES:
                 p = _paired(per_clip, job, a, b, size, "psnr")
                 if p is not None:
                     pairs.append(p)
@@ -115,7 +115,7 @@ def format_table(result: dict, variants) -> list[str]:
     head = "| job | variant | " + " | ".join(f"full - variant, {s} {k}" for s, k in cols) + " |"
     lines = [head, "|" + "---|" * (2 + len(cols))]
     by = {(p["job"], p["b"], p["size"], p["key"]): p for p in result["paired"] if p["a"] == "full"}
-    for job in rf.JOBS:
+    for job in footage.JOBS:
         for v in variants:
             cells = [by.get((job, v, s, k)) for s, k in cols]
             if v == "full" or not any(cells):
@@ -132,32 +132,32 @@ def main(argv=None) -> int:
     ap.add_argument("--videos", default=None, metavar="DIR", help="folder of videos (default: ../shared/data)")
     ap.add_argument("--clips", type=int, default=4, metavar="N", help="clips per video (default 4: 9 clips)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--max-size", type=int, default=rf.MAX_SIZE, metavar="PX")
+    ap.add_argument("--max-size", type=int, default=footage.MAX_SIZE, metavar="PX")
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
-    ap.add_argument("--jobs", default=",".join(rf.JOBS), help="comma-separated subset of the jobs")
+    ap.add_argument("--jobs", default=",".join(footage.JOBS), help="comma-separated subset of the jobs")
     ap.add_argument("--json", default=None, metavar="OUT")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     jobs_ = tuple(j.strip() for j in args.jobs.split(",") if j.strip())
-    bad = [v for v in variants if v not in VARIANTS] + [j for j in jobs_ if j not in rf.JOBS]
+    bad = [v for v in variants if v not in VARIANTS] + [j for j in jobs_ if j not in footage.JOBS]
     if bad:
-        raise common.UserError(f"unknown variant(s) or job(s) {bad}; variants: {list(VARIANTS)}, jobs: {list(rf.JOBS)}")
+        raise common.UserError(f"unknown variant(s) or job(s) {bad}; variants: {list(VARIANTS)}, jobs: {list(footage.JOBS)}")
     if "full" not in variants:
         variants.insert(0, "full")
-    if args.videos is None and not rf.DATA.is_dir():
-        print(f"evaluation data not found at {rf.DATA}; nothing to measure")
+    if args.videos is None and not footage.DATA.is_dir():
+        print(f"evaluation data not found at {footage.DATA}; nothing to measure")
         return 0
     common.set_threads(None)
     t0 = time.perf_counter()
-    sources = rf.find_sources(Path(args.videos) if args.videos else None)
-    clips = [c for s in sources for c in rf.read_clips(s, args.clips, args.seed, max_size=args.max_size)]
-    shared = rf.SharedInterpolator()
+    sources = footage.find_sources(Path(args.videos) if args.videos else None)
+    clips = [c for s in sources for c in footage.read_clips(s, args.clips, args.seed, max_size=args.max_size)]
+    shared = footage.SharedInterpolator()
     methods = build(variants, args.seed, shared)
     probe = jobs.load_models(mode="unguided")
     model_size = (probe.config.height, probe.config.width)
     print(f"{len(clips)} clips: {', '.join(c.name for c in clips)}; variants: {', '.join(variants)}")
-    res = rf.run_benchmark(clips, methods, model_size, jobs_=jobs_, progress=not args.no_progress, shared=shared)
+    res = footage.run_benchmark(clips, methods, model_size, jobs_=jobs_, progress=not args.no_progress, shared=shared)
     result = {**summarise(res["per_clip"], variants), "per_clip": res["per_clip"],
               "meta": {"clips": [c.name for c in clips], "variants": variants, "model_size": list(model_size),
                        "seed": args.seed, "seconds": round(time.perf_counter() - t0, 1),

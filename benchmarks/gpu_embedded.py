@@ -16,12 +16,12 @@ What it does, in order (one JSON file, rewritten after every step, so a run cut 
    checkpoint is loaded back with ``load_embedded`` / ``load_adapters`` on the CPU and generates one held-out
    synthetic clip (shape checked, PSNR against its truth, CPU seconds per 8-frame window).
 4. ``score`` (if time is left and real footage is found, ``../shared/data`` or ``--videos``): the trained
-   model against the shipped one on real clips with benchmarks/real_footage.py's tasks and scoring, on the
-   CPU as the jobs ship: ``out`` (``real_footage.raw_model_method``: the model's own clip under the jobs'
-   guidance, every pixel its own, scored at the input's size, upsampled, and at the shipped model's 32 x 32
-   grid) and ``fill`` (``fill="model"``: the warp
-   at the input's size with the model where the confidence does not trust it), plus ``flow_only``; paired
-   per-clip PSNR differences with their SE. Without footage it says so and skips.
+   model against the shipped one on real clips with the tasks and scoring of benchmarks/footage/ (those of
+   benchmarks/real_footage.py), on the CPU as the jobs ship: ``out`` (``footage.raw_model_method``: the model's
+   own clip under the jobs' guidance, every pixel its own, scored at the input's size, upsampled, and at the
+   shipped model's 32 x 32 grid) and ``fill`` (``fill="model"``: the warp at the input's size with the model
+   where the confidence does not trust it), plus ``flow_only``; paired per-clip PSNR differences with their SE.
+   Without footage it says so and skips.
 
     python benchmarks/gpu_embedded.py [--out gpu_out/gpu_embedded.json] [--budget-s 420] [--total-s 540]
     python benchmarks/gpu_embedded.py --tiny     # the same code at tiny sizes on the CPU (tests run this)
@@ -37,20 +37,21 @@ import math
 import os
 import platform
 import shutil
-import sys
 import time
 from pathlib import Path
 from unittest import mock
 
-REPO = Path(__file__).resolve().parents[1]
-# the repository first, so this checkout's flow and motionguide packages are the ones imported
-sys.path[:] = [str(REPO)] + [p for p in sys.path if p != str(REPO)]
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+try:  # footage first: through _common it sets OMP_WAIT_POLICY before torch loads
+    import footage
+except ModuleNotFoundError:
+    from benchmarks import footage
 
 import torch  # noqa: E402
 
 from flow.estimators import get_estimator  # noqa: E402
+from flow.io import write_image  # noqa: E402
 from flow.metrics import psnr  # noqa: E402
+from motionguide import jobs  # noqa: E402
 from motionguide.embedded.adapters import load_adapters  # noqa: E402
 from motionguide.embedded.checkpoint import cast_weights, count_parameters, folder_bytes, load_embedded  # noqa: E402
 from motionguide.embedded.data import estimated_guidance, make_clip  # noqa: E402
@@ -226,19 +227,17 @@ def check_checkpoint(ck: dict, seed: int = 0) -> dict:
 # -------------------------------------------------------------------------------------------- scoring
 def score(data: dict, path: Path, ck: dict, *, videos: str | None, clips_per_video: int, max_size: int, jobs_,
           deadline: float, log) -> None:
-    """The trained model against the shipped one on real clips (benchmarks/real_footage.py), clip by clip until
-    ``deadline``; rows, paired differences and the verdict written after each clip."""
-    from benchmarks import real_footage as rf
-    from motionguide import jobs
-
+    """The trained model against the shipped one on real clips (benchmarks/footage/, the scoring of
+    benchmarks/real_footage.py), clip by clip until ``deadline``; rows, paired differences and the verdict
+    written after each clip."""
     data["score"] = sc = {"jobs": list(jobs_), "max_size": max_size}
-    if videos is None and not rf.DATA.is_dir():
-        sc["skipped"] = f"no real footage at {rf.DATA} (set MOTIONGUIDE_DATA or pass --videos DIR); not scored"
+    if videos is None and not footage.DATA.is_dir():
+        sc["skipped"] = f"no real footage at {footage.DATA} (set MOTIONGUIDE_DATA or pass --videos DIR); not scored"
         log(sc["skipped"])
         return
     with contextlib.redirect_stderr(io.StringIO()):
-        sources = rf.find_sources(Path(videos) if videos else None)
-        clips = [c for s in sources for c in rf.read_clips(s, clips_per_video, 0, max_size=max_size)]
+        sources = footage.find_sources(Path(videos) if videos else None)
+        clips = [c for s in sources for c in footage.read_clips(s, clips_per_video, 0, max_size=max_size)]
     if not clips:
         sc["skipped"] = "no clip of 9 frames in the footage; not scored"
         log(sc["skipped"])
@@ -246,12 +245,14 @@ def score(data: dict, path: Path, ck: dict, *, videos: str | None, clips_per_vid
     large = jobs.load_models(ck["base"], ck["adapters"])
     shipped = jobs.load_models()
     common = (shipped.config.height, shipped.config.width)
-    shared = rf.SharedInterpolator()
-    methods = {"large": rf.raw_model_method(large, 0, shared),
-               "shipped": rf.raw_model_method(shipped, 0, shared),
-               "large_fill@input": rf.job_method(large, 0, shared, mode="both", output_size="input", fill="model"),
-               "shipped_fill@input": rf.job_method(shipped, 0, shared, mode="both", output_size="input", fill="model"),
-               "flow_only@input": rf.job_method(None, 0, shared, mode="flow_only")}
+    shared = footage.SharedInterpolator()
+    methods = {"large": footage.raw_model_method(large, 0, shared),
+               "shipped": footage.raw_model_method(shipped, 0, shared),
+               "large_fill@input": footage.job_method(large, 0, shared, mode="both", output_size="input",
+                                                      fill="model"),
+               "shipped_fill@input": footage.job_method(shipped, 0, shared, mode="both", output_size="input",
+                                                        fill="model"),
+               "flow_only@input": footage.job_method(None, 0, shared, mode="flow_only")}
     sc.update(rows_mean="per (job, mode, size): mean over clips", common_grid=list(common), clips=[], per_clip=[],
               modes={"large": "trained model, its own clip", "shipped": "assets/embedded, its own clip",
                      "large_fill": "trained model, fill model at the input's size",
@@ -263,15 +264,15 @@ def score(data: dict, path: Path, ck: dict, *, videos: str | None, clips_per_vid
         if time.perf_counter() > deadline:
             sc["stopped"] = f"time budget spent after {len(sc['clips'])} of {len(clips)} clips"
             break
-        with mock.patch.dict(rf.APPLIES, applies), contextlib.redirect_stderr(io.StringIO()):
-            res = rf.run_benchmark([clip], methods, common, jobs_=tuple(jobs_), progress=False, shared=shared)
+        with mock.patch.dict(footage.APPLIES, applies), contextlib.redirect_stderr(io.StringIO()):
+            res = footage.run_benchmark([clip], methods, common, jobs_=tuple(jobs_), progress=False, shared=shared)
         sc["per_clip"] += res["per_clip"]
         sc["clips"].append(clip.name)
-        sc["rows"] = rf.summarise(sc["per_clip"], tuple(sc["modes"]))
+        sc["rows"] = footage.summarise(sc["per_clip"], tuple(sc["modes"]))
         sc["paired"] = [p for job in jobs_ for a, b, s in (("large", "shipped", "input"), ("large", "shipped", "model"),
                                                             ("large_fill", "shipped_fill", "input"),
                                                             ("large_fill", "flow_only", "input"))
-                        if (p := rf.paired(sc["per_clip"], job, a, b, s)) is not None]
+                        if (p := footage.paired(sc["per_clip"], job, a, b, s)) is not None]
         wins = [p["mean"] > 0 for p in sc["paired"] if p["b"] == "shipped" or p["b"] == "shipped_fill"]
         sc["beats_shipped"] = bool(wins) and all(wins)
         sc["cpu_seconds_per_clip"] = {m: statistics_mean([r["seconds_per_frame"] * _generated(r["job"])
@@ -288,9 +289,7 @@ def statistics_mean(xs):
 
 
 def _generated(job: str) -> int:
-    from benchmarks import real_footage as rf
-
-    return {"speed0.5": 4, "speed0.25": 6, "extend": rf.N_EXTEND, "transfer": rf.TRANSFER_FRAMES - 1}[job]
+    return {"speed0.5": 4, "speed0.25": 6, "extend": footage.N_EXTEND, "transfer": footage.TRANSFER_FRAMES - 1}[job]
 
 
 # --------------------------------------------------------------------------------------- GPU transport
@@ -310,21 +309,19 @@ def pack_clips(dest: Path, *, clips_per_video: int = 1, max_size: int = 640, log
     """The scoring clips of the default footage (``../shared/data``, as :func:`score` picks them) as folders of
     PNG frames in ``dest`` (replaced), which ``--videos dest`` scores on a machine without the footage or PyAV.
 
-    Each clip: ``real_footage.read_clips(source, clips_per_video, seed 0, max_size)``, written losslessly as
+    Each clip: ``footage.read_clips(source, clips_per_video, seed 0, max_size)``, written losslessly as
     8-bit PNG (the frames are 8-bit video frames, area-resized to ``max_size``: the PNGs hold them to within
     half a grey level).
     """
-    from benchmarks import real_footage as rf
-    from flow.io import write_image
-
-    if not rf.DATA.is_dir():
-        raise SystemExit(f"gpu_embedded: no footage at {rf.DATA} to pack (set MOTIONGUIDE_DATA)")
+    if not footage.DATA.is_dir():
+        raise SystemExit(f"gpu_embedded: no footage at {footage.DATA} to pack (set MOTIONGUIDE_DATA)")
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     names = []
     with contextlib.redirect_stderr(io.StringIO()):
-        clips = [c for src in rf.find_sources(None) for c in rf.read_clips(src, clips_per_video, 0, max_size=max_size)]
+        clips = [c for src in footage.find_sources(None)
+                 for c in footage.read_clips(src, clips_per_video, 0, max_size=max_size)]
     for c in clips:
         name = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in c.name.replace("@", "_at_")).strip("_")
         (tmp / name).mkdir()

@@ -19,11 +19,11 @@ REPO = Path(__file__).resolve().parents[2]
 def ablation():
     sys.path.insert(0, str(REPO / "benchmarks"))
     try:
-        import ablation as mod  # imports benchmarks/real_footage.py as real_footage
+        import ablation as mod  # imports benchmarks/footage/ as footage, as the script run from there does
     finally:
         sys.path.remove(str(REPO / "benchmarks"))
     yield mod
-    for name in ("ablation", "real_footage"):
+    for name in [n for n in sys.modules if n in ("ablation", "footage") or n.startswith("footage.")]:
         sys.modules.pop(name, None)
 
 

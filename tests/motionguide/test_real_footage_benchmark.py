@@ -1,7 +1,9 @@
-"""benchmarks/real_footage.py on a tiny folder of footage written here: clips, hold-out tasks, the JSON schema
-of issue 17, and bad input. Only the weight-free rows run (no embedded model needed)."""
+"""benchmarks/real_footage.py and its library benchmarks/footage/ on a tiny folder of footage written here:
+clips, hold-out tasks, the JSON schema of issue 17, and bad input. Only the weight-free rows run (no embedded
+model needed)."""
 from __future__ import annotations
 
+import doctest
 import importlib.util
 import json
 import math
@@ -23,12 +25,27 @@ FAST_MODES = ["flow_only", "repeat_last", "average", "constant_velocity"]
 
 @pytest.fixture(scope="module")
 def bench():
+    """The library: clips, tasks, methods, scoring and report."""
+    from benchmarks import footage
+
+    return footage
+
+
+@pytest.fixture(scope="module")
+def script():
+    """The command line, loaded from its file as a test loads a script."""
     spec = importlib.util.spec_from_file_location("real_footage_bench", REPO / "benchmarks" / "real_footage.py")
     mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up
+    sys.modules[spec.name] = mod
     spec.loader.exec_module(mod)
     yield mod
     sys.modules.pop(spec.name, None)
+
+
+def test_the_script_runs_the_library_and_its_examples_hold(bench, script):
+    assert script.footage is bench  # one library, imported as ablation.py and gpu_embedded.py import it
+    for module in (bench.clips, bench.tasks, bench.scoring, bench.report):
+        assert doctest.testmod(module).failed == 0
 
 
 def _moving(n: int, h: int = 48, w: int = 64, seed: int = 0) -> torch.Tensor:
@@ -175,15 +192,15 @@ def test_minterpolate_keeps_the_kept_frames_in_place(bench):
     assert psnr(out[task.kept], task.truth[task.kept]) > 40  # output j shows input time j / 2
 
 
-def test_bad_input_exits_2(bench, tmp_path, capsys):
+def test_bad_input_exits_2(script, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    assert bench.main(["--videos", str(tmp_path / "empty")]) == 2
+    assert script.main(["--videos", str(tmp_path / "empty")]) == 2
     assert "no readable video" in capsys.readouterr().err
     (tmp_path / "short").mkdir()
     write_video(tmp_path / "short" / "a.mp4", _moving(4), fps=10)
-    assert bench.main(["--videos", str(tmp_path / "short"), "--modes", "repeat_last"]) == 2
+    assert script.main(["--videos", str(tmp_path / "short"), "--modes", "repeat_last"]) == 2
     err = capsys.readouterr().err
     assert "fewer than a clip's 9" in err and "no clip of 9 frames" in err
-    assert bench.main(["--videos", str(tmp_path / "nowhere")]) == 2
-    assert bench.main(["--videos", str(tmp_path / "short"), "--modes", "magic"]) == 2
+    assert script.main(["--videos", str(tmp_path / "nowhere")]) == 2
+    assert script.main(["--videos", str(tmp_path / "short"), "--modes", "magic"]) == 2
     assert not list(tmp_path.glob("*.json"))
