@@ -197,9 +197,9 @@ def _retime(inputs: dict, between: Callable) -> torch.Tensor:
 
 
 def ifnet_method() -> Method | str:
-    interp = get_interpolator("auto")
+    interp, reason = get_interpolator("auto", with_reason=True)
     if interp.name != "ifnet":
-        return f"no RIFE weights installed ({getattr(interp, 'auto_reason', interp.description)})"
+        return f"no RIFE weights installed ({reason or interp.description})"
 
     def run(job, inputs):
         return _retime(inputs, interp.interpolate)
