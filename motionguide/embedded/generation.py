@@ -85,11 +85,10 @@ def guided_reference_and_scale(model: EmbeddedVideoModel, guidance, lg: LatentGu
         raise ValueError("guided generation with the latent level needs trained adapters on the model "
                          "(attach_adapters or load_adapters)")
     with torch.no_grad():
-        warp01 = warp
-        warp = (warp01 * 2 - 1).to(static)
+        warp11 = (warp * 2 - 1).to(static)
     g, c = gate_maps(gates, lg)
     s = float(strength)
-    return static + g * s * (warp.to(static) - static), 1.0 - s * c, warp01
+    return static + g * s * (warp11 - static), 1.0 - s * c, warp
 
 
 def generate_guided(
