@@ -151,8 +151,9 @@ def test_cli_and_bad_config(tmp_path, capsys):
     assert rc == 0 and (tmp_path / "c" / "model" / "manifest.json").is_file()
     for argv, msg in [(["base", "--steps", "2", "--model-config", "[1]"], "expected a JSON object"),
                       (["base"], "needs --steps"),
-                      (["recipe", "--steps", "3"], "does not apply to 'train recipe'"),
-                      (["adapters", "--steps", "2", "--model-config", '{"num_layers": 2}'], "sizes a new base model"),
+                      (["recipe", "--steps", "3"], "not of 'train recipe' (each stage sets its own; use --steps-scale"),
+                      (["adapters", "--steps", "2", "--model-config", '{"num_layers": 2}'],
+                       "--model-config is an option of 'train recipe' and 'train base', not of 'train adapters'"),
                       (["base", "--steps", "2", "--model-config", '{"layers": 3}'], "unknown fields ['layers']")]:
         capsys.readouterr()
         assert main(["train", *argv, "--out", str(tmp_path / "d")]) == 2, argv
