@@ -34,7 +34,9 @@ class KindParser(argparse.ArgumentParser):
     that also fits another kind's option (``--step`` in ``train recipe`` is not ``--steps-scale``), is refused
     with the kinds that take it. :attr:`kinds` holds every kind's parser, filled in by the caller."""
 
-    kinds: dict[str, KindParser]
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.kinds: dict[str, KindParser] = {}
 
     @property
     def kind(self) -> str:

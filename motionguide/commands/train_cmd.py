@@ -350,8 +350,8 @@ def _run_recipe(args) -> int:
     _check_numbers(args)
     _check_run_folder(args.out, [], resume=not args.no_resume, overwrite=args.overwrite)
     model = _check_model_config(args.model_config)
-    overrides = dict(checkpoint_every=args.checkpoint_every, resume=not args.no_resume, threads=args.threads,
-                     progress=not args.no_progress)
+    overrides = dict(seed=args.seed, checkpoint_every=args.checkpoint_every, resume=not args.no_resume,
+                     threads=args.threads, progress=not args.no_progress)
     if args.batch_size is not None:
         overrides["batch_size"] = args.batch_size
     if model:

@@ -170,6 +170,31 @@ def test_cli_and_bad_config(tmp_path, capsys):
         TrainConfig(steps=0)
 
 
+def test_train_recipe_hands_its_options_to_run_recipe(tmp_path, monkeypatch, capsys):
+    """Every option of 'train recipe' reaches run_recipe (none is accepted and dropped), and its --help names
+    only its own options."""
+    from motionguide.cli import main
+    from motionguide.embedded import recipes
+
+    seen = {}
+
+    def fake(out, *, steps_scale, overrides, log):
+        seen.update(out=out, steps_scale=steps_scale, **overrides)
+        return {"base": {"step": 1}}
+
+    monkeypatch.setattr(recipes, "run_recipe", fake)
+    assert main(["train", "recipe", "--out", str(tmp_path / "r"), "--steps-scale", "0.5", "--batch-size", "2",
+                 "--seed", "3", "--checkpoint-every", "7", "--threads", "1", "--no-progress", "--model-config",
+                 json.dumps(TINY)]) == 0
+    assert seen == dict(out=str(tmp_path / "r"), steps_scale=0.5, batch_size=2, seed=3, checkpoint_every=7,
+                        threads=1, progress=False, resume=True, model=TINY)
+    with pytest.raises(SystemExit):
+        main(["train", "recipe", "--help"])
+    text = capsys.readouterr().out
+    assert "--steps-scale" in text and "--out runs/adapters_ft" in text
+    assert "--steps N" not in text and "--matched-p P" not in text and "--pipeline DIR" not in text
+
+
 def test_train_help_lists_the_shipped_stages_from_code(capsys):
     from motionguide.cli import main
 
