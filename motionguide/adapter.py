@@ -6,7 +6,8 @@ hooks (peft ``inject_adapter`` order), and a ``remove_motion_guidance(transforme
 exactly (hooks gone, no ``_diffusers_hook`` or ``forward`` attribute left behind that we added, adapter
 submodule deleted). The pretrained class is never subclassed and its modules are never replaced.
 
-What is registered (hook names):
+What is registered (hook names; the root and latent hooks and their exact (un)registration live in
+:mod:`motionguide.hooks`):
 
 * ``motionguide_root`` on the transformer: records each call's batch, latent grid and timestep in the
   shared :class:`~motionguide.latent.GuidanceState` and checks them against the guidance;
@@ -26,13 +27,14 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Callable, Iterator, Literal
 
 import torch
-from diffusers.hooks import HookRegistry, ModelHook
 
 from .devices import compute_dtype, context_parallel_enabled, execution_device, resting_device
 from .errors import MotionGuidanceError
 from .feature import FEATURE_HOOK, FeatureGuidanceHook, token_pairs
 from .guidance import Guidance, check_strength
-from .latent import GuidanceState, LatentAdapter, LatentGuidance, latent_guidance, repeat_batch
+from .hooks import (CP_MESSAGE, LATENT_HOOK, ROOT_HOOK, HookRecord, LatentHook, RootHook, invalidate,
+                    register, unregister)
+from .latent import GuidanceState, LatentAdapter, LatentGuidance, latent_guidance
 from .registry import ArchSpec, VAECompression, embed_kind_for, get_spec
 
 __all__ = [
@@ -47,19 +49,11 @@ __all__ = [
     "guidance_context",
 ]
 
-ROOT_HOOK = "motionguide_root"
-LATENT_HOOK = "motionguide_latent"
 ADAPTER_ATTR = "motion_guidance"
 WEIGHTS_NAME = "motion_guidance.safetensors"
 CONFIG_NAME = "motion_guidance.json"
 FORMAT = "motionguide-adapter"
 FORMAT_VERSION = 1
-# diffusers' context parallelism (_cp_plan) splits hidden_states across ranks before block 0
-_CP_MESSAGE = (
-    "motion guidance: feature-level guidance needs every token of a frame in one process, and diffusers' context "
-    "parallelism (enable_parallelism with a ContextParallelConfig) splits the tokens across ranks; use latent-only "
-    "guidance (MotionGuidanceConfig(feature=False)) with context parallelism, or run without it"
-)
 
 
 @dataclass
@@ -178,7 +172,7 @@ class MotionGuidanceAdapter(torch.nn.Module):
             for i in blocks:
                 self.gates[str(i)] = torch.nn.Parameter(torch.zeros(hidden_dim, device=device, dtype=dtype))
         self.state = GuidanceState(config.strength)
-        self._records: list[_Record] = []
+        self._records: list[HookRecord] = []
         # pretrained blocks trained with the adapter (adapter_weights.train_blocks): their indices and the
         # original values of their parameters, put back by remove_motion_guidance
         self.trained_blocks: tuple[int, ...] = ()
@@ -204,126 +198,6 @@ class MotionGuidanceAdapter(torch.nn.Module):
             "num_blocks": self.num_blocks,
             "guided_blocks": list(self.guided_blocks),
         }
-
-
-@dataclass
-class _Record:
-    """How to undo one hook registration exactly."""
-
-    module: torch.nn.Module
-    name: str
-    had_registry: bool
-    had_forward_attr: bool
-
-
-class _RootHook(ModelHook):
-    """Records batch, latent grid and timestep of each call; checks them against the guidance.
-
-    Everything here reads shapes and Python arguments only; the timestep gate stays a tensor
-    (:meth:`GuidanceState.scale`), so a compiled forward has no host synchronisation.
-    """
-
-    def __init__(self, adapter: MotionGuidanceAdapter, signature: inspect.Signature) -> None:
-        super().__init__()
-        self.adapter = adapter
-        # positional parameter names, to read hidden_states/timestep/... from args without inspect at call time
-        self.names = [n for n, prm in signature.parameters.items()
-                      if prm.kind in (prm.POSITIONAL_ONLY, prm.POSITIONAL_OR_KEYWORD)]
-
-    def pre_forward(self, module, *args, **kwargs):
-        st, spec, cfg = self.adapter.state, self.adapter.spec, self.adapter.config
-        bound = dict(zip(self.names, args))
-        bound.update(kwargs)
-        if cfg.feature and getattr(getattr(module, "_parallel_config", None), "context_parallel_config", None) is not None:
-            raise MotionGuidanceError(_CP_MESSAGE)  # enabled after apply: refuse before any block runs
-        batch, grid, ntok = spec.input_grid(bound)
-        g = st.guidance
-        if g is not None:
-            if grid is None:  # packed tokens without explicit sizes: trust the guidance grid if the count fits
-                grid = g.grid
-                pt, ph, pw = self.adapter.patch
-                want = math.ceil(grid[0] / pt) * (grid[1] // ph) * (grid[2] // pw)
-                # tokens before the video's are condition tokens (LTXConditionPipeline prepends those of its
-                # conditions past frame 0); the video's are the last `want`
-                if ntok < want or (ntok - want) % max(1, (grid[1] // ph) * (grid[2] // pw)):
-                    raise ValueError(f"motion guidance: the model got {ntok} tokens but the guidance grid {grid} makes "
-                                     f"{want} (plus whole frames of condition tokens before them)")
-            if tuple(grid) != tuple(g.grid):
-                raise ValueError(
-                    f"motion guidance: the model input has latent grid (F, h, w) = {tuple(grid)} but the guidance has "
-                    f"{tuple(g.grid)}; build the guidance for the same num_frames, height and width as the call"
-                )
-            if batch % g.latents.shape[0]:
-                raise ValueError(f"motion guidance: model batch {batch} is not a multiple of the guidance batch {g.latents.shape[0]}")
-        st.batch, st.grid = batch, grid
-        st.token_grid = spec.token_grid(module, grid) if grid is not None else None
-        st.prefix = ntok - math.prod(st.token_grid) if ntok is not None and st.token_grid is not None else 0
-        t = bound.get("timestep")
-        if isinstance(t, torch.Tensor) and t.numel():
-            st.timestep = t.detach().float().max()  # 0-d tensor: read on the host only by a caller who asks
-        elif isinstance(t, (int, float)):
-            st.timestep = float(t)
-        else:
-            st.timestep = None
-        lo, hi = cfg.timestep_range
-        if st.timestep is None or (lo, hi) == (0.0, 1.0):
-            st.active = True
-        else:  # a 0-d bool tensor for tensor timesteps, applied by multiplication in the hooks
-            s = st.timestep / cfg.timestep_scale
-            st.active = (s >= lo) & (s <= hi) if isinstance(s, torch.Tensor) else lo <= s <= hi
-        return args, kwargs
-
-
-class _LatentHook(ModelHook):
-    """Adds ``strength * LatentAdapter([warped latents, mask])`` to the patch embedding's output."""
-
-    def __init__(self, adapter: MotionGuidanceAdapter) -> None:
-        super().__init__()
-        self.adapter = adapter
-
-    def post_forward(self, module, output):
-        st = self.adapter.state
-        x = st.latent_input
-        if x is None or st.strength == 0 or st.active is False:
-            return output
-        if x.device != output.device:  # guidance set for another device: follow the activations once
-            x = st.latent_input = x.to(output.device)
-        add = self.adapter.latent(repeat_batch(x, st.batch))
-        if st.prefix and add.ndim == 3:  # condition tokens before the video's get nothing
-            add = torch.nn.functional.pad(add, (0, 0, st.prefix, 0))
-        if add.shape != output.shape:
-            raise ValueError(
-                f"motion guidance: the latent adapter made {tuple(add.shape)} but the patch embedding made "
-                f"{tuple(output.shape)}; the guidance grid does not match the model input"
-            )
-        return output + (st.scale(output) * add).to(output.dtype)
-
-
-def _register(module: torch.nn.Module, hook: ModelHook, name: str) -> _Record:
-    rec = _Record(module, name, hasattr(module, "_diffusers_hook"), "forward" in module.__dict__)
-    HookRegistry.check_if_exists_or_initialize(module).register_hook(hook, name)
-    return rec
-
-
-def _unregister(rec: _Record) -> None:
-    reg = getattr(rec.module, "_diffusers_hook", None)
-    if reg is None:
-        return
-    reg.remove_hook(rec.name, recurse=False)
-    if not reg.hooks:
-        if not rec.had_registry:
-            del rec.module._diffusers_hook
-        # HookRegistry leaves the original bound method as an instance attribute, also in a registry that
-        # existed before (e.g. the one a pipeline's cache_context adds); drop it so the class forward is
-        # looked up again, exactly as before apply
-        if not rec.had_forward_attr and "forward" in rec.module.__dict__:
-            del rec.module.__dict__["forward"]
-
-
-def _invalidate(module: torch.nn.Module) -> None:
-    reg = getattr(module, "_diffusers_hook", None)
-    if reg is not None and hasattr(reg, "invalidate_child_registries_cache"):
-        reg.invalidate_child_registries_cache()
 
 
 def get_motion_guidance(transformer: torch.nn.Module) -> MotionGuidanceAdapter:
@@ -389,7 +263,7 @@ def apply_motion_guidance(transformer: torch.nn.Module, config: MotionGuidanceCo
     if "hidden_states" not in signature.parameters:
         raise ValueError(f"{spec.name}: forward has no hidden_states argument; the registry entry does not match")
     if config.feature and context_parallel_enabled(transformer):
-        raise MotionGuidanceError(_CP_MESSAGE)
+        raise MotionGuidanceError(CP_MESSAGE)
     # ---- 2. build the new weights (still nothing attached) ----
     # They rest where the model's weights rest (the CPU under sequential offload, whose parameters are on meta;
     # the offload device under group offload) and the hooks bring them to the activations' device on each call,
@@ -404,22 +278,22 @@ def apply_motion_guidance(transformer: torch.nn.Module, config: MotionGuidanceCo
                                     device=device, dtype=dtype)
     # ---- 3. attach; roll back on any failure so the model is never left half-modified ----
     try:
-        adapter._records.append(_register(transformer, _RootHook(adapter, signature), ROOT_HOOK))
+        adapter._records.append(register(transformer, RootHook(adapter, signature), ROOT_HOOK))
         adapter._root_forward = transformer.forward
         if latent is not None:
-            adapter._records.append(_register(embed, _LatentHook(adapter), LATENT_HOOK))
+            adapter._records.append(register(embed, LatentHook(adapter), LATENT_HOOK))
         for i in guided:
             gate = adapter.gates[str(i)] if str(i) in adapter.gates else None
             hook = FeatureGuidanceHook(adapter.state, gate, spec.block_layout, spec.block_output == "tuple0", patch[0])
-            adapter._records.append(_register(blocks[i], hook, FEATURE_HOOK))
+            adapter._records.append(register(blocks[i], hook, FEATURE_HOOK))
         transformer.add_module(ADAPTER_ATTR, adapter)
     except BaseException:
         for rec in reversed(adapter._records):
-            _unregister(rec)
+            unregister(rec)
         if ADAPTER_ATTR in transformer._modules:
             del transformer._modules[ADAPTER_ATTR]
         raise
-    _invalidate(transformer)
+    invalidate(transformer)
     return adapter
 
 
@@ -433,7 +307,7 @@ def remove_motion_guidance(transformer: torch.nn.Module) -> None:
     """
     adapter = get_motion_guidance(transformer)
     for rec in reversed(adapter._records):
-        _unregister(rec)
+        unregister(rec)
     adapter._records.clear()
     adapter.state.reset()
     with torch.no_grad():  # trained pretrained blocks get their original values back (offload weights map included)
@@ -443,7 +317,7 @@ def remove_motion_guidance(transformer: torch.nn.Module) -> None:
     if adapter._lora_undo is not None:  # the adapter's own peft LoRA goes; the user's LoRAs get their state back
         adapter._lora_undo()
     del transformer._modules[ADAPTER_ATTR]
-    _invalidate(transformer)
+    invalidate(transformer)
 
 
 def set_guidance(transformer: torch.nn.Module, guidance: LatentGuidance | Guidance | None, *,

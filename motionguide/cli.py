@@ -20,7 +20,7 @@ from flow.atomic import guarded_outputs, install_signal_cleanup
 from flow.diskfull import disk_full
 from flow.locks import LockHeldError
 
-from .errors import UserError
+from .errors import UsageError, UserError
 
 # Sub-command modules, in the order --help lists them. A module that fails to import (an optional
 # dependency missing) is reported when its command is used, not at start-up.
@@ -65,7 +65,11 @@ def _version() -> str:
 def main(argv: list[str] | None = None) -> int:
     install_signal_cleanup()  # SIGTERM removes partial outputs, as Ctrl-C does
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as e:  # a parser that reports argument errors in one line (train KIND)
+        print(f"motionguide {e.command}: error: {e}", file=sys.stderr)
+        return 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

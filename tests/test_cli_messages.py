@@ -3,7 +3,9 @@ each file called what it is; no advice for a library call the user cannot make; 
 get a notice, and a broken value is still refused."""
 from __future__ import annotations
 
+import argparse
 import json
+import shlex
 import shutil
 from pathlib import Path
 
@@ -59,6 +61,54 @@ def test_train_says_its_flags(tmp_path, capsys):
     rc, _, err = _run(["train", "base", "--steps", "2", "--checkpoint-every", "0", "--out", tmp_path / "r"], capsys)
     line = _error(err, "train")
     assert rc == 2 and "--checkpoint-every must be at least 1" in line and "checkpoint_every" not in line
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["recipe", "--steps", "3"], "--steps is an option of 'train base', 'train adapters' and 'train pipeline', not "
+                                 "of 'train recipe' (each stage sets its own; use --steps-scale"),
+    (["recipe", "--step", "3"], "--steps is an option of"),  # not --steps-scale abbreviated
+    (["base", "--steps", "1", "--videos", "v"], "--videos is an option of 'train pipeline', not of 'train base'"),
+    (["base", "--steps", "1", "--matched-p", "0.5"], "--matched-p is an option of 'train adapters', not of 'train base'"),
+    (["adapters", "--steps", "1", "--model-config", "{}"], "--model-config is an option of 'train recipe' and "
+                                                          "'train base', not of 'train adapters'"),
+    (["pipeline", "--pipeline", "p", "--videos", "v", "--steps", "1", "--init", "i"],
+     "--init is an option of 'train base' and 'train adapters', not of 'train pipeline'"),
+    (["base", "--steps", "1", "--bogus"], "unrecognized arguments: --bogus; see 'motionguide train base --help'"),
+    (["pipeline", "--videos", "v", "--steps", "1"], "train pipeline needs --pipeline DIR; see"),
+    (["base", "--steps", "x"], "argument --steps: invalid int value: 'x'; see 'motionguide train base --help'"),
+    ([], "name what to train: recipe, base, adapters or pipeline"),
+])
+def test_train_kinds_refuse_each_others_options_in_one_line(argv, says, tmp_path, capsys):
+    """Each kind is its own sub-command with only its options; an argument error is one line, exit 2, that
+    names the kinds taking the option, and nothing is written."""
+    rc, _, err = _run(["train", *argv, "--out", tmp_path / "r"] if argv else ["train"], capsys)
+    assert rc == 2 and err.count("\n") == 1 and says in _error(err, "train"), err
+    assert not (tmp_path / "r").exists()
+
+
+def test_train_command_lines_of_the_help_and_the_recipe_parse_as_before():
+    """The examples of every kind's --help and the shipped recipe's stages parse with their kind, to the
+    values the single parser gave them."""
+    from motionguide.cli import build_parser
+    from motionguide.commands._choices import RECIPE_COMMANDS
+
+    parser = build_parser()
+    train = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["train"]
+    kinds = next(a for a in train._actions if isinstance(a, argparse._SubParsersAction)).choices
+    lines = list(RECIPE_COMMANDS)
+    for p in (train, *kinds.values()):
+        text = p.format_help().replace("\\\n", "")
+        lines += [x.split("#")[0].strip() for x in text.splitlines() if x.strip().startswith("motionguide train ")
+                  and "..." not in x]
+    assert len(lines) >= 12, lines
+    for line in lines:
+        args = parser.parse_args(shlex.split(line)[1:])
+        assert args.command == "train" and args.kind == shlex.split(line)[2], line
+    args = parser.parse_args(shlex.split(RECIPE_COMMANDS[-1])[1:])
+    assert (args.steps, args.matched_p, args.matched_loss, args.lr, args.init, args.base) == \
+        (1200, 0.9, "psnr", 0.0005, "runs/adapters/adapters", "runs/base/model")
+    assert (args.batch_size, args.seed, args.checkpoint_every, args.extend_share, args.guide_scale) == \
+        (None, 0, 100, None, 1)
 
 
 def test_library_parameter_names_become_flags():

@@ -23,13 +23,18 @@ _CHILD = r"""
 import io, json, sys, contextlib
 from motionguide.cli import build_parser, main
 parser = build_parser()
-sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-for name, p in sub.choices.items():
+def subs(p):
+    return next((a.choices for a in p._actions if a.__class__.__name__ == "_SubParsersAction"), {})
+sub = subs(parser)
+for p in sub.values():
     p.format_help()
+    for kind in subs(p).values():  # train KIND --help
+        kind.format_help()
 parser.format_help()
 codes = {}
 for argv in (["speed", "--demo", "--factor", "9", "-o", "x.mp4"], ["extend", "--demo", "--frames", "0", "-o", "x.mp4"],
              ["train", "base", "--steps", "1", "--batch-size", "0", "--out", "r"], ["flow", "a.png"],
+             ["train", "recipe", "--steps", "1", "--out", "r"], ["train", "pipeline", "--out", "r"],
              ["retime", "in.mp4", "-o", "o.mp4", "--fps", "5000"]):
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
@@ -37,7 +42,8 @@ for argv in (["speed", "--demo", "--factor", "9", "-o", "x.mp4"], ["extend", "--
             codes[" ".join(argv[:2])] = main(argv)
         except SystemExit as e:
             codes[" ".join(argv[:2])] = e.code
-print(json.dumps({"heavy": [m for m in HEAVY if m in sys.modules], "commands": sorted(sub.choices), "codes": codes}))
+print(json.dumps({"heavy": [m for m in HEAVY if m in sys.modules], "commands": sorted(sub),
+                  "kinds": sorted(subs(sub["train"])), "codes": codes}))
 """
 
 
@@ -53,6 +59,7 @@ def test_parsers_help_and_argument_errors_import_no_heavy_library(tmp_path):
     res = json.loads(r.stdout.strip().splitlines()[-1])
     assert res["heavy"] == [], f"building the CLI imported {res['heavy']}"
     assert res["commands"] == sorted(["flow", "interpolate", "retime", "transfer", "speed", "extend", "train"])
+    assert res["kinds"] == sorted(["recipe", "base", "adapters", "pipeline"])
     # argument errors (argparse's and the commands' own value checks) exit 2 without the libraries
     assert set(res["codes"].values()) == {2}, res["codes"]
 

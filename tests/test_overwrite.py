@@ -11,6 +11,7 @@ import os
 import pytest
 
 from flow import atomic
+from flow import noreplace as noreplace_module
 from flow.locks import hold_lock, lock_path
 from motionguide.cli import main
 
@@ -115,7 +116,7 @@ def test_a_file_that_appears_meanwhile_is_kept(pair, tmp_path, capsys, monkeypat
 @pytest.mark.parametrize("noreplace", ["renameat2", "link", "check"])
 def test_rename_noreplace_on_every_path(noreplace, tmp_path, monkeypatch):
     if noreplace != "renameat2":
-        monkeypatch.setattr(atomic, "_renameat2", lambda: None)
+        monkeypatch.setattr(noreplace_module, "_renameat2", lambda: None)
     if noreplace == "check":  # a file system without hard links
         monkeypatch.setattr(os, "link", lambda *a: (_ for _ in ()).throw(OSError(1, "Operation not permitted")))
     (tmp_path / "a").write_text("new")

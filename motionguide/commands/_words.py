@@ -25,9 +25,13 @@ _WORDS = {"retime": ("fps", "speed", "frames", "weights"), "interpolate": ("weig
 def flag_names(parser: argparse.ArgumentParser, command: str = "") -> dict[str, str]:
     """``{parameter: its long flag}`` of ``command``'s options whose names cannot mean anything else: every
     ``snake_case`` one (``checkpoint_every`` -> ``--checkpoint-every``), the plain words of :data:`_WORDS`,
-    and the aliases."""
+    and the aliases; a command with sub-commands of its own (``train KIND``) gives theirs."""
     names = {}
     for action in parser._actions:  # argparse keeps no public list of a parser's actions
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                names.update(flag_names(sub, command))
+            continue
         longs = [s for s in action.option_strings if s.startswith("--")]
         if longs and ("_" in action.dest or action.dest in _WORDS.get(command, ())):
             names[action.dest] = longs[0]

@@ -151,8 +151,9 @@ def test_cli_and_bad_config(tmp_path, capsys):
     assert rc == 0 and (tmp_path / "c" / "model" / "manifest.json").is_file()
     for argv, msg in [(["base", "--steps", "2", "--model-config", "[1]"], "expected a JSON object"),
                       (["base"], "needs --steps"),
-                      (["recipe", "--steps", "3"], "does not apply to 'train recipe'"),
-                      (["adapters", "--steps", "2", "--model-config", '{"num_layers": 2}'], "sizes a new base model"),
+                      (["recipe", "--steps", "3"], "not of 'train recipe' (each stage sets its own; use --steps-scale"),
+                      (["adapters", "--steps", "2", "--model-config", '{"num_layers": 2}'],
+                       "--model-config is an option of 'train recipe' and 'train base', not of 'train adapters'"),
                       (["base", "--steps", "2", "--model-config", '{"layers": 3}'], "unknown fields ['layers']")]:
         capsys.readouterr()
         assert main(["train", *argv, "--out", str(tmp_path / "d")]) == 2, argv
@@ -167,6 +168,31 @@ def test_cli_and_bad_config(tmp_path, capsys):
             TrainConfig(kind=kind)
     with pytest.raises(ValueError, match="steps"):
         TrainConfig(steps=0)
+
+
+def test_train_recipe_hands_its_options_to_run_recipe(tmp_path, monkeypatch, capsys):
+    """Every option of 'train recipe' reaches run_recipe (none is accepted and dropped), and its --help names
+    only its own options."""
+    from motionguide.cli import main
+    from motionguide.embedded import recipes
+
+    seen = {}
+
+    def fake(out, *, steps_scale, overrides, log):
+        seen.update(out=out, steps_scale=steps_scale, **overrides)
+        return {"base": {"step": 1}}
+
+    monkeypatch.setattr(recipes, "run_recipe", fake)
+    assert main(["train", "recipe", "--out", str(tmp_path / "r"), "--steps-scale", "0.5", "--batch-size", "2",
+                 "--seed", "3", "--checkpoint-every", "7", "--threads", "1", "--no-progress", "--model-config",
+                 json.dumps(TINY)]) == 0
+    assert seen == dict(out=str(tmp_path / "r"), steps_scale=0.5, batch_size=2, seed=3, checkpoint_every=7,
+                        threads=1, progress=False, resume=True, model=TINY)
+    with pytest.raises(SystemExit):
+        main(["train", "recipe", "--help"])
+    text = capsys.readouterr().out
+    assert "--steps-scale" in text and "--out runs/adapters_ft" in text
+    assert "--steps N" not in text and "--matched-p P" not in text and "--pipeline DIR" not in text
 
 
 def test_train_help_lists_the_shipped_stages_from_code(capsys):

@@ -53,10 +53,10 @@ def test_bad_inputs_are_one_line_errors_that_leave_no_output(argv, pipes, videos
         (wan + ["--lora-blocks", "0"], "--lora-blocks needs --lora-rank R"),
         (argv("ltx", videos, out, "--steps", "2", "--last-frame"), "it needs a WanImageToVideoPipeline"),
         (wan + ["--dtype", "bfloat16"], "needs --mixed-precision bf16"),
-        (wan + ["--base", "x"], "--base applies to the embedded model's kinds, not 'train pipeline'"),
+        (wan + ["--base", "x"], "--base is an option of 'train adapters', not of 'train pipeline'"),
         ([a for a in wan if a != "--videos" and a != str(videos)], "train pipeline needs --videos DIR"),
         (["train", "base", "--steps", "2", "--out", str(out), "--videos", str(videos)],
-         "--videos applies to 'train pipeline' only"),
+         "--videos is an option of 'train pipeline', not of 'train base'"),
     ]:
         _fails(capsys, args, msg, out)
 
@@ -111,7 +111,12 @@ def test_train_help_shows_the_pipeline_kind_with_examples(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = capsys.readouterr().out
-    assert "motionguide train pipeline --pipeline" in text and "--lora-rank" in text and "(default: None)" not in text
+    assert "motionguide train pipeline --pipeline" in text and "(default: None)" not in text
+    with pytest.raises(SystemExit):
+        main(["train", "pipeline", "--help"])
+    text = capsys.readouterr().out
+    assert "motionguide train pipeline --pipeline" in text and "--lora-rank R" in text and "examples:" in text
+    assert "--matched-p" not in text and "--steps-scale" not in text and "(default: None)" not in text
 
 
 def test_bad_data_and_run_options_are_one_line_errors_that_leave_no_output(argv, videos, tmp_path, capsys, monkeypatch):
