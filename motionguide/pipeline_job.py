@@ -128,17 +128,17 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     try:
         d = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"--device: expected cpu, cuda or cuda:N, got {device!r}") from None
+        raise ValueError(f"device: expected cpu, cuda or cuda:N, got {device!r}") from None
     if d.type == "cuda":
         if not torch.cuda.is_available():
-            raise UserError(f"--device {device}: no CUDA device is available here (torch {torch.__version__}, built "
-                            f"for CUDA {torch.version.cuda or 'none'}); use --device cpu, or run where torch sees "
-                            f"an NVIDIA GPU")
+            raise UserError(f"device={str(device)!r}: no CUDA device is available here (torch {torch.__version__}, "
+                            f"built for CUDA {torch.version.cuda or 'none'}); use device='cpu', or run where torch "
+                            f"sees an NVIDIA GPU")
         if d.index is not None and d.index >= torch.cuda.device_count():
-            raise UserError(f"--device {device}: there are {torch.cuda.device_count()} CUDA devices (cuda:0 .. "
+            raise UserError(f"device={str(device)!r}: there are {torch.cuda.device_count()} CUDA devices (cuda:0 .. "
                             f"cuda:{torch.cuda.device_count() - 1}); pick one of them")
     elif d.type != "cpu":
-        raise ValueError(f"--device: expected cpu, cuda or cuda:N, got {device!r}")
+        raise ValueError(f"device: expected cpu, cuda or cuda:N, got {device!r}")
     return d
 
 
@@ -153,10 +153,10 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     name = str(dtype).removeprefix("torch.")
     name = _ALIASES.get(name, name)
     if name not in DTYPES:
-        raise ValueError(f"--dtype: expected one of {', '.join(DTYPES)}, got {str(dtype)!r}")
+        raise ValueError(f"dtype: expected one of {', '.join(DTYPES)}, got {str(dtype)!r}")
     if device.type == "cuda" and name == "bfloat16" and not torch.cuda.is_bf16_supported():
-        raise UserError(f"--dtype bfloat16: {torch.cuda.get_device_name(device)} does not support bfloat16 "
-                        f"(torch.cuda.is_bf16_supported() is False); use --dtype float16 (or float32)")
+        raise UserError(f"dtype='bfloat16': {torch.cuda.get_device_name(device)} does not support bfloat16 "
+                        f"(torch.cuda.is_bf16_supported() is False); use dtype='float16' (or float32)")
     return DTYPES[name]
 
 
@@ -173,31 +173,31 @@ def check_request(src: PipelineSource, *, size: tuple[int, int] | None = None, f
 
     cls_name, f = src.class_name, src.fixed
     if f is not None and size is not None and tuple(size) != (f.height, f.width):
-        raise ValueError(f"--pipeline-size {size[1]}x{size[0]}: {src.name} ({cls_name}) has learned positional "
-                         f"embeddings and runs at {f.width}x{f.height} only; drop --pipeline-size (the input is "
-                         f"fitted to {f.width}x{f.height} and the output resized back)")
+        raise ValueError(f"size {size[1]}x{size[0]}: {src.name} ({cls_name}) has learned positional embeddings and "
+                         f"runs at {f.width}x{f.height} only; pass size=None (the input is fitted to "
+                         f"{f.width}x{f.height} and the output resized back)")
     if f is not None and frames is not None and int(frames) != f.frames:
-        raise ValueError(f"--pipeline-frames {frames}: {src.name} ({cls_name}) has learned positional embeddings "
-                         f"and makes {f.frames} frames per call only; drop --pipeline-frames (longer outputs are "
-                         f"made in windows of {f.frames})")
+        raise ValueError(f"frames={frames}: {src.name} ({cls_name}) has learned positional embeddings and makes "
+                         f"{f.frames} frames per call only; pass frames=None (longer outputs are made in windows of "
+                         f"{f.frames})")
     if offload not in OFFLOADS:
-        raise ValueError(f"--offload: expected one of {', '.join(OFFLOADS)}, got {offload!r}")
+        raise ValueError(f"offload: expected one of {', '.join(OFFLOADS)}, got {offload!r}")
     cls = getattr(diffusers, cls_name, None)
     method = {"model": "enable_model_cpu_offload", "group": "enable_group_offload",
               "sequential": "enable_sequential_cpu_offload"}.get(offload)
     if method and (cls is None or not hasattr(cls, method) or
                    (offload == "model" and getattr(cls, "model_cpu_offload_seq", None) is None)):
-        raise UserError(f"--offload {offload}: {cls_name} in diffusers {diffusers.__version__} does not support it "
-                        f"(no {method}{' sequence' if offload == 'model' else ''}); use --offload "
-                        f"{'group' if offload == 'model' else 'model'} or none")
+        raise UserError(f"offload={offload!r}: {cls_name} in diffusers {diffusers.__version__} does not support it "
+                        f"(no {method}{' sequence' if offload == 'model' else ''}); use "
+                        f"offload='{'group' if offload == 'model' else 'model'}' (or none)")
     if offload == "sequential" and device is not None and device.type == "cpu":
-        raise UserError("--offload sequential moves weights from the CPU to a GPU layer by layer, and on the CPU "
-                        "alone accelerate's hooks fail; use --offload model or group (or none) with --device cpu")
+        raise UserError("offload='sequential' moves weights from the CPU to a GPU layer by layer, and on the CPU "
+                        "alone accelerate's hooks fail; use offload='model' (or group, or none) with device='cpu'")
     if vae_tiling:
         vae_cls = (src.index.get("vae") or [None, None])[1]
         if not hasattr(getattr(diffusers, str(vae_cls), None), "enable_tiling"):
-            raise UserError(f"--vae-tiling: the VAE of {src.name} ({vae_cls}) has no tiled decoding; drop "
-                            f"--vae-tiling (a smaller --pipeline-size or --pipeline-frames also saves memory)")
+            raise UserError(f"vae_tiling: the VAE of {src.name} ({vae_cls}) has no tiled decoding; pass "
+                            f"vae_tiling=False (a smaller size or fewer frames per call also saves memory)")
     if adapter is not None:
         _check_adapter(src, Path(adapter))
 
@@ -308,17 +308,17 @@ def pipeline_size(pipe, input_size: tuple[int, int], size: tuple[int, int] | Non
     nat = _family(pipe).native(pipe)
     if nat.fixed:
         if size is not None and tuple(int(v) for v in size) != (nat.height, nat.width):
-            raise ValueError(f"--pipeline-size {size[1]}x{size[0]}: this {type(pipe).__name__} has learned positional "
-                             f"embeddings and runs at {nat.width}x{nat.height} only; drop --pipeline-size")
+            raise ValueError(f"size {size[1]}x{size[0]}: this {type(pipe).__name__} has learned positional "
+                             f"embeddings and runs at {nat.width}x{nat.height} only; pass size=None")
         return nat.height, nat.width
     m, s, p = pipeline_grid(pipe)
     if size is not None:
         h, w = (int(v) for v in size)
         if h <= 0 or w <= 0:
-            raise ValueError(f"--pipeline-size: expected a positive WxH in pixels (e.g. 832x480), got {w}x{h}")
+            raise ValueError(f"size: expected a positive (h, w) in pixels (e.g. (480, 832)), got {(h, w)}")
         if h % m or w % m:
             fit = lambda v, up: max(m, (v // m + up) * m)  # noqa: E731
-            raise ValueError(f"--pipeline-size {w}x{h}: {type(pipe).__name__} takes sides that are multiples of {m} "
+            raise ValueError(f"size {w}x{h}: {type(pipe).__name__} takes sides that are multiples of {m} "
                              f"(VAE {s}x times patch {p}); use {fit(w, 0)}x{fit(h, 0)} or {fit(w, 1)}x{fit(h, 1)}")
         return h, w
     hh, ww = (float(v) for v in input_size)
@@ -352,8 +352,8 @@ def window_frames(pipe, frames: int | None = None) -> int:
     nat, name = _family(pipe).native(pipe), type(pipe).__name__
     if nat.fixed:
         if frames is not None and int(frames) != nat.frames:
-            raise ValueError(f"--pipeline-frames {frames}: this {name} has learned positional embeddings and makes "
-                             f"{nat.frames} frames per call only; drop --pipeline-frames")
+            raise ValueError(f"frames={frames}: this {name} has learned positional embeddings and makes "
+                             f"{nat.frames} frames per call only; pass frames=None")
         return nat.frames
     if frames is None:
         return max(fit_frames(pipe, nat.frames), 2)
@@ -362,7 +362,7 @@ def window_frames(pipe, frames: int | None = None) -> int:
     if n not in ok:
         lo, hi = [v for v in ok if v < n][-1:], [v for v in ok if v > n][:1]
         rule = get_spec(pipe.transformer).frame_rule or "its VAE's frame counts"
-        raise ValueError(f"--pipeline-frames {n}: {name} takes {rule} per call (its VAE), at least {ok[0]}; use "
+        raise ValueError(f"frames={n}: {name} takes {rule} per call (its VAE), at least {ok[0]}; use "
                          f"{' or '.join(str(v) for v in lo + hi)}")
     return n
 
