@@ -18,7 +18,7 @@ import numbers
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable
 
-__all__ = ["JobOptions", "check_factor", "check_new_frames", "SPEED_RANGE", "MAX_EXTEND", "MAX_STEPS",
+__all__ = ["JobOptions", "check_factor", "check_new_frames", "check_damping", "SPEED_RANGE", "MAX_EXTEND", "MAX_STEPS",
            "OUTPUT_SIZES", "FILLS", "MODES", "MOTION_SCALE_RANGE", "STRENGTH_RANGE"]
 
 #: speed factors the job accepts (0.25 = 4x slow motion, 4 = 4x faster)
@@ -142,3 +142,10 @@ def check_new_frames(frames: Any) -> int:
                          f"last motion from the last frame and leaves the picture after a few dozen frames, so "
                          f"extend in several runs of at most {MAX_EXTEND}")
     return int(frames)
+
+
+def check_damping(damping: Any) -> float:
+    """``extend``'s damping checked: 0 <= damping < 1 (the continued motion's slow-down per frame)."""
+    if not (_real(damping) and 0 <= damping < 1):
+        raise ValueError(f"damping: expected 0 .. <1 (0 keeps the motion), got {damping}")
+    return damping

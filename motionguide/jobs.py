@@ -46,7 +46,7 @@ from .demo import demo_inputs, save_compare
 from .guidance import extension as extension_guidance
 from .guidance import reference_motion
 from .guidance import speed as speed_guidance
-from .job_options import (FILLS, MAX_EXTEND, OUTPUT_SIZES, SPEED_RANGE, JobOptions, check_factor,
+from .job_options import (FILLS, MAX_EXTEND, OUTPUT_SIZES, SPEED_RANGE, JobOptions, check_damping, check_factor,
                           check_new_frames)
 from .pipeline_job import (COMPOSITES, OFFLOADS, fit_frames, load_pipeline, native_shape, pipeline_grid,
                            pipeline_size, run_pipeline)
@@ -113,7 +113,7 @@ def load_models(
     """The embedded model (shipped assets by default) ready for ``mode``: trained adapters for
     latent/feature/both, a training-free adapter for ``training_free``, nothing for unguided/flow_only."""
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
     model = load_embedded(model_dir)
     if mode in ("latent", "feature", "both"):
         load_adapters(model, adapters_dir)
@@ -291,7 +291,7 @@ def extend(
     the last frame is the only source, so what it does not see has weight 0 in the guidance. options: as
     :func:`transfer`'s."""
     clip = _check_clip(clip, "input clip", 2)
-    frames = check_new_frames(frames)
+    frames, damping = check_new_frames(frames), check_damping(damping)
     o = JobOptions.build(options, motion_scale=motion_scale, strength=strength, steps=steps, seed=seed, mode=mode,
                          flow=flow, progress=progress, output_size=output_size, fill=fill)
     size = _model_size(model) or tuple(clip.shape[-2:])

@@ -47,8 +47,8 @@ OFFLOADS = ("none", "model", "group", "sequential")
 COMPOSITES = ("confidence", "off")
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 _ALIASES = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32"}
-_MEMORY_FIX = ("--offload model (or group, or sequential: less memory, slower), a smaller --pipeline-size, fewer "
-               "--pipeline-frames per call, --vae-tiling")
+_MEMORY_FIX = ("offload='model' (or group, or sequential: less memory, slower), a smaller `size`, fewer `frames` per "
+               "call, vae_tiling=True")
 
 
 def _notice(msg: str) -> None:
@@ -92,7 +92,7 @@ def find_pipeline(name: str | Path) -> PipelineSource:
     if looks_local:
         if not (p / "model_index.json").is_file():
             what = "does not exist" if not p.exists() else "has no model_index.json"
-            raise UserError(f"--pipeline {name}: the folder {what}; pass a folder written by a pipeline's "
+            raise UserError(f"name={name!r}: the folder {what}; pass a folder written by a pipeline's "
                             f"save_pretrained (python examples/tiny_pipeline.py --arch wan -o DIR makes a tiny one)")
         folder = p
     else:
@@ -102,13 +102,13 @@ def find_pipeline(name: str | Path) -> PipelineSource:
             folder = Path(snapshot_download(name, local_files_only=True))
         except Exception as e:  # not cached (LocalEntryNotFoundError), or not a valid repo id
             where = getattr(locals().get("constants"), "HF_HUB_CACHE", "the Hugging Face cache")
-            raise UserError(f"--pipeline {name}: not in the local Hugging Face cache ({where}; "
+            raise UserError(f"name={name!r}: not in the local Hugging Face cache ({where}; "
                             f"{type(e).__name__}); download it where there is network (hf download {name}, or "
                             f"huggingface-cli download {name}) or pass a local folder") from None
     try:
         index = read_model_index(folder)
     except FileNotFoundError as e:
-        raise UserError(f"--pipeline {name}: {e}") from None
+        raise UserError(f"name={name!r}: {e}") from None
     cls = index["_class_name"]
     family = get_family(cls)
     tcfg = _read_json(folder / "transformer" / "config.json")
@@ -197,7 +197,7 @@ def check_request(src: PipelineSource, *, size: tuple[int, int] | None = None, f
         vae_cls = (src.index.get("vae") or [None, None])[1]
         if not hasattr(getattr(diffusers, str(vae_cls), None), "enable_tiling"):
             raise UserError(f"vae_tiling: the VAE of {src.name} ({vae_cls}) has no tiled decoding; pass "
-                            f"vae_tiling=False (a smaller size or fewer frames per call also saves memory)")
+                            f"vae_tiling=False (a smaller `size` or fewer `frames` per call also saves memory)")
     if adapter is not None:
         _check_adapter(src, Path(adapter))
 
@@ -207,26 +207,26 @@ def _check_adapter(src: PipelineSource, folder: Path) -> None:
     transformer config, against the pipeline's, from the JSON files alone."""
     meta = _read_json(folder / "motion_guidance.json")
     if not meta:
-        raise UserError(f"--adapters {folder}: no readable motion_guidance.json; pass a folder written by motionguide "
+        raise UserError(f"adapter={str(folder)!r}: no readable motion_guidance.json; pass a folder written by motionguide "
                         f"train pipeline (or motionguide.save_motion_guidance)")
     want = src.family.transformer
     if meta.get("architecture") != want:
-        raise UserError(f"--adapters {folder}: trained for a {meta.get('architecture')}, but {src.name} has a {want}; "
+        raise UserError(f"adapter={str(folder)!r}: trained for a {meta.get('architecture')}, but {src.name} has a {want}; "
                         f"pass an adapter trained on this pipeline")
     t = src.transformer_config
     here = {"num_blocks": t.get("num_layers"), "hidden_dim": t.get("num_attention_heads", 0) * t.get("attention_head_dim", 0)}
     diff = [f"{k}: adapter {meta[k]} vs pipeline {v}" for k, v in here.items() if v and meta.get(k) not in (None, v)]
     if diff:
-        raise UserError(f"--adapters {folder}: trained for another size of {want} ({'; '.join(diff)}); pass an "
+        raise UserError(f"adapter={str(folder)!r}: trained for another size of {want} ({'; '.join(diff)}); pass an "
                         f"adapter trained on this pipeline")
     m = _read_json(folder / "pipeline.json")
     if m.get("pipeline_class") and m["pipeline_class"] != src.class_name:
-        raise UserError(f"--adapters {folder}: trained on a {m['pipeline_class']}, but {src.name} is a "
+        raise UserError(f"adapter={str(folder)!r}: trained on a {m['pipeline_class']}, but {src.name} is a "
                         f"{src.class_name}; pass an adapter trained on this pipeline class")
     cfg = m.get("transformer_config") or {}
     odd = [k for k, v in cfg.items() if k in t and t[k] != v]
     if odd:
-        raise UserError(f"--adapters {folder}: trained on a transformer whose {', '.join(odd[:4])} differ from "
+        raise UserError(f"adapter={str(folder)!r}: trained on a transformer whose {', '.join(odd[:4])} differ from "
                         f"{src.name}'s; pass an adapter trained on this pipeline")
 
 
@@ -255,7 +255,7 @@ def load_pipeline(name: str | Path, *, device: str | torch.device | None = None,
         pipe = getattr(diffusers, src.class_name).from_pretrained(src.folder, local_files_only=True, **{key: dtypes})
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"--pipeline {name!r} could not be loaded from {src.folder} ({first}); check that the folder "
+        raise UserError(f"name={name!r} could not be loaded from {src.folder} ({first}); check that the folder "
                         f"is complete (every component save_pretrained wrote)") from None
     try:
         if offload == "none":
@@ -269,7 +269,7 @@ def load_pipeline(name: str | Path, *, device: str | torch.device | None = None,
             pipe.enable_sequential_cpu_offload(device=dev)
     except torch.OutOfMemoryError:
         raise UserError(f"{src.class_name} does not fit in the memory of {dev} in {str(dt).removeprefix('torch.')}; "
-                        f"use --offload model (or group, or sequential)") from None
+                        f"use offload='model' (or group, or sequential)") from None
     if vae_tiling:
         pipe.vae.enable_tiling()
     return pipe

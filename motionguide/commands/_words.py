@@ -27,12 +27,12 @@ _WORDS = {"retime": ("fps", "speed", "frames", "weights"), "interpolate": ("weig
 _SCOPED = {
     "motionguide.job_options": {"motion_scale": "--motion-scale", "strength": "--strength", "steps": "--steps",
                                 "seed": "--seed", "mode": "--mode", "flow": "--flow", "output_size": "--output-size",
-                                "fill": "--fill", "factor": "--factor", "frames": "--frames"},
-    "motionguide.jobs": {"frames": "--frames", "factor": "--factor", "output_size": "--output-size",
+                                "fill": "--fill", "factor": "--factor", "frames": "--frames", "damping": "--damping"},
+    "motionguide.jobs": {"frames": "--frames", "factor": "--factor", "mode": "--mode", "output_size": "--output-size",
                          "composite": "--composite"},
     "motionguide.pipeline_job": {"size": "--pipeline-size", "frames": "--pipeline-frames", "device": "--device",
                                  "dtype": "--dtype", "offload": "--offload", "vae_tiling": "--vae-tiling",
-                                 "adapter": "--adapters"},
+                                 "adapter": "--adapters", "name": "--pipeline"},
 }
 
 
@@ -80,6 +80,8 @@ def in_flags(message: str, names: dict[str, str]) -> str:
     '--pipeline-frames 6: takes 4k+1 frames per call; drop --pipeline-frames'
     >>> in_flags("size 32x32: runs at 48x32 only", {"size": "--pipeline-size"})
     '--pipeline-size 32x32: runs at 48x32 only'
+    >>> in_flags("to fit: a smaller `size`, vae_tiling=True", {"size": "--pipeline-size", "vae_tiling": "--vae-tiling"})
+    'to fit: a smaller --pipeline-size, --vae-tiling'
     """
     # "size 32x32: ..." (the parameter and the value it had) reads "--pipeline-size 32x32: ..."
     message = re.sub(r"^(\w+)(?= [^\s:]+: )", lambda k: names.get(k[1], k[1]), message)
@@ -92,9 +94,13 @@ def in_flags(message: str, names: dict[str, str]) -> str:
     # "pass frames=None" (leave the argument out) reads "drop --pipeline-frames"
     message = re.sub(r"\bpass (\w+)=(None|False)\b", lambda k: f"drop {names[k[1]]}" if k[1] in names else k[0],
                      message)
-    # "weights='/path/flownet.pkl'", "frames=6" (a keyword argument) read "--weights /path/flownet.pkl", "--frames 6"
-    message = re.sub(r"(?<![\w-])(\w+)=('[^']*'|\"[^\"]*\"|[\w.+-]+)",
-                     lambda k: f"{names[k[1]]} {k[2].strip(chr(34) + chr(39))}" if k[1] in names else k[0], message)
+    # "weights='/path/flownet.pkl'", "frames=6", "vae_tiling=True" (a keyword argument) read
+    # "--weights /path/flownet.pkl", "--frames 6", "--vae-tiling"
+    message = re.sub(r"(?<![\w-])(\w+)=('[^']*'|\"[^\"]*\"|[\w.+-]+)", lambda k: k[0] if k[1] not in names else
+                     names[k[1]] if k[2] == "True" else f"{names[k[1]]} {k[2][1:-1] if k[2][0] in chr(34) + chr(39) else k[2]}",
+                     message)
+    # "a smaller `size`" (a parameter named in a sentence) reads "a smaller --pipeline-size"
+    message = re.sub(r"`(\w+)`", lambda k: names.get(k[1], k[0]), message)
     # "use speed, e.g. 0.25" names the option to use
     message = re.sub(r"\buse (\w+)\b", lambda u: f"use {names[u[1]]}" if u[1] in names else u[0], message)
     for dest, flag in names.items():

@@ -155,12 +155,13 @@ def register(subparsers) -> None:
 
 def _check_args(args) -> None:
     """Every value that can be checked without the inputs, in one place, before anything is read. The jobs'
-    own checks (:mod:`motionguide.job_options`: the shared options, speed's factor, extend's frames) run here
-    as they are, before torch loads; their errors name parameters, which the command line turns into flags."""
+    own checks (:mod:`motionguide.job_options`: the shared options, speed's factor, extend's frames and
+    damping) run here as they are, before torch loads; their errors name parameters, which the command line
+    turns into flags (:mod:`motionguide.commands._words`)."""
     from flow.atomic import check_outputs
 
     from ..errors import UserError
-    from ..job_options import check_factor, check_new_frames
+    from ..job_options import check_damping, check_factor, check_new_frames
     from ._choices import ESTIMATORS, MAX_EXTEND, SPEED_RANGE
 
     job = args.job
@@ -193,8 +194,7 @@ def _check_args(args) -> None:
         if args.frames is None:
             raise UserError(f"extend needs --frames N (1 .. {MAX_EXTEND})")
         check_new_frames(args.frames)
-        if not (math.isfinite(args.damping) and 0 <= args.damping < 1):
-            raise ValueError(f"--damping: expected 0 .. <1 (0 keeps the motion), got {args.damping}")
+        check_damping(args.damping)
     if job == "transfer" and args.frames is not None and not 2 <= args.frames <= MAX_OUTPUT_FRAMES:
         raise ValueError(f"--frames: expected 2 .. {MAX_OUTPUT_FRAMES}, got {args.frames}; make longer clips in "
                          f"several runs")

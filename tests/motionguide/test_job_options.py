@@ -51,6 +51,10 @@ def test_job_arguments_name_their_parameter():
     for n in (0, 65, 2.0, True):
         with pytest.raises(ValueError, match=r"^frames: expected 1 .. 64 new frames, got .*extend in several runs"):
             jo.check_new_frames(n)
+    assert jo.check_damping(0) == 0 and jo.check_damping(0.5) == 0.5
+    for d in (1.0, -0.1, math.nan, "0.5"):
+        with pytest.raises(ValueError, match=r"^damping: expected 0 .. <1 \(0 keeps the motion\), got"):
+            jo.check_damping(d)
 
 
 def test_restated_values_equal_their_owners():
@@ -93,6 +97,7 @@ def test_bad_values_through_the_python_api_name_the_parameter():
     for call, msg in (
         (lambda: jobs.speed(clip, 9.0, model=None, mode="flow_only"), r"^factor: expected 0.25 .. 4"),
         (lambda: jobs.extend(clip, 100, model=None, mode="flow_only"), r"^frames: expected 1 .. 64 new frames"),
+        (lambda: jobs.extend(clip, 2, model=None, damping=1.0, mode="flow_only"), r"^damping: expected 0 .. <1"),
         (lambda: jobs.transfer(clip, clip[0], model=None, frames=1, mode="flow_only"), r"^frames: expected at least 2"),
         (lambda: jobs.transfer(clip, clip[0], model=None, frames=6, mode="flow_only"),
          r"^frames: the reference clip has 4 frames, fewer than the 6 asked for; use frames=4 "),
@@ -127,6 +132,7 @@ def _line(capsys) -> str:
     (["speed", "--demo", "--factor", "0"], "error: --factor: expected a positive number"),
     (["transfer", "--demo", "--seed", "1", "--steps", "1001"], "error: --steps: expected 1 .. 1000"),
     (["speed", "--demo", "--motion-scale", "9"], "error: --motion-scale: expected 0 .. 4 (1 keeps the motion)"),
+    (["extend", "--demo", "--damping", "1"], "error: --damping: expected 0 .. <1 (0 keeps the motion), got 1.0"),
 ])
 def test_bad_values_at_the_command_line_name_the_flag_before_any_work(argv, msg, tmp_path, capsys, monkeypatch):
     def boom(*a, **k):
