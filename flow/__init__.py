@@ -20,7 +20,7 @@ _LAZY = {
                      "write_image"), "io"),
     **dict.fromkeys(("VideoReader", "VideoWriter", "read_video", "write_video"), "video"),
     **dict.fromkeys(("epe", "psnr", "ssim"), "metrics"),
-    **dict.fromkeys(("fb_consistency", "occlusion_masks", "out_of_frame_mask"), "occlusion"),
+    **dict.fromkeys(("fb_consistency", "in_frame_mask", "occlusion_masks", "out_of_frame_mask"), "occlusion"),
     **dict.fromkeys(("flow_to_color", "save_strip"), "viz"),
 }
 

@@ -7,7 +7,9 @@
 
       |w(x) + w_hat(x + w(x))|^2 > alpha1 * (|w(x)|^2 + |w_hat(x + w(x))|^2) + alpha2
 
-* :func:`out_of_frame_mask`: pixels whose flow points outside the other frame.
+* :func:`in_frame_mask`: pixels whose flow points inside the other frame, with ``slack`` pixels of margin
+  (the one in-frame rule: the guidance builders, the warp's fills and its confidence all use it);
+* :func:`out_of_frame_mask`: its complement, pixels whose flow points outside the other frame.
 * :func:`occlusion_masks`: both directions at once.
 
 Masks are ``(B, 1, H, W)`` float, 1 = occluded (or out of frame), 0 = visible.
@@ -20,6 +22,8 @@ Masks are ``(B, 1, H, W)`` float, 1 = occluded (or out of frame), 0 = visible.
 [0.0, 0.0, 0.0, 1.0]
 >>> out_of_frame_mask(fw)[0, 0, 0].tolist()        # the last column leaves the frame
 [0.0, 0.0, 0.0, 1.0]
+>>> in_frame_mask(fw * 0.5, slack=0.5)[0, 0, 0].tolist()   # x + 0.5 <= W - 1 + 0.5 everywhere
+[1.0, 1.0, 1.0, 1.0]
 """
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ import torch
 from .checks import check_flow
 from .warp import backward_warp, base_grid
 
-__all__ = ["fb_consistency", "out_of_frame_mask", "occlusion_masks"]
+__all__ = ["fb_consistency", "in_frame_mask", "out_of_frame_mask", "occlusion_masks"]
 
 
 def _check_pair(flow_fw: torch.Tensor, flow_bw: torch.Tensor) -> None:
@@ -73,17 +77,37 @@ def fb_consistency(
     return occ.to(flow_fw.dtype)
 
 
+def in_frame_mask(flow: torch.Tensor, *, slack: float = 0.0) -> torch.Tensor:
+    """``(B, 1, H, W)`` float, 1 where ``x + flow(x)`` lies inside the image: pixel centres ``0..W-1``,
+    ``0..H-1``, widened by ``slack`` pixels on every side (0: where a backward warp reads real pixels, not its
+    padding; 0.5: the pixels' own extent, as the warp's confidence counts it).
+
+    Args:
+        flow: ``(B, 2, H, W)`` float, pixels, channel 0 = dx, channel 1 = dy (its shape is checked; its values
+            are not scanned, as the package's inner loops call it on flows they made).
+        slack: pixels of margin outside the outermost centres, >= 0.
+    """
+    if not isinstance(flow, torch.Tensor) or flow.ndim != 4 or flow.shape[1] != 2:
+        raise ValueError(f"flow: expected shape (B, 2, H, W) (channel 0 = dx, channel 1 = dy), got "
+                         f"{tuple(flow.shape) if isinstance(flow, torch.Tensor) else type(flow).__name__}")
+    if not slack >= 0:
+        raise ValueError(f"slack: expected pixels >= 0, got {slack}")
+    h, w = flow.shape[-2:]
+    c = base_grid(h, w, flow.device, flow.dtype) + flow
+    lo = -float(slack)
+    inside = (c[:, 0] >= lo) & (c[:, 0] <= w - 1 + slack) & (c[:, 1] >= lo) & (c[:, 1] <= h - 1 + slack)
+    return inside[:, None].to(flow.dtype)
+
+
 def out_of_frame_mask(flow: torch.Tensor) -> torch.Tensor:
-    """``(B, 1, H, W)`` float, 1 where ``x + flow(x)`` falls outside the image (pixel centres 0..W-1, 0..H-1).
+    """``(B, 1, H, W)`` float, 1 where ``x + flow(x)`` falls outside the image (pixel centres 0..W-1, 0..H-1):
+    ``1 - in_frame_mask(flow)``.
 
     Args:
         flow: ``(B, 2, H, W)`` float, pixels, channel 0 = dx, channel 1 = dy.
     """
     check_flow(flow)
-    h, w = flow.shape[-2:]
-    c = base_grid(h, w, flow.device, flow.dtype) + flow
-    outside = (c[:, 0] < 0) | (c[:, 0] > w - 1) | (c[:, 1] < 0) | (c[:, 1] > h - 1)
-    return outside[:, None].to(flow.dtype)
+    return 1 - in_frame_mask(flow)
 
 
 def occlusion_masks(

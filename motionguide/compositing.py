@@ -5,14 +5,9 @@ A generative model is worth running only where the flow cannot explain a pixel; 
 cheap at any resolution and exact where motion is simple. So a job composes the two, as flow-guided video
 inpainting systems do: the warp at the input's resolution wherever the flow is trusted, the model's output
 where it is not (at its own size: the bands it resolves, the warp's detail above them), blended across the
-scales of a Laplacian pyramid so that no seam shows (Burt & Adelson 1983). The confidence is 1 on known
-frames and, on generated ones, the product of
-
-* **visibility**: the sum of the sources' weights, which the guidance builders set to 0 where a source
-  cannot see the pixel (occluded by the forward-backward check, or sampled outside its frame);
-* **in frame**: 0 where every source with weight samples outside its frame (border padding repeats the edge);
-* **agreement**: where two sources both see the pixel, ``exp(-(d / AGREEMENT_SCALE)^2)`` of their mean
-  absolute difference ``d`` (in [0, 1] units): two warps that disagree mean at least one flow is wrong.
+scales of a Laplacian pyramid so that no seam shows (Burt & Adelson 1983). The confidence comes with the warp
+from one pass over the sources (:func:`motionguide.warping.synthesize`, where its terms are defined: visibility,
+in frame, agreement of two sources); :func:`composite` takes both as given.
 
 Shapes: clips ``(B, 3, T, H, W)`` float in [0, 1]; the confidence ``(B, 1, T, H, W)`` in [0, 1].
 """
@@ -21,38 +16,18 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .warping import in_frame as _in_frame
-from .warping import known_of, source_warps
+from .warping import AGREEMENT_SCALE, synthesize
 
 __all__ = ["AGREEMENT_SCALE", "confidence", "laplacian_blend", "upsample", "composite"]
 
-#: colour difference (in [0, 1] units) at which two warped sources agree with weight exp(-1)
-AGREEMENT_SCALE = 0.1
-
 
 def confidence(guidance, *, agreement: bool = True) -> torch.Tensor:
-    """How far the flow-based synthesis of ``guidance`` can be trusted, per pixel: ``(B, 1, T, H, W)``.
+    """How far the flow-based synthesis of ``guidance`` can be trusted, per pixel: ``(B, 1, T, H, W)``
+    (:func:`motionguide.warping.synthesize`'s; a caller that needs the warp too takes both from one
+    :class:`~motionguide.warping.Synthesis`).
 
     agreement: include the agreement of two sources (False: visibility and in-frame only)."""
-    kf, known = known_of(guidance)
-    b, _, t, h, w = kf.shape
-    conf = kf.new_ones(b, 1, t, h, w)
-    for k in range(t):
-        if bool(known[0, k]):
-            continue
-        srcs = source_warps(guidance, k)
-        if not srcs:
-            conf[:, :, k] = 0
-            continue
-        vis = sum(wt * _in_frame(fl) for _, wt, fl in srcs).clamp(0, 1)
-        agree = torch.ones_like(vis)
-        if len(srcs) == 2 and agreement:
-            (w0, a0, f0), (w1, a1, f1) = srcs
-            both = (a0 > 0.05) & (a1 > 0.05) & (_in_frame(f0) > 0) & (_in_frame(f1) > 0)
-            d = (w0 - w1).abs().mean(1, keepdim=True)
-            agree = torch.where(both, torch.exp(-(d / AGREEMENT_SCALE) ** 2), agree)
-        conf[:, :, k] = vis * agree
-    return conf
+    return synthesize(guidance, agreement=agreement).confidence
 
 
 def _down(x: torch.Tensor) -> torch.Tensor:

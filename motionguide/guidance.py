@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 
 from flow.checks import check_finite
-from flow.warp import backward_warp, compose_flows, reverse_flow
+from flow.occlusion import in_frame_mask
+from flow.warp import compose_flows, reverse_flow
 
 __all__ = [
     "Guidance",
@@ -205,12 +206,6 @@ def _estimate(estimator: Estimator, a: torch.Tensor, b: torch.Tensor, what: str)
     return f.to(a.dtype)
 
 
-def _valid(flow: torch.Tensor) -> torch.Tensor:
-    """(B, 1, H, W): 1 where ``x + flow(x)`` lands inside the frame (a backward warp can read it)."""
-    _, m = backward_warp(torch.zeros_like(flow[:, :1]), flow, return_mask=True)
-    return m
-
-
 def _assemble(
     known: torch.Tensor, positions: Sequence, num_frames: int, entries: dict, k: int, motion_scale: float, strength: float
 ) -> Guidance:
@@ -268,7 +263,7 @@ def reference_motion(
     entries = {}
     for k in range(1, reference.shape[2]):
         fl = flows_k0[k - 1] * motion_scale
-        entries[k] = [(0, fl, _valid(fl))]
+        entries[k] = [(0, fl, in_frame_mask(fl))]
     return _assemble(image[:, :, None], (0,), reference.shape[2], entries, 1, motion_scale, strength)
 
 
@@ -334,7 +329,7 @@ def _between(
             ft1 = r1 * hole1 + lin1 * (1 - hole1)
             w0, w1 = (1 - t) * (0.05 + 0.95 * hole0), t * (0.05 + 0.95 * hole1)
         ft0, ft1 = ft0 * motion_scale, ft1 * motion_scale
-        w0, w1 = w0 * _valid(ft0), w1 * _valid(ft1)
+        w0, w1 = w0 * in_frame_mask(ft0), w1 * in_frame_mask(ft1)
         tot = w0 + w1
         norm = torch.where(tot > 0, tot, torch.ones_like(tot))
         out.append((ft0, ft1, w0 / norm, w1 / norm))
@@ -443,7 +438,7 @@ def extension(
             back, hit = reverse_flow(fwd, 1.0)
             wt = (hit > 1e-3).to(clip.dtype)
             back = back * wt - fwd * (1 - wt)  # holes: fill with the plain reversed motion (weight 0 anyway)
-            wt = wt * _valid(back)
+            wt = wt * in_frame_mask(back)
             entries[t_known - 1 + k] = [(t_known - 1, back, wt)]
     elif mode == "reference":
         reference = _check_clip(reference, "reference", num_new + 1)
@@ -452,7 +447,7 @@ def extension(
         flows_k0 = _reference_flows(reference[:, :, : num_new + 1], estimator, "accumulate")
         for k in range(1, num_new + 1):
             fl = flows_k0[k - 1] * motion_scale
-            entries[t_known - 1 + k] = [(t_known - 1, fl, _valid(fl))]
+            entries[t_known - 1 + k] = [(t_known - 1, fl, in_frame_mask(fl))]
     else:
         raise ValueError(f"mode: expected 'constant' or 'reference', got {mode!r}")
     return _assemble(clip, list(range(t_known)), t_known + num_new, entries, 1, motion_scale, strength)

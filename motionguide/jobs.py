@@ -41,7 +41,7 @@ from .embedded.checkpoint import load_embedded
 from .embedded.generation import MODES
 from .embedded.network import EmbeddedVideoModel
 from .embedded.windows import generate_windows
-from .compositing import composite, confidence, upsample
+from .compositing import composite, upsample
 from .demo import demo_inputs, save_compare
 from .guidance import extension as extension_guidance
 from .guidance import reference_motion
@@ -50,7 +50,7 @@ from .job_options import (FILLS, MAX_EXTEND, OUTPUT_SIZES, SPEED_RANGE, JobOptio
                           check_new_frames)
 from .pipeline_job import (COMPOSITES, OFFLOADS, fit_frames, load_pipeline, native_shape, pipeline_grid,
                            pipeline_size, run_pipeline)
-from .warping import flow_only, known_of
+from .warping import Synthesis, known_of, synthesize
 from .windows import resize_clip, resize_guidance
 
 composite_clips = composite  # pipeline_job's ``composite`` argument names the choice
@@ -60,6 +60,7 @@ _pipeline_grid, _pipeline_frames = pipeline_grid, fit_frames
 __all__ = [
     "JobResult",
     "JobOptions",
+    "Synthesis",
     "load_models",
     "transfer",
     "speed",
@@ -85,7 +86,6 @@ def _notice(msg: str) -> None:
     print(f"notice: {msg}", file=sys.stderr)
 
 
-
 @dataclass
 class JobResult:
     """What a job made, all at the output's size ``(h, w)``, one clip (no batch).
@@ -95,7 +95,8 @@ class JobResult:
     grid; confidence: ``(T, 1, h, w)`` where the warp is trusted (1) and where the model supplied the pixel
     (0), None when the model's output is used as it is (unguided); model_share: the fraction of the output's
     pixels (known frames included) the model supplied (0 for warping alone, 1 when the model's output is used
-    as it is).
+    as it is); synthesis: the guidance's :class:`~motionguide.warping.Synthesis` at the input's size (batch 1),
+    made once per job (None where the job needs no warp at the input's size).
     """
 
     frames: torch.Tensor
@@ -104,6 +105,7 @@ class JobResult:
     inputs: torch.Tensor
     confidence: torch.Tensor | None = None
     model_share: float = 0.0
+    synthesis: Synthesis | None = None
 
 
 # ------------------------------------------------------------------------------------------------- models
@@ -146,27 +148,29 @@ def _run(model, g, size, *, mode, strength, steps, seed, progress, inputs, outpu
         raise ValueError(f"output_size: expected one of {OUTPUT_SIZES}, got {output_size!r}")
     if fill not in FILLS:
         raise ValueError(f"fill: expected one of {FILLS}, got {fill!r}")
-    warp, at_model = flow_only(g), output_size == "model" and model is not None
+    at_model = output_size == "model" and model is not None
     resize = at_model and tuple(inputs.shape[-2:]) != tuple(size)
     inp = F.interpolate(inputs, size=size, mode="area") if resize else inputs
     if at_model and mode == "flow_only":  # the warp at the model's grid
         small_g = resize_guidance(g, size)
         frames = generate_windows(None, small_g, mode="flow_only")
         return JobResult(_clip(frames), small_g, _clip(frames), inp, None, 1.0)
+    syn = synthesize(g, with_confidence=model is None or mode != "unguided")  # the one warp at the input's size
+    warp = syn.warp
     if model is None or mode == "flow_only" or (not at_model and fill == "warp" and mode != "unguided"):
-        return JobResult(_clip(warp), g, _clip(warp), inputs, _clip(confidence(g)), 0.0)
+        return JobResult(_clip(warp), g, _clip(warp), inputs, _clip(syn.confidence), 0.0, syn)
     small_g, small_warp = resize_guidance(g, size), resize_clip(warp, size)
     small = generate_windows(model, small_g, mode=mode, strength=strength, steps=steps, seed=seed,
                              progress=progress, warp=small_warp)
     if mode == "unguided":  # nothing to composite with: the model's clip as it is
         up = small if at_model else upsample(small[0].transpose(0, 1), g.size).transpose(0, 1)[None]
         return JobResult(_clip(up), small_g if at_model else g, _clip(small_warp if at_model else warp), inp,
-                         None, 1.0)
-    out, conf, share = composite(warp, small, confidence(g), at_generated=at_model)
-    kf, known = known_of(small_g if at_model else g)
+                         None, 1.0, syn)
+    out, conf, share = composite(warp, small, syn.confidence, at_generated=at_model)
+    kf, known = known_of(small_g) if at_model else (syn.known_frames, syn.known)
     out[:, :, known[0]] = kf[:, :, known[0]]  # known frames exactly, not through the pyramid's rounding
     return JobResult(_clip(out), small_g if at_model else g, _clip(small_warp if at_model else warp), inp,
-                     _clip(conf), share)
+                     _clip(conf), share, syn)
 
 
 def _model_size(model) -> tuple[int, int]:
@@ -322,7 +326,8 @@ def pipeline_job(
     ``frames`` (:func:`motionguide.pipeline_job.run_pipeline`).
 
     result: what a job made without a model (``transfer``/``speed``/``extend`` with ``model=None``): the
-    guidance, the warp and the confidence at the input's size.
+    guidance and its :class:`~motionguide.warping.Synthesis` (the warp, the confidence, the known frames) at
+    the input's size, taken as given.
 
     composite ``"confidence"``: output_size ``"input"``: the warp where the confidence trusts it, the
     pipeline's output (resized) where it does not, through :func:`motionguide.compositing.composite`; known
@@ -335,19 +340,20 @@ def pipeline_job(
         raise ValueError(f"output_size: expected one of {OUTPUT_SIZES}, got {output_size!r}")
     if composite not in COMPOSITES:
         raise ValueError(f"composite: expected one of {COMPOSITES}, got {composite!r}")
-    conf = result.confidence
-    if conf is None or conf.shape[0] != result.warped.shape[0] or conf.shape[-2:] != result.warped.shape[-2:]:
+    conf, syn = result.confidence, result.synthesis
+    if (conf is None or syn is None or conf.shape[0] != result.warped.shape[0]
+            or conf.shape[-2:] != result.warped.shape[-2:]):
         raise ValueError("result: expected what a job made with model=None (the warp and its confidence at the "
                          "input's size)")
     g, name = result.guidance, type(pipe).__name__
-    (hh, ww), t = tuple(g.size), g.num_frames
+    hh, ww = tuple(g.size)
     h, w = pipeline_size(pipe, (hh, ww), size)
     at_model = output_size == "model"
     why = ("--pipeline-size" if size is not None else "its learned positional embeddings take no other size; the "
            "input is resized to it" if native_shape(pipe).fixed else f"the input's aspect inside its native size, multiples of "
            f"{pipeline_grid(pipe)[0]}; --pipeline-size WxH sets it")
     if composite == "off":
-        what = (f"the output is its own clip at that size" if at_model else
+        what = ("the output is its own clip at that size" if at_model else
                 f"the output is its own clip, resized back to the input's {ww}x{hh}")
     elif at_model:
         what = (f"the output is at that size: the warp where the flow is trusted, the pipeline's frames where it is "
@@ -360,11 +366,13 @@ def pipeline_job(
     made = run_pipeline(pipe, small, frames=frames, **run_kwargs).transpose(0, 1)[None]  # (1, 3, T, h, w)
     warp, c = result.warped.transpose(0, 1)[None], conf.transpose(0, 1)[None]  # (1, C, T, H, W)
     inp = F.interpolate(result.inputs, size=(h, w), mode="area") if at_model and (h, w) != (hh, ww) else result.inputs
-    small_warp = _clip(flow_only(small)) if at_model else result.warped
+    # at the pipeline's size: its own grid's warp and known frames (one pass, no confidence); else the job's
+    at = synthesize(small, with_confidence=False) if at_model else syn
+    small_warp = _clip(at.warp) if at_model else result.warped
     if composite == "off":
         out = made if at_model else resize_clip(made, (hh, ww))
-        return JobResult(_clip(out), small if at_model else g, small_warp, inp, None, 1.0)
+        return JobResult(_clip(out), small if at_model else g, small_warp, inp, None, 1.0, syn)
     out, c_out, share = composite_clips(warp, made.to(warp), c, at_generated=at_model)
-    kf, known = known_of(small if at_model else g)
-    out[:, :, known[0]] = kf[:, :, known[0]]  # known frames exactly, not through the pyramid's rounding
-    return JobResult(_clip(out), small if at_model else g, small_warp, inp, _clip(c_out) if at_model else conf, share)
+    out[:, :, at.known[0]] = at.known_frames[:, :, at.known[0]]  # known frames exactly, not through the pyramid
+    return JobResult(_clip(out), small if at_model else g, small_warp, inp, _clip(c_out) if at_model else conf, share,
+                     syn)

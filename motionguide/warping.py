@@ -1,7 +1,20 @@
 """Flow-based synthesis from a :class:`~motionguide.guidance.Guidance`: every target frame is its sources
 backward-warped by the guidance flows and blended by the guidance weights, at whatever resolution the
 guidance is. It is the flow-only baseline of every job, the warp that guided generation starts from, and
-the input of the per-pixel confidence (:mod:`motionguide.compositing`).
+where the per-pixel confidence comes from (:mod:`motionguide.compositing` composes with it).
+
+:func:`synthesize` makes it in one pass over the sources: each source of a generated frame is warped once, and
+the warp, the confidence and the known frames come back together as a :class:`Synthesis`, which the jobs, the
+pipeline path, the compositing and the embedded generation take as given. The confidence is 1 on known frames
+and, on generated ones, the product of
+
+* **visibility**: the sum of the sources' weights, each 0 where its sample lies outside its frame (the
+  guidance builders also set a weight to 0 where the forward-backward check finds the source occluded);
+* **agreement**: where two sources both see the pixel, ``exp(-(d / AGREEMENT_SCALE)^2)`` of their mean
+  absolute difference ``d`` (in [0, 1] units): two warps that disagree mean at least one flow is wrong.
+
+"Outside its frame" is :func:`flow.occlusion.in_frame_mask` with :data:`IN_FRAME_SLACK` (half a pixel: a sample
+within the edge pixels' own extent reads them as they are), the same rule the guidance builders use with none.
 
 Where no source sees a pixel (every source's weight 0, or its sample outside its frame: content entering the
 frame, a disocclusion), the flow says nothing, and the warp shows the fill :data:`UNSEEN_FILL`:
@@ -37,14 +50,17 @@ Shapes: clips ``(B, 3, T, H, W)`` float in [0, 1]; flows in pixels, the conventi
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 import torch
 
+from flow.occlusion import in_frame_mask
 from flow.warp import backward_warp
 
-__all__ = ["UNSEEN_FILLS", "UNSEEN_FILL", "in_frame", "source_warps", "known_of", "unseen_of", "fill_unseen",
-           "flow_only"]
+__all__ = ["UNSEEN_FILLS", "UNSEEN_FILL", "AGREEMENT_SCALE", "IN_FRAME_SLACK", "Synthesis", "synthesize",
+           "source_warps", "known_of", "unseen_of", "fill_unseen", "flow_only"]
 
 #: what the warp shows where no source sees a pixel (module docstring)
 UNSEEN_FILLS = ("clamp", "hold", "telea", "ns", "hold_edge", "telea_edge", "ns_edge", "mirror_edge")
@@ -53,16 +69,25 @@ UNSEEN_FILL = "clamp"
 #: cv2.inpaint's neighbourhood radius in pixels (its documented usual value)
 INPAINT_RADIUS = 3
 _CV2_INPAINT = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
+#: colour difference (in [0, 1] units) at which two warped sources agree with weight exp(-1)
+AGREEMENT_SCALE = 0.1
+#: pixels of slack of "a source's sample lies inside its frame" for the confidence and the fills
+IN_FRAME_SLACK = 0.5
 
 
-def in_frame(flow: torch.Tensor) -> torch.Tensor:
-    """``(B, 1, H, W)``: 1 where ``x + flow(x)`` lies inside the frame (half a pixel of slack), for
-    ``flow: (B, 2, H, W)`` in pixels."""
-    _, _, h, w = flow.shape
-    ys = torch.arange(h, dtype=flow.dtype, device=flow.device).view(1, h, 1)
-    xs = torch.arange(w, dtype=flow.dtype, device=flow.device).view(1, 1, w)
-    x, y = xs + flow[:, 0], ys + flow[:, 1]
-    return ((x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)).to(flow.dtype)[:, None]
+@dataclass(frozen=True)
+class Synthesis:
+    """The flow-based synthesis of a Guidance, made once (:func:`synthesize`), at the guidance's size.
+
+    warp: ``(B, 3, T, H, W)`` in [0, 1], :func:`flow_only`'s; confidence: ``(B, 1, T, H, W)`` in [0, 1], 1 on
+    known frames (None when not asked for); known_frames: ``(B, 3, T, H, W)``, the guidance's placed frames,
+    zeros elsewhere; known: ``(B, T)`` bool, where they are (:func:`known_of`).
+    """
+
+    warp: torch.Tensor
+    confidence: torch.Tensor | None
+    known_frames: torch.Tensor
+    known: torch.Tensor
 
 
 def source_warps(guidance, t: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -92,10 +117,27 @@ def known_of(guidance) -> tuple[torch.Tensor, torch.Tensor]:
     return kf, known
 
 
-def _unseen(srcs, outside: bool = False) -> torch.Tensor:
+def _inside(srcs) -> list[torch.Tensor]:
+    """Each source's ``(B, 1, H, W)`` in-frame mask (the half-pixel rule), once per source."""
+    return [in_frame_mask(fl, slack=IN_FRAME_SLACK) for _, _, fl in srcs]
+
+
+def _unseen(srcs, inside, outside: bool = False) -> torch.Tensor:
     """(B, 1, H, W) bool: no source sees the pixel (outside: and every source samples outside its frame)."""
-    vis = sum(wt * in_frame(fl) for _, wt, fl in srcs) <= 1e-6
-    return vis & (sum(in_frame(fl) for _, _, fl in srcs) == 0) if outside else vis
+    vis = sum(wt * m for (_, wt, _), m in zip(srcs, inside)) <= 1e-6
+    return vis & (sum(inside) == 0) if outside else vis
+
+
+def _confidence(srcs, inside, agreement: bool) -> torch.Tensor:
+    """(B, 1, H, W): visibility times (for two sources) their agreement (module docstring)."""
+    vis = sum(wt * m for (_, wt, _), m in zip(srcs, inside)).clamp(0, 1)
+    agree = torch.ones_like(vis)
+    if len(srcs) == 2 and agreement:
+        (w0, a0, _), (w1, a1, _) = srcs
+        both = (a0 > 0.05) & (a1 > 0.05) & (inside[0] > 0) & (inside[1] > 0)
+        d = (w0 - w1).abs().mean(1, keepdim=True)
+        agree = torch.where(both, torch.exp(-(d / AGREEMENT_SCALE) ** 2), agree)
+    return vis * agree
 
 
 def unseen_of(guidance, *, outside: bool = False) -> torch.Tensor:
@@ -108,7 +150,7 @@ def unseen_of(guidance, *, outside: bool = False) -> torch.Tensor:
     for t in range(guidance.num_frames):
         if not bool(known[0, t]):
             srcs = source_warps(guidance, t)
-            out[:, :, t] = _unseen(srcs, outside) if srcs else True
+            out[:, :, t] = _unseen(srcs, _inside(srcs), outside) if srcs else True
     return out
 
 
@@ -144,21 +186,32 @@ def fill_unseen(frame: torch.Tensor, unseen: torch.Tensor, held: torch.Tensor, h
     return out
 
 
-def flow_only(guidance, *, unseen: str = UNSEEN_FILL) -> torch.Tensor:
-    """Plain warping without the model ``(B, 3, T, H, W)`` in [0, 1]: each target frame is the weighted blend
-    of its warped sources (border padding), the first source alone where the weights vanish, and where no
-    source sees a pixel the fill ``unseen`` (:data:`UNSEEN_FILLS`; held: the first source frame)."""
+def synthesize(guidance, *, unseen: str = UNSEEN_FILL, agreement: bool = True,
+               with_confidence: bool = True) -> Synthesis:
+    """The flow-based synthesis of ``guidance`` in one pass over its sources: the warp, the confidence and
+    the known frames (:class:`Synthesis`). Each target frame is the weighted blend of its warped sources
+    (border padding), the first source alone where the weights vanish, and where no source sees a pixel the
+    fill ``unseen`` (:data:`UNSEEN_FILLS`; held: the first source frame); a frame with no source holds the
+    nearest known frame before it (confidence 0).
+
+    agreement: include the agreement of two sources in the confidence (False: visibility only);
+    with_confidence: False skips the confidence (``Synthesis.confidence`` None)."""
     if unseen not in UNSEEN_FILLS:
         raise ValueError(f"unseen: expected one of {UNSEEN_FILLS}, got {unseen!r}")
     kf, known = known_of(guidance)
     out = kf.clone()
-    for t in range(guidance.num_frames):
+    b, _, n, h, w = kf.shape
+    conf = kf.new_ones(b, 1, n, h, w) if with_confidence else None
+    for t in range(n):
         if bool(known[0, t]):
             continue
         srcs = source_warps(guidance, t)
         if not srcs:  # no source at all: hold the nearest known frame
             out[:, :, t] = kf[:, :, int(torch.nonzero(known[0, : t + 1])[-1])]
+            if conf is not None:
+                conf[:, :, t] = 0
             continue
+        inside = _inside(srcs)
         acc = sum(wt * warped for warped, wt, _ in srcs)
         wsum = sum(wt for _, wt, _ in srcs)
         frame = torch.where(wsum > 1e-6, acc / wsum.clamp(min=1e-6), srcs[0][0]).clamp(0, 1)
@@ -166,6 +219,13 @@ def flow_only(guidance, *, unseen: str = UNSEEN_FILL) -> torch.Tensor:
             held = guidance.frames[:, :, int(guidance.sources[t][guidance.sources[t] >= 0][0])]
             if unseen == "mirror_edge":
                 held = backward_warp(held, srcs[0][2], padding_mode="reflection")
-            frame = fill_unseen(frame, _unseen(srcs, outside=unseen.endswith("_edge")), held, unseen)
+            frame = fill_unseen(frame, _unseen(srcs, inside, outside=unseen.endswith("_edge")), held, unseen)
         out[:, :, t] = frame
-    return out.clamp(0, 1)
+        if conf is not None:
+            conf[:, :, t] = _confidence(srcs, inside, agreement)
+    return Synthesis(out.clamp(0, 1), conf, kf, known)
+
+
+def flow_only(guidance, *, unseen: str = UNSEEN_FILL) -> torch.Tensor:
+    """Plain warping without the model ``(B, 3, T, H, W)`` in [0, 1]: :func:`synthesize`'s warp alone."""
+    return synthesize(guidance, unseen=unseen, with_confidence=False).warp

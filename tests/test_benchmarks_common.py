@@ -73,3 +73,13 @@ def test_scripts_refuse_bad_input_in_one_line(name, argv, says, capsys, tmp_path
     assert _script(name).main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"benchmarks/{name}.py: error: ") and says in err[0], err
+
+
+def test_a_jobs_guidance_enters_each_plugin_file_once_and_each_flow_file_from_few_places(capsys, tmp_path):
+    """benchmarks/guidance_walk.py: from motionguide/ code, a speed and an extend job enter each plugin file from
+    one call site (the synthesis is built once) and each flow file from at most two, but the shape checks."""
+    walk = _script("guidance_walk")
+    assert walk.main(["--size", "32x24", "--frames", "3", "--json", str(tmp_path / "w.json")]) == 0
+    for job, counts in json.loads((tmp_path / "w.json").read_text()).items():
+        assert all(n == 1 for f, n in counts.items() if f.startswith("motionguide/")), (job, counts)
+        assert all(n <= 2 for f, n in counts.items() if f != "flow/checks.py"), (job, counts)

@@ -3,7 +3,8 @@ moved toward the warp by the learned gates, and the sampler.
 
 How a guided call works (modes ``latent`` / ``both``):
 
-1. the **warp** (:func:`~motionguide.warping.flow_only`): each target frame is the weighted blend of its warped sources;
+1. the **warp**, given (the :class:`~motionguide.warping.Synthesis` warp: each target frame the weighted blend
+   of its warped sources, made once by the caller, e.g. at the input's resolution and downscaled);
 2. the **gates** (:func:`gate_maps`): per pixel, the reference gate and the correction gate of its trust
    level (:func:`~motionguide.embedded.adapters.trust_levels`);
 3. the **reference** the network corrects moves from the static frame toward the warp,
@@ -24,7 +25,7 @@ from ..adapter import get_motion_guidance, has_motion_guidance, set_guidance
 from ..compositing import confidence
 from ..guidance import check_strength
 from ..latent import LatentGuidance, latent_guidance
-from ..warping import flow_only, known_of, source_warps
+from ..warping import known_of
 from .adapters import GATE_SCALE, pixel_vae, trust_levels
 from .network import EmbeddedVideoModel
 
@@ -66,7 +67,7 @@ def gate_maps(gates, lg: LatentGuidance) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def guided_reference_and_scale(model: EmbeddedVideoModel, guidance, lg: LatentGuidance, static: torch.Tensor,
-                               strength: float, warp: torch.Tensor | None = None
+                               strength: float, warp: torch.Tensor
                                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(reference, correction scale, warp)`` of one guided call, as generation and adapter training both
     need them.
@@ -74,32 +75,33 @@ def guided_reference_and_scale(model: EmbeddedVideoModel, guidance, lg: LatentGu
     reference ``(B, 3, T, H, W)`` in [-1, 1]: ``static + strength * g * (warp - static)``; correction scale
     ``(B, 1, T, H, W)``: ``1 - strength * c``, the factor on the network's correction (its 4x4-patch noise
     costs more than it gains where the flow is right, so training learns how much to damp it there);
-    warp: :func:`flow_only` in [0, 1] (or the ``warp`` given, the same synthesis made elsewhere, e.g. at a
-    higher resolution and downscaled). ``g``, ``c``: :func:`gate_maps`. static: the static reference in [-1, 1].
+    warp: ``(B, 3, T, H, W)`` in [0, 1], the guidance's flow-based synthesis (:func:`flow_only` of it, or the
+    same synthesis made at a higher resolution and downscaled), returned as given. ``g``, ``c``:
+    :func:`gate_maps`. static: the static reference in [-1, 1].
     """
     gates = model.gates
     if gates is None:
         raise ValueError("guided generation with the latent level needs trained adapters on the model "
                          "(attach_adapters or load_adapters)")
     with torch.no_grad():
-        warp01 = flow_only(guidance) if warp is None else warp
-        warp = (warp01 * 2 - 1).to(static)
+        warp11 = (warp * 2 - 1).to(static)
     g, c = gate_maps(gates, lg)
     s = float(strength)
-    return static + g * s * (warp.to(static) - static), 1.0 - s * c, warp01
+    return static + g * s * (warp11 - static), 1.0 - s * c, warp
 
 
 def generate_guided(
     model: EmbeddedVideoModel,
     guidance,
     *,
+    warp: torch.Tensor,
     mode: str = "both",
     strength: float | None = None,
     steps: int | None = None,
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
     start: float = GUIDED_START,
-    warp: torch.Tensor | None = None,
+    latent_from_warp: bool = True,
 ) -> torch.Tensor:
     """Generate the clip a :class:`~motionguide.guidance.Guidance` describes ``(B, 3, T, H, W)`` in [0, 1].
 
@@ -107,15 +109,17 @@ def generate_guided(
     both levels; needs :func:`~motionguide.embedded.adapters.attach_adapters` or ``load_adapters``),
     ``training_free`` (needs a model with a ``training_free`` adapter: the plugin's feature level at
     ``strength``, sampling from the re-noised warp with the latents held to it where
-    :func:`~motionguide.compositing.confidence` trusts it), ``flow_only`` (warping alone).
+    :func:`~motionguide.compositing.confidence` trusts it), ``flow_only`` (``warp`` as given).
     strength: defaults to the guidance's. start: with the latent level on, sampling starts from the guided
     reference (the warp, for ``training_free``) noised to ``t = 1 - strength * (1 - start)`` (1 = from pure
     noise; strength 0 gives exactly
     the unguided sampler). The guidance must match the model's frames and size (the jobs window and resize).
-    warp: ``(B, 3, T, H, W)`` in [0, 1], the guidance's flow-based synthesis made at the input's resolution and
-    area-downscaled to the model's (the jobs pass it): the reference, the latent level and the training-free
-    target use it instead of :func:`flow_only` at the model's grid, which blurs and misplaces what a 32 px
-    warp cannot resolve. None: :func:`flow_only` of ``guidance``.
+    warp: ``(B, 3, T, H, W)`` in [0, 1], the guidance's flow-based synthesis, made once by the caller: the jobs
+    make it at the input's resolution and area-downscale it to the model's (sharper and better placed than
+    :func:`flow_only` at the model's grid, which blurs and misplaces what a 32 px warp cannot resolve); the
+    reference and the training-free target are this warp. latent_from_warp: the latent level is ``warp``
+    (:func:`with_warp`; True) or the guidance's own blend of warped sources (False: for a ``warp`` that is
+    :func:`flow_only` of ``guidance`` itself at its grid).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -126,8 +130,12 @@ def generate_guided(
             f"guidance is {guidance.num_frames} frames of {guidance.size[1]}x{guidance.size[0]} (WxH), the model "
             f"makes {cfg.num_frames} frames of {cfg.width}x{cfg.height}; the jobs window and resize for you"
         )
+    want_warp = (guidance.frames.shape[0], 3, guidance.num_frames, *guidance.size)
+    if not isinstance(warp, torch.Tensor) or tuple(warp.shape) != want_warp:
+        raise ValueError(f"warp: expected {want_warp} (B, 3, T, H, W) at the model's size, got "
+                         f"{tuple(warp.shape) if isinstance(warp, torch.Tensor) else type(warp).__name__}")
     if mode == "flow_only":
-        return flow_only(guidance)
+        return warp
     kf, known = known_of(guidance)
     adapter = get_motion_guidance(model.transformer) if has_motion_guidance(model.transformer) else None
     if mode == "unguided":
@@ -143,13 +151,9 @@ def generate_guided(
                             feature=mode in ("feature", "both", "training_free"))
     p = next(model.transformer.parameters())
     lg = lg.to(p.device, p.dtype)
-    if warp is not None:
-        if tuple(warp.shape) != tuple(lg.latents.shape[:1]) + (3,) + tuple(lg.latents.shape[2:]):
-            raise ValueError(f"warp: expected {(lg.latents.shape[0], 3, *lg.latents.shape[2:])} (B, 3, T, H, W) at the "
-                             f"model's size, got {tuple(warp.shape)}")
-        warp = warp.to(p.device, p.dtype)
-        if mode in ("latent", "both"):
-            lg = with_warp(lg, warp)
+    warp = warp.to(p.device, p.dtype)
+    if latent_from_warp and mode in ("latent", "both"):
+        lg = with_warp(lg, warp)
     callback = None
     ref = None
     out_scale = None
@@ -160,7 +164,7 @@ def generate_guided(
         # it (to the warp itself after the last), so the model works only where the flow fails.
         g = torch.Generator().manual_seed(int(seed) + 1)
         noise = torch.randn(lg.latents.shape, generator=g).to(p)
-        target = ((flow_only(guidance) if warp is None else warp) * 2 - 1).to(p)
+        target = (warp * 2 - 1).to(p)
         hold = confidence(guidance, agreement=False).to(p)
         init = target
 

@@ -222,7 +222,8 @@ class AdapterRecipe(Recipe):
         frames = frames.to(dev)
         x0 = frames * 2 - 1
         static = EmbeddedVideoModel.reference(x0 * known[:, None, :, None, None], known)
-        ref, out_scale, _ = guided_reference_and_scale(self.model, guidance, lg, static, 1.0, warp)
+        ref, out_scale, _ = guided_reference_and_scale(self.model, guidance, lg, static, 1.0,
+                                                       flow_only(guidance) if warp is None else warp)
         # Guided sampling starts low (GUIDED_START at strength 1) from the guided reference noised there:
         # matched_p of the batches train exactly that start (x_t made from the reference); of the rest, most
         # train the times below ADAPTER_T_MAX on noised true clips, the others the whole range (a strength

@@ -42,7 +42,8 @@ def generate_windows(
     ``mode='flow_only'`` needs no model (warping alone). ``context``: known frames kept before the first
     missing frame of each window. ``warp``: ``(B, 3, T, H, W)``, the guidance's flow-based synthesis made at a
     higher resolution and downscaled to ``g``'s, for the frames each window generates
-    (:func:`~motionguide.embedded.generation.generate_guided`); None: each window warps at ``g``'s grid.
+    (:func:`~motionguide.embedded.generation.generate_guided`); None: each window's own warp at ``g``'s grid
+    (:func:`~motionguide.warping.flow_only`, made once per window).
     """
     if warp is not None and tuple(warp.shape) != (g.frames.shape[0], 3, g.num_frames, *g.size):
         raise ValueError(f"warp: expected {(g.frames.shape[0], 3, g.num_frames, *g.size)} (B, 3, T, H, W), got "
@@ -62,15 +63,14 @@ def generate_windows(
         w0 = max(0, min(first - min(first, context), t_out - win))  # the window's first frame
         wg = window(g, w0, win, generated)
         kw = {} if start is None else {"start": start}
+        ww = flow_only(wg)  # the window's own warp: known frames and frames past the end as it has them
         if warp is not None and mode != "flow_only":
-            ww = flow_only(wg)  # known frames and frames past the end as the window's own warp has them
             known_w = {p for p in wg.positions if p is not None}
             for j in range(win):
                 if w0 + j < t_out and j not in known_w:
                     ww[:, :, j] = warp[:, :, w0 + j]
-            kw["warp"] = ww
-        out = generate_guided(model, wg, mode=mode, strength=strength, steps=steps, seed=seed + 1000 * n,
-                              progress=progress, **kw) if mode != "flow_only" else flow_only(wg)
+        out = generate_guided(model, wg, warp=ww, mode=mode, strength=strength, steps=steps, seed=seed + 1000 * n,
+                              progress=progress, latent_from_warp=warp is not None, **kw) if mode != "flow_only" else ww
         for j in range(win):
             t = w0 + j
             if t < t_out and t not in have:

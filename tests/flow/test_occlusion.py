@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from flow.occlusion import fb_consistency, occlusion_masks, out_of_frame_mask
+from flow.occlusion import fb_consistency, in_frame_mask, occlusion_masks, out_of_frame_mask
+from flow.warp import backward_warp
 
 
 def test_consistent_translation_is_visible_except_leaving_pixels():
@@ -47,6 +48,22 @@ def test_out_of_frame_and_both_directions():
     assert out_of_frame_mask(f)[0, 0].tolist() == [[1, 1, 1], [0, 0, 0], [0, 0, 0]]
     occ0, occ1 = occlusion_masks(f, -f)
     assert occ0[0, 0, 0].sum() == 3 and occ1[0, 0, 2].sum() == 3
+
+
+def test_in_frame_rule_and_its_slack():
+    f = torch.zeros(1, 2, 2, 4)
+    f[:, 0] = torch.tensor([-0.5, 0.25, 0.75, 0.5])  # column x samples x + dx
+    assert in_frame_mask(f)[0, 0, 0].tolist() == [0, 1, 1, 0]  # -0.5 and 3.5 lie past the outer centres
+    assert in_frame_mask(f, slack=0.5)[0, 0, 0].tolist() == [1, 1, 1, 1]  # within the edge pixels' extent
+    assert in_frame_mask(f * 2, slack=0.5)[0, 0, 0].tolist() == [0, 1, 1, 0]  # -1 and 4: beyond it
+    assert torch.equal(out_of_frame_mask(f), 1 - in_frame_mask(f))
+    # slack 0 is where a backward warp reads real pixels (its own mask)
+    g = torch.randn(2, 2, 5, 6, generator=torch.Generator().manual_seed(0)) * 3
+    assert torch.equal(in_frame_mask(g), backward_warp(torch.zeros(2, 1, 5, 6), g, return_mask=True)[1])
+    with pytest.raises(ValueError, match="slack"):
+        in_frame_mask(f, slack=-1)
+    with pytest.raises(ValueError, match=r"\(B, 2, H, W\)"):
+        in_frame_mask(torch.zeros(1, 3, 2, 2))
 
 
 def test_bad_input():

@@ -136,10 +136,10 @@ def test_training_free_is_held_to_the_warp_where_a_source_sees_and_strength_zero
     attach_adapters(model, mode="training_free")
     frames = make_clip(4, split="heldout", num_frames=8).frames.permute(1, 0, 2, 3)[None]
     g = mg.extension(frames[:, :, :4], 4, estimator=lambda a, b: torch.zeros(a.shape[0], 2, *a.shape[-2:]))
-    out = generate_guided(model, g, mode="training_free", seed=0)
+    out = generate_guided(model, g, warp=flow_only(g), mode="training_free", seed=0)
     vis = confidence(g, agreement=False)
     warp = flow_only(g)
     held = (vis == 1).expand_as(out)
     assert bool(held.any()) and torch.allclose(out[held], warp[held], atol=1e-5)
-    base = generate_guided(model, g, mode="unguided", seed=0)
-    assert torch.allclose(generate_guided(model, g.with_strength(0.0), mode="training_free", seed=0), base, atol=1e-5)
+    base = generate_guided(model, g, warp=flow_only(g), mode="unguided", seed=0)
+    assert torch.allclose(generate_guided(model, g.with_strength(0.0), warp=flow_only(g.with_strength(0.0)), mode="training_free", seed=0), base, atol=1e-5)

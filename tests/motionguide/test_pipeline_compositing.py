@@ -102,6 +102,25 @@ def test_output_size_model_composes_at_the_pipelines_size(pipe, clip, monkeypatc
     assert 0 < res.model_share < 1
 
 
+def test_the_pipeline_path_takes_the_jobs_synthesis_as_given(pipe, clip, monkeypatch):
+    """The warp, its confidence and the known frames come with the job's result: composing at the input's
+    size warps nothing again; at the pipeline's size, only its own grid's warp (once per source)."""
+    from dataclasses import replace
+
+    from motionguide import warping
+
+    res = jobs.speed(clip, 0.5, model=None, mode="flow_only", interpolator="dis")
+    seen, real = [], warping.backward_warp
+    monkeypatch.setattr(warping, "backward_warp", lambda img, flow, **kw: seen.append(img.shape[-2:]) or real(img, flow, **kw))
+    kw = dict(size=SIZE, steps=1, prompt="", guidance_scale=1.0)
+    jobs.pipeline_job(pipe, res, **kw)
+    assert seen == []
+    jobs.pipeline_job(pipe, res, output_size="model", **kw)
+    assert {tuple(s) for s in seen} == {SIZE} and len(seen) == 10  # 5 in-betweens, 2 sources each
+    with pytest.raises(ValueError, match="model=None"):
+        jobs.pipeline_job(pipe, replace(res, synthesis=None), **kw)
+
+
 def test_default_pipeline_size_fits_the_call_defaults(pipe):
     assert jobs.pipeline_size(pipe, (720, 1280)) == (464, 832)  # inside Wan's 832x480, the input's 16:9
     assert jobs.pipeline_size(pipe, (1280, 720)) == (832, 464)  # a portrait input: the box turned

@@ -48,31 +48,31 @@ def test_untrained_adapters_are_a_no_op_and_strength_zero_is_exact(tiny, tmp_pat
     model = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
     model.load_state_dict(tiny.state_dict())
     g = _constant_guidance()
-    base = generate_guided(model, g, mode="unguided", seed=0)
+    base = generate_guided(model, g, warp=flow_only(g), mode="unguided", seed=0)
     attach_adapters(model)
     # zero-initialised adapters leave the model as it was (sampled from pure noise, start=1.0, like the base)
-    assert torch.equal(generate_guided(model, g, mode="both", seed=0, start=1.0), base)
+    assert torch.equal(generate_guided(model, g, warp=flow_only(g), mode="both", seed=0, start=1.0), base)
     # the default SDEdit-style start from the guided reference is a different sampler, so it differs
-    assert not torch.equal(generate_guided(model, g, mode="both", seed=0), base)
+    assert not torch.equal(generate_guided(model, g, warp=flow_only(g), mode="both", seed=0), base)
     with torch.no_grad():
         for p in model.transformer.motion_guidance.parameters():
             p.normal_(0, 0.1)
         model.gates.reference_gate.fill_(0.02)
-    guided = generate_guided(model, g, mode="both", seed=0)
+    guided = generate_guided(model, g, warp=flow_only(g), mode="both", seed=0)
     assert float((guided - base).abs().max()) > 1e-3  # trained adapters change the output
-    zero = generate_guided(model, g.with_strength(0.0), mode="both", seed=0)
+    zero = generate_guided(model, g.with_strength(0.0), warp=flow_only(g.with_strength(0.0)), mode="both", seed=0)
     assert float((zero - base).abs().max()) <= 1e-5
-    assert torch.equal(generate_guided(model, g, mode="unguided", seed=0), base)
+    assert torch.equal(generate_guided(model, g, warp=flow_only(g), mode="unguided", seed=0), base)
     # round trip: a fresh model with the saved adapters reproduces the guided output
     save_adapters(model, tmp_path / "ad")
     fresh = EmbeddedVideoModel(EmbeddedConfig(**TINY)).eval()
     fresh.load_state_dict(tiny.state_dict())
     load_adapters(fresh, tmp_path / "ad")
-    assert torch.allclose(generate_guided(fresh, g, mode="both", seed=0), guided, atol=1e-6)
+    assert torch.allclose(generate_guided(fresh, g, warp=flow_only(g), mode="both", seed=0), guided, atol=1e-6)
     for m in ("latent", "feature"):
-        assert generate_guided(fresh, g, mode=m, seed=0).shape == base.shape
+        assert generate_guided(fresh, g, warp=flow_only(g), mode=m, seed=0).shape == base.shape
     with pytest.raises(ValueError, match="training_free"):
-        generate_guided(fresh, g, mode="training_free")
+        generate_guided(fresh, g, warp=flow_only(g), mode="training_free")
     with pytest.raises(CheckpointError, match="missing"):
         load_adapters(EmbeddedVideoModel(EmbeddedConfig(**TINY)), tmp_path / "none")
 
@@ -88,10 +88,10 @@ def test_guided_reference_follows_the_whole_warp_and_the_gates_round_trip(tiny, 
     lg = latent_guidance_of(g, strength=1.0)
     with torch.no_grad():
         model.gates.reference_gate.fill_(1.0 / GATE_SCALE)  # gate 1: the reference is the flow-only warp itself
-    ref, scale, warp01 = guided_reference_and_scale(model, g, lg, static, 1.0)
+    ref, scale, warp01 = guided_reference_and_scale(model, g, lg, static, 1.0, flow_only(g))
     assert torch.allclose(ref, warp, atol=1e-6) and torch.allclose(warp01 * 2 - 1, warp)
     assert torch.equal(scale, torch.ones_like(scale))  # a zero correction gate damps nothing
-    assert torch.equal(guided_reference_and_scale(model, g, lg, static, 0.0)[0], static)
+    assert torch.equal(guided_reference_and_scale(model, g, lg, static, 0.0, flow_only(g))[0], static)
     # per-pixel gates by trust level (none, one source, two+): all warp where one source sees the pixel,
     # all static where none does
     wts = g.weights.clone()
@@ -101,7 +101,7 @@ def test_guided_reference_follows_the_whole_warp_and_the_gates_round_trip(tiny, 
     assert set(trust_levels(lg_half)[:, :, 1:].unique().tolist()) == {0, 1}
     with torch.no_grad():
         model.gates.reference_gate.copy_(torch.tensor([0.0, 1.0 / GATE_SCALE, 0.0]))
-    ref = guided_reference_and_scale(model, half, lg_half, static, 1.0)[0]
+    ref = guided_reference_and_scale(model, half, lg_half, static, 1.0, flow_only(half))[0]
     warp_half = flow_only(half) * 2 - 1
     unknown = ~known[0]
     assert torch.allclose(ref[:, :, unknown, :, 16:], warp_half[:, :, unknown, :, 16:], atol=1e-6)
@@ -206,10 +206,10 @@ def test_gate_maps_are_the_per_level_lookup(tiny):
     unknown = ~known_of(half)[1][0]
     assert bool((ref[:, :, unknown, :, :16] == GATE_SCALE * 0.01).all())
     assert bool((ref[:, :, unknown, :, 16:] == GATE_SCALE * 0.04).all())
-    before = generate_guided(model, g, mode="both", seed=0)
+    before = generate_guided(model, g, warp=flow_only(g), mode="both", seed=0)
     with torch.no_grad():
         model.gates.reference_gate.mul_(2.0)
-    assert float((generate_guided(model, g, mode="both", seed=0) - before).abs().max()) > 1e-3
+    assert float((generate_guided(model, g, warp=flow_only(g), mode="both", seed=0) - before).abs().max()) > 1e-3
 
 
 def test_trust_levels_count_the_sources_that_see_a_pixel():
@@ -228,11 +228,11 @@ def test_training_free_mode(tiny):
     model.load_state_dict(tiny.state_dict())
     attach_adapters(model, mode="training_free")
     g = _constant_guidance()
-    base = generate_guided(model, g, mode="unguided", seed=0)
-    assert float((generate_guided(model, g, mode="training_free", seed=0) - base).abs().max()) > 1e-3
-    assert float((generate_guided(model, g.with_strength(0.0), mode="training_free", seed=0) - base).abs().max()) <= 1e-5
+    base = generate_guided(model, g, warp=flow_only(g), mode="unguided", seed=0)
+    assert float((generate_guided(model, g, warp=flow_only(g), mode="training_free", seed=0) - base).abs().max()) > 1e-3
+    assert float((generate_guided(model, g.with_strength(0.0), warp=flow_only(g.with_strength(0.0)), mode="training_free", seed=0) - base).abs().max()) <= 1e-5
     with pytest.raises(ValueError, match="adapters"):
-        generate_guided(tiny, g, mode="both")
+        generate_guided(tiny, g, warp=flow_only(g), mode="both")
 
 
 def test_flow_only_is_the_warp():

@@ -188,8 +188,8 @@ def test_guide_scale_trains_on_guidance_made_large_and_downscaled(stages, tmp_pa
     seen = []
     real = rec.guided_reference_and_scale
 
-    def spy(model, guidance, lg, static, strength, warp=None):
-        seen.append((tuple(guidance.size), None if warp is None else tuple(warp.shape[-2:])))
+    def spy(model, guidance, lg, static, strength, warp):
+        seen.append((tuple(guidance.size), tuple(warp.shape[-2:])))
         return real(model, guidance, lg, static, strength, warp)
 
     monkeypatch.setattr(rec, "guided_reference_and_scale", spy)
@@ -200,7 +200,7 @@ def test_guide_scale_trains_on_guidance_made_large_and_downscaled(stages, tmp_pa
     assert seen == [((32, 32), (32, 32))]
     plain = AdapterRecipe(TrainConfig(steps=1, out=str(tmp_path / "p"), **kw))
     plain.loss(0, 0, torch.Generator().manual_seed(0))
-    assert seen[-1] == ((32, 32), None)
+    assert seen[-1] == ((32, 32), (32, 32))  # the guidance's own warp at its grid
     for bad in (0, 1.5, True, 17):
         with pytest.raises(ValueError, match="guide_scale"):
             TrainConfig(kind="adapters", guide_scale=bad)
