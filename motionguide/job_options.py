@@ -18,7 +18,7 @@ import numbers
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable
 
-__all__ = ["JobOptions", "check_factor", "check_new_frames", "check_damping", "SPEED_RANGE", "MAX_EXTEND", "MAX_STEPS",
+__all__ = ["JobOptions", "job_arguments", "check_factor", "check_new_frames", "check_damping", "SPEED_RANGE", "MAX_EXTEND", "MAX_STEPS",
            "OUTPUT_SIZES", "FILLS", "MODES", "MOTION_SCALE_RANGE", "STRENGTH_RANGE"]
 
 #: speed factors the job accepts (0.25 = 4x slow motion, 4 = 4x faster)
@@ -149,3 +149,22 @@ def check_damping(damping: Any) -> float:
     if not (_real(damping) and 0 <= damping < 1):
         raise ValueError(f"damping: expected 0 .. <1 (0 keeps the motion), got {damping}")
     return damping
+
+
+#: the jobs' own arguments by kind, and their checks
+_OWN = {"factor": check_factor, "new_frames": check_new_frames, "damping": check_damping}
+
+
+def job_arguments(options: JobOptions | None, given: dict, **own: Any) -> tuple[JobOptions, dict]:
+    """A job's options and its own arguments, checked in one call (a job enters this module once).
+
+    options, given: as :meth:`JobOptions.build` (``given``: the job's keyword form); own: the job's own
+    arguments by kind, ``factor`` (:func:`check_factor`), ``new_frames`` (:func:`check_new_frames`),
+    ``damping`` (:func:`check_damping`). Returns the options and ``own`` as checked.
+
+    >>> o, own = job_arguments(None, {"strength": 0.5}, factor=2)
+    >>> o.strength, own
+    (0.5, {'factor': 2.0})
+    """
+    checked = {k: _OWN[k](v) for k, v in own.items()}  # the job's own arguments first, as the jobs always did
+    return JobOptions.build(options, **given), checked

@@ -46,8 +46,7 @@ from .demo import demo_inputs, save_compare
 from .guidance import extension as extension_guidance
 from .guidance import reference_motion
 from .guidance import speed as speed_guidance
-from .job_options import (FILLS, MAX_EXTEND, OUTPUT_SIZES, SPEED_RANGE, JobOptions, check_damping, check_factor,
-                          check_new_frames)
+from .job_options import FILLS, MAX_EXTEND, OUTPUT_SIZES, SPEED_RANGE, JobOptions, job_arguments
 from .pipeline_job import (COMPOSITES, OFFLOADS, fit_frames, load_pipeline, native_shape, pipeline_grid,
                            pipeline_size, run_pipeline)
 from .warping import Synthesis, known_of, synthesize
@@ -261,9 +260,10 @@ def speed(
     ("auto": IFNet when RIFE weights are installed, the DIS backend otherwise; or an Interpolator); None:
     flow reversal of the ``flow`` estimator's flows. options: as :func:`transfer`'s."""
     clip = _check_clip(clip, "input clip", 2)
-    factor = check_factor(factor)
-    o = JobOptions.build(options, motion_scale=motion_scale, strength=strength, steps=steps, seed=seed, mode=mode,
-                         flow=flow, progress=progress, output_size=output_size, fill=fill)
+    o, own = job_arguments(options, dict(motion_scale=motion_scale, strength=strength, steps=steps, seed=seed,
+                                         mode=mode, flow=flow, progress=progress, output_size=output_size,
+                                         fill=fill), factor=factor)
+    factor = own["factor"]
     size = _model_size(model) or tuple(clip.shape[-2:])
     _note_resize("the input", clip.shape[-2:], size, o.output_size, o.fill)
     inter = get_interpolator(interpolator) if isinstance(interpolator, str) else interpolator
@@ -295,9 +295,10 @@ def extend(
     the last frame is the only source, so what it does not see has weight 0 in the guidance. options: as
     :func:`transfer`'s."""
     clip = _check_clip(clip, "input clip", 2)
-    frames, damping = check_new_frames(frames), check_damping(damping)
-    o = JobOptions.build(options, motion_scale=motion_scale, strength=strength, steps=steps, seed=seed, mode=mode,
-                         flow=flow, progress=progress, output_size=output_size, fill=fill)
+    o, own = job_arguments(options, dict(motion_scale=motion_scale, strength=strength, steps=steps, seed=seed,
+                                         mode=mode, flow=flow, progress=progress, output_size=output_size,
+                                         fill=fill), new_frames=frames, damping=damping)
+    frames, damping = own["new_frames"], own["damping"]
     size = _model_size(model) or tuple(clip.shape[-2:])
     _note_resize("the input", clip.shape[-2:], size, o.output_size, o.fill)
     g = extension_guidance(clip.transpose(0, 1)[None], frames, estimator=get_estimator(o.flow), damping=damping,
