@@ -79,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, ValueError, FileNotFoundError, PermissionError, FileExistsError, LockHeldError) as e:
         # Expected failures: bad input, missing files or weights, an output in the way. One clear line, no
         # traceback; any other exception is a bug and keeps its traceback.
-        print(f"motionguide {args.command}: error: {_in_flags(parser, args.command, _text(e))}", file=sys.stderr)
+        from .commands._words import raised_in
+
+        message = _in_flags(parser, args.command, _text(e), raised_in(e))
+        print(f"motionguide {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -95,13 +98,14 @@ def main(argv: list[str] | None = None) -> int:
     return int(rc or 0)
 
 
-def _in_flags(parser: argparse.ArgumentParser, command: str, message: str) -> str:
-    """The message with the library's parameter names replaced by the command's flags (``fps:`` -> ``--fps``)."""
+def _in_flags(parser: argparse.ArgumentParser, command: str, message: str, raised_in: str | None = None) -> str:
+    """The message with the library's parameter names replaced by the command's flags (``fps:`` -> ``--fps``);
+    raised_in: the module that raised it, whose own parameter names are translated too."""
     from .commands._words import drop_library_advice, flag_names, in_flags
 
     message = drop_library_advice(message)
     sub = next((a.choices[command] for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
-    return in_flags(message, flag_names(sub, command)) if sub is not None else message
+    return in_flags(message, flag_names(sub, command, raised_in)) if sub is not None else message
 
 
 def _text(e: BaseException) -> str:

@@ -26,7 +26,6 @@ Shapes: clips ``(T, 3, H, W)`` float in [0, 1] (one clip, no batch) at this API.
 """
 from __future__ import annotations
 
-import math
 import sys
 from dataclasses import dataclass
 from typing import Callable
@@ -47,6 +46,7 @@ from .demo import demo_inputs, save_compare
 from .guidance import extension as extension_guidance
 from .guidance import reference_motion
 from .guidance import speed as speed_guidance
+from .job_options import FILLS, MAX_EXTEND, OUTPUT_SIZES, SPEED_RANGE, JobOptions, job_arguments
 from .pipeline_job import (COMPOSITES, OFFLOADS, fit_frames, load_pipeline, native_shape, pipeline_grid,
                            pipeline_size, run_pipeline)
 from .warping import Synthesis, known_of, synthesize
@@ -58,6 +58,7 @@ _pipeline_grid, _pipeline_frames = pipeline_grid, fit_frames
 
 __all__ = [
     "JobResult",
+    "JobOptions",
     "Synthesis",
     "load_models",
     "transfer",
@@ -76,24 +77,12 @@ __all__ = [
     "OFFLOADS",
 ]
 
-#: speed factors the job accepts (0.25 = 4x slow motion, 4 = 4x faster)
-SPEED_RANGE = (0.25, 4.0)
-#: most frames ``extend`` adds: windows chain, but constant-velocity guidance from the last known frame
-#: leaves the picture after a few dozen frames at the motions the model was trained on
-MAX_EXTEND = 64
+# SPEED_RANGE (speed's factor), MAX_EXTEND (most frames extend adds), OUTPUT_SIZES and FILLS live in
+# motionguide.job_options with the options the jobs share (light, so the command line checks with them)
 
 
 def _notice(msg: str) -> None:
     print(f"notice: {msg}", file=sys.stderr)
-
-
-#: where a job's output is made: at the input's resolution (the warp, with the model where the flow fails)
-#: or at the model's own size (the same composite, the warp and the confidence downscaled to it)
-OUTPUT_SIZES = ("input", "model")
-#: what fills the pixels the confidence does not trust, at the input's resolution: the warp itself (the
-#: default: inside those pixels on real footage the embedded 32x32 model ties with it, and costs time,
-#: `benchmarks/real_footage.py`), or the model's output
-FILLS = ("warp", "model")
 
 
 @dataclass
@@ -125,7 +114,7 @@ def load_models(
     """The embedded model (shipped assets by default) ready for ``mode``: trained adapters for
     latent/feature/both, a training-free adapter for ``training_free``, nothing for unguided/flow_only."""
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
     model = load_embedded(model_dir)
     if mode in ("latent", "feature", "both"):
         load_adapters(model, adapters_dir)
@@ -214,18 +203,24 @@ def transfer(
     progress: Callable[[int], None] | None = None,
     output_size: str = "input",
     fill: str = "warp",
+    options: JobOptions | None = None,
 ) -> JobResult:
     """Motion from ``reference (T, 3, H, W)``, appearance from ``image (3, H, W)``; ``frames`` output frames
-    (default T). An image of another size is resized to the reference's size (with a notice)."""
+    (default T). An image of another size is resized to the reference's size (with a notice).
+
+    options: the :class:`~motionguide.job_options.JobOptions` the jobs share; or give its fields as keywords
+    (``motion_scale`` .. ``fill``), which build it (not both)."""
     reference = _check_clip(reference, "reference", 2)
     if not isinstance(image, torch.Tensor) or image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"image: expected (3, H, W) float in [0, 1], got {tuple(getattr(image, 'shape', ()))}")
+    o = JobOptions.build(options, motion_scale=motion_scale, strength=strength, steps=steps, seed=seed, mode=mode,
+                         flow=flow, progress=progress, output_size=output_size, fill=fill)
     n = reference.shape[0] if frames is None else int(frames)
     if n < 2:
-        raise ValueError(f"--frames: expected at least 2, got {n}")
+        raise ValueError(f"frames: expected at least 2, got {n}")
     if n > reference.shape[0]:
-        raise ValueError(f"the reference clip has {reference.shape[0]} frames, fewer than the {n} asked for; "
-                         f"use --frames {reference.shape[0]} or a longer reference")
+        raise ValueError(f"frames: the reference clip has {reference.shape[0]} frames, fewer than the {n} asked for; "
+                         f"use frames={reference.shape[0]} or a longer reference")
     reference = reference[:n]
     if tuple(image.shape[-2:]) != tuple(reference.shape[-2:]):
         _notice(f"the image is {image.shape[2]}x{image.shape[1]}, the reference {reference.shape[3]}x{reference.shape[2]} "
@@ -233,11 +228,11 @@ def transfer(
         image = F.interpolate(image[None], size=reference.shape[-2:], mode="bilinear", align_corners=False,
                               antialias=True)[0].clamp(0, 1)
     size = _model_size(model) or tuple(reference.shape[-2:])
-    _note_resize("the reference", reference.shape[-2:], size, output_size, fill)
-    g = reference_motion(image[None], reference.transpose(0, 1)[None], estimator=get_estimator(flow),
-                            motion_scale=motion_scale, strength=strength)
-    return _run(model, g, size, mode=mode, strength=strength, steps=steps, seed=seed, progress=progress,
-                inputs=torch.cat([image[None], reference]), output_size=output_size, fill=fill)
+    _note_resize("the reference", reference.shape[-2:], size, o.output_size, o.fill)
+    g = reference_motion(image[None], reference.transpose(0, 1)[None], estimator=get_estimator(o.flow),
+                         motion_scale=o.motion_scale, strength=o.strength)
+    return _run(model, g, size, mode=o.mode, strength=o.strength, steps=o.steps, seed=o.seed, progress=o.progress,
+                inputs=torch.cat([image[None], reference]), output_size=o.output_size, fill=o.fill)
 
 
 def speed(
@@ -255,6 +250,7 @@ def speed(
     progress: Callable[[int], None] | None = None,
     output_size: str = "input",
     fill: str = "warp",
+    options: JobOptions | None = None,
 ) -> JobResult:
     """Output frame ``j`` shows input time ``j * factor`` (0.25..4; < 1 = slow motion with generated
     in-between frames, > 1 = faster); real frames at integer times are kept.
@@ -262,20 +258,19 @@ def speed(
     interpolator: where the in-betweens' motion comes from, as MoG takes it from a flow-based interpolation
     model: the intermediate flows and blend mask of ``flow.interpolate.get_interpolator(interpolator)``
     ("auto": IFNet when RIFE weights are installed, the DIS backend otherwise; or an Interpolator); None:
-    flow reversal of the ``flow`` estimator's flows."""
+    flow reversal of the ``flow`` estimator's flows. options: as :func:`transfer`'s."""
     clip = _check_clip(clip, "input clip", 2)
-    if not isinstance(factor, (int, float)) or not math.isfinite(factor) or factor <= 0:
-        raise ValueError(f"--factor: expected a positive number (0.5 = 2x slow motion, 2 = 2x faster), got {factor}")
-    lo, hi = SPEED_RANGE
-    if not lo <= factor <= hi:
-        raise ValueError(f"--factor: expected {lo} .. {hi} (0.25 = 4x slow motion, 4 = 4x faster), got {factor}")
+    o, own = job_arguments(options, dict(motion_scale=motion_scale, strength=strength, steps=steps, seed=seed,
+                                         mode=mode, flow=flow, progress=progress, output_size=output_size,
+                                         fill=fill), factor=factor)
+    factor = own["factor"]
     size = _model_size(model) or tuple(clip.shape[-2:])
-    _note_resize("the input", clip.shape[-2:], size, output_size, fill)
+    _note_resize("the input", clip.shape[-2:], size, o.output_size, o.fill)
     inter = get_interpolator(interpolator) if isinstance(interpolator, str) else interpolator
-    g = speed_guidance(clip.transpose(0, 1)[None], float(factor), estimator=None if inter else get_estimator(flow),
-                       intermediate=inter, motion_scale=motion_scale, strength=strength)
-    return _run(model, g, size, mode=mode, strength=strength, steps=steps, seed=seed, progress=progress, inputs=clip,
-                output_size=output_size, fill=fill)
+    g = speed_guidance(clip.transpose(0, 1)[None], factor, estimator=None if inter else get_estimator(o.flow),
+                       intermediate=inter, motion_scale=o.motion_scale, strength=o.strength)
+    return _run(model, g, size, mode=o.mode, strength=o.strength, steps=o.steps, seed=o.seed, progress=o.progress,
+                inputs=clip, output_size=o.output_size, fill=o.fill)
 
 
 def extend(
@@ -293,22 +288,23 @@ def extend(
     progress: Callable[[int], None] | None = None,
     output_size: str = "input",
     fill: str = "warp",
+    options: JobOptions | None = None,
 ) -> JobResult:
     """Continue ``clip`` by ``frames`` new frames (at most :data:`MAX_EXTEND`), guided by its last motion
     continued at constant velocity (``damping`` slows it per frame; :func:`motionguide.guidance.extension`);
-    the last frame is the only source, so what it does not see has weight 0 in the guidance."""
+    the last frame is the only source, so what it does not see has weight 0 in the guidance. options: as
+    :func:`transfer`'s."""
     clip = _check_clip(clip, "input clip", 2)
-    if not isinstance(frames, int) or frames < 1:
-        raise ValueError(f"--frames: expected a positive number of new frames, got {frames}")
-    if frames > MAX_EXTEND:
-        raise ValueError(f"--frames {frames} is more than this job adds ({MAX_EXTEND}): the guidance continues the "
-                         f"last motion from the last frame and leaves the picture; extend in several runs")
+    o, own = job_arguments(options, dict(motion_scale=motion_scale, strength=strength, steps=steps, seed=seed,
+                                         mode=mode, flow=flow, progress=progress, output_size=output_size,
+                                         fill=fill), new_frames=frames, damping=damping)
+    frames, damping = own["new_frames"], own["damping"]
     size = _model_size(model) or tuple(clip.shape[-2:])
-    _note_resize("the input", clip.shape[-2:], size, output_size, fill)
-    g = extension_guidance(clip.transpose(0, 1)[None], frames, estimator=get_estimator(flow), damping=damping,
-                           motion_scale=motion_scale, strength=strength)
-    return _run(model, g, size, mode=mode, strength=strength, steps=steps, seed=seed, progress=progress, inputs=clip,
-                output_size=output_size, fill=fill)
+    _note_resize("the input", clip.shape[-2:], size, o.output_size, o.fill)
+    g = extension_guidance(clip.transpose(0, 1)[None], frames, estimator=get_estimator(o.flow), damping=damping,
+                           motion_scale=o.motion_scale, strength=o.strength)
+    return _run(model, g, size, mode=o.mode, strength=o.strength, steps=o.steps, seed=o.seed, progress=o.progress,
+                inputs=clip, output_size=o.output_size, fill=o.fill)
 
 
 # ------------------------------------------------------------------------------------------ demo, compare

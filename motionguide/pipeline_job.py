@@ -47,8 +47,8 @@ OFFLOADS = ("none", "model", "group", "sequential")
 COMPOSITES = ("confidence", "off")
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 _ALIASES = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32"}
-_MEMORY_FIX = ("--offload model (or group, or sequential: less memory, slower), a smaller --pipeline-size, fewer "
-               "--pipeline-frames per call, --vae-tiling")
+_MEMORY_FIX = ("offload='model' (or group, or sequential: less memory, slower), a smaller `size`, fewer `frames` per "
+               "call, vae_tiling=True")
 
 
 def _notice(msg: str) -> None:
@@ -92,7 +92,7 @@ def find_pipeline(name: str | Path) -> PipelineSource:
     if looks_local:
         if not (p / "model_index.json").is_file():
             what = "does not exist" if not p.exists() else "has no model_index.json"
-            raise UserError(f"--pipeline {name}: the folder {what}; pass a folder written by a pipeline's "
+            raise UserError(f"name={name!r}: the folder {what}; pass a folder written by a pipeline's "
                             f"save_pretrained (python examples/tiny_pipeline.py --arch wan -o DIR makes a tiny one)")
         folder = p
     else:
@@ -102,13 +102,13 @@ def find_pipeline(name: str | Path) -> PipelineSource:
             folder = Path(snapshot_download(name, local_files_only=True))
         except Exception as e:  # not cached (LocalEntryNotFoundError), or not a valid repo id
             where = getattr(locals().get("constants"), "HF_HUB_CACHE", "the Hugging Face cache")
-            raise UserError(f"--pipeline {name}: not in the local Hugging Face cache ({where}; "
+            raise UserError(f"name={name!r}: not in the local Hugging Face cache ({where}; "
                             f"{type(e).__name__}); download it where there is network (hf download {name}, or "
                             f"huggingface-cli download {name}) or pass a local folder") from None
     try:
         index = read_model_index(folder)
     except FileNotFoundError as e:
-        raise UserError(f"--pipeline {name}: {e}") from None
+        raise UserError(f"name={name!r}: {e}") from None
     cls = index["_class_name"]
     family = get_family(cls)
     tcfg = _read_json(folder / "transformer" / "config.json")
@@ -128,17 +128,17 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     try:
         d = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"--device: expected cpu, cuda or cuda:N, got {device!r}") from None
+        raise ValueError(f"device: expected cpu, cuda or cuda:N, got {device!r}") from None
     if d.type == "cuda":
         if not torch.cuda.is_available():
-            raise UserError(f"--device {device}: no CUDA device is available here (torch {torch.__version__}, built "
-                            f"for CUDA {torch.version.cuda or 'none'}); use --device cpu, or run where torch sees "
-                            f"an NVIDIA GPU")
+            raise UserError(f"device={str(device)!r}: no CUDA device is available here (torch {torch.__version__}, "
+                            f"built for CUDA {torch.version.cuda or 'none'}); use device='cpu', or run where torch "
+                            f"sees an NVIDIA GPU")
         if d.index is not None and d.index >= torch.cuda.device_count():
-            raise UserError(f"--device {device}: there are {torch.cuda.device_count()} CUDA devices (cuda:0 .. "
+            raise UserError(f"device={str(device)!r}: there are {torch.cuda.device_count()} CUDA devices (cuda:0 .. "
                             f"cuda:{torch.cuda.device_count() - 1}); pick one of them")
     elif d.type != "cpu":
-        raise ValueError(f"--device: expected cpu, cuda or cuda:N, got {device!r}")
+        raise ValueError(f"device: expected cpu, cuda or cuda:N, got {device!r}")
     return d
 
 
@@ -153,10 +153,10 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     name = str(dtype).removeprefix("torch.")
     name = _ALIASES.get(name, name)
     if name not in DTYPES:
-        raise ValueError(f"--dtype: expected one of {', '.join(DTYPES)}, got {str(dtype)!r}")
+        raise ValueError(f"dtype: expected one of {', '.join(DTYPES)}, got {str(dtype)!r}")
     if device.type == "cuda" and name == "bfloat16" and not torch.cuda.is_bf16_supported():
-        raise UserError(f"--dtype bfloat16: {torch.cuda.get_device_name(device)} does not support bfloat16 "
-                        f"(torch.cuda.is_bf16_supported() is False); use --dtype float16 (or float32)")
+        raise UserError(f"dtype='bfloat16': {torch.cuda.get_device_name(device)} does not support bfloat16 "
+                        f"(torch.cuda.is_bf16_supported() is False); use dtype='float16' (or float32)")
     return DTYPES[name]
 
 
@@ -173,31 +173,31 @@ def check_request(src: PipelineSource, *, size: tuple[int, int] | None = None, f
 
     cls_name, f = src.class_name, src.fixed
     if f is not None and size is not None and tuple(size) != (f.height, f.width):
-        raise ValueError(f"--pipeline-size {size[1]}x{size[0]}: {src.name} ({cls_name}) has learned positional "
-                         f"embeddings and runs at {f.width}x{f.height} only; drop --pipeline-size (the input is "
-                         f"fitted to {f.width}x{f.height} and the output resized back)")
+        raise ValueError(f"size {size[1]}x{size[0]}: {src.name} ({cls_name}) has learned positional embeddings and "
+                         f"runs at {f.width}x{f.height} only; pass size=None (the input is fitted to "
+                         f"{f.width}x{f.height} and the output resized back)")
     if f is not None and frames is not None and int(frames) != f.frames:
-        raise ValueError(f"--pipeline-frames {frames}: {src.name} ({cls_name}) has learned positional embeddings "
-                         f"and makes {f.frames} frames per call only; drop --pipeline-frames (longer outputs are "
-                         f"made in windows of {f.frames})")
+        raise ValueError(f"frames={frames}: {src.name} ({cls_name}) has learned positional embeddings and makes "
+                         f"{f.frames} frames per call only; pass frames=None (longer outputs are made in windows of "
+                         f"{f.frames})")
     if offload not in OFFLOADS:
-        raise ValueError(f"--offload: expected one of {', '.join(OFFLOADS)}, got {offload!r}")
+        raise ValueError(f"offload: expected one of {', '.join(OFFLOADS)}, got {offload!r}")
     cls = getattr(diffusers, cls_name, None)
     method = {"model": "enable_model_cpu_offload", "group": "enable_group_offload",
               "sequential": "enable_sequential_cpu_offload"}.get(offload)
     if method and (cls is None or not hasattr(cls, method) or
                    (offload == "model" and getattr(cls, "model_cpu_offload_seq", None) is None)):
-        raise UserError(f"--offload {offload}: {cls_name} in diffusers {diffusers.__version__} does not support it "
-                        f"(no {method}{' sequence' if offload == 'model' else ''}); use --offload "
-                        f"{'group' if offload == 'model' else 'model'} or none")
+        raise UserError(f"offload={offload!r}: {cls_name} in diffusers {diffusers.__version__} does not support it "
+                        f"(no {method}{' sequence' if offload == 'model' else ''}); use "
+                        f"offload='{'group' if offload == 'model' else 'model'}' (or none)")
     if offload == "sequential" and device is not None and device.type == "cpu":
-        raise UserError("--offload sequential moves weights from the CPU to a GPU layer by layer, and on the CPU "
-                        "alone accelerate's hooks fail; use --offload model or group (or none) with --device cpu")
+        raise UserError("offload='sequential' moves weights from the CPU to a GPU layer by layer, and on the CPU "
+                        "alone accelerate's hooks fail; use offload='model' (or group, or none) with device='cpu'")
     if vae_tiling:
         vae_cls = (src.index.get("vae") or [None, None])[1]
         if not hasattr(getattr(diffusers, str(vae_cls), None), "enable_tiling"):
-            raise UserError(f"--vae-tiling: the VAE of {src.name} ({vae_cls}) has no tiled decoding; drop "
-                            f"--vae-tiling (a smaller --pipeline-size or --pipeline-frames also saves memory)")
+            raise UserError(f"vae_tiling: the VAE of {src.name} ({vae_cls}) has no tiled decoding; pass "
+                            f"vae_tiling=False (a smaller `size` or fewer `frames` per call also saves memory)")
     if adapter is not None:
         _check_adapter(src, Path(adapter))
 
@@ -207,26 +207,26 @@ def _check_adapter(src: PipelineSource, folder: Path) -> None:
     transformer config, against the pipeline's, from the JSON files alone."""
     meta = _read_json(folder / "motion_guidance.json")
     if not meta:
-        raise UserError(f"--adapters {folder}: no readable motion_guidance.json; pass a folder written by motionguide "
+        raise UserError(f"adapter={str(folder)!r}: no readable motion_guidance.json; pass a folder written by motionguide "
                         f"train pipeline (or motionguide.save_motion_guidance)")
     want = src.family.transformer
     if meta.get("architecture") != want:
-        raise UserError(f"--adapters {folder}: trained for a {meta.get('architecture')}, but {src.name} has a {want}; "
+        raise UserError(f"adapter={str(folder)!r}: trained for a {meta.get('architecture')}, but {src.name} has a {want}; "
                         f"pass an adapter trained on this pipeline")
     t = src.transformer_config
     here = {"num_blocks": t.get("num_layers"), "hidden_dim": t.get("num_attention_heads", 0) * t.get("attention_head_dim", 0)}
     diff = [f"{k}: adapter {meta[k]} vs pipeline {v}" for k, v in here.items() if v and meta.get(k) not in (None, v)]
     if diff:
-        raise UserError(f"--adapters {folder}: trained for another size of {want} ({'; '.join(diff)}); pass an "
+        raise UserError(f"adapter={str(folder)!r}: trained for another size of {want} ({'; '.join(diff)}); pass an "
                         f"adapter trained on this pipeline")
     m = _read_json(folder / "pipeline.json")
     if m.get("pipeline_class") and m["pipeline_class"] != src.class_name:
-        raise UserError(f"--adapters {folder}: trained on a {m['pipeline_class']}, but {src.name} is a "
+        raise UserError(f"adapter={str(folder)!r}: trained on a {m['pipeline_class']}, but {src.name} is a "
                         f"{src.class_name}; pass an adapter trained on this pipeline class")
     cfg = m.get("transformer_config") or {}
     odd = [k for k, v in cfg.items() if k in t and t[k] != v]
     if odd:
-        raise UserError(f"--adapters {folder}: trained on a transformer whose {', '.join(odd[:4])} differ from "
+        raise UserError(f"adapter={str(folder)!r}: trained on a transformer whose {', '.join(odd[:4])} differ from "
                         f"{src.name}'s; pass an adapter trained on this pipeline")
 
 
@@ -255,7 +255,7 @@ def load_pipeline(name: str | Path, *, device: str | torch.device | None = None,
         pipe = getattr(diffusers, src.class_name).from_pretrained(src.folder, local_files_only=True, **{key: dtypes})
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"--pipeline {name!r} could not be loaded from {src.folder} ({first}); check that the folder "
+        raise UserError(f"name={name!r} could not be loaded from {src.folder} ({first}); check that the folder "
                         f"is complete (every component save_pretrained wrote)") from None
     try:
         if offload == "none":
@@ -269,7 +269,7 @@ def load_pipeline(name: str | Path, *, device: str | torch.device | None = None,
             pipe.enable_sequential_cpu_offload(device=dev)
     except torch.OutOfMemoryError:
         raise UserError(f"{src.class_name} does not fit in the memory of {dev} in {str(dt).removeprefix('torch.')}; "
-                        f"use --offload model (or group, or sequential)") from None
+                        f"use offload='model' (or group, or sequential)") from None
     if vae_tiling:
         pipe.vae.enable_tiling()
     return pipe
@@ -308,17 +308,17 @@ def pipeline_size(pipe, input_size: tuple[int, int], size: tuple[int, int] | Non
     nat = _family(pipe).native(pipe)
     if nat.fixed:
         if size is not None and tuple(int(v) for v in size) != (nat.height, nat.width):
-            raise ValueError(f"--pipeline-size {size[1]}x{size[0]}: this {type(pipe).__name__} has learned positional "
-                             f"embeddings and runs at {nat.width}x{nat.height} only; drop --pipeline-size")
+            raise ValueError(f"size {size[1]}x{size[0]}: this {type(pipe).__name__} has learned positional "
+                             f"embeddings and runs at {nat.width}x{nat.height} only; pass size=None")
         return nat.height, nat.width
     m, s, p = pipeline_grid(pipe)
     if size is not None:
         h, w = (int(v) for v in size)
         if h <= 0 or w <= 0:
-            raise ValueError(f"--pipeline-size: expected a positive WxH in pixels (e.g. 832x480), got {w}x{h}")
+            raise ValueError(f"size: expected a positive (h, w) in pixels (e.g. (480, 832)), got {(h, w)}")
         if h % m or w % m:
             fit = lambda v, up: max(m, (v // m + up) * m)  # noqa: E731
-            raise ValueError(f"--pipeline-size {w}x{h}: {type(pipe).__name__} takes sides that are multiples of {m} "
+            raise ValueError(f"size {w}x{h}: {type(pipe).__name__} takes sides that are multiples of {m} "
                              f"(VAE {s}x times patch {p}); use {fit(w, 0)}x{fit(h, 0)} or {fit(w, 1)}x{fit(h, 1)}")
         return h, w
     hh, ww = (float(v) for v in input_size)
@@ -352,8 +352,8 @@ def window_frames(pipe, frames: int | None = None) -> int:
     nat, name = _family(pipe).native(pipe), type(pipe).__name__
     if nat.fixed:
         if frames is not None and int(frames) != nat.frames:
-            raise ValueError(f"--pipeline-frames {frames}: this {name} has learned positional embeddings and makes "
-                             f"{nat.frames} frames per call only; drop --pipeline-frames")
+            raise ValueError(f"frames={frames}: this {name} has learned positional embeddings and makes "
+                             f"{nat.frames} frames per call only; pass frames=None")
         return nat.frames
     if frames is None:
         return max(fit_frames(pipe, nat.frames), 2)
@@ -362,7 +362,7 @@ def window_frames(pipe, frames: int | None = None) -> int:
     if n not in ok:
         lo, hi = [v for v in ok if v < n][-1:], [v for v in ok if v > n][:1]
         rule = get_spec(pipe.transformer).frame_rule or "its VAE's frame counts"
-        raise ValueError(f"--pipeline-frames {n}: {name} takes {rule} per call (its VAE), at least {ok[0]}; use "
+        raise ValueError(f"frames={n}: {name} takes {rule} per call (its VAE), at least {ok[0]}; use "
                          f"{' or '.join(str(v) for v in lo + hi)}")
     return n
 

@@ -124,6 +124,27 @@ def test_library_parameter_names_become_flags():
     assert _in_flags(parser, "retime", "fps: 5000 is above the limit").startswith("--fps 5000 is")
 
 
+def test_a_plain_parameter_name_becomes_the_flag_of_the_module_that_raised():
+    """``frames`` is the jobs' --frames, the pipeline's --pipeline-frames and guidance's tensor: the module
+    whose check raised says which (motionguide.commands._words._SCOPED)."""
+    from motionguide.cli import _in_flags, build_parser
+
+    parser = build_parser()
+    msg = "frames: expected 1 .. 64 new frames, got 100"
+    assert _in_flags(parser, "extend", msg, "motionguide.job_options") == "--frames: expected 1 .. 64 new frames, got 100"
+    assert _in_flags(parser, "extend", msg, "motionguide.guidance") == msg
+    assert _in_flags(parser, "speed", "frames=6: takes 4k+1 frames per call; pass frames=None",
+                     "motionguide.pipeline_job") == "--pipeline-frames 6: takes 4k+1 frames per call; drop --pipeline-frames"
+    assert _in_flags(parser, "speed", "size 32x32: runs at 48x32 only; pass size=None", "motionguide.pipeline_job") \
+        == "--pipeline-size 32x32: runs at 48x32 only; drop --pipeline-size"
+    assert _in_flags(parser, "speed", "device='cuda:1': there are 1 CUDA devices; use device='cpu'",
+                     "motionguide.pipeline_job") == "--device cuda:1: there are 1 CUDA devices; use --device cpu"
+    assert _in_flags(parser, "speed", "motion_scale: expected 0 .. 4 (1 keeps the motion), got 9.0",
+                     "motionguide.job_options") == "--motion-scale: expected 0 .. 4 (1 keeps the motion), got 9.0"
+    # a flag the command does not have is not made up: train has no --pipeline-frames
+    assert _in_flags(parser, "train", msg, "motionguide.pipeline_job") == msg
+
+
 # ------------------------------------------------------------------------------------------ no reprs
 
 

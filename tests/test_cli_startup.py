@@ -33,6 +33,7 @@ for p in sub.values():
 parser.format_help()
 codes = {}
 for argv in (["speed", "--demo", "--factor", "9", "-o", "x.mp4"], ["extend", "--demo", "--frames", "0", "-o", "x.mp4"],
+             ["transfer", "--demo", "--strength", "2", "-o", "x.mp4"],
              ["train", "base", "--steps", "1", "--batch-size", "0", "--out", "r"], ["flow", "a.png"],
              ["train", "recipe", "--steps", "1", "--out", "r"], ["train", "pipeline", "--out", "r"],
              ["retime", "in.mp4", "-o", "o.mp4", "--fps", "5000"]):
@@ -78,7 +79,6 @@ def test_light_choices_equal_the_library_values():
     from motionguide.commands import _choices as c
     from motionguide.embedded.generation import MODES
     from motionguide.embedded.recipes import SHIPPED_RECIPE, stage_command
-    from motionguide.guidance import MOTION_SCALE_RANGE, STRENGTH_RANGE
     from motionguide.jobs import MAX_EXTEND, SPEED_RANGE
 
     assert c.ESTIMATORS == tuple(available_estimators())
@@ -86,7 +86,6 @@ def test_light_choices_equal_the_library_values():
     assert c.BACKENDS == tuple(available_backends()) and c.DEFAULT_LIMIT_GB == DEFAULT_LIMIT_GB
     assert c.MODES == tuple(MODES) and c.IMAGE_SUFFIXES == tuple(IMAGE_SUFFIXES)
     assert c.SPEED_RANGE == tuple(SPEED_RANGE) and c.MAX_EXTEND == MAX_EXTEND
-    assert c.MOTION_SCALE_RANGE == tuple(MOTION_SCALE_RANGE) and c.STRENGTH_RANGE == tuple(STRENGTH_RANGE)
     assert c.RECIPE_COMMANDS == tuple(stage_command(s) for s in SHIPPED_RECIPE)
     import dataclasses
 

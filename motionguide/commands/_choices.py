@@ -10,7 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "ESTIMATORS", "DIS_PRESETS", "DEFAULT_DIS_PRESET", "BACKENDS", "DEFAULT_LIMIT_GB", "MODES",
-    "IMAGE_SUFFIXES", "SPEED_RANGE", "MAX_EXTEND", "MOTION_SCALE_RANGE", "STRENGTH_RANGE", "RECIPE_COMMANDS",
+    "IMAGE_SUFFIXES", "SPEED_RANGE", "MAX_EXTEND", "RECIPE_COMMANDS",
     "EMBEDDED_MODEL_FILES", "EMBEDDED_ADAPTER_FILES", "EMBEDDED_CONFIG_FIELDS", "RAFT_WEIGHT_SUFFIXES",
 ]
 
@@ -27,12 +27,10 @@ DEFAULT_LIMIT_GB = 8.0
 MODES = ("unguided", "latent", "feature", "both", "training_free", "flow_only")
 #: flow.io.IMAGE_SUFFIXES: the image files the commands read
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-#: motionguide.jobs.SPEED_RANGE, MAX_EXTEND: speed --factor, extend --frames
+#: motionguide.jobs.SPEED_RANGE, MAX_EXTEND: what speed's "needs --factor" and extend's "needs --frames" name
+#: (the values themselves are checked by motionguide.job_options, which imports no heavy library either)
 SPEED_RANGE = (0.25, 4.0)
 MAX_EXTEND = 64
-#: motionguide.guidance.MOTION_SCALE_RANGE, STRENGTH_RANGE: the jobs' --motion-scale, --strength
-MOTION_SCALE_RANGE = (0.0, 4.0)
-STRENGTH_RANGE = (0.0, 1.0)
 #: [stage_command(s) for s in motionguide.embedded.recipes.SHIPPED_RECIPE]: train --help's recipe
 RECIPE_COMMANDS = (
     "motionguide train base --steps 1000 --out runs/base",

@@ -154,11 +154,15 @@ def register(subparsers) -> None:
 
 
 def _check_args(args) -> None:
-    """Every value that can be checked without the inputs, in one place, before anything is read."""
+    """Every value that can be checked without the inputs, in one place, before anything is read. The jobs'
+    own checks (:mod:`motionguide.job_options`: the shared options, speed's factor, extend's frames and
+    damping) run here as they are, before torch loads; their errors name parameters, which the command line
+    turns into flags (:mod:`motionguide.commands._words`)."""
     from flow.atomic import check_outputs
 
     from ..errors import UserError
-    from ._choices import ESTIMATORS, MAX_EXTEND, MOTION_SCALE_RANGE, SPEED_RANGE, STRENGTH_RANGE
+    from ..job_options import check_damping, check_factor, check_new_frames
+    from ._choices import ESTIMATORS, MAX_EXTEND, SPEED_RANGE
 
     job = args.job
     explicit_fill, args.pipeline_hw = args.fill, None
@@ -181,8 +185,7 @@ def _check_args(args) -> None:
         lo, hi = SPEED_RANGE
         if args.factor is None:
             raise UserError(f"speed needs --factor F ({lo:g} .. {hi:g}; 0.5 = 2x slow motion)")
-        if not (math.isfinite(args.factor) and lo <= args.factor <= hi):
-            raise ValueError(f"--factor: expected {lo:g} .. {hi:g} (0.25 = 4x slow motion, 4 = 4x faster), got {args.factor}")
+        check_factor(args.factor)
     if args.flow.strip().lower().replace("-", "_") not in ESTIMATORS:
         raise ValueError(f"--flow: expected one of {', '.join(ESTIMATORS)}, got {args.flow!r}")
     if job == "speed" and args.interpolator not in ("auto", "ifnet", "dis", "none"):
@@ -190,25 +193,14 @@ def _check_args(args) -> None:
     if job == "extend":
         if args.frames is None:
             raise UserError(f"extend needs --frames N (1 .. {MAX_EXTEND})")
-        if not 1 <= args.frames <= MAX_EXTEND:
-            raise ValueError(f"--frames: expected 1 .. {MAX_EXTEND} new frames, got {args.frames}; the guidance "
-                             f"continues the last motion and leaves the picture after a few dozen frames, so "
-                             f"extend in several runs of at most {MAX_EXTEND}")
-        if not (math.isfinite(args.damping) and 0 <= args.damping < 1):
-            raise ValueError(f"--damping: expected 0 .. <1 (0 keeps the motion), got {args.damping}")
+        check_new_frames(args.frames)
+        check_damping(args.damping)
     if job == "transfer" and args.frames is not None and not 2 <= args.frames <= MAX_OUTPUT_FRAMES:
         raise ValueError(f"--frames: expected 2 .. {MAX_OUTPUT_FRAMES}, got {args.frames}; make longer clips in "
                          f"several runs")
-    lo, hi = MOTION_SCALE_RANGE
-    if not (math.isfinite(args.motion_scale) and lo <= args.motion_scale <= hi):
-        raise ValueError(f"--motion-scale: expected {lo:g} .. {hi:g} (1 keeps the motion), got {args.motion_scale}")
-    lo, hi = STRENGTH_RANGE
-    if not (math.isfinite(args.strength) and lo <= args.strength <= hi):
-        raise ValueError(f"--strength: expected {lo:g} .. {hi:g} (0 = unguided, 1 = fully guided), got {args.strength}")
+    _options(args)  # --motion-scale, --strength, --steps, --seed, --mode, --output-size, --fill
     if not (math.isfinite(args.max_memory) and args.max_memory > 0):
         raise ValueError(f"--max-memory: expected a positive number of GB, got {args.max_memory}")
-    if args.steps is not None and not 1 <= args.steps <= 1000:
-        raise ValueError(f"--steps: expected 1 .. 1000 sampling steps per window, got {args.steps}")
     if args.fps is not None and not (math.isfinite(args.fps) and 0 < args.fps <= 1000):
         raise ValueError(f"--fps: expected a frame rate above 0 and at most 1000, got {args.fps}")
     if args.pipeline_size is not None:
@@ -253,6 +245,15 @@ def _check_args(args) -> None:
     inputs = [x for x in (getattr(args, "reference", None), getattr(args, "image", None), getattr(args, "input", None)) if x]
     check_outputs({"-o": args.output, "--compare": args.compare}, inputs=inputs,
                   kinds={"-o": "video", **({"--compare": "png"} if args.compare else {})}, overwrite=args.overwrite)
+
+
+def _options(args, **changes):
+    """The jobs' shared options from the arguments (checked on construction), with ``changes``."""
+    from ..job_options import JobOptions
+
+    given = dict(motion_scale=args.motion_scale, strength=args.strength, steps=args.steps, seed=args.seed,
+                 mode=args.mode, flow=args.flow, output_size=args.output_size, fill=args.fill)
+    return JobOptions(**{**given, **changes})
 
 
 _ASSETS_ENV = "MOTIONGUIDE_ASSETS"
@@ -390,9 +391,6 @@ def run(args) -> int:
         return _run_pipeline(args, d)
     uses_model = _uses_model(args)
     model = jobs.load_models(args.model, args.adapters, mode=args.mode) if uses_model else None
-    common = dict(model=model, motion_scale=args.motion_scale, strength=args.strength, steps=args.steps,
-                  seed=args.seed, mode=args.mode if uses_model else "flow_only", flow=args.flow,
-                  output_size=args.output_size, fill=args.fill)
     bar, done = None, 0
 
     def progress(i):  # the bar starts with the first step, so the notices before it keep their own lines
@@ -402,7 +400,8 @@ def run(args) -> int:
         bar.update(1)
         done += 1
 
-    common["progress"] = progress
+    common = dict(model=model, options=_options(args, mode=args.mode if uses_model else "flow_only",
+                                                progress=progress))
     print(f"{args.job}: {_output_frames(args, d)} output frames, "
           + ("the warp at the input's size (the model fills no pixel: --fill model to blend it in)" if model is None
              else f"the embedded model in windows of {model.config.num_frames} frames"), file=sys.stderr)
@@ -460,7 +459,9 @@ def _run_pipeline(args, d) -> int:
     print(f"{args.job}: {_output_frames(args, d)} output frames, "
           + (f"{name}'s own clip at {where}'s size" if args.composite == "off" else
              f"the warp at {where}'s size, {name} where the flow is not trusted"), file=sys.stderr)
-    common = dict(model=None, motion_scale=args.motion_scale, strength=args.strength, mode="flow_only", flow=args.flow)
+    # the guidance, the warp and the confidence at the input's size: the options the pipeline path reads
+    common = dict(model=None, options=_options(args, steps=None, seed=0, mode="flow_only", output_size="input",
+                                               fill="warp"))
     if args.job == "transfer":
         res = jobs.transfer(d["reference"], d["image"], frames=args.frames, **common)
     elif args.job == "speed":

@@ -64,20 +64,20 @@ def _fake_cuda(monkeypatch, *, bf16: bool = True):
 def test_device_and_dtype_defaults(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device(None) == torch.device("cpu") and resolve_dtype(None, torch.device("cpu")) == torch.float32
-    with pytest.raises(UserError, match="--device cuda: no CUDA device is available here"):
+    with pytest.raises(UserError, match="device='cuda': no CUDA device is available here"):
         resolve_device("cuda")
-    with pytest.raises(ValueError, match="--device: expected cpu, cuda or cuda:N, got 'gpu'"):
+    with pytest.raises(ValueError, match="^device: expected cpu, cuda or cuda:N, got 'gpu'"):
         resolve_device("gpu")
     assert resolve_dtype("bf16", torch.device("cpu")) == torch.bfloat16  # the tiny pipeline runs it on the CPU
     _fake_cuda(monkeypatch)
     cuda = resolve_device(None)
     assert cuda == torch.device("cuda") and resolve_dtype(None, cuda) == torch.bfloat16
-    with pytest.raises(UserError, match=r"--device cuda:1: there are 1 CUDA devices \(cuda:0 .. cuda:0\)"):
+    with pytest.raises(UserError, match=r"device='cuda:1': there are 1 CUDA devices \(cuda:0 .. cuda:0\)"):
         resolve_device("cuda:1")
     _fake_cuda(monkeypatch, bf16=False)
     assert resolve_dtype(None, cuda) == torch.float16
-    with pytest.raises(UserError, match="--dtype bfloat16: Tesla V100-SXM2-16GB does not support bfloat16 .*use "
-                                        "--dtype float16"):
+    with pytest.raises(UserError, match="dtype='bfloat16': Tesla V100-SXM2-16GB does not support bfloat16 .*use "
+                                        "dtype='float16'"):
         resolve_dtype("bfloat16", cuda)
 
 
@@ -115,7 +115,7 @@ def test_offload_modes_give_the_same_frames(wan, monkeypatch):
     assert group[0]["offload_type"] == "block_level"
     # sequential offload: accelerate's leaf hooks fail with a CPU execution device, so the CPU refuses it; on a
     # (faked) GPU the pipeline is handed to enable_sequential_cpu_offload with that device
-    with pytest.raises(UserError, match="--offload sequential .* use --offload model or group"):
+    with pytest.raises(UserError, match="offload='sequential' .* use offload='model' \\(or group"):
         load_pipeline(str(wan), offload="sequential", device="cpu")
     import diffusers
 
@@ -132,7 +132,7 @@ def test_vae_tiling(wan, monkeypatch):
     import diffusers
 
     monkeypatch.setattr(diffusers, "AutoencoderKLWan", type("AutoencoderKLWan", (), {}))
-    with pytest.raises(UserError, match=r"--vae-tiling: the VAE of .* \(AutoencoderKLWan\) has no tiled decoding"):
+    with pytest.raises(UserError, match=r"vae_tiling: the VAE of .* \(AutoencoderKLWan\) has no tiled decoding"):
         load_pipeline(str(wan), vae_tiling=True)
 
 

@@ -126,7 +126,7 @@ def test_compact_keeps_the_frames_a_window_uses():
 
 def test_pipeline_frames_follow_the_vae_rule(wan):
     assert window_frames(wan) == 81  # Wan's native count
-    with pytest.raises(ValueError, match=r"--pipeline-frames 7: WanImageToVideoPipeline takes 4k\+1 frames per call "
+    with pytest.raises(ValueError, match=r"frames=7: WanImageToVideoPipeline takes 4k\+1 frames per call "
                                          r"\(its VAE\), at least 5; use 5 or 9"):
         window_frames(wan, 7)
     g = Guidance(torch.rand(1, 3, 1, 32, 32), (1,), 4, torch.full((4, 1), -1, dtype=torch.long),
