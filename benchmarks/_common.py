@@ -28,6 +28,11 @@ from typing import Any, Callable
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+# one module under both names it is imported by (``_common`` from a script, ``benchmarks._common`` from the
+# repository root), so that UserError is one class whichever way a script or a library module reached it
+sys.modules.setdefault("_common", sys.modules[__name__])
+sys.modules.setdefault("benchmarks._common", sys.modules[__name__])
+
 __all__ = ["UserError", "notice", "set_threads", "timed", "write_json", "write_text", "cli"]
 
 
