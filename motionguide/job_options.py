@@ -103,6 +103,11 @@ class JobOptions:
     def build(cls, options: "JobOptions | None" = None, **given: Any) -> "JobOptions":
         """``options``, or new options from the keyword arguments ``given`` (the jobs' keyword form); both at
         once is refused, so a value is never silently overridden."""
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(given) - set(names))
+        if unknown:
+            raise TypeError(f"unexpected keyword argument{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+                            f"the jobs' options are {', '.join(names)}")
         if options is None:
             return cls(**given)
         if not isinstance(options, cls):

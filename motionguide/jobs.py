@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -68,6 +68,7 @@ __all__ = [
     "save_compare",
     "SPEED_RANGE",
     "OUTPUT_SIZES",
+    "FILLS",
     "MAX_EXTEND",
     "load_pipeline",
     "run_pipeline",
@@ -137,17 +138,14 @@ def _clip(x: torch.Tensor) -> torch.Tensor:
     return x[0].transpose(0, 1)  # (1, C, T, H, W) -> (T, C, H, W)
 
 
-def _run(model, g, size, *, mode, strength, steps, seed, progress, inputs, output_size="input",
-         fill="warp") -> JobResult:
+def _run(model, g, size, o: JobOptions, *, inputs) -> JobResult:
     """Generate Guidance ``g`` (built at the input's size). The model (at its size ``size``, guided by the
     input-resolution warp downscaled) supplies the pixels the confidence does not trust, composited into the
     warp (:func:`motionguide.compositing.composite`) at the input's size (``fill == "model"``; ``"warp"`` keeps
-    the warp) or at the model's. The unguided model's output is used as it is (upsampled at the input's size)."""
-    if output_size not in OUTPUT_SIZES:
-        raise ValueError(f"output_size: expected one of {OUTPUT_SIZES}, got {output_size!r}")
-    if fill not in FILLS:
-        raise ValueError(f"fill: expected one of {FILLS}, got {fill!r}")
-    at_model = output_size == "model" and model is not None
+    the warp) or at the model's. The unguided model's output is used as it is (upsampled at the input's size).
+    ``o``: the job's options, checked (:class:`~motionguide.job_options.JobOptions`)."""
+    mode, fill = o.mode, o.fill
+    at_model = o.output_size == "model" and model is not None
     resize = at_model and tuple(inputs.shape[-2:]) != tuple(size)
     inp = F.interpolate(inputs, size=size, mode="area") if resize else inputs
     if at_model and mode == "flow_only":  # the warp at the model's grid
@@ -159,8 +157,8 @@ def _run(model, g, size, *, mode, strength, steps, seed, progress, inputs, outpu
     if model is None or mode == "flow_only" or (not at_model and fill == "warp" and mode != "unguided"):
         return JobResult(_clip(warp), g, _clip(warp), inputs, _clip(syn.confidence), 0.0, syn)
     small_g, small_warp = resize_guidance(g, size), resize_clip(warp, size)
-    small = generate_windows(model, small_g, mode=mode, strength=strength, steps=steps, seed=seed,
-                             progress=progress, warp=small_warp)
+    small = generate_windows(model, small_g, mode=mode, strength=o.strength, steps=o.steps, seed=o.seed,
+                             progress=o.progress, warp=small_warp)
     if mode == "unguided":  # nothing to composite with: the model's clip as it is
         up = small if at_model else upsample(small[0].transpose(0, 1), g.size).transpose(0, 1)[None]
         return JobResult(_clip(up), small_g if at_model else g, _clip(small_warp if at_model else warp), inp,
@@ -194,27 +192,19 @@ def transfer(
     *,
     model: EmbeddedVideoModel | None,
     frames: int | None = None,
-    motion_scale: float = 1.0,
-    strength: float = 1.0,
-    steps: int | None = None,
-    seed: int = 0,
-    mode: str = "both",
-    flow: str = "dis",
-    progress: Callable[[int], None] | None = None,
-    output_size: str = "input",
-    fill: str = "warp",
     options: JobOptions | None = None,
+    **option_fields: Any,
 ) -> JobResult:
     """Motion from ``reference (T, 3, H, W)``, appearance from ``image (3, H, W)``; ``frames`` output frames
     (default T). An image of another size is resized to the reference's size (with a notice).
 
-    options: the :class:`~motionguide.job_options.JobOptions` the jobs share; or give its fields as keywords
-    (``motion_scale`` .. ``fill``), which build it (not both)."""
+    options: the :class:`~motionguide.job_options.JobOptions` the jobs share (``motion_scale``, ``strength``,
+    ``steps``, ``seed``, ``mode``, ``flow``, ``progress``, ``output_size``, ``fill``); or give its fields as
+    keywords, which build it (not both)."""
     reference = _check_clip(reference, "reference", 2)
     if not isinstance(image, torch.Tensor) or image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"image: expected (3, H, W) float in [0, 1], got {tuple(getattr(image, 'shape', ()))}")
-    o = JobOptions.build(options, motion_scale=motion_scale, strength=strength, steps=steps, seed=seed, mode=mode,
-                         flow=flow, progress=progress, output_size=output_size, fill=fill)
+    o = JobOptions.build(options, **option_fields)
     n = reference.shape[0] if frames is None else int(frames)
     if n < 2:
         raise ValueError(f"frames: expected at least 2, got {n}")
@@ -231,8 +221,7 @@ def transfer(
     _note_resize("the reference", reference.shape[-2:], size, o.output_size, o.fill)
     g = reference_motion(image[None], reference.transpose(0, 1)[None], estimator=get_estimator(o.flow),
                          motion_scale=o.motion_scale, strength=o.strength)
-    return _run(model, g, size, mode=o.mode, strength=o.strength, steps=o.steps, seed=o.seed, progress=o.progress,
-                inputs=torch.cat([image[None], reference]), output_size=o.output_size, fill=o.fill)
+    return _run(model, g, size, o, inputs=torch.cat([image[None], reference]))
 
 
 def speed(
@@ -240,17 +229,9 @@ def speed(
     factor: float,
     *,
     model: EmbeddedVideoModel | None,
-    motion_scale: float = 1.0,
-    strength: float = 1.0,
-    steps: int | None = None,
-    seed: int = 0,
-    mode: str = "both",
-    flow: str = "dis",
     interpolator="auto",
-    progress: Callable[[int], None] | None = None,
-    output_size: str = "input",
-    fill: str = "warp",
     options: JobOptions | None = None,
+    **option_fields: Any,
 ) -> JobResult:
     """Output frame ``j`` shows input time ``j * factor`` (0.25..4; < 1 = slow motion with generated
     in-between frames, > 1 = faster); real frames at integer times are kept.
@@ -260,17 +241,14 @@ def speed(
     ("auto": IFNet when RIFE weights are installed, the DIS backend otherwise; or an Interpolator); None:
     flow reversal of the ``flow`` estimator's flows. options: as :func:`transfer`'s."""
     clip = _check_clip(clip, "input clip", 2)
-    o, own = job_arguments(options, dict(motion_scale=motion_scale, strength=strength, steps=steps, seed=seed,
-                                         mode=mode, flow=flow, progress=progress, output_size=output_size,
-                                         fill=fill), factor=factor)
+    o, own = job_arguments(options, option_fields, factor=factor)
     factor = own["factor"]
     size = _model_size(model) or tuple(clip.shape[-2:])
     _note_resize("the input", clip.shape[-2:], size, o.output_size, o.fill)
     inter = get_interpolator(interpolator) if isinstance(interpolator, str) else interpolator
     g = speed_guidance(clip.transpose(0, 1)[None], factor, estimator=None if inter else get_estimator(o.flow),
                        intermediate=inter, motion_scale=o.motion_scale, strength=o.strength)
-    return _run(model, g, size, mode=o.mode, strength=o.strength, steps=o.steps, seed=o.seed, progress=o.progress,
-                inputs=clip, output_size=o.output_size, fill=o.fill)
+    return _run(model, g, size, o, inputs=clip)
 
 
 def extend(
@@ -278,33 +256,22 @@ def extend(
     frames: int,
     *,
     model: EmbeddedVideoModel | None,
-    motion_scale: float = 1.0,
-    strength: float = 1.0,
-    steps: int | None = None,
-    seed: int = 0,
-    mode: str = "both",
-    flow: str = "dis",
     damping: float = 0.0,
-    progress: Callable[[int], None] | None = None,
-    output_size: str = "input",
-    fill: str = "warp",
     options: JobOptions | None = None,
+    **option_fields: Any,
 ) -> JobResult:
     """Continue ``clip`` by ``frames`` new frames (at most :data:`MAX_EXTEND`), guided by its last motion
     continued at constant velocity (``damping`` slows it per frame; :func:`motionguide.guidance.extension`);
     the last frame is the only source, so what it does not see has weight 0 in the guidance. options: as
     :func:`transfer`'s."""
     clip = _check_clip(clip, "input clip", 2)
-    o, own = job_arguments(options, dict(motion_scale=motion_scale, strength=strength, steps=steps, seed=seed,
-                                         mode=mode, flow=flow, progress=progress, output_size=output_size,
-                                         fill=fill), new_frames=frames, damping=damping)
+    o, own = job_arguments(options, option_fields, new_frames=frames, damping=damping)
     frames, damping = own["new_frames"], own["damping"]
     size = _model_size(model) or tuple(clip.shape[-2:])
     _note_resize("the input", clip.shape[-2:], size, o.output_size, o.fill)
     g = extension_guidance(clip.transpose(0, 1)[None], frames, estimator=get_estimator(o.flow), damping=damping,
                            motion_scale=o.motion_scale, strength=o.strength)
-    return _run(model, g, size, mode=o.mode, strength=o.strength, steps=o.steps, seed=o.seed, progress=o.progress,
-                inputs=clip, output_size=o.output_size, fill=o.fill)
+    return _run(model, g, size, o, inputs=clip)
 
 
 # ------------------------------------------------------------------------------------------ demo, compare

@@ -13,7 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 #: the longest a module of flow/ or motionguide/ may be ("about 500" lines; one file is at 530 until its
 #: split lands)
-MAX_LINES = 530
+MAX_LINES = 500  # the files of flow/, motionguide/ and benchmarks/
 
 
 def _modules() -> dict[str, Path]:

@@ -153,3 +153,9 @@ def test_a_library_error_after_decoding_names_the_flag(video, tmp_path, capsys):
     assert rc == 2 and ("error: --frames: the reference clip has 4 frames, fewer than the 6 asked for; use --frames 4 "
                         "or a longer reference") in line, line
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_keyword_that_is_no_option_is_named():
+    clip = torch.rand(3, 3, 16, 16)
+    with pytest.raises(TypeError, match="unexpected keyword argument strenght; the jobs' options are motion_scale"):
+        jobs.speed(clip, 0.5, model=None, strenght=0.5)
