@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import os
 import platform
@@ -47,6 +46,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 # the repository first, so this checkout's flow and motionguide packages are the ones imported
 sys.path[:] = [str(REPO)] + [p for p in sys.path if p not in (str(REPO), str(REPO / "benchmarks"))]
+from benchmarks import _common as common  # noqa: E402  (the repository root is on sys.path now)
 
 import motionguide as mg  # noqa: E402
 import motionguide.feature  # noqa: E402
@@ -367,9 +367,7 @@ def _environment(device: torch.device, tiny: bool) -> dict:
 
 def _write(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    common.write_json(path, data)  # atomic, through the project's one writer
 
 
 def run(*, tiny: bool = False, out: str | Path | None = None, sections=SECTIONS, repeats: int | None = None,

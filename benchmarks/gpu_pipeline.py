@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import platform
 import statistics
@@ -44,6 +43,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 # the repository first, so this checkout's flow and motionguide packages are the ones imported
 sys.path[:] = [str(REPO)] + [p for p in sys.path if p not in (str(REPO), str(REPO / "benchmarks"))]
+from benchmarks import _common as common  # noqa: E402  (the repository root is on sys.path now)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
@@ -251,9 +251,7 @@ def _environment(device: torch.device, tiny: bool) -> dict:
 
 def _write(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    common.write_json(path, data)  # atomic, through the project's one writer
 
 
 def run(*, tiny: bool = False, out: str | Path | None = None, modes=MODES, steps: int = 2, target_steps: int = 50,
