@@ -27,7 +27,6 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Literal, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from flow.checks import check_finite
 from flow.occlusion import in_frame_mask

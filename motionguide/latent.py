@@ -25,7 +25,7 @@ from flow.checks import check_finite
 from flow.warp import backward_warp, resize_flow
 
 from .guidance import Guidance, check_strength
-from .registry import ArchSpec, VAECompression
+from .registry import VAECompression
 
 __all__ = ["LatentGuidance", "latent_guidance", "LatentAdapter", "LatentPull", "pack_guidance_input",
            "GuidanceState", "repeat_batch"]

@@ -24,7 +24,7 @@ from safetensors.torch import save_file
 from flow.atomic import atomic_path
 from flow.checkpoint import CheckpointFileError, read_tensors
 
-from ..adapter import MotionGuidanceConfig, apply_motion_guidance, has_motion_guidance, remove_motion_guidance
+from ..adapter import MotionGuidanceConfig, apply_motion_guidance, has_motion_guidance
 from ..adapter_weights import load_motion_guidance, save_motion_guidance
 from ..errors import CheckpointError, MotionGuidanceError
 from ..registry import VAECompression

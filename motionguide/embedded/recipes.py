@@ -23,7 +23,6 @@ from flow.estimators import get_estimator
 
 from ..adapter import set_guidance
 from ..adapter_weights import trainable_parameters
-from ..guidance import speed as speed_guidance
 from ..training import LoopConfig, Recipe, run_training
 from ..warping import flow_only
 from .adapters import attach_adapters, load_adapters, save_adapters

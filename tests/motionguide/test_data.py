@@ -1,7 +1,6 @@
 """Clips with known motion: determinism, exact flow (checked by warping), occlusion, splits, bad input."""
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
