@@ -32,6 +32,8 @@ from flow.checks import check_finite
 from flow.occlusion import in_frame_mask
 from flow.warp import compose_flows, reverse_flow
 
+from .windows import GuidanceOps
+
 __all__ = [
     "Guidance",
     "Estimator",
@@ -72,11 +74,14 @@ def _shape(t: torch.Tensor) -> str:
 
 
 @dataclass
-class Guidance:
+class Guidance(GuidanceOps):
     """Motion guidance at pixel resolution (see the module docstring for the meaning of each field).
 
     Shapes: ``frames (B, 3, N, H, W)``, ``sources (T, K)`` long, ``flows (B, T, K, 2, H, W)``,
     ``weights (B, T, K, 1, H, W)``, ``latents (B, C, N, h, w)`` or None; ``positions`` has N entries.
+
+    Fitting it to a model: :meth:`resized` (another pixel size), :meth:`window` and :meth:`compacted` (a window
+    of its frames), from :class:`motionguide.windows.GuidanceOps`.
     """
 
     frames: torch.Tensor

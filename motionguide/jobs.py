@@ -50,7 +50,7 @@ from .job_options import FILLS, MAX_EXTEND, OUTPUT_SIZES, SPEED_RANGE, JobOption
 from .pipeline_job import (COMPOSITES, OFFLOADS, fit_frames, load_pipeline, native_shape, pipeline_grid,
                            pipeline_size, run_pipeline)
 from .warping import Synthesis, known_of, synthesize
-from .windows import resize_clip, resize_guidance
+from .windows import resize_clip
 
 composite_clips = composite  # pipeline_job's ``composite`` argument names the choice
 #: the names the pipeline section had here (:mod:`motionguide.pipeline_job` holds them)
@@ -149,14 +149,14 @@ def _run(model, g, size, o: JobOptions, *, inputs) -> JobResult:
     resize = at_model and tuple(inputs.shape[-2:]) != tuple(size)
     inp = F.interpolate(inputs, size=size, mode="area") if resize else inputs
     if at_model and mode == "flow_only":  # the warp at the model's grid
-        small_g = resize_guidance(g, size)
+        small_g = g.resized(size)
         frames = generate_windows(None, small_g, mode="flow_only")
         return JobResult(_clip(frames), small_g, _clip(frames), inp, None, 1.0)
     syn = synthesize(g, with_confidence=model is None or mode != "unguided")  # the one warp at the input's size
     warp = syn.warp
     if model is None or mode == "flow_only" or (not at_model and fill == "warp" and mode != "unguided"):
         return JobResult(_clip(warp), g, _clip(warp), inputs, _clip(syn.confidence), 0.0, syn)
-    small_g, small_warp = resize_guidance(g, size), resize_clip(warp, size)
+    small_g, small_warp = g.resized(size), resize_clip(warp, size)
     small = generate_windows(model, small_g, mode=mode, strength=o.strength, steps=o.steps, seed=o.seed,
                              progress=o.progress, warp=small_warp)
     if mode == "unguided":  # nothing to composite with: the model's clip as it is
@@ -330,7 +330,7 @@ def pipeline_job(
         what = (f"the output keeps the input's {ww}x{hh}: the warp where the flow is trusted, the pipeline's "
                 f"output{' upsampled' if h * w < hh * ww else ''} where it is not")
     _notice(f"{name} runs at {w}x{h} (WxH; {why}); {what}")
-    small = resize_guidance(g, (h, w))
+    small = g.resized((h, w))
     made = run_pipeline(pipe, small, frames=frames, **run_kwargs).transpose(0, 1)[None]  # (1, 3, T, h, w)
     warp, c = result.warped.transpose(0, 1)[None], conf.transpose(0, 1)[None]  # (1, C, T, H, W)
     inp = F.interpolate(result.inputs, size=(h, w), mode="area") if at_model and (h, w) != (hh, ww) else result.inputs

@@ -33,7 +33,6 @@ from .families import ModelFamily, NativeShape, get_family, read_model_index
 from .guidance import Guidance
 from .pipeline import generate_with_guidance
 from .registry import get_spec, vae_from_pipeline
-from .windows import compact, resize_guidance, window
 
 __all__ = ["OFFLOADS", "COMPOSITES", "DTYPES", "PipelineSource", "find_pipeline", "resolve_device",
            "resolve_dtype", "check_request", "load_pipeline", "native_shape", "pipeline_grid", "pipeline_size", "fit_frames",
@@ -445,7 +444,7 @@ def run_pipeline(
         size, why = (max(m, round(h / m) * m), max(m, round(w / m) * m)), f"multiples of {m} for this pipeline"
     if size != (h, w):
         _notice(f"resizing the guidance from {w}x{h} to {size[1]}x{size[0]} (WxH, {why})")
-        guidance = resize_guidance(guidance, size)
+        guidance = guidance.resized(size)
     t_out, ctx_n = guidance.num_frames, context or window_context(pipe, win)
     if not 1 <= ctx_n < win:
         raise ValueError(f"context: expected 1 .. {win - 1} known frames per window, got {ctx_n}")
@@ -467,7 +466,7 @@ def run_pipeline(
         if not rest:
             break
         w0, n = _plan(ok, t_out, rest[0], ctx_n, ends)
-        wg = compact(window(guidance, w0, n, {t: f for t, f in generated.items() if w0 <= t < w0 + n}))
+        wg = guidance.window(w0, n, {t: f for t, f in generated.items() if w0 <= t < w0 + n}).compacted()
         kw = dict(call_kwargs, generator=torch.Generator().manual_seed(int(seed) + 1000 * len(calls)))
         try:
             out = _frames_of(generate_with_guidance(pipe, wg, adapter=adapter, strength=strength, **kw))

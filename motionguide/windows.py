@@ -1,10 +1,13 @@
-"""A job's guidance fitted to a model: another pixel size (:func:`resize_guidance`, :func:`resize_clip`) and a
-window of its frames (:func:`window`, :func:`compact`).
+"""The operations of the guidance type that fit a job's guidance to a model: another pixel size
+(:meth:`GuidanceOps.resized`) and a window of its frames (:meth:`GuidanceOps.window`,
+:meth:`GuidanceOps.compacted`), and :func:`resize_clip` for the frames that go with it.
 
 A job builds one :class:`~motionguide.guidance.Guidance` for its whole output at the input's resolution; a
 model (the embedded one, :mod:`motionguide.embedded.windows`, or a diffusers pipeline,
 :mod:`motionguide.pipeline_job`) takes it at its own size and a window of its frame count at a time, with the
-frames made so far known.
+frames made so far known. :class:`~motionguide.guidance.Guidance` inherits these methods from
+:class:`GuidanceOps`, which lives here so that the data type's module stays about the type and its builders
+(and this one needs nothing from it: the methods build ``type(self)``).
 """
 from __future__ import annotations
 
@@ -13,14 +16,45 @@ import torch.nn.functional as F
 
 from flow.warp import resize_flow
 
-from .guidance import Guidance
-
-__all__ = ["resize_guidance", "resize_clip", "window", "compact"]
+__all__ = ["GuidanceOps", "resize_clip"]
 
 
-def resize_guidance(g: Guidance, size: tuple[int, int]) -> Guidance:
-    """The same Guidance at another pixel size: frames area-resized, flows resized with their magnitudes
-    rescaled (:func:`flow.warp.resize_flow`), weights area-averaged."""
+class GuidanceOps:
+    """Methods of :class:`~motionguide.guidance.Guidance` that cut and resize it (its fields: ``frames``,
+    ``positions``, ``num_frames``, ``sources``, ``flows``, ``weights``, ``motion_scale``, ``strength``,
+    ``latents``)."""
+
+    def resized(self, size: tuple[int, int]):
+        """The same guidance at another pixel size ``(h, w)``: frames area-resized, flows resized with their
+        magnitudes rescaled (:func:`flow.warp.resize_flow`), weights area-averaged."""
+        return _resized(self, size)
+
+    def window(self, start: int, length: int, generated: dict[int, torch.Tensor] | None = None):
+        """The part for output frames ``start .. start+length-1`` (frames past the end are free), with frames
+        generated so far (``generated[t]: (B, 3, H, W)``) known.
+
+        Every known frame stays in the result's ``frames`` (those outside the window at position None), so
+        source indices keep their meaning; :meth:`compacted` drops the ones the window does not use.
+        """
+        return _window(self, start, length, generated or {})
+
+    def compacted(self):
+        """Only the known frames it uses: those at a position, and those some frame's flow samples (its
+        ``sources``), the source indices renumbered. A window of a long input then carries (and encodes) a few
+        frames, not the whole input. ``latents``, when set, is cut the same way.
+
+        >>> import torch
+        >>> from motionguide.guidance import Guidance
+        >>> g = Guidance(torch.rand(1, 3, 3, 4, 4), (None, 0, None), 2, torch.tensor([[-1], [1]]),
+        ...              torch.zeros(1, 2, 1, 2, 4, 4), torch.zeros(1, 2, 1, 1, 4, 4))
+        >>> c = g.compacted()
+        >>> c.positions, c.sources.tolist(), c.frames.shape[2]
+        ((0,), [[-1], [0]], 1)
+        """
+        return _compacted(self)
+
+
+def _resized(g, size: tuple[int, int]):
     h, w = size
     if tuple(g.size) == (h, w):
         return g
@@ -34,7 +68,7 @@ def resize_guidance(g: Guidance, size: tuple[int, int]) -> Guidance:
     weights = weights.reshape(b, t, k, 1, h, w).clamp(0, 1)
     tot = weights.sum(2, keepdim=True)
     weights = torch.where(tot > 1, weights / tot.clamp(min=1e-6), weights)
-    return Guidance(frames, g.positions, g.num_frames, g.sources, flows, weights, g.motion_scale, g.strength)
+    return type(g)(frames, g.positions, g.num_frames, g.sources, flows, weights, g.motion_scale, g.strength)
 
 
 def resize_clip(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -49,13 +83,7 @@ def resize_clip(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return y.reshape(b, t, c, h, w).transpose(1, 2).clamp(0, 1)
 
 
-def window(g: Guidance, start: int, length: int, generated: dict[int, torch.Tensor]) -> Guidance:
-    """The part of ``g`` for output frames ``start .. start+length-1`` (frames past the end are free),
-    with frames generated so far (``generated[t]: (B, 3, H, W)``) known.
-
-    Every known frame of ``g`` stays in the result's ``frames`` (those outside the window at position None),
-    so source indices keep their meaning; :func:`compact` drops the ones the window does not use.
-    """
+def _window(g, start: int, length: int, generated: dict[int, torch.Tensor]):
     frames = [g.frames[:, :, i] for i in range(g.frames.shape[2])]
     positions: list = [p - start if p is not None and start <= p < start + length else None for p in g.positions]
     for t in sorted(generated):
@@ -76,21 +104,10 @@ def window(g: Guidance, start: int, length: int, generated: dict[int, torch.Tens
             sources[j] = g.sources[t]
             flows[:, j] = g.flows[:, t]
             weights[:, j] = g.weights[:, t]
-    return Guidance(torch.stack(frames, 2), tuple(positions), length, sources, flows, weights, g.motion_scale, g.strength)
+    return type(g)(torch.stack(frames, 2), tuple(positions), length, sources, flows, weights, g.motion_scale, g.strength)
 
 
-def compact(g: Guidance) -> Guidance:
-    """``g`` with only the known frames it uses: those at a position, and those some frame's flow samples
-    (its ``sources``), the source indices renumbered. A window of a long input then carries (and encodes) a
-    few frames, not the whole input. ``g.latents``, when set, is cut the same way.
-
-    >>> import torch
-    >>> g = Guidance(torch.rand(1, 3, 3, 4, 4), (None, 0, None), 2, torch.tensor([[-1], [1]]),
-    ...              torch.zeros(1, 2, 1, 2, 4, 4), torch.zeros(1, 2, 1, 1, 4, 4))
-    >>> c = compact(g)
-    >>> c.positions, c.sources.tolist(), c.frames.shape[2]
-    ((0,), [[-1], [0]], 1)
-    """
+def _compacted(g):
     used = sorted({i for i, p in enumerate(g.positions) if p is not None} | {int(i) for i in g.sources.unique() if i >= 0})
     if len(used) == g.frames.shape[2]:
         return g
@@ -99,5 +116,5 @@ def compact(g: Guidance) -> Guidance:
     sources = remap[g.sources]
     idx = torch.tensor(used, dtype=torch.long, device=g.frames.device)
     latents = None if g.latents is None else g.latents.index_select(2, idx.to(g.latents.device))
-    return Guidance(g.frames.index_select(2, idx), tuple(g.positions[i] for i in used), g.num_frames, sources,
+    return type(g)(g.frames.index_select(2, idx), tuple(g.positions[i] for i in used), g.num_frames, sources,
                     g.flows, g.weights, g.motion_scale, g.strength, latents)

@@ -25,7 +25,8 @@ from flow.interpolate import get_interpolator  # noqa: E402
 from flow.io import read_image, write_image  # noqa: E402
 from flow.warp import backward_warp, reverse_flow  # noqa: E402
 from motionguide import jobs  # noqa: E402
-from motionguide.embedded.windows import generate_windows, resize_clip, resize_guidance  # noqa: E402
+from motionguide.embedded.windows import generate_windows  # noqa: E402
+from motionguide.windows import resize_clip  # noqa: E402
 from motionguide.warping import UNSEEN_FILLS, flow_only  # noqa: E402
 
 from .clips import CLIP_FRAMES  # noqa: E402
@@ -167,7 +168,7 @@ def raw_model_method(model, seed: int = 0, shared: SharedInterpolator | None = N
     def run(job: str, i: dict):
         extra = guide(job, i)[1]  # the job's guidance and its warp at the input's size, (T, 3, H, W)
         g, warp = extra["guidance"], extra["warped"].transpose(0, 1)[None]
-        out = generate_windows(model, resize_guidance(g, size), mode="both", seed=seed, warp=resize_clip(warp, size))
+        out = generate_windows(model, g.resized(size), mode="both", seed=seed, warp=resize_clip(warp, size))
         return out[0].transpose(0, 1)
 
     return run

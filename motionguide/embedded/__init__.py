@@ -17,8 +17,8 @@ from .adapters import GuidanceGates, attach_adapters, load_adapters, save_adapte
 from .checkpoint import DEFAULT_ASSETS, load_embedded, save_embedded
 from .generation import MODES, generate_guided
 from .network import EmbeddedConfig, EmbeddedVideoModel
-from .windows import generate_windows, resize_guidance
+from .windows import generate_windows
 
 __all__ = ["EmbeddedConfig", "EmbeddedVideoModel", "DEFAULT_ASSETS", "load_embedded", "save_embedded",
            "GuidanceGates", "attach_adapters", "load_adapters", "save_adapters", "MODES", "generate_guided",
-           "generate_windows", "resize_guidance"]
+           "generate_windows"]

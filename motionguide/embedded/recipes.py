@@ -30,7 +30,7 @@ from .checkpoint import load_embedded, save_embedded
 from .data import ClipDataset, estimated_guidance, make_clip, true_guidance
 from .generation import guided_reference_and_scale, latent_guidance_of, with_warp
 from .network import EmbeddedConfig, EmbeddedVideoModel
-from .windows import resize_clip, resize_guidance
+from ..windows import resize_clip
 
 __all__ = ["KINDS", "DEFAULT_LR", "TrainConfig", "train", "Stage", "SHIPPED_RECIPE", "run_recipe",
            "stage_command", "LAYOUTS", "LAYOUT_P", "layout_probs", "ADAPTER_T_MAX"]
@@ -209,7 +209,7 @@ class AdapterRecipe(Recipe):
         if gs > 1:  # what the jobs give the model: the guidance and its warp made large, then downscaled
             size = (mc.height, mc.width)
             warp = resize_clip(flow_only(guidance), size)
-            guidance, frames = resize_guidance(guidance, size), resize_clip(frames, size)
+            guidance, frames = guidance.resized(size), resize_clip(frames, size)
         # the batch is rendered and guided on the CPU; the gates and the network may sit on an accelerator
         dev = next(self.model.transformer.parameters()).device
         lg = latent_guidance_of(guidance, strength=1.0).to(dev)

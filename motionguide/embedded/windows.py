@@ -1,7 +1,7 @@
 """Cutting a job's guidance into the embedded model's windows.
 
 A job builds one :class:`~motionguide.guidance.Guidance` for its whole output at the input's resolution;
-:func:`~motionguide.windows.resize_guidance` fits it to the model's size, and :func:`generate_windows`
+its :meth:`~motionguide.guidance.Guidance.resized` fits it to the model's size, and :func:`generate_windows`
 generates it window by window of the model's length: a window starts just before the first frame still missing, so its first
 frames are known (input frames or frames the previous window generated) and the rest is generated under
 the guidance. Frames that are real input frames are kept exactly.
@@ -13,12 +13,10 @@ from typing import Callable
 import torch
 
 from ..warping import flow_only
-from ..windows import resize_clip, resize_guidance, window
 from .generation import generate_guided
 from .network import EmbeddedVideoModel
 
-#: resize_guidance, resize_clip and window live in :mod:`motionguide.windows` (the pipeline path uses them too)
-__all__ = ["resize_guidance", "resize_clip", "window", "generate_windows", "count_windows"]
+__all__ = ["generate_windows", "count_windows"]
 
 
 def generate_windows(
@@ -61,7 +59,7 @@ def generate_windows(
             break
         first = missing[0]
         w0 = max(0, min(first - min(first, context), t_out - win))  # the window's first frame
-        wg = window(g, w0, win, generated)
+        wg = g.window(w0, win, generated)
         kw = {} if start is None else {"start": start}
         ww = flow_only(wg)  # the window's own warp: known frames and frames past the end as it has them
         if warp is not None and mode != "flow_only":

@@ -8,7 +8,7 @@ import torch
 
 import motionguide as mg
 from motionguide.cli import main
-from motionguide.embedded.windows import count_windows, generate_windows, resize_guidance
+from motionguide.embedded.windows import count_windows, generate_windows
 from motionguide.jobs import extend, speed, transfer
 from motionguide.embedded import EmbeddedConfig, EmbeddedVideoModel, attach_adapters, save_adapters, save_embedded
 
@@ -103,12 +103,12 @@ def _dis():
     return get_estimator("dis")
 
 
-def test_resize_guidance_rescales_flow():
+def test_guidance_resized_rescales_flow():
     first = torch.rand(1, 3, 1, 64, 64)
     flows = torch.zeros(1, 4, 1, 2, 64, 64)
     flows[:, :, :, 0] = 4.0
     g = mg.Guidance(first, (0,), 4, torch.zeros(4, 1, dtype=torch.long), flows, torch.ones(1, 4, 1, 1, 64, 64))
-    small = resize_guidance(g, (32, 32))
+    small = g.resized((32, 32))
     assert small.size == (32, 32) and torch.allclose(small.flows[:, :, :, 0], torch.full((1, 4, 1, 32, 32), 2.0))
 
 

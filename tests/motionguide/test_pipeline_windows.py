@@ -11,7 +11,6 @@ import torch.nn.functional as F
 from motionguide import jobs, pipeline_job, testing
 from motionguide.guidance import Guidance
 from motionguide.pipeline_job import _plan, run_pipeline, window_context, window_frames
-from motionguide.windows import compact, window
 
 torch.set_flush_denormal(True)
 
@@ -115,8 +114,8 @@ def test_first_last_frame_windows_end_on_known_frames(calls):
 def test_compact_keeps_the_frames_a_window_uses():
     clip = _clip(12)
     g = jobs.extend(clip, 4, model=None, mode="flow_only").guidance  # 12 known frames, 16 output frames
-    w = window(g, 7, 9, {})
-    c = compact(w)
+    w = g.window(7, 9)
+    c = w.compacted()
     assert w.frames.shape[2] == 12 and c.frames.shape[2] == 5  # frames 7..11
     assert c.positions == (0, 1, 2, 3, 4)
     assert torch.equal(c.frames, w.frames[:, :, 7:])

@@ -13,7 +13,8 @@ from motionguide import jobs
 from motionguide.embedded.adapters import attach_adapters
 from motionguide.warping import flow_only
 from motionguide.embedded.network import EmbeddedConfig, EmbeddedVideoModel
-from motionguide.embedded.windows import generate_windows, resize_clip, resize_guidance
+from motionguide.embedded.windows import generate_windows
+from motionguide.windows import resize_clip
 
 TINY = dict(num_layers=1, num_heads=2, head_dim=12, ffn_dim=16, text_dim=8, freq_dim=16, steps=2)
 
@@ -68,7 +69,7 @@ def test_jobs_guide_the_model_with_the_input_resolution_warp(model, monkeypatch)
     assert res.frames.shape == (5, 3, 32, 32)
     (size, warp), = seen
     assert size == (32, 32) and torch.equal(warp, want) and torch.equal(res.warped, want[0].transpose(0, 1))
-    assert not torch.allclose(want, flow_only(resize_guidance(g_full, (32, 32))), atol=1e-3)  # not the grid warp
+    assert not torch.allclose(want, flow_only(g_full.resized((32, 32))), atol=1e-3)  # not the grid warp
     seen.clear()
     jobs.speed(clip, 0.5, model=model, interpolator="dis", fill="model")
     (size, warp), = seen
