@@ -95,13 +95,12 @@ def find_pipeline(name: str | Path) -> PipelineSource:
                             f"save_pretrained (python examples/tiny_pipeline.py --arch wan -o DIR makes a tiny one)")
         folder = p
     else:
-        try:
-            from huggingface_hub import constants, snapshot_download
+        from huggingface_hub import constants, snapshot_download
 
+        try:
             folder = Path(snapshot_download(name, local_files_only=True))
         except Exception as e:  # not cached (LocalEntryNotFoundError), or not a valid repo id
-            where = getattr(locals().get("constants"), "HF_HUB_CACHE", "the Hugging Face cache")
-            raise UserError(f"name={name!r}: not in the local Hugging Face cache ({where}; "
+            raise UserError(f"name={name!r}: not in the local Hugging Face cache ({constants.HF_HUB_CACHE}; "
                             f"{type(e).__name__}); download it where there is network (hf download {name}, or "
                             f"huggingface-cli download {name}) or pass a local folder") from None
     try:
