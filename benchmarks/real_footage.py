@@ -28,8 +28,9 @@ Rows (``mode``), all in one run on the same clips; a method gets the task's inpu
   kept frames as PNGs; its time includes the PNG round trip), ``average`` (the neighbouring kept frames
   blended linearly in time);
 * ``fill_<fill>`` (every job, meant for ``extend``): the job's warp with ``fill`` where no source sees a pixel
-  (``motionguide.warping.flow_only(guidance, unseen=fill)``: ``clamp``, today's default, ``hold``, ``telea``,
-  ``ns``, their ``_edge`` forms and ``mirror_edge``); the same pixels as ``flow_only`` everywhere else;
+  (``motionguide.warping.flow_only(guidance, unseen=fill)``: ``clamp``, speed's and transfer's, ``hold``,
+  ``telea``, ``ns``, their ``_edge`` forms, ``mirror_edge``, ``clamp_telea`` and ``median``, the extension's);
+  the same pixels as ``flow_only`` everywhere else;
 * extend baselines: ``constant_velocity`` (the last frame's pixels keep their last DIS velocity: displacement
   k velocities at new frame k, reversed by splatting, one backward warp of the last frame), ``repeat_last``;
 * ``flow_only_grid`` (printed with *, JSON ``extra_rows``): the job's warp at the model's grid, i.e. the
@@ -60,12 +61,14 @@ Target lines: paired per-clip PSNR differences a - b with their standard error (
 
     python benchmarks/real_footage.py [--videos DIR] [--json OUT] [--clips 2] [--seed 0] [--max-size 640]
                                       [--modes default,flow_only,...] [--jobs speed0.5,extend,...]
+                                      [--starts NAME=S,S,... ...]
 
 ``--clips``: clips per video (fewer where a video is short: the Sintel sequence holds one). ``--seed``: the
 sampling seed, and where clips sit (0: the middle of equal parts of each video; others: random places, a fresh
-draw). JSON (``--json``, atomic): issue 17's ``rows`` and ``paired``, plus ``extra_rows``, ``extra_paired``,
-``fill``, ``unseen``, ``per_clip``, ``truth_stability``, ``targets``, ``meta``; while the run goes, the per-clip rows
-so far (``partial: true``). Bad input (no readable video, nothing long enough) exits with status 2 and a
+draw). ``--starts``: clips at given first frames of named sources instead (a validation or held-out set
+kept apart from another by frame numbers). JSON (``--json``, atomic): issue 17's ``rows`` and ``paired``, plus
+``extra_rows``, ``extra_paired``, ``fill``, ``unseen``, ``per_clip``, ``truth_stability``, ``targets``, ``meta``;
+while the run goes, the per-clip rows so far (``partial: true``). Bad input (no readable video, nothing long enough) exits with status 2 and a
 message.
 
 The clips, tasks, methods, scoring and report are the library ``benchmarks/footage/``, which
@@ -93,6 +96,22 @@ from flow.atomic import check_output_path  # noqa: E402
 from motionguide import jobs  # noqa: E402
 
 
+def _parse_starts(given: list[str], names: list[str]) -> dict[str, list[int]]:
+    """``--starts NAME=S,S,...`` (repeated) -> {NAME: [S, ...]}, each NAME one of the sources found."""
+    out: dict[str, list[int]] = {}
+    for item in given:
+        name, _, rest = item.partition("=")
+        try:
+            frames = [int(x) for x in rest.split(",") if x.strip()]
+        except ValueError:
+            frames = []
+        if name not in names or not frames or min(frames) < 0:
+            raise common.UserError(f"--starts {item}: expected NAME=S,S,... with NAME one of {names} and S first "
+                                   f"frames >= 0, e.g. --starts {names[0] if names else 'vtest.avi'}=50,110")
+        out.setdefault(name, []).extend(frames)
+    return out
+
+
 @common.cli
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -104,6 +123,10 @@ def main(argv=None) -> int:
                     help=f"clips per video (default {footage.CLIPS}: 5 clips from the default footage, about 15 min "
                          f"on a shared 2-core CPU; each clip costs 1.5-3 min)")
     ap.add_argument("--seed", type=int, default=0, help="sampling seed and clip placement (default 0)")
+    ap.add_argument("--starts", action="append", default=[], metavar="NAME=S,S,...",
+                    help="cut clips at these first frames of the video or frame folder NAME (as the run lists it, "
+                         "e.g. vtest.avi=50,110), instead of --clips and --seed; repeat for more sources; sources "
+                         "not named are left out")
     ap.add_argument("--max-size", type=int, default=footage.MAX_SIZE, metavar="PX",
                     help=f"area-resize frames whose longer side is above PX to fit (default {footage.MAX_SIZE}; "
                          f"0 = never)")
@@ -133,7 +156,11 @@ def main(argv=None) -> int:
         return 0
     common.set_threads(args.threads)
     sources = footage.find_sources(Path(args.videos) if args.videos else None)
-    clips = [c for s in sources for c in footage.read_clips(s, args.clips, args.seed, max_size=args.max_size)]
+    starts = _parse_starts(args.starts, [s.name for s in sources])
+    if starts:
+        sources = [s for s in sources if s.name in starts]
+    clips = [c for s in sources for c in footage.read_clips(s, args.clips, args.seed, max_size=args.max_size,
+                                                             starts=starts.get(s.name))]
     if not clips:
         raise common.UserError(f"no clip of {footage.CLIP_FRAMES} frames could be cut from "
                                f"{args.videos or footage.DATA}: every video is shorter or unreadable (see the "

@@ -1,10 +1,11 @@
 """The README's strips: the three jobs' built-in demos (``motionguide transfer|speed|extend --demo --compare``,
 the CLI's defaults), and real footage: 2x slow motion of a vtest.avi clip and a 4-frame extension of a
 Big Buck Bunny clip (the bunny moves, the camera follows), at the input's resolution, with the confidence row (white: the warp, black: the
-embedded model).
+embedded model); and the top edge of that extension's new frames, where content enters, as the border clamp
+fills it and as the extension's fill does (the median of three guesses), above the real frames.
 
     python examples/real_strips.py [OUT_DIR]   # default docs/images: demo_{transfer,speed,extend}.jpg,
-                                               # real_speed.jpg, real_extend.jpg
+                                               # real_speed.jpg, real_extend.jpg, real_extend_edge.jpg
 
 The real-footage strips need the evaluation footage in ../shared/data (or MOTIONGUIDE_DATA); it reads it, never
 copies it. Without it only the demo strips are written.
@@ -19,13 +20,17 @@ import torch.nn.functional as F
 from PIL import Image
 
 from flow.video import read_video
+from flow.viz import make_strip
 from motionguide import jobs
+from motionguide.warping import flow_only
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("MOTIONGUIDE_DATA", REPO.parent / "shared" / "data"))
 START = 300  # a stretch of vtest.avi where pedestrians cross each other (occlusions the flow cannot explain)
 PAN = 36  # a stretch of bigbuckbunny.mp4 where the camera follows the bunny: content enters at the frame's edge
 WIDTH = 1290  # the JPEGs' width
+EDGE = (slice(0, 24), slice(160, 480))  # the top band of the 640x360 bunny frames where content enters
+EDGE_ZOOM = 4
 
 
 def _jpeg(res, path: Path, columns: int = 8) -> None:
@@ -61,10 +66,27 @@ def real_strips(out: Path) -> None:
     model = jobs.load_models(mode="both")
     speed = jobs.speed(clip[::2], 0.5, model=model, fill="model")  # 5 kept frames -> 9, model where unsure
     _jpeg(speed, out / "real_speed.jpg", columns=9)  # every output frame
-    bunny, _ = read_video(pan, max_frames=PAN + 5)
+    bunny, _ = read_video(pan, max_frames=PAN + 9)
     bunny = F.interpolate(bunny[PAN:].float(), size=(360, 640), mode="area")  # as benchmarks/real_footage.py
-    extend = jobs.extend(bunny, 4, model=model, fill="model")
+    extend = jobs.extend(bunny[:5], 4, model=model, fill="model")
     _jpeg(extend, out / "real_extend.jpg", columns=9)
+    edge_strip(jobs.extend(bunny[:5], 4, model=None), bunny[5:], out / "real_extend_edge.jpg")
+
+
+def edge_strip(res, real: torch.Tensor, path: Path, new: tuple = (4,)) -> None:
+    """The top band (``EDGE``) of an extension's ``new`` frames (1 = the first new one): the border clamp's
+    fill, the job's, the real frames, each tile upscaled ``EDGE_ZOOM`` times (nearest) so that the streaks
+    show."""
+    clamp = flow_only(res.guidance, unseen="clamp")[0].transpose(0, 1)
+    out_ks, real_ks = [4 + k for k in new], [k - 1 for k in new]  # 5 input frames, then the new ones
+    rows = [[F.interpolate(clip[k][None, :, EDGE[0], EDGE[1]], scale_factor=EDGE_ZOOM, mode="nearest")[0] for k in ks]
+            for clip, ks in ((clamp, out_ks), (res.frames, out_ks), (real, real_ks))]
+    strip = make_strip(rows, labels=["border clamp", "median (now)", "real"], col_labels=[f"{k} new" for k in new])
+    im = Image.fromarray((strip.permute(1, 2, 0).clamp(0, 1) * 255 + 0.5).byte().numpy())
+    if im.width > WIDTH:
+        im = im.resize((WIDTH, round(im.height * WIDTH / im.width)), Image.LANCZOS)
+    im.save(path, quality=90)
+    print(f"wrote {path}")
 
 
 def main(out_dir: str = str(REPO / "docs" / "images")) -> None:

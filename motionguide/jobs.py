@@ -49,7 +49,7 @@ from .guidance import speed as speed_guidance
 from .job_options import FILLS, MAX_EXTEND, OUTPUT_SIZES, SPEED_RANGE, JobOptions, job_arguments
 from .pipeline_job import (COMPOSITES, OFFLOADS, fit_frames, load_pipeline, native_shape, pipeline_grid,
                            pipeline_size, run_pipeline)
-from .warping import Synthesis, known_of, synthesize
+from .warping import EXTEND_FILL, UNSEEN_FILL, Synthesis, known_of, synthesize
 from .windows import resize_clip
 
 composite_clips = composite  # pipeline_job's ``composite`` argument names the choice
@@ -138,12 +138,13 @@ def _clip(x: torch.Tensor) -> torch.Tensor:
     return x[0].transpose(0, 1)  # (1, C, T, H, W) -> (T, C, H, W)
 
 
-def _run(model, g, size, o: JobOptions, *, inputs) -> JobResult:
+def _run(model, g, size, o: JobOptions, *, inputs, unseen: str = UNSEEN_FILL) -> JobResult:
     """Generate Guidance ``g`` (built at the input's size). The model (at its size ``size``, guided by the
     input-resolution warp downscaled) supplies the pixels the confidence does not trust, composited into the
     warp (:func:`motionguide.compositing.composite`) at the input's size (``fill == "model"``; ``"warp"`` keeps
     the warp) or at the model's. The unguided model's output is used as it is (upsampled at the input's size).
-    ``o``: the job's options, checked (:class:`~motionguide.job_options.JobOptions`)."""
+    ``o``: the job's options, checked (:class:`~motionguide.job_options.JobOptions`); unseen: the warp's fill
+    where no source sees a pixel (:mod:`motionguide.warping`, chosen per job)."""
     mode, fill = o.mode, o.fill
     at_model = o.output_size == "model" and model is not None
     resize = at_model and tuple(inputs.shape[-2:]) != tuple(size)
@@ -152,7 +153,8 @@ def _run(model, g, size, o: JobOptions, *, inputs) -> JobResult:
         small_g = g.resized(size)
         frames = generate_windows(None, small_g, mode="flow_only")
         return JobResult(_clip(frames), small_g, _clip(frames), inp, None, 1.0)
-    syn = synthesize(g, with_confidence=model is None or mode != "unguided")  # the one warp at the input's size
+    # the one warp at the input's size
+    syn = synthesize(g, unseen=unseen, with_confidence=model is None or mode != "unguided")
     warp = syn.warp
     if model is None or mode == "flow_only" or (not at_model and fill == "warp" and mode != "unguided"):
         return JobResult(_clip(warp), g, _clip(warp), inputs, _clip(syn.confidence), 0.0, syn)
@@ -262,7 +264,8 @@ def extend(
 ) -> JobResult:
     """Continue ``clip`` by ``frames`` new frames (at most :data:`MAX_EXTEND`), guided by its last motion
     continued at constant velocity (``damping`` slows it per frame; :func:`motionguide.guidance.extension`);
-    the last frame is the only source, so what it does not see has weight 0 in the guidance. options: as
+    the last frame is the only source, so what it does not see has weight 0 in the guidance, and the warp fills
+    it with :data:`~motionguide.warping.EXTEND_FILL` (the median of three guesses). options: as
     :func:`transfer`'s."""
     clip = _check_clip(clip, "input clip", 2)
     o, own = job_arguments(options, option_fields, new_frames=frames, damping=damping)
@@ -271,7 +274,7 @@ def extend(
     _note_resize("the input", clip.shape[-2:], size, o.output_size, o.fill)
     g = extension_guidance(clip.transpose(0, 1)[None], frames, estimator=get_estimator(o.flow), damping=damping,
                            motion_scale=o.motion_scale, strength=o.strength)
-    return _run(model, g, size, o, inputs=clip)
+    return _run(model, g, size, o, inputs=clip, unseen=EXTEND_FILL)
 
 
 # ------------------------------------------------------------------------------------------ demo, compare

@@ -17,7 +17,7 @@ and, on generated ones, the product of
 within the edge pixels' own extent reads them as they are), the same rule the guidance builders use with none.
 
 Where no source sees a pixel (every source's weight 0, or its sample outside its frame: content entering the
-frame, a disocclusion), the flow says nothing, and the warp shows the fill :data:`UNSEEN_FILL`:
+frame, a disocclusion), the flow says nothing, and the warp shows a fill (``unseen``):
 
 * ``"clamp"``: the warp as it is: the source sampled along the flow the guidance gives there (an extension's
   plain reversed motion), and where that sample leaves the frame, the frame's nearest edge pixel (border
@@ -29,15 +29,26 @@ frame, a disocclusion), the flow says nothing, and the warp shows the fill :data
   frame (content entering the frame, where the clamp draws streaks); where the sample stays inside (a
   disocclusion, a gap of the forward splat) the warp as it is;
 * ``"mirror_edge"``: there, the first source sampled with reflection padding (the frame mirrored at its edge)
-  instead of border padding.
+  instead of border padding;
+* ``"clamp_telea"``: the mean of the clamp's guess and Telea's;
+* ``"median"``: per pixel and channel, the median of three guesses: the clamp's, Telea's and the held frame's.
 
-The default is the clamp: inside the pixels no source sees, at the input's size, every other fill (and the
-embedded model's, ``--fill model``) scored below it or tied on validation clips and on held-out ones
-(``python benchmarks/real_footage.py --jobs extend --modes default,both,fill_hold,fill_telea,fill_ns,``
-``fill_hold_edge,fill_telea_edge,fill_ns_edge,fill_mirror_edge``, its "Where no source ... sees" lines): near
-the edge the edge pixel predicts what enters better than a smooth or mirrored guess, and inside the frame the
-reversed motion lands on the right content more often than inpainting does. Pixels a source sees are the same
-whatever the fill.
+The fill is chosen per job on real footage at the input's size, inside the pixels no source sees (``python
+benchmarks/real_footage.py --jobs extend --modes default,fill_clamp,fill_hold,fill_telea,fill_ns,fill_hold_edge,``
+``fill_telea_edge,fill_ns_edge,fill_mirror_edge,fill_clamp_telea,fill_median``, its "Where no source ... sees"
+lines; figures in docs/DECISIONS.md):
+
+* an extension uses :data:`EXTEND_FILL`, the median: alone, no guess beats the clamp there (the reversed motion
+  copies texture from beside the hole, which lands on the right content more often than a smooth inpainting,
+  and the edge pixel predicts what enters better than a smooth or mirrored guess), and the mean of the clamp
+  and Telea loses where the clamp is near-exact; but the three guesses err in different ways (the clamp with
+  the wrong texture, Telea with none, the held frame with what moved away), and where one is wrong the median
+  takes the one the other two bracket, so it beat the clamp on validation clips and on held-out ones it was
+  not chosen on, and keeps the clamp's answer where the clamp and the held frame agree (a near-exact clamp);
+* speed and transfer keep :data:`UNSEEN_FILL`, the clamp: there the median scored below it (speed's unseen
+  pixels, between two sources, are near-exact already).
+
+Pixels a source sees are the same whatever the fill.
 
 Shapes: clips ``(B, 3, T, H, W)`` float in [0, 1]; flows in pixels, the convention of :mod:`flow.warp`.
 
@@ -59,13 +70,16 @@ import torch
 from flow.occlusion import in_frame_mask
 from flow.warp import backward_warp
 
-__all__ = ["UNSEEN_FILLS", "UNSEEN_FILL", "AGREEMENT_SCALE", "IN_FRAME_SLACK", "Synthesis", "synthesize",
-           "source_warps", "known_of", "unseen_of", "fill_unseen", "flow_only"]
+__all__ = ["UNSEEN_FILLS", "UNSEEN_FILL", "EXTEND_FILL", "AGREEMENT_SCALE", "IN_FRAME_SLACK", "Synthesis",
+           "synthesize", "source_warps", "known_of", "unseen_of", "fill_unseen", "flow_only"]
 
 #: what the warp shows where no source sees a pixel (module docstring)
-UNSEEN_FILLS = ("clamp", "hold", "telea", "ns", "hold_edge", "telea_edge", "ns_edge", "mirror_edge")
-#: the default fill: chosen on validation clips, confirmed on held-out ones (module docstring)
+UNSEEN_FILLS = ("clamp", "hold", "telea", "ns", "hold_edge", "telea_edge", "ns_edge", "mirror_edge", "clamp_telea",
+                "median")
+#: the default fill, kept by speed and transfer (module docstring)
 UNSEEN_FILL = "clamp"
+#: the extension's fill: chosen on validation clips, confirmed on held-out ones (module docstring)
+EXTEND_FILL = "median"
 #: cv2.inpaint's neighbourhood radius in pixels (its documented usual value)
 INPAINT_RADIUS = 3
 _CV2_INPAINT = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
@@ -159,8 +173,9 @@ def fill_unseen(frame: torch.Tensor, unseen: torch.Tensor, held: torch.Tensor, h
     is returned as it is.
 
     frame, held: ``(B, 3, H, W)`` float in [0, 1] (held: what ``"hold"`` shows there); unseen:
-    ``(B, 1, H, W)`` bool. Inpainting reads the pixels around the hole from ``frame``; a frame no source sees
-    at all has nothing to inpaint from and holds ``held``.
+    ``(B, 1, H, W)`` bool. ``frame`` is the clamp's guess, which ``"clamp_telea"`` and ``"median"`` combine
+    with Telea's inpainting (and ``held``). Inpainting reads the pixels around the hole from ``frame``; a frame
+    no source sees at all has nothing to inpaint from and holds ``held`` in the inpainting's place.
     """
     if how not in UNSEEN_FILLS:
         raise ValueError(f"unseen fill: expected one of {UNSEEN_FILLS}, got {how!r}")
@@ -169,6 +184,11 @@ def fill_unseen(frame: torch.Tensor, unseen: torch.Tensor, held: torch.Tensor, h
                          f"{tuple(frame.shape)} and {tuple(unseen.shape)}")
     if how == "clamp" or not bool(unseen.any()):
         return frame
+    if how in ("clamp_telea", "median"):
+        telea = fill_unseen(frame, unseen, held, "telea")
+        guess = 0.5 * (frame + telea) if how == "clamp_telea" else \
+            torch.stack([frame, telea, held.to(frame)]).median(0).values
+        return torch.where(unseen, guess, frame)
     how = how.removesuffix("_edge")  # the mask says where
     if how in ("hold", "mirror"):  # the caller passes the mirrored warp as held
         return torch.where(unseen, held.to(frame), frame)

@@ -152,10 +152,12 @@ def choose_starts(num_frames: int, cuts: set[int], length: int, n: int, seed: in
     return sorted(chosen)
 
 
-def read_clips(src: Source, n: int, seed: int, length: int = CLIP_FRAMES, max_size: int = 0) -> list[Clip]:
+def read_clips(src: Source, n: int, seed: int, length: int = CLIP_FRAMES, max_size: int = 0,
+               starts: list[int] | None = None) -> list[Clip]:
     """``n`` clips of ``length`` frames from ``src`` (two passes: count frames and find cuts, then read the
     chosen frames only, so a long video never has to fit in memory). Short videos give none (a notice).
-    ``max_size`` > 0: frames whose longer side exceeds it are area-resized to fit (a notice)."""
+    ``max_size`` > 0: frames whose longer side exceeds it are area-resized to fit (a notice). ``starts``: the
+    clips' first frames, given (``n`` and ``seed`` unused); one past the end or across a cut is a UserError."""
     det = SceneCutDetector()
     cuts: set[int] = set()
     count, size, size_change = 0, None, None
@@ -176,7 +178,14 @@ def read_clips(src: Source, n: int, seed: int, length: int = CLIP_FRAMES, max_si
     if count < length:
         common.notice(f"skip {src.name}: {count} frames, fewer than a clip's {length}")
         return []
-    starts = choose_starts(count, cuts, length, n, seed)
+    if starts is not None:
+        bad = [s for s in starts if s < 0 or s + length > count or any(s < c < s + length for c in cuts)]
+        if bad:
+            raise common.UserError(f"--starts {src.name}={','.join(map(str, bad))}: a clip of {length} frames there "
+                                   f"runs past the {count} frames or across a scene cut {sorted(cuts)}")
+        starts = sorted(set(starts))
+    else:
+        starts = choose_starts(count, cuts, length, n, seed)
     if cuts:
         common.notice(f"{src.name}: scene cut(s) before frame(s) {sorted(cuts)}; no clip crosses one")
     if not starts:

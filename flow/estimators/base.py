@@ -80,6 +80,11 @@ class FlowEstimator:
     def _estimate(self, frame0: torch.Tensor, frame1: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
+    @property
+    def description(self) -> str:
+        """What runs, in a user's words (a message or a report line; ``repr`` has every setting)."""
+        return self.name
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
 

@@ -296,6 +296,10 @@ class DISEstimator(_OpenCVEstimator):
         s["_dis"] = s["_refiner"] = s["_dis_size"] = None
         return s
 
+    @property
+    def description(self) -> str:
+        return f"DIS (preset {self.preset})"
+
     def __repr__(self) -> str:
         return f"DISEstimator(preset={self.preset!r}, stages={self._stages}, variational_refinement={self._vr})"
 

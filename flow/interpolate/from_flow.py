@@ -163,7 +163,9 @@ class FlowInterpolator(Interpolator):
     @property
     def description(self) -> str:
         sc = "auto" if self.scale is None else f"{self.scale:g}"
-        return f"{self.estimator!r}, reversal={self.reversal}, blend={self.blend}, scale={sc}"
+        est = getattr(self.estimator, "description", None) or getattr(self.estimator, "__name__", None) or \
+            type(self.estimator).__name__  # a user's callable may have neither
+        return f"flow by {est}, reversal={self.reversal}, blend={self.blend}, scale={sc}"
 
     def work_scale(self, h: int, w: int) -> float:
         """The downscale factor used for frames of ``h x w`` pixels."""

@@ -396,3 +396,15 @@ def test_ifnet_plus_dis_backend(random_v4, tmp_path, monkeypatch):
     assert isinstance(interp, FusionInterpolator) and interp.name == "ifnet+dis"
     out = interp.interpolate(_texture(24, 40), _texture(24, 40, seed=1), [0.5])[0]
     assert out.shape == (1, 3, 24, 40)
+
+
+def test_descriptions_say_what_runs_without_reprs():
+    """An interpolator's description reaches users (retime's backend line, reports): the estimator by name and
+    preset, not its repr with every stage."""
+    from flow.estimators import get_estimator
+
+    assert get_estimator("dis").description == "DIS (preset balanced)"
+    assert get_estimator("farneback").description == "farneback"
+    for name in ("dis", "auto"):
+        d = get_interpolator(name).description
+        assert "flow by DIS (preset balanced)" in d and "DISEstimator" not in d and "stages=" not in d

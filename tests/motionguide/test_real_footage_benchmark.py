@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from benchmarks._common import UserError
 from flow.io import write_image
 from flow.video import write_video
 
@@ -79,6 +80,12 @@ def test_sources_clips_and_notices(bench, footage, capsys):
     clips = bench.read_clips(sources["pan.mp4"], 4, 0)
     assert [c.start for c in clips] == [0, 10]  # 20 frames hold two clips of 9 that do not overlap
     assert all(tuple(c.frames.shape) == (9, 3, 48, 64) for c in clips)
+    # given starts (a held-out set kept apart by frame numbers): exactly those frames
+    given = bench.read_clips(sources["pan.mp4"], 1, 0, starts=[11, 3])
+    assert [c.start for c in given] == [3, 11]
+    assert torch.equal(given[1].frames[:8], clips[1].frames[1:])  # frames 11..18 of both
+    with pytest.raises(UserError, match="runs past the 20 frames"):
+        bench.read_clips(sources["pan.mp4"], 1, 0, starts=[12])
 
 
 def test_held_out_frames_never_reach_a_method(bench, footage):
@@ -203,4 +210,9 @@ def test_bad_input_exits_2(script, tmp_path, capsys):
     assert "fewer than a clip's 9" in err and "no clip of 9 frames" in err
     assert script.main(["--videos", str(tmp_path / "nowhere")]) == 2
     assert script.main(["--videos", str(tmp_path / "short"), "--modes", "magic"]) == 2
+    for bad in ("b.mp4=0", "a.mp4=x", "a.mp4=", "a.mp4=-1"):  # a source not found, not frame numbers
+        assert script.main(["--videos", str(tmp_path / "short"), "--starts", bad]) == 2
+        assert "--starts" in capsys.readouterr().err
+    assert script.main(["--videos", str(tmp_path / "short"), "--starts", "a.mp4=0"]) == 2  # 4 frames: no clip
+    assert "fewer than a clip's 9" in capsys.readouterr().err
     assert not list(tmp_path.glob("*.json"))

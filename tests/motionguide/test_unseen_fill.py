@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 import motionguide as mg
 from motionguide import jobs
-from motionguide.warping import UNSEEN_FILL, UNSEEN_FILLS, fill_unseen, flow_only, unseen_of
+from motionguide.warping import EXTEND_FILL, UNSEEN_FILL, UNSEEN_FILLS, fill_unseen, flow_only, unseen_of
 
 V, H, W = 3, 40, 64
 
@@ -60,18 +60,38 @@ def test_every_fill_keeps_what_a_source_sees_and_fills_only_the_rest(pan, fill):
         assert torch.allclose(out[6][:, :, W - V * 3 :], edge.expand(-1, -1, V * 3), atol=1e-5)
     elif fill.startswith("hold"):  # the last real frame, in place
         assert torch.equal(out[6][band], clip[3][band])
+    elif fill in ("clamp_telea", "median"):  # the mean of the clamp's guess and Telea's; the median of three
+        telea = flow_only(g, unseen="telea")[0].transpose(0, 1)
+        want = 0.5 * (clamp[6] + telea[6]) if fill == "clamp_telea" else \
+            torch.stack([clamp[6], telea[6], clip[3]]).median(0).values
+        assert torch.allclose(out[6][band], want[band], atol=1e-6)
+        assert not torch.equal(out[6][band], clamp[6][band])
     else:
         assert not torch.equal(out[6][band], clamp[6][band])
 
 
-def test_the_default_fill_is_the_one_chosen_on_real_footage(pan):
-    """The default is the border clamp: inside the pixels no source sees, on held-out real footage, no other
-    fill scored above it (benchmarks/real_footage.py --jobs extend, docs/BENCHMARKS.md). The jobs use it."""
+def test_each_job_uses_the_fill_chosen_for_it_on_real_footage(pan):
+    """An extension fills with the median of three guesses, which beat the clamp inside the pixels no source
+    sees on validation and on held-out real footage; speed and transfer keep the clamp, which the median did
+    not beat there (benchmarks/real_footage.py, docs/DECISIONS.md)."""
     clip, g = pan
-    assert UNSEEN_FILL == "clamp"
+    assert (UNSEEN_FILL, EXTEND_FILL) == ("clamp", "median")
     assert torch.equal(flow_only(g), flow_only(g, unseen="clamp"))
     res = jobs.extend(clip[:4], 3, model=None, flow="dis")
-    assert torch.equal(res.warped, flow_only(res.guidance)[0].transpose(0, 1))
+    assert torch.equal(res.warped, flow_only(res.guidance, unseen="median")[0].transpose(0, 1))
+    assert torch.equal(res.synthesis.warp, flow_only(res.guidance, unseen="median"))
+    assert not torch.equal(res.warped, flow_only(res.guidance)[0].transpose(0, 1))  # the band differs
+    sp = jobs.speed(clip[:4], 0.5, model=None, flow="dis", interpolator="dis")
+    assert torch.equal(sp.synthesis.warp, flow_only(sp.guidance))
+
+
+def test_the_median_keeps_the_guess_two_others_agree_with():
+    frame, held = torch.full((1, 3, 6, 6), 0.3), torch.full((1, 3, 6, 6), 0.3)
+    unseen = torch.zeros(1, 1, 6, 6, dtype=torch.bool)
+    unseen[..., 2:4, 2:4] = True
+    frame[..., 2:4, 2:4] = 0.9  # a clamp's wrong guess: Telea (from the 0.3 around) and the held frame agree
+    out = fill_unseen(frame, unseen, held, "median")
+    assert torch.allclose(out, torch.full_like(out, 0.3), atol=0.02)  # Telea rounds near 0.3
 
 
 def test_fill_unseen_checks_its_input():
@@ -84,3 +104,9 @@ def test_fill_unseen_checks_its_input():
     everything = torch.ones_like(m)
     held = torch.zeros_like(frame)
     assert torch.equal(fill_unseen(frame, everything, held, "telea"), held)  # nothing to inpaint from: held
+
+
+def test_the_mean_fill_of_a_frame_no_source_sees_holds_in_the_inpaintings_place():
+    frame, held = torch.zeros(1, 3, 4, 4), torch.ones(1, 3, 4, 4)
+    out = fill_unseen(frame, torch.ones(1, 1, 4, 4, dtype=torch.bool), held, "clamp_telea")
+    assert torch.equal(out, torch.full_like(frame, 0.5))
