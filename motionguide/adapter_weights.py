@@ -260,8 +260,11 @@ def save_motion_guidance(transformer: torch.nn.Module, folder: str | Path) -> Pa
     tensors = {k: v.detach().contiguous().cpu() for k, v in adapter.state_dict().items()}
     lora = adapter.lora
     if lora:
+        # the LoRA's values where they are (under sequential offload the parameters are meta, the values in
+        # accelerate's weights map), named as the model's state dict names them for peft to pick out
+        values = {n: _value(transformer, n) for n, _ in transformer.named_parameters() if "lora_" in n}
         state = (adapter._merged_lora if lora.get("merged")
-                 else get_peft_model_state_dict(transformer, adapter_name=lora["name"]))
+                 else get_peft_model_state_dict(transformer, state_dict=values, adapter_name=lora["name"]))
         for k, v in state.items():
             tensors["lora::" + k] = v.detach().contiguous().cpu()
         lora = {k: v for k, v in lora.items() if k != "merged"}

@@ -236,3 +236,18 @@ def test_encode_frames_encodes_on_the_execution_device_under_model_offload():
     assert next(pipe.vae.parameters()).device == CPU and pipe._execution_device.type == "meta"
     z = encode_frames(pipe, torch.rand(1, 3, 2, H, W))
     assert z.shape == (1, 16, 2, H // 8, W // 8) and z.device.type == "meta"
+
+
+@pytest.mark.parametrize("offload", ["sequential", "model", "group_leaf"])
+def test_an_adapter_saved_under_offload_holds_its_values(offload, saved, tmp_path):
+    """Saving reads each tensor where its value is (under sequential offload the LoRA and trained-block
+    parameters are ``meta``, their values in accelerate's weights map): the file equals the one loaded."""
+    from safetensors.torch import load_file
+
+    m = testing.build("WanTransformer3DModel")
+    OFFLOAD[offload](m)
+    mg.load_motion_guidance(m, saved)
+    again = mg.save_motion_guidance(m, tmp_path / "again")
+    a, b = load_file(str(saved / "motion_guidance.safetensors")), load_file(str(again / "motion_guidance.safetensors"))
+    assert set(a) == set(b) and any(k.startswith("lora::") for k in a) and any(k.startswith("block::") for k in a)
+    assert all(b[k].device.type == "cpu" and torch.equal(a[k], b[k]) for k in a)
