@@ -223,6 +223,7 @@ def add_pipeline_options(p: argparse.ArgumentParser) -> None:
                    help="steps between validations on held-out clips: their loss (DIR/metrics.csv) and "
                         "DIR/validation/step_N.mp4 with the pipeline's CFG [default: 0, none]")
     g.add_argument("--validation-clips", type=int, default=None, metavar="N",
-                   help="clips held out of training for validation [default: 1 with --validate-every]")
+                   help="clips held out of training for validation, at the end of the last videos, sharing no "
+                        "frame with a training clip [default: 1 with --validate-every]")
     g.add_argument("--validate-steps", type=int, default=None, metavar="N",
                    help="denoising steps of a validation clip [default: 20]")

@@ -40,8 +40,10 @@ def assign_buckets(videos: Sequence[VideoInfo], buckets: Sequence[tuple[int, int
 
 
 def plan_buckets(videos: Sequence[VideoInfo], buckets: Sequence[tuple[int, int, int]], *, stride: int, clips: int,
-                 batch_size: int, notice: Callable[[str], None]) -> list[ClipSpec]:
-    """``clips`` training clips over the buckets (each clip's ``bucket`` set), at least ``batch_size`` each."""
+                 batch_size: int, notice: Callable[[str], None], held: int = 0) -> list[ClipSpec]:
+    """``clips`` clips over the buckets (each clip's ``bucket`` set), at least ``batch_size`` training clips
+    each; the last ``held`` (held out of training) from the last bucket, sharing no frame with its training
+    clips (:func:`~motionguide.finetune.videos.plan_clips`)."""
     groups = assign_buckets(videos, buckets, stride=stride)
     for b, g in zip(buckets, groups):
         if not g:
@@ -59,8 +61,10 @@ def plan_buckets(videos: Sequence[VideoInfo], buckets: Sequence[tuple[int, int, 
         per[i] += 1
     out: list[ClipSpec] = []
     for i, (b, g, k) in enumerate(zip(buckets, groups, per)):
-        if k < batch_size:
-            raise UserError(f"--buckets: the bucket {bucket_text(b)} gets {k} of the {clips} clips, fewer than "
-                            f"--batch-size {batch_size} (a batch comes from one bucket); raise --clips or drop it")
-        out += plan_clips(g, frames=b[2], stride=stride, clips=k, notice=notice, bucket=i)
+        h = held if i == len(buckets) - 1 else 0
+        if k - h < batch_size:
+            raise UserError(f"--buckets: the bucket {bucket_text(b)} gets {k - h} of the {clips - held} training "
+                            f"clips, fewer than --batch-size {batch_size} (a batch comes from one bucket); raise "
+                            f"--clips or drop it")
+        out += plan_clips(g, frames=b[2], stride=stride, clips=k, notice=notice, bucket=i, held=h)
     return out

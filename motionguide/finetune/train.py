@@ -88,7 +88,7 @@ def train_pipeline(cfg: PipelineTrainConfig, *, log: Callable[[str], None] = pri
             raise UserError(f"--{'buckets' if cfg.buckets else 'frames'}: {e}") from None
     held = cfg.validation_clips
     specs = plan_buckets(videos, [(h or 1, w or 1, n) for h, w, n in buckets], stride=cfg.stride,
-                         clips=cfg.clips + held, batch_size=min(cfg.batch_size, cfg.clips), notice=notice) \
+                         clips=cfg.clips + held, batch_size=min(cfg.batch_size, cfg.clips), notice=notice, held=held) \
         if cfg.buckets else _plain_plan(videos, frames, cfg, held, notice)
     if len(specs) - held < cfg.batch_size:
         raise UserError(f"--batch-size {cfg.batch_size} needs as many clips; the videos give {len(specs) - held}"
@@ -133,7 +133,7 @@ def _remove_run(out: Path) -> None:
 
 
 def _plain_plan(videos, frames, cfg, held, notice):
-    return plan_clips(videos, frames=frames, stride=cfg.stride, clips=cfg.clips + held, notice=notice)
+    return plan_clips(videos, frames=frames, stride=cfg.stride, clips=cfg.clips + held, notice=notice, held=held)
 
 
 def _cache_only(cfg: PipelineTrainConfig, make, log) -> dict:

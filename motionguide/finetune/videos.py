@@ -7,7 +7,8 @@ pipeline's size.
   file). None readable is a one-line :class:`~motionguide.errors.UserError` that says what the folder holds.
 * :func:`plan_clips`: ``clips`` windows of ``frames`` frames (``stride`` apart), spread evenly over the
   videos long enough for them, from the frame counts the containers state (no decoding); videos that are
-  all too short are an error naming the longest.
+  all too short are an error naming the longest. The held-out ones sit at the end of the last videos, after
+  every training window of their video, so that no held-out frame is trained on.
 * :func:`read_clips`: decode each video once, up to its last needed frame, and fit every frame to the
   pipeline's ``(H, W)``: scaled to cover it and center-cropped (:func:`fit_frame`), with one notice per video
   whose frames are smaller than that size or of another aspect.
@@ -97,8 +98,10 @@ def find_videos(folder: str | os.PathLike) -> list[VideoInfo]:
 
 
 def plan_clips(videos: list[VideoInfo], *, frames: int, stride: int, clips: int,
-               notice: Callable[[str], None], bucket: int = 0) -> list[ClipSpec]:
-    """``clips`` windows of ``frames`` frames, ``stride`` apart, spread evenly over the long-enough videos."""
+               notice: Callable[[str], None], bucket: int = 0, held: int = 0) -> list[ClipSpec]:
+    """``clips`` windows of ``frames`` frames, ``stride`` apart, spread evenly over the long-enough videos; the
+    last ``held`` of them (held out of training) at the end of the last videos, one per video from the last,
+    past every training window of their video."""
     span = (frames - 1) * stride + 1
     usable = [v for v in videos if v.num_frames is not None and v.num_frames >= span]
     if not usable:
@@ -110,14 +113,22 @@ def plan_clips(videos: list[VideoInfo], *, frames: int, stride: int, clips: int,
     short = [Path(v.path).name for v in videos if v not in usable]
     if short:
         notice(f"skipping {len(short)} video(s) shorter than {span} frames: {', '.join(short[:5])}")
-    per = [clips // len(usable) + (1 if i < clips % len(usable) else 0) for i in range(len(usable))]
-    out = []
-    for v, k in zip(usable, per):
+    n_train = clips - held
+    per = [n_train // len(usable) + (1 if i < n_train % len(usable) else 0) for i in range(len(usable))]
+    hold = [held // len(usable) + (1 if i < held % len(usable) else 0) for i in range(len(usable))][::-1]
+    train, out_held = [], []
+    for v, k, h in zip(usable, per, hold):
         last = max(0, v.num_frames - span - _MARGIN)
+        room = last - h * span  # the last start of a training window: its frames end before the held ones
+        if h and (room < 0 if k else last < (h - 1) * span):
+            raise UserError(f"--validation-clips {held}: {Path(v.path).name} has {v.num_frames} frames, too few for "
+                            f"{k} training and {h} held-out clip(s) of {span} frames that share none; pass longer "
+                            f"or more videos, or fewer --clips or --validation-clips")
+        out_held += [ClipSpec(v, tuple(last - j * span + i * stride for i in range(frames)), bucket) for j in range(h)]
         for j in range(k):
-            start = round(j * last / (k - 1)) if k > 1 else last // 2
-            out.append(ClipSpec(v, tuple(start + i * stride for i in range(frames)), bucket))
-    return out
+            start = round(j * room / (k - 1)) if k > 1 else room // 2
+            train.append(ClipSpec(v, tuple(start + i * stride for i in range(frames)), bucket))
+    return train + out_held
 
 
 def fit_frame(frame: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -46,10 +46,11 @@ def videos(vtest, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def small_videos(vtest, tmp_path_factory) -> Path:
-    """The same footage at 24x16 (WxH), smaller than every tiny pipeline's size."""
+    """24 frames of the same footage at 24x16 (WxH), smaller than every tiny pipeline's size: a training and a
+    held-out clip of 9 frames that share none."""
     frames, fps = vtest
     return write_clip(tmp_path_factory.mktemp("small"), "small.mp4",
-                      F.interpolate(frames[:12], size=(16, 24), mode="area"), fps)
+                      F.interpolate(frames[:24], size=(16, 24), mode="area"), fps)
 
 
 @pytest.fixture(scope="session")

@@ -76,6 +76,25 @@ def test_clips_are_spread_over_the_videos_long_enough():
     assert isinstance(specs[0], ClipSpec)
 
 
+def test_held_out_clips_share_no_frame_with_training_clips():
+    """The held-out clips sit at the end of the last videos, past every training window of their video, even
+    when one video holds more windows than fit side by side."""
+    one = [VideoInfo("/v/one.mp4", 1, 1, 64, 64, 40, 16.0)]
+    for clips, held in ((6, 1), (3, 2), (1, 1)):
+        specs = plan_clips(one, frames=9, stride=1, clips=clips + held, notice=lambda m: None, held=held)
+        train, out = specs[:clips], specs[clips:]
+        assert len(train) == clips and len(out) == held
+        assert not {i for s in train for i in s.indices} & {i for s in out for i in s.indices}
+        assert len({i for s in out for i in s.indices}) == 9 * held  # held-out clips share none either
+    two = one + [VideoInfo("/v/two.mp4", 1, 1, 64, 64, 30, 16.0)]
+    specs = plan_clips(two, frames=9, stride=1, clips=5, notice=lambda m: None, held=1)
+    assert specs[-1].video.path == "/v/two.mp4" and specs[-1].indices[-1] == 30 - 2 - 1  # the margin kept
+    assert all(max(s.indices) < min(specs[-1].indices) for s in specs[:-1] if s.video.path == "/v/two.mp4")
+    assert plan_clips(one, frames=9, stride=1, clips=4, notice=lambda m: None)[0].indices[0] == 0  # none held: as was
+    with pytest.raises(UserError, match="--validation-clips 1: one.mp4 has 40 frames, too few"):
+        plan_clips(one, frames=30, stride=1, clips=2, notice=lambda m: None, held=1)
+
+
 def _inputs(m):
     return testing.inputs(m, 1, (3, 4, 4))
 
