@@ -37,36 +37,9 @@ if [ "$PREPARE" = 1 ]; then  # here, with the project's venv when the checkout h
         $( [ "$TINY" = 1 ] && echo --tiny )
 fi
 
-# ---- 1. bootstrap: the carried wheels, before anything else ----
-if [ "$WHEELS" != none ]; then
-    if ! compgen -G "$WHEELS/*.whl" > /dev/null; then
-        echo "gpu_embedded.sh: no wheels in $WHEELS; run 'bash benchmarks/gpu_embedded.sh --prepare' here and carry" \
-             "$WHEELS and $DATA" >&2
-        exit 2
-    fi
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
-        "$WHEELS"/*.whl || { echo "gpu_embedded.sh: installing the wheels of $WHEELS into $SITE failed" >&2; exit 2; }
-    export PYTHONPATH="$SITE:$PWD"
-else
-    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-fi
-mkdir -p "$OUT"
-export OUT OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}" PYTHONUNBUFFERED=1
-LOG="$OUT/gpu_embedded.log"
-: > "$LOG"
-
-# ---- 2. the environment: wheels, imports under this torch, CUDA ----
-# (its stderr, where a missing wheel is named in one line, stays stderr)
-"$PY" benchmarks/device_wheels.py --check "$OUT/env_check.json" \
-    $( [ "$WHEELS" != none ] && echo --wheels "$WHEELS" ) 2> >(tee -a "$LOG" >&2) | tee -a "$LOG"
-[ "${PIPESTATUS[0]}" = 0 ] || exit 2
-if [ "$TINY" = 0 ]; then
-    if ! "$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'" >> "$LOG" 2>&1; then
-        echo "gpu_embedded.sh: no CUDA device (see $LOG); run with --tiny for the CPU check" >&2
-        exit 2
-    fi
-    nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || true
-fi
+# ---- 1. and 2.: the carried wheels, the environment (benchmarks/gpu_bootstrap.sh) ----
+NAME=gpu_embedded.sh; CARRY="$WHEELS and $DATA"; LOG_NAME=gpu_embedded.log
+source benchmarks/gpu_bootstrap.sh
 SCORE=()
 if [ -d "$DATA" ]; then
     SCORE=(--videos "$DATA")
