@@ -13,6 +13,9 @@
   message (:meth:`VideoReader.require_constant_rate`), naming the ffmpeg command that converts it.
 
 Frames read from an H.264 file differ from what was written by the codec's loss (crf 18: about 40-45 dB).
+The encoded file is not bit-reproducible: the libx264 of PyAV's wheel gave different bytes and decoded
+frames (up to a few 8-bit levels) for the same frames in repeated runs, with one thread too; compare the
+frames a command makes (its library call), or decoded videos with a tolerance, not files by their hash.
 
 >>> import tempfile, pathlib, torch
 >>> p = pathlib.Path(tempfile.mkdtemp()) / "clip.mp4"
