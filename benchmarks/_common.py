@@ -73,6 +73,30 @@ def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[Any, float]:
     return out, statistics.median(times)
 
 
+def sync(device) -> None:
+    """Wait for ``device``'s queued work (CUDA); nothing on the CPU. Timings around GPU work need it."""
+    if device.type == "cuda":
+        import torch  # this module loads before torch (module docstring)
+
+        torch.cuda.synchronize(device)
+
+
+def device_times(fn: Callable[[], Any], repeats: int, device, *, warmup: int = 1) -> tuple[Any, list[float]]:
+    """``(fn()'s first result, wall-clock seconds of each of repeats timed calls)``: ``warmup`` calls first
+    (the first gives the result), then each timed call between two :func:`sync` of ``device``."""
+    out = fn()
+    for _ in range(max(warmup - 1, 0)):
+        fn()
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return out, times
+
+
 def write_text(path: str | os.PathLike, text: str) -> Path:
     """``text`` at ``path``, atomically: written to a temporary sibling and renamed, so a run cut short
     leaves the old file or none, never half of one."""

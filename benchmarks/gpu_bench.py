@@ -61,11 +61,6 @@ GIB = 2 ** 30
 TINY_WAN = dict(num_attention_heads=2, attention_head_dim=16, ffn_dim=64, text_dim=32, freq_dim=32, num_layers=2)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _memory(device: torch.device) -> int | None:
     return torch.cuda.memory_allocated(device) if device.type == "cuda" else None
 
@@ -75,11 +70,11 @@ def _peak_above(fn, device: torch.device) -> float | None:
     if device.type != "cuda":
         fn()
         return None
-    _sync(device)
+    common.sync(device)
     torch.cuda.reset_peak_memory_stats(device)
     before = torch.cuda.memory_allocated(device)
     fn()
-    _sync(device)
+    common.sync(device)
     return (torch.cuda.max_memory_allocated(device) - before) / GIB
 
 
@@ -97,27 +92,12 @@ def _interleaved(fns: dict, repeats: int, warmup: int, device: torch.device, set
     for _ in range(repeats):
         for k, fn in fns.items():
             setup.get(k, lambda: None)()
-            _sync(device)
+            common.sync(device)
             t0 = time.perf_counter()
             fn()
-            _sync(device)
+            common.sync(device)
             times[k].append(time.perf_counter() - t0)
     return times
-
-
-def _timed(fn, repeats: int, warmup: int, device: torch.device):
-    """``(first output as float32, seconds of each of repeats timed calls)``; the first call is a warm-up."""
-    out = fn().float()
-    for _ in range(max(warmup - 1, 0)):
-        fn()
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return out, times
 
 
 def _wan(tiny: bool, device: torch.device, num_layers: int | None = None) -> torch.nn.Module:
@@ -261,10 +241,10 @@ def activation_section(tiny: bool, device: torch.device, log) -> dict:
         mg.set_guidance(model, guidance.get(key))
         with torch.no_grad():  # builds the guidance's per-call state first, so the delta is what autograd keeps
             model(**kw)
-        _sync(device)
+        common.sync(device)
         before = torch.cuda.memory_allocated(device)
         out = model(**kw)[0]
-        _sync(device)
+        common.sync(device)
         measured[key] = (torch.cuda.memory_allocated(device) - before - out.numel() * out.element_size()) / GIB
         del out  # frees the graph and what it saved
     mg.remove_motion_guidance(model)
@@ -320,7 +300,9 @@ def ifnet_section(tiny: bool, device: torch.device, repeats: int, log, *, dtype:
         ours = (load_ifnet(version, device=device, dtype=dtype) if reason is None else
                 IFNet.random(version, seed=0).to(device=device, dtype=dtype))
         outs, times = {}, {}
-        outs["ours"], times["ours"] = _timed(lambda: ours.interpolate(f0, f1, [0.5])[0], repeats, warmup, device)
+        out, times["ours"] = common.device_times(lambda: ours.interpolate(f0, f1, [0.5])[0], repeats, device,
+                                                 warmup=warmup)
+        outs["ours"] = out.float()
         del ours
         if reason is None:
             infer = rife_peers.load_peer(version)
@@ -331,8 +313,9 @@ def ifnet_section(tiny: bool, device: torch.device, repeats: int, log, *, dtype:
                 a0, a1 = F.pad(f0, pad).to(peer_dtype), F.pad(f1, pad).to(peer_dtype)
                 try:
                     with torch.no_grad(), _peer_dtype(rife_peers, version, peer_dtype):
-                        outs["peer"], times["peer"] = _timed(lambda: infer(a0, a1, 0.5, 1.0)[..., :h, :w], repeats,
-                                                             warmup, device)
+                        out, times["peer"] = common.device_times(lambda: infer(a0, a1, 0.5, 1.0)[..., :h, :w],
+                                                                 repeats, device, warmup=warmup)
+                        outs["peer"] = out.float()
                     res[f"peer_dtype_{version}"] = str(peer_dtype).replace("torch.", "")
                     break
                 except Exception as e:  # the peer's code in half precision: record, then time it in float32

@@ -67,11 +67,6 @@ TINY_CALL = dict(height=32, width=32, num_frames=9)
 REAL_CALL = dict(height=480, width=832, num_frames=81)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _error(e: BaseException) -> str:
     return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
 
@@ -150,17 +145,17 @@ def timed_call(fn, device: torch.device, steps: int, target: int) -> dict:
     marks: list[float] = []
 
     def callback(pipe, i, t, kw):
-        _sync(device)
+        common.sync(device)
         marks.append(time.perf_counter())
         return kw
 
-    _sync(device)
+    common.sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     before = torch.cuda.memory_allocated(device) if device.type == "cuda" else None
     t0 = time.perf_counter()
     out = fn(callback)
-    _sync(device)
+    common.sync(device)
     wall = time.perf_counter() - t0
     if len(marks) != steps:
         raise RuntimeError(f"expected {steps} step callbacks, got {len(marks)}")

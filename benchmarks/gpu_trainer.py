@@ -53,11 +53,6 @@ TINY = {T2V: dict(num_attention_heads=2, attention_head_dim=16, ffn_dim=64, text
                   added_kv_proj_dim=32)}
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _error(e: BaseException) -> str:
     return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
 
@@ -110,14 +105,7 @@ def train_steps(name: str, n_blocks: int, ckpt: bool, *, tiny: bool, device: tor
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         resident = torch.cuda.memory_allocated(device) if device.type == "cuda" else None
-        step()  # warm-up: optimizer state, kernels
-        times = []
-        for _ in range(repeats):
-            _sync(device)
-            t0 = time.perf_counter()
-            step()
-            _sync(device)
-            times.append(time.perf_counter() - t0)
+        _, times = common.device_times(step, repeats, device)  # the first call warms up: optimizer state, kernels
         med = statistics.median(times)
         full = testing.REAL_CONFIGS[name]["config"]["num_layers"]
         res = {"model": name, "blocks": n_blocks, "full_depth": full, "gradient_checkpointing": ckpt,
