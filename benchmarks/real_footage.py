@@ -68,8 +68,8 @@ sampling seed, and where clips sit (0: the middle of equal parts of each video; 
 draw). ``--starts``: clips at given first frames of named sources instead (a validation or held-out set
 kept apart from another by frame numbers). JSON (``--json``, atomic): issue 17's ``rows`` and ``paired``, plus
 ``extra_rows``, ``extra_paired``, ``fill``, ``unseen``, ``per_clip``, ``truth_stability``, ``targets``, ``meta``;
-while the run goes, the per-clip rows so far (``partial: true``). Bad input (no readable video, nothing long enough) exits with status 2 and a
-message.
+while the run goes, the per-clip rows so far (``partial: true``). Bad input (no readable video, nothing long
+enough, a ``--starts`` frame past a video's end) exits with status 2 and a message.
 
 The clips, tasks, methods, scoring and report are the library ``benchmarks/footage/``, which
 ``benchmarks/ablation.py`` and ``benchmarks/gpu_embedded.py`` share; this script is its command line.
