@@ -140,7 +140,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "extend", help="continue a clip by N generated frames",
         description="Continue the footage: new frames follow its last motion. Takes a video.\n"
-                    + _OUTPUT_NOTE + "; frame count: the input's plus --frames.",
+                    + _OUTPUT_NOTE + "; frame count: the input's plus --frames. Where the last frame sees nothing "
+                    "(content coming into view, background an object uncovers) the warp shows, per pixel, the "
+                    "median of three guesses: the edge continued along the motion, an inpainting, the last frame.",
         epilog="examples:\n"
                "  motionguide extend --demo -o longer.mp4 --compare longer.png\n"
                "  motionguide extend in.mp4 --frames 8 -o longer.mp4\n"
