@@ -97,6 +97,38 @@ def device_times(fn: Callable[[], Any], repeats: int, device, *, warmup: int = 1
     return out, times
 
 
+def run_sections(fns: dict[str, Callable[[], Any]], sections, data: dict, path, *, t0: float, budget_s: float,
+                 log: Callable[[str], None], reraise: bool = False, after: Callable[[], None] | None = None) -> dict:
+    """Run ``fns[name]`` for each of ``sections`` into ``data["sections"]``, its seconds in ``data["seconds"]``,
+    and rewrite ``path`` (JSON, atomic, folder made) after each, so a run cut short keeps what it finished. A
+    section that fails is recorded in ``data["errors"]`` and the next one runs (``reraise``: it raises, as a
+    tiny check should); one that would start after ``budget_s`` since ``t0`` is recorded as skipped.
+    ``after``: called after each section (e.g. to free the GPU's cache). Returns ``data`` with its total."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for name in sections:
+        if time.perf_counter() - t0 > budget_s:
+            data["errors"][name] = f"skipped: the {budget_s:.0f} s budget was spent"
+            continue
+        s0 = time.perf_counter()
+        try:
+            data["sections"][name] = fns[name]()
+        except Exception as e:  # the other sections' figures are kept; the error is part of the record
+            data["errors"][name] = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
+            log(f"{name}: failed: {data['errors'][name]}")
+            if reraise:
+                raise
+        finally:
+            data["seconds"][name] = time.perf_counter() - s0
+            if after is not None:
+                after()
+            write_json(path, data)
+    data["seconds"]["total"] = time.perf_counter() - t0
+    write_json(path, data)
+    log(f"wrote {path} ({data['seconds']['total']:.0f} s)")
+    return data
+
+
 def write_text(path: str | os.PathLike, text: str) -> Path:
     """``text`` at ``path``, atomically: written to a temporary sibling and renamed, so a run cut short
     leaves the old file or none, never half of one."""

@@ -348,11 +348,6 @@ def _environment(device: torch.device, tiny: bool) -> dict:
     return env
 
 
-def _write(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    common.write_json(path, data)  # atomic, through the project's one writer
-
-
 def run(*, tiny: bool = False, out: str | Path | None = None, sections=SECTIONS, repeats: int | None = None,
         device: str | None = None, ifnet_dtype: str | None = None, budget_s: float = 420.0, log=print) -> dict:
     """Run the sections; returns the results (also written to ``out`` after each section).
@@ -373,26 +368,8 @@ def run(*, tiny: bool = False, out: str | Path | None = None, sections=SECTIONS,
            "activation": lambda: activation_section(tiny, dev, log),
            "ifnet": lambda: ifnet_section(tiny, dev, 3 * repeats if not tiny else repeats, log, dtype=idt,
                                           warmup=1 if tiny else 3)}
-    for name in sections:
-        if time.perf_counter() - t0 > budget_s:
-            data["errors"][name] = f"skipped: the {budget_s:.0f} s budget was spent"
-            continue
-        s0 = time.perf_counter()
-        try:
-            data["sections"][name] = fns[name]()
-        except Exception as e:  # keep the other sections' figures; the error is part of the record
-            data["errors"][name] = f"{type(e).__name__}: {e}"
-            log(f"{name}: failed: {type(e).__name__}: {e}")
-            if tiny:
-                raise
-        finally:
-            data["seconds"][name] = time.perf_counter() - s0
-            if dev.type == "cuda":
-                torch.cuda.empty_cache()
-            _write(path, data)
-    data["seconds"]["total"] = time.perf_counter() - t0
-    _write(path, data)
-    log(f"wrote {path} ({data['seconds']['total']:.0f} s)")
+    common.run_sections(fns, sections, data, path, t0=t0, budget_s=budget_s, log=log, reraise=tiny,
+                        after=torch.cuda.empty_cache if dev.type == "cuda" else None)
     return data
 
 

@@ -208,11 +208,6 @@ def cache_section(tiny: bool, clips: int, log) -> dict:
     return res
 
 
-def _write(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    common.write_json(path, data)  # atomic, through the project's one writer
-
-
 def run(*, tiny: bool = False, out=None, sections=SECTIONS, blocks: int | None = None, repeats: int | None = None,
         cache_clips: int | None = None, device: str | None = None, budget_s: float = 240.0, log=print) -> dict:
     torch.set_flush_denormal(True)
@@ -233,21 +228,7 @@ def run(*, tiny: bool = False, out=None, sections=SECTIONS, blocks: int | None =
     fns = {"steps": lambda: steps_section(tiny, dev, blocks or (1 if tiny else 4), repeats or (1 if tiny else 3),
                                           t0 + budget_s, log),
            "cache": lambda: cache_section(tiny, cache_clips or 2, log)}
-    for name in sections:
-        if time.perf_counter() - t0 > budget_s:
-            data["errors"][name] = f"skipped: the {budget_s:.0f} s budget was spent"
-            continue
-        s0 = time.perf_counter()
-        try:
-            data["sections"][name] = fns[name]()
-        except Exception as e:  # recorded; the other section still runs
-            data["errors"][name] = _error(e)
-            log(f"{name}: failed: {_error(e)}")
-        data["seconds"][name] = time.perf_counter() - s0
-        _write(path, data)
-    data["seconds"]["total"] = time.perf_counter() - t0
-    _write(path, data)
-    log(f"wrote {path} ({data['seconds']['total']:.0f} s)")
+    common.run_sections(fns, sections, data, path, t0=t0, budget_s=budget_s, log=log)
     return data
 
 

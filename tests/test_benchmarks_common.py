@@ -83,3 +83,25 @@ def test_a_jobs_guidance_enters_each_plugin_file_once_and_each_flow_file_from_fe
     for job, counts in json.loads((tmp_path / "w.json").read_text()).items():
         assert all(n == 1 for f, n in counts.items() if f.startswith("motionguide/")), (job, counts)
         assert all(n <= 2 for f, n in counts.items() if f != "flow/checks.py"), (job, counts)
+
+
+def test_run_sections_keeps_what_finished_records_failures_and_skips_past_the_budget(tmp_path):
+    import time
+
+    path, logged, after = tmp_path / "sub" / "r.json", [], []
+
+    def boom():
+        raise RuntimeError("out of memory\nmore lines")
+
+    data = {"sections": {}, "errors": {}, "seconds": {}}
+    common.run_sections({"a": lambda: {"x": 1}, "b": boom, "c": lambda: 3}, ["a", "b", "c"], data, path,
+                        t0=time.perf_counter(), budget_s=60, log=logged.append, after=lambda: after.append(1))
+    saved = json.loads(path.read_text())
+    assert saved["sections"] == {"a": {"x": 1}, "c": 3} and saved["errors"] == {"b": "RuntimeError: out of memory"}
+    assert set(saved["seconds"]) == {"a", "b", "c", "total"} and len(after) == 3
+    data = {"sections": {}, "errors": {}, "seconds": {}}
+    common.run_sections({"a": lambda: 1}, ["a"], data, path, t0=time.perf_counter() - 10, budget_s=5, log=logged.append)
+    assert data["errors"] == {"a": "skipped: the 5 s budget was spent"} and not data["sections"]
+    with pytest.raises(RuntimeError, match="out of memory"):
+        common.run_sections({"b": boom}, ["b"], {"sections": {}, "errors": {}, "seconds": {}}, path,
+                            t0=time.perf_counter(), budget_s=60, log=logged.append, reraise=True)
