@@ -12,8 +12,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = [REPO / "README.md", REPO / "CHANGELOG.md", *sorted((REPO / "docs").glob("*.md"))]
-#: TODO(lead): references in lines other branches edit, stale until their merge; clear after it
-PENDING_SCRIPTS: set = set()  # (page, script) pairs a page may still name while another branch renames them
 
 
 def test_benchmark_docs_are_written_from_the_results():
@@ -66,10 +64,5 @@ def test_links_between_pages_reach_a_file_and_a_heading(page):
 def test_the_benchmark_scripts_a_page_names_exist(page):
     name = page.relative_to(REPO).as_posix()
     named = set(re.findall(r"benchmarks/[\w-]+\.(?:py|sh)", page.read_text()))
-    missing = sorted(s for s in named if not (REPO / s).is_file() and (name, s) not in PENDING_SCRIPTS)
+    missing = sorted(s for s in named if not (REPO / s).is_file())
     assert not missing, f"{name} names {missing}"
-
-
-def test_the_pending_scripts_are_still_pending():
-    stale = [(p, s) for p, s in PENDING_SCRIPTS if s not in (REPO / p).read_text() or (REPO / s).is_file()]
-    assert not stale, f"{stale}: fixed; take them out of PENDING_SCRIPTS"

@@ -102,13 +102,11 @@ def test_files_stay_small(name):
     assert n <= MAX_LINES, f"{MODULES[name].relative_to(REPO)} has {n} lines; split it along its jobs"
 
 
-#: TODO(lead): benchmark scripts being split on other branches; clear each entry after its merge
-LENGTH_PENDING: set = set()
 #: the scripts and the benchmark libraries beside them (benchmarks/footage/)
 BENCHMARKS = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "benchmarks").rglob("*.py"))
 
 
-@pytest.mark.parametrize("name", [b for b in BENCHMARKS if b not in LENGTH_PENDING])
+@pytest.mark.parametrize("name", BENCHMARKS)
 def test_benchmark_scripts_stay_small(name):
     n = len((REPO / name).read_text().splitlines())
     assert n <= MAX_LINES, f"{name} has {n} lines; move what other scripts share into benchmarks/_common.py"
@@ -121,9 +119,6 @@ DIARY = re.compile(r"\bsessions? [0-9]|\b(this|last|next|previous|earlier|later|
                    r"|\b20[0-9]{2}-[01][0-9]-[0-3][0-9]\b", re.IGNORECASE)
 #: history by design: the change log and the decision log are dated records
 HISTORY = {"CHANGELOG.md", "docs/DECISIONS.md"}
-#: TODO(lead): files other helpers are editing while this check was widened; clear each entry once its
-#: owner's branch is merged and the file passes (the hits are listed in the docs branch's report)
-DIARY_PENDING: set = set()
 
 
 def _text_files() -> list[Path]:
@@ -151,14 +146,8 @@ def test_the_diary_pattern_reads_what_it_should():
 
 
 def test_code_and_docs_are_a_reference_not_a_diary():
-    files = [p for p in _text_files() if p.relative_to(REPO).as_posix() not in DIARY_PENDING]
-    hits = diary_hits(files)
+    hits = diary_hits(_text_files())
     assert not hits, "history goes in commit messages, CHANGELOG.md or docs/DECISIONS.md:\n" + "\n".join(hits)
-
-
-def test_the_pending_lists_name_files_that_exist():
-    missing = [f for f in DIARY_PENDING | LENGTH_PENDING if not (REPO / f).is_file()]
-    assert not missing, f"{missing}: gone; take them out of DIARY_PENDING / LENGTH_PENDING"
 
 
 def test_docs_hold_no_pasted_machine_output():
@@ -166,6 +155,5 @@ def test_docs_hold_no_pasted_machine_output():
     run's output with this machine's paths or load."""
     pattern = re.compile(r"/root/|/home/[a-z]|load average", re.IGNORECASE)
     hits = [f"{p.relative_to(REPO).as_posix()}:{i}" for p in sorted((REPO / "docs").rglob("*.md"))
-            if p.relative_to(REPO).as_posix() not in DIARY_PENDING
             for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
     assert not hits, hits
